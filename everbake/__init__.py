@@ -1,0 +1,3 @@
+"""everbake: bake Everest-ready VM images for optimization models."""
+
+__version__ = "0.1.0"
