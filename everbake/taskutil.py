@@ -1,0 +1,50 @@
+"""The one place where our errors become a one-line exit for invoke tasks."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import invoke
+
+from everbake.errors import EverbakeError
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("EVERBAKE_DEBUG", "") not in ("", "0")
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an EverbakeError into invoke.Exit: each line 'error: ...', status 1.
+
+    With EVERBAKE_DEBUG=1 the exception propagates and invoke shows the traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EverbakeError as exc:
+            if debug_enabled():
+                raise
+            lines = str(exc).splitlines() or [type(exc).__name__]
+            raise invoke.Exit("\n".join(f"error: {line}" for line in lines), exc.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            raise invoke.Exit("interrupted", 130) from None
+
+    return wrapper
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """invoke.task with our error handling; use exactly like @invoke.task(...)."""
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return invoke.task(user_errors(args[0]))
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        return invoke.task(*args, **kwargs)(user_errors(func))
+
+    return decorate
