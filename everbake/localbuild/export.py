@@ -1,0 +1,69 @@
+"""Root filesystem <-> compressed tarball (zstd through tar), written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from everbake.errors import BuildError
+from everbake.localbuild.chroot import mounts_under
+from everbake.proc import require_tool, stream
+
+# Not part of an image: kernel filesystems (empty once unmounted) and our backups.
+_EXCLUDES = ("./proc/*", "./sys/*", "./dev/pts/*", "./etc/resolv.conf.everbake-orig")
+
+
+def compressor(level: int) -> str:
+    return f"zstd -T0 -{level} -q"
+
+
+def pack(root: Path, tarball: Path, *, level: int = 3, log_path: Path | None = None) -> int:
+    """Write ``root`` as ``tarball`` (.tar.zst); returns its size in bytes.
+
+    Written to ``<tarball>.partial`` and renamed, so readers never see half a file.
+    """
+    require_tool("zstd", "apt-get install zstd")
+    busy = mounts_under(root)
+    if busy:
+        raise BuildError(f"cannot export {root}: still mounted: {', '.join(busy)}")
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tarball.with_name(tarball.name + ".partial")
+    argv = ["tar", "--numeric-owner", "--xattrs", "--acls", "-I", compressor(level)]
+    argv += [f"--exclude={pattern}" for pattern in _EXCLUDES]
+    argv += ["-C", str(root), "-cf", str(tmp), "."]
+    try:
+        stream(argv, prefix="tar", log_path=log_path, what=f"packing {root} into {tarball.name}")
+        os.replace(tmp, tarball)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return tarball.stat().st_size
+
+
+def unpack(tarball: Path, root: Path, *, log_path: Path | None = None) -> None:
+    """Extract ``tarball`` into ``root`` (created; must be empty or missing)."""
+    require_tool("zstd", "apt-get install zstd")
+    if not tarball.is_file():
+        raise BuildError(f"image tarball {tarball} does not exist")
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise BuildError(f"cannot unpack {tarball.name} into {root}: it is not empty")
+    argv = ["tar", "--numeric-owner", "--xattrs", "--acls", "-I", "zstd -T0 -d -q"]
+    argv += ["-C", str(root), "-xpf", str(tarball)]
+    stream(argv, prefix="tar", log_path=log_path, what=f"unpacking {tarball.name}", echo=False)
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of regular files under ``root`` (hard links counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_size
+    return total

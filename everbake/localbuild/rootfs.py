@@ -1,0 +1,66 @@
+"""A fresh Debian root filesystem from mmdebstrap, created atomically."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from everbake.localbuild.chroot import remove_tree
+from everbake.proc import require_tool, stream
+
+# Packages every image needs before 10-base.sh runs (it installs the rest).
+BASE_INCLUDE = ("ca-certificates", "python3", "python3-venv")
+
+# Documentation is dead weight in an image (copyright files stay, licences need them).
+_DPKG_OPTS = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+)
+
+
+def mmdebstrap_argv(
+    target: Path, *, suite: str, mirror: str, include: Sequence[str] = BASE_INCLUDE
+) -> list[str]:
+    argv = [
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=minbase",
+        "--include=" + ",".join(include),
+        '--aptopt=APT::Install-Recommends "false"',
+    ]
+    argv += [f"--dpkgopt={opt}" for opt in _DPKG_OPTS]
+    return [*argv, suite, str(target), mirror]
+
+
+def create_rootfs(
+    target: Path,
+    *,
+    suite: str,
+    mirror: str,
+    include: Sequence[str] = BASE_INCLUDE,
+    log_path: Path | None = None,
+) -> None:
+    """Bootstrap ``suite`` from ``mirror`` into ``target`` (which must not exist).
+
+    mmdebstrap writes into a sibling temp dir that is renamed on success, so a
+    failed or interrupted bootstrap never leaves a half-made ``target``.
+    """
+    require_tool("mmdebstrap", "apt-get install mmdebstrap")
+    tmp = target.with_name(target.name + ".partial")
+    remove_tree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stream(
+            mmdebstrap_argv(tmp, suite=suite, mirror=mirror, include=include),
+            prefix="mmdebstrap",
+            log_path=log_path,
+            what=f"mmdebstrap {suite} from {mirror}",
+        )
+        os.replace(tmp, target)
+    finally:
+        remove_tree(tmp)
