@@ -1,0 +1,492 @@
+"""Status client for the Everest agent task protocol (see agentproto.py).
+
+send() only appends to a bounded queue; a background thread connects, writes
+whole frames and reconnects with backoff, so whatever the agent does (down,
+slow, restarting) the model is never blocked or crashed by a status update.
+When the queue is full the OLDEST status is dropped: the last status is the one
+the job shows. Shared-variable requests are never dropped before statuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import contextlib
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from . import __version__, agentproto
+
+if TYPE_CHECKING:  # annotations only: the runtime still runs on Python 3.8
+    from collections.abc import Callable
+
+    VarCallback = Callable[[str, str | None], None]
+    _Entry = tuple[bool, bytes]  # (droppable, frame bytes)
+
+DEFAULT_ADDRESS = "localhost"
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+# One write carries at most this much, so a requeue after a failure stays cheap.
+BATCH_BYTES = 64 * 1024
+
+
+def _stderr_log(line: str) -> None:
+    try:
+        sys.stderr.write("everest-status: " + line + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+class StatusClient:
+    """One task's connection to its agent; all methods are thread-safe."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        task_id: str,
+        queue_size: int = 1000,
+        connect_timeout: float = 2.0,
+        write_timeout: float = 30.0,
+        log: Callable[[str], None] = _stderr_log,
+    ) -> None:
+        self.address = address or DEFAULT_ADDRESS
+        self.port = int(port)
+        self.task_id = str(task_id)
+        self.dropped = 0
+        self.sent = 0
+        self.connects = 0
+        self._queue_size = max(1, queue_size)
+        self._connect_timeout = connect_timeout
+        self._write_timeout = write_timeout
+        self._log = log
+        self._handshake = agentproto.handshake(self.task_id)
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._inflight: list[_Entry] = []
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # wakes the sender
+        self._changed = threading.Condition(self._lock)  # wakes flush() and get_var()
+        self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self._dead: list[socket.socket] = []  # dropped by the reader; the sender closes them
+        self._stop = False
+        self._reported_down = False
+        self._vars: dict[str, str | None] = {}
+        self._var_generation: dict[str, int] = {}
+        self._callbacks: list[VarCallback] = []
+        self._sender = threading.Thread(target=self._run, name="everest-status", daemon=True)
+        self._sender.start()
+
+    # -- caller side -------------------------------------------------------
+
+    def send(self, message: str) -> None:
+        """Queue a status message; returns at once and never raises."""
+        with contextlib.suppress(Exception):
+            self._enqueue(agentproto.text_frame(str(message)), droppable=True)
+
+    def set_var(self, name: str, value: str) -> None:
+        """Set a job-wide shared variable (the agent broadcasts it; no reply)."""
+        _check_var_name(name)
+        value = str(value)
+        with self._lock:
+            self._vars[name] = value
+        self._enqueue(agentproto.text_frame(agentproto.var_set(name, value)), droppable=False)
+
+    def get_var(self, name: str, timeout: float = 10.0) -> str | None:
+        """Ask the agent for a shared variable; None when it is unset (NULL).
+
+        Raises TimeoutError when no VAR_VALUE for `name` arrives in time.
+        """
+        _check_var_name(name)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            asked_at = self._var_generation.get(name, 0)
+        self._enqueue(agentproto.text_frame(agentproto.var_get(name)), droppable=False)
+        with self._lock:
+            while self._var_generation.get(name, 0) == asked_at:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"no value for shared variable {name!r} from the Everest agent "
+                        f"at {self.address}:{self.port} within {timeout} s"
+                    )
+                self._changed.wait(remaining)
+            return self._vars.get(name)
+
+    def on_var(self, callback: VarCallback) -> VarCallback:
+        """Call callback(name, value) for every VAR_VALUE (replies and pushes)."""
+        with self._lock:
+            self._callbacks.append(callback)
+        return callback
+
+    @property
+    def variables(self) -> dict[str, str | None]:
+        """A copy of the latest known value of every shared variable."""
+        with self._lock:
+            return dict(self._vars)
+
+    @property
+    def pending(self) -> int:
+        """Frames queued or being written."""
+        with self._lock:
+            return len(self._queue) + len(self._inflight)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queue or self._inflight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Deliver what is queued, then end the session as the protocol says
+        (shut down writing, read until the agent closes). True if all was written."""
+        deadline = time.monotonic() + timeout
+        delivered = self.flush(timeout)
+        with self._lock:
+            if self._stop:
+                return delivered
+            self._stop = True
+            lost = len(self._queue) + len(self._inflight)
+            sock = self._sock
+            self._work.notify_all()
+        self._sender.join(max(0.0, deadline - time.monotonic()))
+        if sock is not None:
+            _shutdown(sock, socket.SHUT_RDWR if self._sender.is_alive() else socket.SHUT_WR)
+            reader = self._reader
+            if reader is not None:
+                reader.join(max(0.0, deadline - time.monotonic()))
+            sock.close()
+        for old in self._dead:
+            old.close()
+        if lost:
+            self._log(
+                f"{lost} status message(s) not delivered to the agent at {self.address}:{self.port}"
+            )
+        if self.dropped:
+            self._log(f"dropped {self.dropped} older status message(s) while the queue was full")
+        return delivered
+
+    def __enter__(self) -> StatusClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------
+
+    def _enqueue(self, data: bytes, droppable: bool) -> None:
+        with self._lock:
+            if self._stop:
+                self.dropped += 1
+                return
+            if len(self._queue) >= self._queue_size:
+                self._drop_oldest()
+            self._queue.append((droppable, data))
+            self._work.notify()
+
+    def _drop_oldest(self) -> None:
+        # Prefer an old status over a variable request; the head is usually a status.
+        for index, (droppable, _) in enumerate(self._queue):
+            if droppable:
+                del self._queue[index]
+                break
+        else:
+            self._queue.popleft()
+        self.dropped += 1
+
+    def _take_batch(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        size = 0
+        while self._queue and (not batch or size + len(self._queue[0][1]) <= BATCH_BYTES):
+            entry = self._queue.popleft()
+            batch.append(entry)
+            size += len(entry[1])
+        return batch
+
+    def _run(self) -> None:
+        delay = BACKOFF_MIN
+        while True:
+            with self._lock:
+                while self._sock is not None and not self._queue and not self._stop:
+                    self._work.wait()
+                dead, self._dead = self._dead, []
+                if self._stop:
+                    return
+                sock = self._sock
+                batch = self._take_batch() if sock is not None else []
+                self._inflight = batch
+            for old in dead:
+                old.close()
+            if sock is None:
+                if self._connect():
+                    delay = BACKOFF_MIN
+                else:
+                    with self._lock:
+                        if not self._stop:
+                            self._work.wait(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            try:
+                sock.sendall(b"".join(data for _, data in batch))
+            except Exception:
+                # Some bytes of the batch may have reached the old connection; the
+                # whole batch goes again, from a frame boundary, on a new one.
+                with self._lock:
+                    self._inflight = []
+                    self._queue.extendleft(reversed(batch))
+                    while len(self._queue) > self._queue_size:
+                        self._drop_oldest()
+                self._disconnect(sock)
+                continue
+            with self._lock:
+                self._inflight = []
+                self.sent += len(batch)
+                self._changed.notify_all()
+
+    def _connect(self) -> bool:
+        try:
+            sock = socket.create_connection((self.address, self.port), self._connect_timeout)
+        except Exception as error:
+            self._report_down(error)
+            return False
+        try:
+            sock.settimeout(self._write_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(self._handshake)
+        except Exception as error:
+            sock.close()
+            self._report_down(error)
+            return False
+        if self._reported_down:
+            self._reported_down = False
+            self._log(f"reconnected to the agent at {self.address}:{self.port}")
+        reader = threading.Thread(
+            target=self._read, args=(sock,), name="everest-status-reader", daemon=True
+        )
+        with self._lock:
+            if self._stop:
+                sock.close()
+                return True
+            self._sock = sock
+            self._reader = reader
+            self.connects += 1
+        reader.start()
+        return True
+
+    def _report_down(self, error: Exception) -> None:
+        if not self._reported_down:
+            self._reported_down = True
+            self._log(
+                f"agent at {self.address}:{self.port} unreachable ({_describe(error)}); "
+                "status is queued and retried"
+            )
+
+    def _disconnect(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+        _shutdown(sock, socket.SHUT_RDWR)
+        sock.close()
+
+    def _read(self, sock: socket.socket) -> None:
+        reader = agentproto.FrameReader()
+        try:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                for payload in reader.feed(data):
+                    self._on_frame(payload)
+        except Exception:
+            pass
+        with self._lock:
+            if self._sock is sock and not self._stop:
+                # The agent went away: let the sender reconnect (it owns closing).
+                self._sock = None
+                self._dead.append(sock)
+                _shutdown(sock, socket.SHUT_RDWR)
+                self._work.notify()
+
+    def _on_frame(self, payload: bytes) -> None:
+        parsed = agentproto.parse_var_value(payload.decode("utf-8", "replace"))
+        if parsed is None:
+            return
+        name, value = parsed
+        with self._lock:
+            self._vars[name] = value
+            self._var_generation[name] = self._var_generation.get(name, 0) + 1
+            self._changed.notify_all()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback(name, value)
+            except Exception as error:
+                self._log(f"shared-variable callback failed: {_describe(error)}")
+
+
+def _check_var_name(name: str) -> None:
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"shared variable name must be non-empty without spaces: {name!r}")
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(how)
+
+
+def _describe(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return text or type(error).__name__
+
+
+# -- module level: the task's own agent from the environment ---------------
+
+_default: StatusClient | None = None
+_default_lock = threading.Lock()
+_default_resolved = False
+
+
+def agent_from_env(environ: dict[str, str] | None = None) -> tuple[str, int, str] | None:
+    """(address, port, task id) from EVEREST_AGENT_*, or None when not configured."""
+    env = os.environ if environ is None else environ
+    port_text = env.get("EVEREST_AGENT_PORT", "").strip()
+    task_id = env.get("EVEREST_AGENT_TASK_ID", "").strip()
+    if not port_text or not task_id:
+        return None
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        _stderr_log(
+            f"EVEREST_AGENT_PORT={port_text!r} is not a TCP port number; status goes to stderr"
+        )
+        return None
+    address = env.get("EVEREST_AGENT_ADDRESS", "").strip() or DEFAULT_ADDRESS
+    return address, port, task_id
+
+
+def default_client() -> StatusClient | None:
+    """The process-wide client for EVEREST_AGENT_*, closed at exit; None without an agent."""
+    global _default, _default_resolved
+    with _default_lock:
+        if not _default_resolved:
+            _default_resolved = True
+            agent = agent_from_env()
+            if agent is not None:
+                _default = StatusClient(*agent)
+                atexit.register(_default.close, 2.0)
+        return _default
+
+
+def send(message: str) -> None:
+    """Send a status to this task's agent (stderr when none is configured); never raises."""
+    try:
+        client = default_client()
+        if client is None:
+            sys.stderr.write(f"status: {message}\n")
+            sys.stderr.flush()
+        else:
+            client.send(message)
+    except Exception:
+        pass
+
+
+def flush(timeout: float = 5.0) -> bool:
+    client = default_client()
+    return True if client is None else client.flush(timeout)
+
+
+def close(timeout: float = 5.0) -> bool:
+    client = default_client()
+    return True if client is None else client.close(timeout)
+
+
+# -- everest-status MESSAGE --------------------------------------------------
+
+
+def deliver_once(
+    agent: tuple[str, int, str], messages: list[str], timeout: float = 5.0
+) -> str | None:
+    """Open a session, send the messages, end it; the error text, or None on success."""
+    address, port, task_id = agent
+    deadline = time.monotonic() + timeout
+    payload = agentproto.handshake(task_id) + b"".join(map(agentproto.text_frame, messages))
+    try:
+        with socket.create_connection((address, port), timeout) as sock:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            # Read until the agent closes, as the protocol asks; the data is written already.
+            try:
+                while sock.recv(65536):
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+            except (TimeoutError, ConnectionError):
+                pass
+    except Exception as error:
+        return _describe(error)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="everest-status",
+        description="Send a live status message to this task's Everest agent "
+        "(EVEREST_AGENT_ADDRESS, EVEREST_AGENT_PORT, EVEREST_AGENT_TASK_ID). "
+        "Without an agent the message goes to stderr. Always exits 0 once the "
+        "arguments are valid.",
+    )
+    parser.add_argument("message", nargs="+", help="the status text; '-' sends each stdin line")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to try delivering (default 5)"
+    )
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0
+    agent = agent_from_env()
+    from_stdin = args.message == ["-"]
+    if agent is None:
+        if not from_stdin:
+            sys.stderr.write("status: {}\n".format(" ".join(args.message)))
+        else:
+            for line in sys.stdin:
+                sys.stderr.write("status: {}\n".format(line.rstrip("\n")))
+        return 0
+    if from_stdin:
+        with StatusClient(*agent) as client:
+            for line in sys.stdin:
+                if line.strip():
+                    client.send(line.rstrip("\n"))
+            delivered = client.close(args.timeout)
+        if not delivered:
+            _stderr_log("warning: not every status reached the agent at {}:{}".format(*agent))
+        return 0
+    message = " ".join(args.message)
+    error = deliver_once(agent, [message], args.timeout)
+    if error is not None:
+        _stderr_log(
+            f"warning: status not delivered to the agent at {agent[0]}:{agent[1]} "
+            f"({error}): {message}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
