@@ -145,7 +145,9 @@ def chroot(root: Path, *, resolv_conf: Path = Path("/etc/resolv.conf")) -> Itera
         stack.callback(kill_leftovers, root)
         resolv = resolv_conf.read_bytes() if resolv_conf.exists() else b""
         stack.enter_context(_replaced_file(root / "etc/resolv.conf", resolv))
-        stack.enter_context(_replaced_file(root / "usr/sbin/policy-rc.d", _POLICY_RC_D.encode(), 0o755))
+        stack.enter_context(
+            _replaced_file(root / "usr/sbin/policy-rc.d", _POLICY_RC_D.encode(), 0o755)
+        )
         yield Chroot(root)
 
 

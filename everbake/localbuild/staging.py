@@ -8,6 +8,7 @@ their values exist only in the build step's environment, and
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -50,7 +51,9 @@ def secret_env_name(name: str) -> str:
 def build_runtime_wheel(runtime_dir: Path, dest: Path) -> Path:
     """`pip wheel --no-deps` of the everest-runtime distribution into ``dest``."""
     if not (runtime_dir / "pyproject.toml").is_file():
-        raise BuildError(f"runtime source {runtime_dir} has no pyproject.toml (spec: runtime.source)")
+        raise BuildError(
+            f"runtime source {runtime_dir} has no pyproject.toml (spec: runtime.source)"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("everest_runtime-*.whl"):
         old.unlink()
@@ -99,8 +102,6 @@ def _pack_dir(directory: Path, out: Path) -> None:
                 continue
             arcname = f"{directory.name}/{path.relative_to(directory)}"
             tar.add(path, arcname=arcname, recursive=False, filter=normalise)
-    import gzip
-
     out.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
 
 
@@ -115,9 +116,11 @@ def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, 
     try:
         if "://" in where:
             try:
-                with urllib.request.urlopen(where, timeout=_FETCH_TIMEOUT) as response:  # noqa: S310
-                    with open(tmp, "wb") as out:
-                        shutil.copyfileobj(response, out)
+                with (
+                    urllib.request.urlopen(where, timeout=_FETCH_TIMEOUT) as response,
+                    open(tmp, "wb") as out,
+                ):
+                    shutil.copyfileobj(response, out)
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 if agent.required:

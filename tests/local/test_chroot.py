@@ -49,7 +49,9 @@ def test_undone_on_exception(tiny_root: Path) -> None:
 def test_undone_on_ctrl_c_with_a_process_still_running_inside(tiny_root: Path) -> None:
     # SIGINT to ourselves while a command inside keeps /proc open in its cwd.
     with pytest.raises(KeyboardInterrupt), chroot(tiny_root) as ch:
-        sleeper = subprocess.Popen(ch.argv(["/bin/sh", "-c", "cd /proc && sleep 300"]), env=ch.env())
+        sleeper = subprocess.Popen(
+            ch.argv(["/bin/sh", "-c", "cd /proc && sleep 300"]), env=ch.env()
+        )
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
         time.sleep(5)
     assert mounts_under(tiny_root) == []
@@ -75,7 +77,11 @@ def test_a_root_without_a_resolv_conf_gets_none_back(tiny_root: Path) -> None:
 
 
 def test_refuses_a_root_that_is_already_mounted(tiny_root: Path) -> None:
-    with chroot(tiny_root), pytest.raises(BuildError, match="already has mounts"), chroot(tiny_root):
+    with (
+        chroot(tiny_root),
+        pytest.raises(BuildError, match="already has mounts"),
+        chroot(tiny_root),
+    ):
         pass
     assert mounts_under(tiny_root) == []
 

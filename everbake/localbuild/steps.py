@@ -1,0 +1,95 @@
+"""The three build steps Packer's shell-local provisioners run, in order.
+
+base:   unpack the cached base layer, or mmdebstrap a fresh root filesystem,
+        run the base scripts (10/20/30) in it and save it as the cache.
+image:  stage the image-layer files and embed secrets, run 50..90.
+export: pack the root filesystem as dist/local/<image>.tar.zst and drop the work dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from everbake.errors import BuildError
+from everbake.localbuild import export, rootfs
+from everbake.localbuild.chroot import chroot, remove_tree
+from everbake.localbuild.plan import Plan
+from everbake.localbuild.staging import write_embed_secrets
+from everbake.proc import stream
+from everbake.ui import phase, say
+
+
+def _copy_staging(plan: Plan) -> None:
+    """Copy the host's staged files into the root filesystem (replacing any old copy)."""
+    target = plan.staging_in_root
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(plan.staging_host, target, symlinks=False)
+    target.chmod(0o700)
+
+
+def _run_layer(plan: Plan, layer: str) -> None:
+    spec = plan.layers[layer]
+    log = Path(plan.log) if plan.log else None
+    with chroot(plan.rootfs) as ch:
+        for script in spec.scripts:
+            inside = f"{plan.staging}/scripts/{script}"
+            if not (plan.rootfs / inside.lstrip("/")).is_file():
+                raise BuildError(f"{layer} layer: script {script} was not staged")
+            with phase(f"{layer} layer: {script}"):
+                stream(
+                    ch.argv(["/bin/bash", inside]),
+                    env=ch.env(spec.env),
+                    prefix=script.removesuffix(".sh"),
+                    log_path=log,
+                    what=f"{layer} layer, script provisioning/{script}",
+                    echo=False,
+                )
+
+
+def base(plan: Plan) -> None:
+    root = plan.rootfs
+    cache = Path(plan.base_cache)
+    remove_tree(Path(plan.work_dir))
+    if cache.is_file():
+        with phase(f"base layer {plan.base_name}: cached, unpacking {cache}"):
+            export.unpack(cache, root)
+        return
+    with phase(f"base layer {plan.base_name}: mmdebstrap {plan.suite}"):
+        rootfs.create_rootfs(root, suite=plan.suite, mirror=plan.mirror, log_path=_log(plan))
+    _copy_staging(plan)
+    _run_layer(plan, "base")
+    # The cache holds no staging: the image layer stages afresh on every build.
+    shutil.rmtree(plan.staging_in_root)
+    with phase(f"base layer: saving cache {cache.name}"):
+        size = export.pack(root, cache, level=1, log_path=_log(plan))
+    say(f"base layer cached: {cache} ({size / 1e6:.0f} MB)")
+
+
+def image(plan: Plan, environ: Mapping[str, str]) -> None:
+    if not plan.rootfs.is_dir():
+        raise BuildError(f"{plan.rootfs} does not exist: the base step did not run or failed")
+    _copy_staging(plan)
+    if plan.embed_secrets:
+        names = write_embed_secrets(plan.staging_in_root, plan.embed_secrets, environ)
+        say(f"embed secrets staged (0600): {', '.join(names)}")
+    _run_layer(plan, "image")
+    leftover = plan.staging_in_root
+    if leftover.exists():
+        # 90-hygiene.sh removes staging; never ship it (it may hold secrets) if it did not.
+        shutil.rmtree(leftover)
+        say(f"warning: {plan.staging} was still in the image after the last script; removed it")
+
+
+def export_image(plan: Plan) -> None:
+    output = Path(plan.output)
+    with phase(f"export: {output.name}"):
+        size = export.pack(plan.rootfs, output, level=plan.compression_level, log_path=_log(plan))
+    say(f"image written: {output} ({size / 1e6:.0f} MB)")
+    remove_tree(Path(plan.work_dir))
+
+
+def _log(plan: Plan) -> Path | None:
+    return Path(plan.log) if plan.log else None
