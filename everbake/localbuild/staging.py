@@ -24,7 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from everbake.errors import BuildError, SpecError
+import jinja2
+
+from everbake.errors import BuildError, RenderError, SpecError
+from everbake.spec import ImageSpec
 from everbake.ui import say
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -237,3 +240,87 @@ def write_embed_secrets(
         path.chmod(0o600)
         written.append(name)
     return written
+
+
+# --- the whole staging directory from a spec (host side) ----------------------------
+
+
+@dataclass(frozen=True)
+class Staged:
+    agent_sha256: str | None  # None: the agent is skipped
+    wheel: str
+    ca_certificates: list[str]
+
+
+def render_agent_conf(spec: ImageSpec) -> str:
+    """The agent's config from the spec's template (standard Jinja delimiters, strict)."""
+    template_path = spec.repo_path(spec.agent.config_template)
+    if not template_path.is_file():
+        raise SpecError([f"agent.config_template: {spec.agent.config_template} does not exist"])
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_path.parent)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    try:
+        text = env.get_template(template_path.name).render(spec=spec)
+    except jinja2.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f"{template_path}:{line}" if line else str(template_path)
+        raise RenderError(f"{where}: {exc}") from None
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RenderError(f"{template_path} did not render to JSON: {exc}") from None
+    return text
+
+
+def image_info(spec: ImageSpec, image: str, fingerprints: Mapping[str, str]) -> dict[str, object]:
+    """image.json: what the image is and how each secret reaches it (names only)."""
+    return {
+        "image": image,
+        "spec": spec.name,
+        "family": spec.family,
+        "fingerprints": dict(fingerprints),
+        "secrets": {
+            name: {"mode": s.mode, "env": s.env, "metadata_key": s.metadata_key, "path": s.path}
+            for name, s in sorted(spec.secrets.items())
+        },
+    }
+
+
+def stage(
+    spec: ImageSpec,
+    staging: Path,
+    *,
+    image: str,
+    fingerprints: Mapping[str, str],
+    scripts: Iterable[Path],
+) -> Staged:
+    """Fill ``staging`` (emptied first) with everything but secret values."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / "scripts").mkdir()
+    for script in scripts:
+        shutil.copyfile(script, staging / "scripts" / script.name)
+    wheel = build_runtime_wheel(spec.repo_path(spec.runtime.source), staging)
+    agent = AgentSource(
+        source=spec.agent.source,
+        ref=spec.agent.ref,
+        sha256=spec.agent.sha256 or None,
+        required=spec.agent.required,
+    )
+    fetched = fetch_agent(agent, staging / AGENT_ARCHIVE, spec.repo_root)
+    (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
+    ca = stage_ca_certificates(
+        ca_certificate_files(spec.system.ca_certificates, spec.repo_root), staging
+    )
+    stage_solver_scripts(
+        {s.name: spec.repo_path(s.script) for s in spec.solvers if s.install == "script"}, staging
+    )
+    write_json(staging / "image.json", image_info(spec, image, fingerprints))
+    return Staged(
+        agent_sha256=fetched[1] if fetched else None, wheel=wheel.name, ca_certificates=ca
+    )
