@@ -1,0 +1,114 @@
+"""Fingerprints of the two layers: sha256 over everything baked into them.
+
+Inputs are hashed as canonical JSON of plain data and file contents keyed by
+paths relative to the repository, so the value is the same in any checkout, on
+any machine, at any time. Build-VM-only settings (zones, machine type,
+preemptible, project) and secret values are not inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from everbake import provision_env
+from everbake.providers.plugins import PLUGINS
+from everbake.spec import ImageSpec
+
+# Bump when the meaning of the inputs changes (forces new names everywhere).
+SCHEME = 1
+# Never part of a source tree's identity.
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
+_SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    base: str
+    image: str
+
+    def of(self, layer: str) -> str:
+        provision_env.check_layer(layer)
+        return self.base if layer == "base" else self.image
+
+
+def fingerprints(spec: ImageSpec) -> Fingerprints:
+    base = _digest(base_inputs(spec))
+    return Fingerprints(base=base, image=_digest(image_inputs(spec, base)))
+
+
+def base_inputs(spec: ImageSpec) -> dict[str, Any]:
+    """OS, Python, solvers, extra packages: what the base layer bakes."""
+    data = spec.to_canonical()
+    root = spec.repo_root
+    return {
+        "scheme": SCHEME,
+        "base": data["base"],
+        "system": data["system"],
+        "python": data["python"],
+        "solvers": data["solvers"],
+        "disk_size_gb": {p: data["build"][p]["disk_size_gb"] for p in ("gcp", "yandex")},
+        "scripts": _files(root, provision_env.scripts(root, "base")),
+        "solver_scripts": _files(
+            root, [root / s for s in provision_env.solver_scripts(spec).values()]
+        ),
+        "ca_certificates": _ca_files(spec),
+        "templates": _tree(root / "templates", root, skip={"agent"}),
+        "plugins": {name: list(v) for name, v in sorted(PLUGINS.items())},
+    }
+
+
+def image_inputs(spec: ImageSpec, base_fingerprint: str) -> dict[str, Any]:
+    """Base fingerprint plus agent, runtime, secrets' modes, hygiene and verify."""
+    data = spec.to_canonical()
+    root = spec.repo_root
+    return {
+        "scheme": SCHEME,
+        "base_fingerprint": base_fingerprint,
+        "name": data["name"],
+        "family": data["family"],
+        "description": data["description"],
+        "agent": data["agent"],
+        "agent_template": _files(root, [root / spec.agent.config_template]),
+        "runtime": _tree(root / spec.runtime.source, root),
+        "secrets": data["secrets"],
+        "compression": data["build"]["local"]["compression"],
+        "scripts": _files(root, provision_env.scripts(root, "image")),
+    }
+
+
+def _digest(inputs: dict[str, Any]) -> str:
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _files(root: Path, paths: list[Path]) -> dict[str, str]:
+    """Relative path -> sha256 of the content (a missing file hashes as 'missing')."""
+    out = {}
+    for path in paths:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return dict(sorted(out.items()))
+
+
+def _tree(top: Path, root: Path, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    paths = []
+    for path in top.rglob("*"):
+        parts = set(path.relative_to(top).parts)
+        if parts & (_SKIP_DIRS | skip) or any(p.endswith(_SKIP_SUFFIXES) for p in parts):
+            continue
+        if path.is_file():
+            paths.append(path)
+    return _files(root, paths)
+
+
+def _ca_files(spec: ImageSpec) -> Any:
+    # "host" certificates are a property of the build machine, not of the image
+    # (hygiene removes them unless kept), so only the setting itself is an input.
+    certs = spec.system.ca_certificates
+    if isinstance(certs, str):
+        return certs
+    return _files(spec.repo_root, [spec.repo_root / c for c in certs])
