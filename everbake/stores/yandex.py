@@ -1,0 +1,267 @@
+"""Yandex Cloud images through yandexcloud (imported lazily).
+
+Image List filters on ``name`` only (exact match) and the image name is the
+naming module's business, so lookups by fingerprint list the folder and match
+the ``fingerprint`` label here. Yandex has no image deprecation: retiring an
+image means deleting it. Operations are awaited with our own bounded loop: the
+SDK's waiter retries UNAVAILABLE for minutes whatever its timeout says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from everbake.errors import CloudError, CredentialsError
+from everbake.stores import CloudImage, fingerprint_label_value, newest_first
+from everbake.stores.gcp import CredentialsHint
+
+T = TypeVar("T")
+
+TOKEN_FIX = (
+    "set YC_TOKEN (e.g. export YC_TOKEN=$(yc iam create-token)) or "
+    "YC_SERVICE_ACCOUNT_KEY_FILE=<key.json> (yc iam key create --service-account-name <sa> "
+    "--output key.json)"
+)
+
+
+def yandex_credentials_hint(env: Mapping[str, str] | None = None) -> CredentialsHint:
+    """Say, without any network call, which Yandex credentials would be used."""
+    env = os.environ if env is None else env
+    key_file = env.get("YC_SERVICE_ACCOUNT_KEY_FILE", "")
+    if env.get("YC_TOKEN"):
+        return CredentialsHint("yandex", True, "YC_TOKEN is set")
+    if key_file:
+        if Path(key_file).expanduser().is_file():
+            return CredentialsHint("yandex", True, f"YC_SERVICE_ACCOUNT_KEY_FILE={key_file}")
+        return CredentialsHint(
+            "yandex",
+            False,
+            f"YC_SERVICE_ACCOUNT_KEY_FILE names {key_file}, which does not exist",
+            "yc iam key create --service-account-name <sa> --output key.json && "
+            "export YC_SERVICE_ACCOUNT_KEY_FILE=$PWD/key.json",
+        )
+    return CredentialsHint(
+        "yandex",
+        False,
+        "neither YC_TOKEN nor YC_SERVICE_ACCOUNT_KEY_FILE is set",
+        "export YC_TOKEN=$(yc iam create-token)",
+    )
+
+
+def default_folder(env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get("YC_FOLDER_ID") or None
+
+
+def _auth_kwargs(
+    token: str | None, service_account_key: Mapping[str, str] | str | None
+) -> dict[str, Any]:
+    """SDK auth arguments from explicit values, else from the environment."""
+    if token is None and service_account_key is None:
+        token = os.environ.get("YC_TOKEN") or None
+        service_account_key = os.environ.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None
+    if token:
+        # IAM tokens start with 't1.'; anything else is an OAuth token to exchange.
+        return {"iam_token": token} if token.startswith("t1.") else {"token": token}
+    if service_account_key is None:
+        raise CredentialsError(f"yandex: no credentials: {TOKEN_FIX}")
+    if isinstance(service_account_key, str):
+        path = Path(service_account_key).expanduser()
+        try:
+            key = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CredentialsError(
+                f"yandex: cannot read the service-account key {path}: {exc}; {TOKEN_FIX}"
+            ) from None
+    else:
+        key = dict(service_account_key)
+    missing = [k for k in ("id", "service_account_id", "private_key") if not key.get(k)]
+    if missing:
+        raise CredentialsError(
+            f"yandex: the service-account key lacks {', '.join(missing)}: {TOKEN_FIX}"
+        )
+    return {"service_account_key": key}
+
+
+def _image_from_api(image: Any) -> CloudImage:
+    created = image.created_at.ToDatetime(tzinfo=timezone.utc)
+    return CloudImage(
+        name=image.name,
+        id=image.id,
+        family=image.family,
+        labels=dict(image.labels),
+        created=created.isoformat(timespec="microseconds"),
+        deprecated=None,
+    )
+
+
+class YandexImageStore:
+    """Images of one Yandex Cloud folder. ``endpoint``/``root_certificates`` are for fakes."""
+
+    provider = "yandex"
+
+    def __init__(
+        self,
+        folder_id: str,
+        token: str | None = None,
+        service_account_key: Mapping[str, str] | str | None = None,
+        endpoint: str | None = None,
+        root_certificates: bytes | None = None,
+        timeout: float = 60.0,
+        attempts: int = 3,
+    ):
+        if not folder_id:
+            raise CloudError(
+                "yandex: no folder: set build.yandex.folder_id in the image spec or YC_FOLDER_ID"
+            )
+        self.folder_id = folder_id
+        self._timeout = timeout
+        self._attempts = max(1, attempts)
+        auth = _auth_kwargs(token, service_account_key)
+        import yandexcloud
+        from yandex.cloud.compute.v1 import image_service_pb2, image_service_pb2_grpc
+        from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
+
+        self._pb = image_service_pb2
+        self._op_pb = operation_service_pb2
+        kwargs: dict[str, Any] = dict(auth)
+        if endpoint:
+            kwargs["endpoint"] = endpoint
+        if root_certificates:
+            kwargs["root_certificates"] = root_certificates
+        sdk = yandexcloud.SDK(**kwargs)
+        # Endpoint discovery happens on the first client: failures are errors too.
+        self._images = self._call(
+            "discover the API endpoints",
+            lambda: sdk.client(image_service_pb2_grpc.ImageServiceStub),
+        )
+        self._operations = self._call(
+            "discover the API endpoints",
+            lambda: sdk.client(operation_service_pb2_grpc.OperationServiceStub),
+        )
+
+    # -- lookups -------------------------------------------------------------
+
+    def find_by_fingerprint(self, fingerprint: str, family: str | None = None) -> CloudImage | None:
+        value = fingerprint_label_value(fingerprint)
+        found = [
+            image
+            for image in self._list_folder(f"find the image with fingerprint {value}")
+            if image.fingerprint_label == value and (family is None or image.family == family)
+        ]
+        return found[0] if found else None
+
+    def latest_in_family(self, family: str) -> CloudImage | None:
+        request = self._pb.GetImageLatestByFamilyRequest(folder_id=self.folder_id, family=family)
+        image = self._call(
+            f"get the latest image of family {family}",
+            lambda: self._images.GetLatestByFamily(request, timeout=self._timeout),
+            not_found=None,
+        )
+        return None if image is None else _image_from_api(image)
+
+    def list_family(self, family: str) -> list[CloudImage]:
+        what = f"list the images of family {family}"
+        return [image for image in self._list_folder(what) if image.family == family]
+
+    def _list_folder(self, what: str) -> list[CloudImage]:
+        images: list[CloudImage] = []
+        token = ""
+        while True:
+            request = self._pb.ListImagesRequest(
+                folder_id=self.folder_id, page_size=1000, page_token=token
+            )
+            page: Any = self._call(what, partial(self._images.List, request, timeout=self._timeout))
+            images.extend(_image_from_api(image) for image in page.images)
+            token = page.next_page_token
+            if not token:
+                return newest_first(images)
+
+    # -- mutations -------------------------------------------------------------
+
+    def deprecate(
+        self, image: CloudImage, replacement: CloudImage | None, state: str = "DEPRECATED"
+    ) -> None:
+        raise CloudError(
+            f"yandex: images cannot be deprecated (folder {self.folder_id}, image {image.name}): "
+            "Yandex Cloud has no deprecation; retire images by deleting them"
+        )
+
+    def delete(self, image: CloudImage) -> None:
+        what = f"delete image {image.name} ({image.id})"
+        request = self._pb.DeleteImageRequest(image_id=image.id)
+        operation = self._call(
+            what, lambda: self._images.Delete(request, timeout=self._timeout), retry=False
+        )
+        self._wait(operation, what)
+
+    def _wait(self, operation: Any, what: str) -> None:
+        deadline = time.monotonic() + self._timeout
+        delay = 0.1
+        while not operation.done:
+            if time.monotonic() > deadline:
+                raise CloudError(
+                    f"yandex: {what} in folder {self.folder_id}: operation {operation.id} not "
+                    f"done after {self._timeout:.0f} s; check it with "
+                    f"'yc operation get {operation.id}'"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            request = self._op_pb.GetOperationRequest(operation_id=operation.id)
+            operation = self._call(
+                what, partial(self._operations.Get, request, timeout=self._timeout)
+            )
+        if operation.HasField("error") and operation.error.code:
+            raise CloudError(
+                f"yandex: {what} in folder {self.folder_id} failed: {operation.error.message} "
+                f"(operation {operation.id})"
+            )
+
+    # -- errors ------------------------------------------------------------------
+
+    def _call(self, what: str, func: Callable[[], T], retry: bool = True, **fallback: Any) -> T:
+        """Run ``func`` with a few retries on UNAVAILABLE; map gRPC errors to ours."""
+        import grpc
+
+        attempts = self._attempts if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return func()
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                detail = exc.details() if hasattr(exc, "details") else str(exc)
+                if code == grpc.StatusCode.NOT_FOUND and "not_found" in fallback:
+                    return fallback["not_found"]
+                plugin_failed = "metadata from plugin" in (detail or "")
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < attempts and not plugin_failed:
+                    time.sleep(0.5 * attempt)
+                    continue
+                raise self._error(what, code, detail) from None
+        raise AssertionError("unreachable")
+
+    def _error(self, what: str, code: Any, detail: str | None) -> Exception:
+        import grpc
+
+        where = f"yandex: cannot {what} in folder {self.folder_id}"
+        name = code.name if code is not None else "error"
+        detail = (detail or "").strip().splitlines()[0] if detail else ""
+        if code == grpc.StatusCode.UNAUTHENTICATED or "metadata from plugin" in detail:
+            return CredentialsError(f"{where}: credentials refused ({name}: {detail}); {TOKEN_FIX}")
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return CredentialsError(
+                f"{where}: permission denied ({detail}): give the account the role "
+                "compute.editor on the folder (yc resource-manager folder add-access-binding)"
+            )
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return CloudError(
+                f"{where}: service unavailable after {self._attempts} attempts ({detail}); "
+                "check the network and retry"
+            )
+        return CloudError(f"{where}: {name}: {detail}")

@@ -1,0 +1,351 @@
+"""A Compute Engine REST fake on 127.0.0.1: the image and global-operation calls
+google-cloud-compute makes, with the same paths, JSON shapes and error bodies.
+
+Seed images with ``add_image``; inject failures with ``fail(status, ...)``;
+``require_token`` makes every API call demand ``Authorization: Bearer <token>``,
+and ``/token`` answers an OAuth2 JWT-bearer exchange (as oauth2.googleapis.com
+does for a service-account key file whose ``token_uri`` points here).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PREFIX = "/compute/v1/projects/"
+_CLAUSE = re.compile(r'\(?\s*([A-Za-z][\w.]*)\s*(=|!=|eq|ne)\s*"?([^"()\s]*)"?\s*\)?')
+
+
+@dataclass
+class Failure:
+    status: int
+    path_part: str
+    remaining: int
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class GceState:
+    images: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # project -> name
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    require_token: str | None = None
+    issued_token: str = "ya29.fake-access-token"
+    operation_error: dict[str, Any] | None = None
+
+
+class FakeGce:
+    """Start with ``with FakeGce() as gce:``; ``gce.endpoint`` is the api_endpoint."""
+
+    def __init__(self) -> None:
+        self.state = GceState()
+        self._ids = itertools.count(1000)
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeGce:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- seeding and inspection ------------------------------------------------
+
+    def add_image(
+        self,
+        project: str,
+        name: str,
+        family: str = "",
+        labels: dict[str, str] | None = None,
+        created: datetime | str | None = None,
+        deprecated: str | None = None,
+        deprecated_at: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        when = created or datetime.now(timezone.utc)
+        image: dict[str, Any] = {
+            "kind": "compute#image",
+            "id": str(next(self._ids)),
+            "name": name,
+            "family": family,
+            "labels": dict(labels or {}),
+            "labelFingerprint": "42WmSpB8rSM=",
+            "creationTimestamp": when if isinstance(when, str) else _rfc3339(when),
+            "status": "READY",
+            "selfLink": f"https://compute.example/{PREFIX}{project}/global/images/{name}",
+        }
+        if deprecated:
+            stamp = deprecated_at or datetime.now(timezone.utc)
+            image["deprecated"] = {
+                "state": deprecated,
+                "deprecated": stamp if isinstance(stamp, str) else _rfc3339(stamp),
+            }
+        with self._lock:
+            self.state.images.setdefault(project, {})[name] = image
+        return image
+
+    def image_names(self, project: str) -> set[str]:
+        with self._lock:
+            return set(self.state.images.get(project, {}))
+
+    def image(self, project: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self.state.images[project][name]
+
+    def fail(self, status: int, path_part: str = "", times: int = 1_000_000) -> None:
+        """Answer requests whose path contains ``path_part`` with ``status``."""
+        with self._lock:
+            self.state.failures.append(Failure(status, path_part, times))
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self.state.failures.clear()
+
+    # -- request handling ------------------------------------------------
+
+    def handle(self, req: Request) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.state.requests.append(req)
+            if req.path == "/token":
+                return self._token(req)
+            for failure in self.state.failures:
+                if failure.remaining > 0 and failure.path_part in req.path:
+                    failure.remaining -= 1
+                    return failure.status, _error(failure.status, "injected failure")
+            if self.state.require_token is not None:
+                sent = req.headers.get("authorization", "")
+                if sent != f"Bearer {self.state.require_token}":
+                    return 401, _error(401, "Request had invalid authentication credentials.")
+            return self._route(req)
+
+    def _token(self, req: Request) -> tuple[int, dict[str, Any]]:
+        form = parse_qs(req.body.decode())
+        if not form.get("assertion"):
+            return 400, {"error": "invalid_grant", "error_description": "no assertion"}
+        return 200, {
+            "access_token": self.state.issued_token,
+            "expires_in": 3600,
+            "token_type": "Bearer",
+        }
+
+    def _route(self, req: Request) -> tuple[int, dict[str, Any]]:
+        if not req.path.startswith(PREFIX):
+            return 404, _error(404, f"The requested URL {req.path} was not found.")
+        parts = [unquote(p) for p in req.path[len(PREFIX) :].split("/")]
+        project, rest = parts[0], parts[1:]
+        images = self.state.images.setdefault(project, {})
+        match req.method, rest:
+            case "GET", ["global", "images"]:
+                return self._list(project, images, req.query)
+            case "GET", ["global", "images", "family", family]:
+                return self._from_family(project, images, family)
+            case "GET", ["global", "images", name]:
+                if name not in images:
+                    return _not_found(project, name)
+                return 200, images[name]
+            case "DELETE", ["global", "images", name]:
+                if name not in images:
+                    return _not_found(project, name)
+                del images[name]
+                return 200, self._operation(project, "delete", name)
+            case "POST", ["global", "images", name, "deprecate"]:
+                if name not in images:
+                    return _not_found(project, name)
+                status = json.loads(req.body or b"{}")
+                if status.get("state", "ACTIVE") == "ACTIVE":
+                    images[name].pop("deprecated", None)
+                else:
+                    images[name]["deprecated"] = status
+                return 200, self._operation(project, "deprecate", name)
+            case "POST", ["global", "images", name, "setLabels"]:
+                if name not in images:
+                    return _not_found(project, name)
+                body = json.loads(req.body or b"{}")
+                if body.get("labelFingerprint") != images[name]["labelFingerprint"]:
+                    return 412, _error(
+                        412, "Labels fingerprint either invalid or resource labels have changed"
+                    )
+                images[name]["labels"] = dict(body.get("labels", {}))
+                images[name]["labelFingerprint"] = f"fp{next(self._ids)}="
+                return 200, self._operation(project, "setLabels", name)
+            case "POST", ["global", "images"]:
+                body = json.loads(req.body or b"{}")
+                name = body.get("name", "")
+                if name in images:
+                    return 409, _error(
+                        409,
+                        f"The resource 'projects/{project}/global/images/{name}' already exists",
+                    )
+                self.add_image(project, name, body.get("family", ""), body.get("labels"))
+                return 200, self._operation(project, "insert", name)
+            case (("GET" | "POST"), ["global", "operations", op]):
+                return self._get_operation(op)
+            case "POST", ["global", "operations", op, "wait"]:
+                return self._get_operation(op)
+        return 404, _error(404, f"The requested URL {req.path} was not found.")
+
+    def _list(
+        self, project: str, images: dict[str, dict[str, Any]], query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        text = query.get("filter", [""])[0]
+        try:
+            clauses = _parse_filter(text)
+        except ValueError:
+            return 400, _error(
+                400, f"Invalid value for field 'filter': '{text}'. Invalid list filter expression."
+            )
+        chosen = [i for i in images.values() if all(_matches(i, c) for c in clauses)]
+        order = query.get("orderBy", [""])[0]
+        if order == "creationTimestamp desc":
+            chosen.sort(key=lambda i: i["creationTimestamp"], reverse=True)
+        elif order in ("", "name"):
+            chosen.sort(key=lambda i: i["name"])
+        else:
+            return 400, _error(400, f"Invalid value for field 'orderBy': '{order}'.")
+        start = int(query.get("pageToken", ["0"])[0] or 0)
+        size = int(query.get("maxResults", ["500"])[0])
+        page = chosen[start : start + size]
+        body: dict[str, Any] = {
+            "kind": "compute#imageList",
+            "id": f"projects/{project}/global/images",
+            "items": page,
+        }
+        if start + size < len(chosen):
+            body["nextPageToken"] = str(start + size)
+        return 200, body
+
+    def _from_family(
+        self, project: str, images: dict[str, dict[str, Any]], family: str
+    ) -> tuple[int, dict[str, Any]]:
+        live = [
+            i
+            for i in images.values()
+            if i["family"] == family and i.get("deprecated", {}).get("state", "ACTIVE") == "ACTIVE"
+        ]
+        if not live:
+            return 404, _error(
+                404,
+                f"The resource 'projects/{project}/global/images/family/{family}' was not found",
+            )
+        return 200, max(live, key=lambda i: i["creationTimestamp"])
+
+    def _operation(self, project: str, kind: str, target: str) -> dict[str, Any]:
+        name = f"operation-{next(self._ids)}"
+        op: dict[str, Any] = {
+            "kind": "compute#operation",
+            "id": str(next(self._ids)),
+            "name": name,
+            "operationType": kind,
+            "status": "DONE",
+            "progress": 100,
+            "targetLink": f"https://compute.example/{PREFIX}{project}/global/images/{target}",
+            "selfLink": f"https://compute.example/{PREFIX}{project}/global/operations/{name}",
+        }
+        if self.state.operation_error:
+            op["error"] = {"errors": [self.state.operation_error]}
+        self.state.operations[name] = op
+        return op
+
+    def _get_operation(self, name: str) -> tuple[int, dict[str, Any]]:
+        if name not in self.state.operations:
+            return 404, _error(404, f"The resource 'operations/{name}' was not found")
+        return 200, self.state.operations[name]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGce
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        req = Request(
+            self.command,
+            parts.path,
+            parse_qs(parts.query),
+            {k.lower(): v for k, v in self.headers.items()},
+            self.rfile.read(length) if length else b"",
+        )
+        status, body = self.fake.handle(req)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+
+def _parse_filter(text: str) -> list[tuple[str, str, str]]:
+    clauses: list[tuple[str, str, str]] = []
+    rest = text.strip()
+    while rest:
+        match = _CLAUSE.match(rest)
+        if not match:
+            raise ValueError(text)
+        field_name, op, value = match.groups()
+        clauses.append((field_name, "!=" if op in ("!=", "ne") else "=", value))
+        rest = rest[match.end() :].strip()
+        if rest.upper().startswith("AND "):
+            rest = rest[4:].strip()
+    return clauses
+
+
+def _matches(image: dict[str, Any], clause: tuple[str, str, str]) -> bool:
+    field_name, op, value = clause
+    if field_name.startswith("labels."):
+        actual = image["labels"].get(field_name[len("labels.") :])
+    else:
+        actual = image.get(field_name)
+    equal = actual is not None and str(actual) == value
+    return equal if op == "=" else not equal
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    reason = {400: "invalid", 401: "authError", 403: "forbidden", 404: "notFound"}.get(
+        code, "backendError"
+    )
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": reason}],
+        }
+    }
+
+
+def _not_found(project: str, name: str) -> tuple[int, dict[str, Any]]:
+    return 404, _error(404, f"The resource 'projects/{project}/global/images/{name}' was not found")
+
+
+def _rfc3339(when: datetime) -> str:
+    # GCE reports creation times like 2024-05-01T03:04:05.123-07:00.
+    return when.astimezone(timezone(timedelta(hours=-7))).isoformat(timespec="milliseconds")

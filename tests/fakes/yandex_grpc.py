@@ -1,0 +1,253 @@
+"""A Yandex Cloud gRPC fake on 127.0.0.1 over TLS (a throwaway certificate).
+
+It serves what yandexcloud calls: endpoint discovery (every service points back
+here), IamTokenService.Create (OAuth token or service-account JWT -> IAM token),
+ImageService Get/GetLatestByFamily/List/Delete and OperationService.Get. Every
+call except discovery and token exchange must carry ``Bearer <iam_token>``.
+Operations come back not done and are done on the first Get, so a client must
+really wait; ``fail(code, method)`` injects gRPC errors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
+from yandex.cloud.endpoint import (
+    api_endpoint_pb2,
+    api_endpoint_service_pb2,
+    api_endpoint_service_pb2_grpc,
+)
+from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
+from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
+
+from tests.fakes.tls import localhost_certificate
+
+SERVICES = ("compute", "operation", "iam", "endpoint", "resource-manager")
+_NAME_FILTER = re.compile(r'^\s*name\s*=\s*"([^"]*)"\s*$')
+
+
+@dataclass
+class Failure:
+    code: grpc.StatusCode
+    method: str
+    remaining: int
+    message: str
+
+
+class FakeYandex:
+    """``with FakeYandex() as yc:`` then ``YandexImageStore(..., endpoint=yc.endpoint,
+    root_certificates=yc.root_certificates, token=yc.iam_token)``."""
+
+    def __init__(self, iam_token: str = "t1.fake-iam-token") -> None:
+        self.iam_token = iam_token
+        self.images: dict[str, image_pb2.Image] = {}
+        self.operations: dict[str, operation_pb2.Operation] = {}
+        self.calls: list[tuple[str, dict[str, str]]] = []  # method, metadata
+        self.failures: list[Failure] = []
+        self.operation_error: str | None = None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        cert = localhost_certificate()
+        self.root_certificates = cert.cert_pem
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        creds = grpc.ssl_server_credentials([(cert.key_pem, cert.cert_pem)])
+        self.port = self._server.add_secure_port("127.0.0.1:0", creds)
+        api_endpoint_service_pb2_grpc.add_ApiEndpointServiceServicer_to_server(
+            _Endpoints(self), self._server
+        )
+        iam_token_service_pb2_grpc.add_IamTokenServiceServicer_to_server(_Iam(self), self._server)
+        image_service_pb2_grpc.add_ImageServiceServicer_to_server(_Images(self), self._server)
+        operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
+            _Operations(self), self._server
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeYandex:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(grace=None)
+
+    # -- seeding and inspection --------------------------------------------
+
+    def add_image(
+        self,
+        folder_id: str,
+        name: str,
+        family: str = "",
+        labels: dict[str, str] | None = None,
+        created: datetime | None = None,
+        status: int = image_pb2.Image.READY,
+    ) -> image_pb2.Image:
+        stamp = Timestamp()
+        stamp.FromDatetime((created or datetime.now(timezone.utc)).astimezone(timezone.utc))
+        with self._lock:
+            image = image_pb2.Image(
+                id=f"fd8{next(self._ids):017d}",
+                folder_id=folder_id,
+                created_at=stamp,
+                name=name,
+                family=family,
+                labels=labels or {},
+                status=status,
+            )
+            self.images[image.id] = image
+        return image
+
+    def image_names(self, folder_id: str) -> set[str]:
+        with self._lock:
+            return {i.name for i in self.images.values() if i.folder_id == folder_id}
+
+    def fail(
+        self,
+        code: grpc.StatusCode,
+        method: str = "",
+        times: int = 1_000_000,
+        message: str = "injected",
+    ) -> None:
+        """Fail calls whose method name contains ``method`` (e.g. 'ImageService/List')."""
+        with self._lock:
+            self.failures.append(Failure(code, method, times, message))
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self.failures.clear()
+
+    # -- shared request checks -------------------------------------------------
+
+    def enter(self, method: str, context: grpc.ServicerContext, needs_auth: bool = True) -> None:
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        with self._lock:
+            self.calls.append((method, metadata))
+            for failure in self.failures:
+                if failure.remaining > 0 and failure.method in method:
+                    failure.remaining -= 1
+                    context.abort(failure.code, failure.message)
+        if needs_auth and metadata.get("authorization") != f"Bearer {self.iam_token}":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "The token is invalid")
+
+    def new_operation(self, description: str) -> operation_pb2.Operation:
+        with self._lock:
+            op = operation_pb2.Operation(
+                id=f"fhm{next(self._ids):017d}", description=description, done=False
+            )
+            op.created_at.GetCurrentTime()
+            self.operations[op.id] = op
+        return op
+
+
+class _Endpoints(api_endpoint_service_pb2_grpc.ApiEndpointServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ApiEndpointService/List", context, needs_auth=False)
+        return api_endpoint_service_pb2.ListApiEndpointsResponse(
+            endpoints=[
+                api_endpoint_pb2.ApiEndpoint(id=s, address=self.fake.endpoint) for s in SERVICES
+            ]
+        )
+
+
+class _Iam(iam_token_service_pb2_grpc.IamTokenServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("IamTokenService/Create", context, needs_auth=False)
+        if not (request.yandex_passport_oauth_token or request.jwt):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no credentials")
+        response = iam_token_service_pb2.CreateIamTokenResponse(iam_token=self.fake.iam_token)
+        response.expires_at.GetCurrentTime()
+        response.expires_at.seconds += 3600
+        return response
+
+
+class _Images(image_service_pb2_grpc.ImageServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ImageService/Get", context)
+        image = self.fake.images.get(request.image_id)
+        if image is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
+        return image
+
+    def GetLatestByFamily(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ImageService/GetLatestByFamily", context)
+        ready = [
+            i
+            for i in self.fake.images.values()
+            if i.folder_id == request.folder_id
+            and i.family == request.family
+            and i.status == image_pb2.Image.READY
+        ]
+        if not ready:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"Image with family {request.family} not found"
+            )
+        return max(ready, key=lambda i: i.created_at.ToNanoseconds())
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ImageService/List", context)
+        name = None
+        if request.filter:
+            match = _NAME_FILTER.match(request.filter)
+            if not match:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {request.filter}")
+            name = match.group(1)
+        chosen = sorted(
+            (
+                i
+                for i in self.fake.images.values()
+                if i.folder_id == request.folder_id and (name is None or i.name == name)
+            ),
+            key=lambda i: i.id,
+        )
+        start = int(request.page_token or 0)
+        size = request.page_size or 100
+        response = image_service_pb2.ListImagesResponse(images=chosen[start : start + size])
+        if start + size < len(chosen):
+            response.next_page_token = str(start + size)
+        return response
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ImageService/Delete", context)
+        if request.image_id not in self.fake.images:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
+        op = self.fake.new_operation("Delete image")
+        if self.fake.operation_error is None:
+            del self.fake.images[request.image_id]
+        return op
+
+
+class _Operations(operation_service_pb2_grpc.OperationServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("OperationService/Get", context)
+        op = self.fake.operations.get(request.operation_id)
+        if op is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Operation {request.operation_id} not found")
+        done = operation_pb2.Operation()
+        done.CopyFrom(op)
+        done.done = True
+        if self.fake.operation_error:
+            done.error.code = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+            done.error.message = self.fake.operation_error
+        return done
