@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Solvers as the spec lists them: pip pins into the venv, apt pins, and staged
+# install scripts that must match their sha256 before they run.
+set -euo pipefail
+me=30-solvers.sh
+die() { echo "$me: $*" >&2; exit 1; }
+trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+: "${EB_STAGING:?$me: EB_STAGING is not set}"
+: "${EB_VENV:?$me: EB_VENV is not set}"
+EB_PIP_SOLVERS=${EB_PIP_SOLVERS:-}
+EB_APT_SOLVERS=${EB_APT_SOLVERS:-}
+EB_SCRIPT_SOLVERS=${EB_SCRIPT_SOLVERS:-}
+export DEBIAN_FRONTEND=noninteractive
+
+read -r -a pip_pins <<<"$EB_PIP_SOLVERS"
+if ((${#pip_pins[@]})); then
+  [[ -x $EB_VENV/bin/pip ]] || die "$EB_VENV/bin/pip is missing; 20-python.sh makes the venv"
+  for p in "${pip_pins[@]}"; do
+    [[ $p == ?*==?* ]] || die "pip solver '$p' is not pinned; give the solver a version in the image spec"
+  done
+  "$EB_VENV/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "${pip_pins[@]}" \
+    || die "pip install ${pip_pins[*]} failed (see pip's message above)"
+  echo "$me: pip: ${pip_pins[*]}"
+fi
+
+read -r -a apt_pins <<<"$EB_APT_SOLVERS"
+missing=()
+for p in "${apt_pins[@]}"; do
+  [[ $p == ?*=?* ]] || die "apt solver '$p' is not pinned; give the solver a version in the image spec"
+  installed=$(dpkg-query -W -f='${Status} ${Version}' "${p%%=*}" 2>/dev/null || true)
+  [[ $installed == "install ok installed ${p#*=}" ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -q || die "apt-get update failed (check the mirror and the network)"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    || die "apt-get install ${missing[*]} failed; is that version in the base's apt sources? (apt-cache policy ${missing[0]%%=*})"
+fi
+((${#apt_pins[@]} == 0)) || echo "$me: apt: ${apt_pins[*]}"
+
+read -r -a scripts <<<"$EB_SCRIPT_SOLVERS"
+for entry in "${scripts[@]}"; do
+  name=${entry%%=*}
+  want=${entry#*=}
+  [[ $name =~ ^[A-Za-z0-9_.-]+$ && $want =~ ^[0-9a-f]{64}$ ]] \
+    || die "EB_SCRIPT_SOLVERS entry '$entry' is not name=<64 hex sha256>"
+  script=$EB_STAGING/solvers/$name.sh
+  [[ -f $script ]] || die "solver script $script is not staged"
+  got=$(sha256sum "$script" | cut -d' ' -f1)
+  [[ $got == "$want" ]] \
+    || die "solver script $name.sh has sha256 $got, the spec pins $want; check the script, then update sha256 in the image spec"
+  echo "$me: script: $name.sh (sha256 ok)"
+  bash "$script" || die "solver script $name.sh failed"
+done
+
+echo "$me: done"
