@@ -28,17 +28,17 @@ for h in "${homes[@]}"; do
   rm -rf "$h"/.cache/pip
 done
 apt-get clean
-rm -rf /var/lib/apt/lists/*
+find /var/lib/apt/lists -type f ! -name lock -delete
 rm -rf /var/lib/cloud/*
 find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
 find /var/log -type f -size +0 -exec truncate -s 0 {} +
 rm -rf "$EB_STAGING"
 if ((EB_KEEP_CA_CERTS)); then
-  update-ca-certificates >/dev/null
+  out=$(update-ca-certificates 2>&1) || die "update-ca-certificates failed: $out"
 else
   if [[ -d $ca_dir ]]; then
     rm -rf "$ca_dir"
-    update-ca-certificates --fresh >/dev/null
+    out=$(update-ca-certificates --fresh 2>&1) || die "update-ca-certificates --fresh failed: $out"
   fi
   if [[ -f $pipconf ]] && grep -q '^# everbake-build' "$pipconf"; then rm -f "$pipconf"; fi
 fi
