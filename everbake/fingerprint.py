@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import provision_env
-from everbake.providers.plugins import PLUGINS
+from everbake.packer import PLUGINS
 from everbake.spec import ImageSpec
 
 # Bump when the meaning of the inputs changes (forces new names everywhere).

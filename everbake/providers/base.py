@@ -1,0 +1,76 @@
+"""What every provider offers the build side: template variables and offline checks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from everbake import naming
+from everbake.fingerprint import Fingerprints
+from everbake.spec import ImageSpec
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """One line of `invoke check`: what, whether it is fine, and the fix if not."""
+
+    what: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Build-VM-only choices made at build time (they never change a fingerprint).
+
+    ``zone``/``preemptible`` default to the spec (first zone, spec's preemptible);
+    the build code passes others when falling back after a preemption.
+    """
+
+    zone: str | None = None
+    preemptible: bool | None = None
+    project: str | None = None  # GCP project or Yandex folder id
+
+
+class Provider:
+    name: ClassVar[str]
+    # Layers rendered as separate Packer directories (clouds: base and image).
+    layers: ClassVar[tuple[str, ...]]
+
+    def template_vars(
+        self,
+        spec: ImageSpec,
+        fps: Fingerprints,
+        layer: str,
+        paths: dict[str, Path],
+        settings: BuildSettings,
+    ) -> dict[str, Any]:
+        """Values for inputs.auto.pkrvars.json (never a secret value)."""
+        raise NotImplementedError
+
+    def check(self) -> list[CheckLine]:
+        """Credentials and settings as far as can be told offline."""
+        raise NotImplementedError
+
+    def common_vars(self, spec: ImageSpec, fps: Fingerprints, layer: str) -> dict[str, Any]:
+        return {
+            "spec_name": spec.name,
+            "layer": layer,
+            "fingerprint": fps.of(layer),
+            "image_name": naming.image_name(spec, fps, layer),
+            "image_family": naming.family(spec, layer),
+            "image_description": naming.description(spec, fps, layer),
+            "image_labels": naming.labels(spec, fps, layer),
+        }
+
+
+def first_env(*names: str) -> tuple[str, str] | None:
+    """(name, value) of the first set, non-empty environment variable."""
+    for name in names:
+        value = os.environ.get(name, "")
+        if value:
+            return name, value
+    return None

@@ -1,0 +1,127 @@
+"""Yandex Cloud: yandex source vars, the plugin's field list and offline checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from everbake import naming
+from everbake.fingerprint import Fingerprints
+from everbake.providers.base import BuildSettings, CheckLine, Provider, first_env
+from everbake.providers.gcp import paths_list
+from everbake.spec import ImageSpec
+
+FOLDER_ENV = ("YC_FOLDER_ID",)
+CREDENTIAL_HINT = (
+    "export YC_TOKEN=$(yc iam create-token)  (or YC_SERVICE_ACCOUNT_KEY_FILE=<key.json>)"
+)
+
+# Arguments of the yandex builder (plugin 1.1.x, shared/facts/packer.md): Packer
+# 1.6.6 has no yandex builder, so rendered sources are checked against this list.
+YANDEX_FIELDS = frozenset(
+    """
+    folder_id source_image_family source_image_name source_image_id source_image_folder_id
+    token service_account_key_file endpoint max_retries zone subnet_id use_ipv4_nat
+    use_internal_ip use_ipv6 security_group_ids platform_id instance_cores instance_mem_gb
+    instance_core_fraction instance_gpus instance_name labels metadata metadata_from_file
+    preemptible service_account_id disk_name disk_size_gb disk_type disk_labels image_name
+    image_family image_description image_labels image_min_disk_size_gb image_product_ids
+    image_pooled skip_create_image target_image_folder_id state_timeout serial_log_file
+    communicator ssh_username ssh_timeout ssh_port ssh_private_key_file ssh_agent_auth
+    ssh_pty ssh_handshake_attempts temporary_key_pair_type temporary_key_pair_bits
+    """.split()
+)
+
+
+def folder(spec: ImageSpec, settings: BuildSettings) -> str:
+    if settings.project:
+        return settings.project
+    if spec.build.yandex.folder_id:
+        return spec.build.yandex.folder_id
+    found = first_env(*FOLDER_ENV)
+    return found[1] if found else ""
+
+
+class Yandex(Provider):
+    name = "yandex"
+    layers = ("base", "image")
+
+    def template_vars(
+        self,
+        spec: ImageSpec,
+        fps: Fingerprints,
+        layer: str,
+        paths: dict[str, Path],
+        settings: BuildSettings,
+    ) -> dict[str, Any]:
+        build = spec.build.yandex
+        values: dict[str, Any] = {
+            **self.common_vars(spec, fps, layer),
+            "zone": settings.zone or build.zones[0],
+            "platform_id": build.platform_id,
+            "cores": build.cores,
+            "memory_gb": build.memory_gb,
+            "core_fraction": build.core_fraction,
+            "preemptible": build.preemptible
+            if settings.preemptible is None
+            else settings.preemptible,
+            "disk_size_gb": build.disk_size_gb,
+            "build_labels": {
+                naming.SPEC_LABEL: naming.label_value(spec.name),
+                naming.LAYER_LABEL: layer,
+            },
+            "staging_dir": str(paths["staging"]),
+            "scripts": [str(p) for p in paths_list(paths, "scripts")],
+            "manifest_path": str(paths["manifest"]),
+        }
+        if build.subnet_id:
+            values["subnet_id"] = build.subnet_id
+        found = folder(spec, settings)
+        if found:
+            values["folder_id"] = found
+        if layer == "image":
+            values["source_image_name"] = naming.image_name(spec, fps, "base")
+        elif spec.base.yandex.image_id:
+            values["source_image_id"] = spec.base.yandex.image_id
+        else:
+            values["source_image_family"] = spec.base.yandex.image_family
+            values["source_image_folder_id"] = spec.base.yandex.image_folder_id
+        return values
+
+    def check(self) -> list[CheckLine]:
+        lines = []
+        key = os.environ.get("YC_SERVICE_ACCOUNT_KEY_FILE", "")
+        if os.environ.get("YC_TOKEN"):
+            lines.append(CheckLine("yandex: credentials", True, "YC_TOKEN"))
+        elif key:
+            ok = _readable_json(Path(key))
+            lines.append(
+                CheckLine(
+                    "yandex: credentials",
+                    ok,
+                    f"YC_SERVICE_ACCOUNT_KEY_FILE={key}" + ("" if ok else " is unreadable"),
+                    CREDENTIAL_HINT,
+                )
+            )
+        else:
+            lines.append(CheckLine("yandex: credentials", False, "none found", CREDENTIAL_HINT))
+        found = first_env(*FOLDER_ENV)
+        lines.append(
+            CheckLine(
+                "yandex: folder",
+                bool(found),
+                f"YC_FOLDER_ID={found[1]}" if found else "not set (nor build.yandex.folder_id)",
+                "export YC_FOLDER_ID=$(yc config get folder-id)",
+            )
+        )
+        return lines
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
