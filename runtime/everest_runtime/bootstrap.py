@@ -1,0 +1,201 @@
+"""everest-bootstrap: get the model's source at a version (GitLab or a local path),
+cached by resolved commit, then run the task.
+
+Cache layout (one filesystem, so every rename is atomic):
+  <cache>/<key>/          a complete tree; it exists only once fully extracted
+  <cache>/.<key>.lock     flock held while one task fills <key>; others wait
+  <cache>/.<key>.*.part   temporaries; removed on failure, ignored otherwise
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from . import unarchive, versioninfo
+from .errors import ConfigError, DamagedArchive, FetchError
+
+FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+DEFAULT_CACHE = "/var/cache/everest/models"
+DEFAULT_TOKEN_ENV = "EVEREST_GITLAB_TOKEN"
+
+
+class Settings(NamedTuple):
+    gitlab_url: str = "https://gitlab.com"
+    project: str = ""
+    ref: str = ""
+    source: str = "archive"  # or "artifact"
+    artifact_job: str = ""
+    artifact_path: str = ""
+    token_env: str = DEFAULT_TOKEN_ENV
+    token_file: str = ""
+    token_metadata_key: str = ""
+    metadata_url: str = "http://169.254.169.254"
+    cache_dir: str = DEFAULT_CACHE
+    local: str = ""
+    retries: int = 6
+    retry_delay: float = 1.0
+    limits: unarchive.Limits = unarchive.Limits()
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"everest-bootstrap: {message}\n")
+    sys.stderr.flush()
+
+
+def get_token(s: Settings) -> str | None:
+    """From a file, else the environment variable, else the metadata server; None if
+    none is configured (public projects)."""
+    if s.token_file:
+        try:
+            token = Path(s.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file {s.token_file}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"--token-file {s.token_file} is empty")
+        return token
+    token = os.environ.get(s.token_env, "").strip()
+    if token:
+        return token
+    if s.token_metadata_key:
+        from . import metadata
+
+        return metadata.attribute(s.token_metadata_key, s.metadata_url) or None
+    return None
+
+
+def fetch(s: Settings, token: str | None) -> Path:
+    """The directory holding the model's source (from the cache when there)."""
+    if s.local:
+        return _local(s)
+    if not s.project:
+        raise ConfigError("no project: set --project or EVEREST_GITLAB_PROJECT (id or path)")
+    if not s.ref:
+        raise ConfigError("no version: set --ref or EVEREST_MODEL_REF (commit SHA, tag or branch)")
+    if s.source not in ("archive", "artifact"):
+        raise ConfigError(f"--source {s.source!r}: use archive or artifact")
+    if s.source == "artifact" and not (s.artifact_job and s.artifact_path):
+        raise ConfigError("--source artifact needs --artifact-job and --artifact-path")
+    cache = _cache_dir(s.cache_dir)
+    suffix = ""
+    if s.source == "artifact":
+        digest = hashlib.sha256(f"{s.artifact_job}\0{s.artifact_path}".encode()).hexdigest()
+        suffix = "-artifact-" + digest[:12]
+    if FULL_SHA.match(s.ref) and (cache / (s.ref + suffix)).is_dir():
+        return cache / (s.ref + suffix)  # warm cache, no network at all
+
+    from .gitlab import GitLab
+
+    client = GitLab(s.gitlab_url, s.project, token, s.retries, s.retry_delay)
+    commit = client.commit(s.ref)
+    sha = str(commit["id"])
+    if not FULL_SHA.match(sha):
+        raise FetchError(f"GitLab returned an unexpected commit id {sha!r} for {s.ref!r}")
+    info = versioninfo.from_commit(s.ref, commit, f"gitlab {client.host} {s.project}")
+    if s.source == "archive":
+
+        def download(dest: Path) -> None:
+            client.archive(sha, dest)
+
+    else:
+
+        def download(dest: Path) -> None:
+            client.artifact(s.ref, s.artifact_job, s.artifact_path, dest)
+
+    return cached(cache, sha + suffix, download, info, s.limits, retries=2)
+
+
+def _cache_dir(path: str) -> Path:
+    cache = Path(path)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cache directory {cache}: {exc.strerror}; set --cache-dir or EVEREST_CACHE_DIR"
+        ) from None
+    return cache
+
+
+def cached(
+    cache: Path,
+    key: str,
+    download: Callable[[Path], None],
+    info: dict,
+    limits: unarchive.Limits,
+    retries: int = 0,
+) -> Path:
+    """Fill cache/key once: download into a temp file, extract into a temp dir,
+    rename into place. Concurrent callers wait on a lock and then reuse it."""
+    final = cache / key
+    if final.is_dir():
+        return final
+    with open(cache / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_dir():
+            return final  # another task filled it while we waited
+        staging = cache / f".{key}.staging.part"
+        shutil.rmtree(staging, ignore_errors=True)  # left by a crash
+        for attempt in range(retries + 1):
+            fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".download.part", dir=cache)
+            os.close(fd)
+            archive = Path(name)
+            try:
+                _log(f"fetching {info.get('ref', key)} ({key[:12]})")
+                download(archive)
+                unarchive.extract(archive, staging, limits, strip_single_root=True)
+                break
+            except DamagedArchive as exc:
+                if attempt >= retries:
+                    raise FetchError(
+                        f"downloaded source for {key[:12]} is unusable: {exc}"
+                    ) from None
+                _log(f"{exc}; downloading again")
+            finally:
+                archive.unlink()
+        try:
+            versioninfo.write(staging, info)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    _log(f"cached {info.get('ref', key)} at {final}")
+    return final
+
+
+def _local(s: Settings) -> Path:
+    path = Path(s.local).resolve()
+    if path.is_dir():
+        return path  # used in place: edits show up on the next run
+    if not path.is_file():
+        raise ConfigError(f"--local {s.local}: no such file or directory")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    key = "local-" + digest.hexdigest()[:32]
+
+    def copy(dest: Path) -> None:
+        shutil.copyfile(path, dest)
+
+    return cached(_cache_dir(s.cache_dir), key, copy, versioninfo.local(path), s.limits)
+
+
+def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
+    """Fetch, then run the task in this process; returns (exit status, model dir).
+    The token is removed from the environment first: the model never sees it."""
+    token = get_token(s)
+    secrets: list[str] = [token] if token else []
+    model_dir = fetch(s, token)
+    os.environ.pop(s.token_env, None)
+    from . import runner
+
+    opts = runner.Options(model_dir=model_dir, extra_secrets=secrets, **runner_options)
+    return runner.run(opts), model_dir

@@ -1,0 +1,47 @@
+"""Read a secret from the VM metadata server (GCE style; Yandex serves the same
+path): GET <base>/computeMetadata/v1/instance/attributes/<key> with the header
+Metadata-Flavor: Google."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .errors import FetchError
+
+DEFAULT_URL = "http://169.254.169.254"
+
+
+def attribute(key: str, base_url: str = DEFAULT_URL, timeout: float = 5.0, tries: int = 3) -> str:
+    url = (
+        base_url.rstrip("/")
+        + "/computeMetadata/v1/instance/attributes/"
+        + urllib.parse.quote(key, safe="")
+    )
+    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+    # Never through a proxy: the metadata server is link-local.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    problem = ""
+    for attempt in range(tries):
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return response.read().decode("utf-8").strip()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise FetchError(
+                    f"metadata key {key!r} is not set on this VM ({base_url}); add it to the "
+                    "instance metadata or choose another token source"
+                ) from None
+            problem = f"HTTP {exc.code}"
+            if exc.code < 500:
+                break
+        except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        if attempt + 1 < tries:
+            time.sleep(0.2 * 2**attempt)
+    raise FetchError(
+        f"metadata server {base_url} did not give key {key!r} ({problem}); "
+        "is this a cloud VM? set --metadata-url or another token source"
+    )

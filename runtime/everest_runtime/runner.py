@@ -1,0 +1,375 @@
+"""everest-run-task: inputs -> model -> outputs, for one task directory.
+
+Layout of the task directory T:
+  T/params.json, T/data.zip | T/data.tar.gz   inputs (names configurable)
+  T/work/                                     the model's working directory
+  T/work/input/                               the input archive, always unpacked here first
+  T/.everest/                                 the runner's own files (logs, parameter files)
+  T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import contract as contract_mod
+from . import outputs, params, unarchive, versioninfo
+from .errors import RuntimeFailure
+
+DEFAULT_INPUTS = ("data.zip", "data.tar.gz")
+PASSED_AGENT_VARS = ("EVEREST_AGENT_ADDRESS", "EVEREST_AGENT_PORT", "EVEREST_AGENT_TASK_ID")
+
+
+class Options(NamedTuple):
+    model_dir: Path
+    task_dir: Path
+    params_name: str = "params.json"
+    input_names: Sequence[str] = DEFAULT_INPUTS
+    grace: float = 20.0
+    limits: unarchive.Limits = unarchive.Limits()
+    sample_interval: float = 1.0
+    extra_secrets: Sequence[str] = ()
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"everest-run-task: {message}\n")
+    sys.stderr.flush()
+
+
+class _Status:
+    """Forwards status messages to the agent (or stderr) and remembers the last one."""
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = secrets
+        self.last = ""
+        self.client = None
+        try:
+            from . import status
+
+            agent = status.agent_from_env()
+            if agent is not None:
+                self.client = status.StatusClient(*agent)
+        except Exception as exc:  # the status channel must never stop the task
+            _log(f"status forwarding unavailable ({exc}); statuses go to stderr")
+
+    def send(self, message: str) -> None:
+        message = outputs.redact(message.strip(), self.secrets)
+        if not message:
+            return
+        self.last = message
+        if self.client is not None:
+            self.client.send(message)
+        else:
+            _log(f"status: {message}")
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                if not self.client.flush(3.0):
+                    _log("the agent did not take every status before exit")
+                self.client.close(1.0)
+            except Exception as exc:
+                _log(f"closing the status channel failed ({exc})")
+
+
+class _Pump(threading.Thread):
+    """Copies one of the model's streams through to ours and into a log, line by
+    line, turning status-prefixed lines into status messages."""
+
+    def __init__(self, source, sink, log_path: Path, prefix, status: _Status, secrets):
+        super().__init__(daemon=True)
+        self.source, self.sink, self.log_path = source, sink, log_path
+        self.prefix = prefix.encode() if prefix else None
+        self.status, self.secrets = status, [s.encode() for s in secrets]
+
+    def run(self) -> None:
+        with open(self.log_path, "ab") as log:
+            for line in iter(lambda: self.source.readline(65536), b""):
+                for secret in self.secrets:
+                    line = line.replace(secret, outputs.REDACTED.encode())
+                try:
+                    self.sink.write(line)
+                    self.sink.flush()
+                except (OSError, ValueError):
+                    pass  # our own stdout gone: keep logging, keep the model alive
+                log.write(line)
+                if self.prefix and line.startswith(self.prefix):
+                    self.status.send(line[len(self.prefix) :].decode("utf-8", "replace"))
+
+
+class _Signals:
+    """Records SIGTERM/SIGINT; the main loop forwards them to the model's group."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.first_at: float | None = None
+        self.previous = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+        self.received.append(signum)
+
+
+def run(opts: Options) -> int:
+    """Run one task; returns the exit status (the model's, 128+N when killed by N)."""
+    task = opts.task_dir.resolve()
+    work = task / "work"
+    private = task / ".everest"
+    secrets = outputs.secret_values(dict(os.environ), opts.extra_secrets)
+    signals = _Signals()
+    signals.install()
+    try:
+        status = _Status(secrets)
+        try:
+            prepared = _prepare(opts, task, work, private)
+        except RuntimeFailure as exc:
+            status.send(f"error: {exc}")
+            outputs.write_text(task / "status.txt", status.last + "\n")
+            status.close()
+            raise
+        if signals.received:
+            status.send(f"cancelled before the model started: {_signame(signals.received[0])}")
+            outputs.write_text(task / "status.txt", status.last + "\n")
+            status.close()
+            return 128 + signals.received[0]
+        return _execute(opts, prepared, task, work, private, status, signals, secrets)
+    finally:
+        signals.restore()
+
+
+class _Prepared(NamedTuple):
+    contract: contract_mod.Contract
+    params: dict[str, Any]
+    argv: list[str]
+    env: dict[str, str]
+    version: dict[str, Any]
+    debug: bool
+
+
+def _prepare(opts: Options, task: Path, work: Path, private: Path) -> _Prepared:
+    if not task.is_dir():
+        raise RuntimeFailure(f"task directory {task} does not exist")
+    model_dir = opts.model_dir.resolve()
+    if not model_dir.is_dir():
+        raise RuntimeFailure(f"--model {model_dir}: no such directory")
+    spec = contract_mod.load(model_dir)
+    values = params.load(task / opts.params_name)
+    debug = values.get("debug", False)
+    if not isinstance(debug, bool):
+        raise RuntimeFailure(f'{opts.params_name}: "debug" must be true or false, not {debug!r}')
+    version = versioninfo.read(model_dir)
+    outputs.write_text(task / "version.txt", versioninfo.text(version))
+    private.mkdir(exist_ok=True)
+    (private / "logs").mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
+    argv = spec.command + params.to_argv(values, spec.parameters, spec.nested, private)
+    archive = next((task / n for n in opts.input_names if (task / n).is_file()), None)
+    input_dir = work / "input"
+    if archive is not None:
+        count = unarchive.extract(archive, input_dir, opts.limits, replace=True)
+        _log(f"unpacked {archive.name}: {count} entries into work/input")
+    else:
+        input_dir.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        EVEREST_TASK_DIR=str(task),
+        EVEREST_WORK_DIR=str(work),
+        EVEREST_INPUT_DIR=str(input_dir),
+        EVEREST_PARAMS_FILE=str(task / opts.params_name),
+        EVEREST_MODEL_DIR=str(model_dir),
+        EVEREST_MODEL_VERSION=versioninfo.short(version),
+    )
+    return _Prepared(spec, values, argv, env, version, debug)
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _killpg(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
+    sampler = None
+    started = time.monotonic()
+    logs = private / "logs"
+    try:
+        proc = subprocess.Popen(
+            prep.argv,
+            cwd=str(work),
+            env=prep.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        message = f"error: cannot start {prep.argv[0]} ({exc.strerror}); check model.command"
+        status.send(message)
+        outputs.write_text(task / "status.txt", status.last + "\n")
+        status.close()
+        raise RuntimeFailure(message[len("error: ") :]) from None
+    pumps = [
+        _Pump(
+            proc.stdout,
+            sys.stdout.buffer,
+            logs / "stdout.log",
+            prep.contract.status_prefix,
+            status,
+            secrets,
+        ),
+        _Pump(
+            proc.stderr,
+            sys.stderr.buffer,
+            logs / "stderr.log",
+            prep.contract.status_prefix,
+            status,
+            secrets,
+        ),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        from . import stats  # type: ignore[attr-defined]  # written alongside
+
+        sampler = stats.Sampler(
+            proc.pid, interval=opts.sample_interval, csv_path=str(task / "stats.csv")
+        )
+        sampler.start()
+    except Exception as exc:
+        sampler = None
+        _log(f"statistics sampler unavailable ({exc}); stats.json from the kernel's totals")
+
+    forwarded = 0
+    killed = False
+    while True:
+        try:
+            proc.wait(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        while forwarded < len(signals.received):
+            _killpg(proc.pid, signals.received[forwarded])
+            forwarded += 1
+        overdue = signals.first_at is not None and time.monotonic() - signals.first_at >= opts.grace
+        if overdue and not killed:
+            _log(f"grace period of {opts.grace:g} s over; killing the model")
+            killed = _killpg(proc.pid, signal.SIGKILL)
+    wall = time.monotonic() - started
+    # Leftover background processes of the model must not outlive the task.
+    if _killpg(proc.pid, signal.SIGTERM):
+        time.sleep(0.2)
+        _killpg(proc.pid, signal.SIGKILL)
+    for pump in pumps:
+        pump.join(timeout=5.0)
+
+    summary = _stats(sampler, wall, task)
+    rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    final = _final_status(rc, started, wall, signals, killed, status.last, opts.grace)
+    n_results = _collect(prep, task, work, private, summary, secrets)
+    if signals.received:
+        final += "; partial results collected"
+    if final != status.last:
+        status.send(final)
+    outputs.write_text(task / "status.txt", status.last + "\n")
+    _log(
+        f"{prep.contract.name} {versioninfo.short(prep.version)}: {final.split(';')[0]}; "
+        f"{wall:.1f} s wall, {summary.get('cpu_seconds', 0):.1f} s CPU, peak RSS "
+        f"{summary.get('peak_rss_bytes', 0) / 1e6:.1f} MB; results.zip: {n_results} files"
+    )
+    status.close()
+    return rc
+
+
+def _final_status(rc, started, wall, signals: _Signals, killed, last, grace) -> str:
+    if signals.received:
+        sig = signals.received[0]
+        kind = "preempted" if sig == signal.SIGTERM else "cancelled"
+        after = (signals.first_at or started) - started
+        text = f"{kind}: {_signame(sig)} after {max(after, 0):.1f} s"
+        if killed:
+            text += f"; killed after the {grace:g} s grace period"
+        return text
+    if rc == 0:
+        return last or f"done: exit 0 in {wall:.1f} s"
+    how = f"killed by {_signame(rc - 128)}" if rc > 128 else f"exit {rc}"
+    return f"failed: {how} after {wall:.1f} s" + (f" (last status: {last})" if last else "")
+
+
+def _stats(sampler, wall: float, task: Path) -> dict[str, Any]:
+    if sampler is not None:
+        try:
+            summary = sampler.stop()
+            sampler.write_summary(str(task / "stats.json"), summary)
+            return summary
+        except Exception as exc:
+            _log(f"statistics sampler failed ({exc}); stats.json from the kernel's totals")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
+    summary = {
+        "peak_rss_bytes": usage.ru_maxrss * 1024,  # of the largest single child
+        "cpu_seconds": round(cpu, 3),
+        "wall_seconds": round(wall, 3),
+        "utilisation": round(cpu / wall, 3) if wall > 0 else 0.0,
+        "samples": 0,
+    }
+    outputs.write_text(task / "stats.json", json.dumps(summary, indent=2) + "\n")
+    if not (task / "stats.csv").exists():
+        outputs.write_text(task / "stats.csv", "time,cpu_percent,rss_bytes,processes\n")
+    return summary
+
+
+def _collect(prep: _Prepared, task, work, private, summary, secrets) -> int:
+    """results.zip always; debug.zip when params ask for it. Never raises."""
+    n = 0
+    try:
+        n = outputs.write_zip(task / "results.zip", outputs.collect(work, prep.contract.results))
+    except Exception as exc:
+        _log(f"writing results.zip failed ({exc})")
+    if not prep.debug:
+        return n
+    try:
+        members = [(p, "work/" + name) for p, name in outputs.collect(work, prep.contract.debug)]
+        for name in ("stdout.log", "stderr.log"):
+            path = private / "logs" / name
+            if path.exists():
+                members.append((path, "logs/" + name))
+        for name in ("stats.csv", "stats.json", "version.txt"):
+            if (task / name).exists():
+                members.append((task / name, name))
+        resolved = {"params": prep.params, "argv": prep.argv, "contract": prep.contract._asdict()}
+        texts = [
+            ("params.resolved.json", outputs.redact(json.dumps(resolved, indent=2), secrets)),
+            ("environment.json", json.dumps(outputs.clean_env(prep.env, secrets), indent=2)),
+        ]
+        outputs.write_zip(task / "debug.zip", members, texts)
+    except Exception as exc:
+        _log(f"writing debug.zip failed ({exc})")
+    return n

@@ -1,0 +1,277 @@
+"""Safe extraction of zip and tar(.gz) archives.
+
+Everything is written into a fresh temporary directory next to the target and
+renamed into place in one step, so a refused or damaged archive leaves nothing
+behind. Refused: absolute paths, `..`, links that leave the tree, writes through
+links, devices and fifos, and more bytes or files than the limits allow (counted
+while streaming, not trusted from headers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from .errors import ArchiveError, DamagedArchive
+
+CHUNK = 1 << 20
+
+
+class Limits(NamedTuple):
+    max_bytes: int = 4 << 30  # total uncompressed size
+    max_files: int = 200_000  # members of any kind
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def detect_format(path: Path) -> str:
+    """'zip' or 'tar' by content, not by name."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"PK":
+        return "zip"
+    return "tar"
+
+
+def extract(
+    archive: Path,
+    target: Path,
+    limits: Limits = DEFAULT_LIMITS,
+    strip_single_root: bool = False,
+    replace: bool = False,
+) -> int:
+    """Extract `archive` into `target` (which must not exist unless `replace`).
+
+    Returns the number of members extracted. With `strip_single_root`, an archive
+    whose only top-level entry is a directory (GitLab's `project-sha/`) has that
+    directory become `target`.
+    """
+    archive, target = Path(archive), Path(target)
+    if target.exists() and not replace:
+        raise ArchiveError(f"{target} already exists; remove it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        writer = _Writer(tmp, archive.name, limits)
+        if detect_format(archive) == "zip":
+            _extract_zip(archive, writer)
+        else:
+            _extract_tar(archive, writer)
+        writer.check_links()
+        root = tmp
+        if strip_single_root:
+            entries = list(tmp.iterdir())
+            if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+                root = entries[0]
+        if replace and target.exists():
+            old = target.with_name(f".{target.name}.old.{os.getpid()}")
+            os.rename(target, old)
+            os.rename(root, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(root, target)
+        return writer.files
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _member_path(name: str, archive: str) -> str:
+    """Normalise a member name to a relative path, refusing escapes."""
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":"):
+        raise ArchiveError(f"{archive}: member {name!r} has an absolute path; refused")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"{archive}: member {name!r} contains '..'; refused")
+    return "/".join(parts)
+
+
+class _Writer:
+    """Creates files under `root`, enforcing the limits and never following links."""
+
+    def __init__(self, root: Path, archive: str, limits: Limits):
+        self.root = root
+        self.archive = archive
+        self.limits = limits
+        self.files = 0
+        self.bytes = 0
+        self.links: list[str] = []
+
+    def count(self, name: str) -> None:
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise ArchiveError(
+                f"{self.archive}: more than {self.limits.max_files} files; refused "
+                "(raise the file-count limit if this is expected)"
+            )
+
+    def _parent(self, rel: str) -> str:
+        """Create the parent directories of `rel`; refuse to pass through a link."""
+        parts = rel.split("/")
+        current = str(self.root)
+        for part in parts[:-1]:
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                os.mkdir(current, 0o755)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise ArchiveError(
+                    f"{self.archive}: member {rel!r} would be written through "
+                    f"{'a link' if stat.S_ISLNK(st.st_mode) else 'a file'}; refused"
+                )
+        return os.path.join(current, parts[-1])
+
+    def directory(self, rel: str) -> None:
+        if not rel:
+            return
+        path = self._parent(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path, 0o755)
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise ArchiveError(f"{self.archive}: directory {rel!r} clashes with a link/file")
+
+    def regular(self, rel: str, source: IO[bytes], mode: int) -> None:
+        path = self._parent(rel)
+        if os.path.islink(path) or os.path.isdir(path):
+            raise ArchiveError(f"{self.archive}: member {rel!r} replaces a link or directory")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags, 0o755 if mode & 0o111 else 0o644)
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                self.bytes += len(chunk)
+                if self.bytes > self.limits.max_bytes:
+                    raise ArchiveError(
+                        f"{self.archive}: unpacks to more than {self.limits.max_bytes} bytes; "
+                        "refused (raise the size limit if this is expected)"
+                    )
+                out.write(chunk)
+
+    def symlink(self, rel: str, link_target: str) -> None:
+        if not link_target or link_target.startswith("/"):
+            raise ArchiveError(
+                f"{self.archive}: link {rel!r} -> {link_target!r} is absolute; refused"
+            )
+        resolved = os.path.normpath(os.path.join(os.path.dirname(rel), link_target))
+        if resolved == ".." or resolved.startswith("../"):
+            raise ArchiveError(
+                f"{self.archive}: link {rel!r} -> {link_target!r} points outside; refused"
+            )
+        path = self._parent(rel)
+        if os.path.lexists(path):
+            raise ArchiveError(f"{self.archive}: link {rel!r} replaces an existing member")
+        os.symlink(link_target, path)
+        self.links.append(rel)
+
+    def hardlink(self, rel: str, existing: str) -> None:
+        source = os.path.join(str(self.root), _member_path(existing, self.archive))
+        if not existing or os.path.islink(source) or not os.path.isfile(source):
+            raise ArchiveError(
+                f"{self.archive}: hard link {rel!r} -> {existing!r} does not name an "
+                "earlier file in the archive; refused"
+            )
+        path = self._parent(rel)
+        if os.path.lexists(path):
+            os.unlink(path)
+        shutil.copyfile(source, path)  # a copy: no inode shared with anything else
+        shutil.copymode(source, path)
+
+    def check_links(self) -> None:
+        """Chains of relative links can still leave the tree; resolve each for real."""
+        root = os.path.realpath(str(self.root))
+        for rel in self.links:
+            real = os.path.realpath(os.path.join(root, rel))
+            if real != root and not real.startswith(root + os.sep):
+                raise ArchiveError(f"{self.archive}: link {rel!r} resolves outside; refused")
+
+
+def _extract_tar(archive: Path, w: _Writer) -> None:
+    try:
+        with tarfile.open(str(archive), mode="r|*") as tf:
+            for member in tf:
+                w.count(member.name)
+                rel = _member_path(member.name, w.archive)
+                if member.isdir():
+                    w.directory(rel)
+                elif member.isreg():
+                    if not rel:
+                        raise ArchiveError(f"{w.archive}: file member with an empty name")
+                    data = tf.extractfile(member)
+                    assert data is not None
+                    w.regular(rel, data, member.mode)
+                elif member.issym():
+                    w.symlink(rel, member.linkname)
+                elif member.islnk():
+                    w.hardlink(rel, member.linkname)
+                else:
+                    kind = "device file" if member.isdev() else "special file"
+                    raise ArchiveError(f"{w.archive}: member {member.name!r} is a {kind}; refused")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise DamagedArchive(f"{w.archive} is damaged or truncated ({exc})") from None
+
+
+def _extract_zip(archive: Path, w: _Writer) -> None:
+    try:
+        with zipfile.ZipFile(str(archive)) as zf:
+            infos = zf.infolist()
+            if len(infos) > w.limits.max_files:
+                raise ArchiveError(
+                    f"{w.archive}: more than {w.limits.max_files} files; refused "
+                    "(raise the file-count limit if this is expected)"
+                )
+            declared = sum(i.file_size for i in infos)
+            if declared > w.limits.max_bytes:
+                raise ArchiveError(
+                    f"{w.archive}: declares {declared} bytes, more than the limit "
+                    f"{w.limits.max_bytes}; refused"
+                )
+            for info in infos:
+                w.count(info.filename)
+                rel = _member_path(info.filename, w.archive)
+                mode = info.external_attr >> 16
+                kind = stat.S_IFMT(mode)
+                if info.is_dir() or kind == stat.S_IFDIR:
+                    w.directory(rel)
+                elif kind == stat.S_IFLNK:
+                    target = zf.read(info)
+                    if len(target) > 4096:
+                        raise ArchiveError(f"{w.archive}: link {rel!r} has an oversized target")
+                    w.symlink(rel, target.decode("utf-8", "replace"))
+                elif kind in (0, stat.S_IFREG):
+                    with zf.open(info) as data:
+                        w.regular(rel, _Bounded(data, info.file_size, w.archive, rel), mode)  # type: ignore[arg-type]
+                else:
+                    raise ArchiveError(f"{w.archive}: member {rel!r} is a special file; refused")
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise DamagedArchive(f"{w.archive} is damaged or unsupported ({exc})") from None
+
+
+class _Bounded:
+    """A zip member's stream that refuses to yield more than its declared size."""
+
+    def __init__(self, raw: IO[bytes], declared: int, archive: str, rel: str):
+        self.raw, self.left, self.archive, self.rel = raw, declared, archive, rel
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.raw.read(n)
+        self.left -= len(chunk)
+        if self.left < 0:
+            raise ArchiveError(f"{self.archive}: {self.rel!r} is larger than declared; refused")
+        return chunk
