@@ -26,8 +26,8 @@ import jinja2
 from everbake import provision_env
 from everbake.errors import RenderError
 from everbake.fingerprint import Fingerprints, fingerprints
-from everbake.providers import BuildSettings, Provider, get
 from everbake.packer import PLUGINS
+from everbake.providers import BuildSettings, Provider, get
 from everbake.providers.yandex import YANDEX_FIELDS
 from everbake.spec import ImageSpec
 
@@ -81,7 +81,7 @@ def layer_dir(out_root: Path, provider: Provider, spec: ImageSpec, layer: str) -
 
 
 def manifest_path(dist_root: Path, provider: str, spec: ImageSpec, layer: str) -> Path:
-    """dist/builds/local/<image>.manifest.json, dist/builds/<cloud>/<image>-<layer>.manifest.json."""
+    """dist/builds/local/<image>.manifest.json; clouds: <cloud>/<image>-<layer>.manifest.json."""
     name = spec.name if provider == "local" else f"{spec.name}-{layer}"
     return dist_root / "builds" / provider / f"{name}.manifest.json"
 
