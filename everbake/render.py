@@ -171,7 +171,7 @@ def _render_layer(
         {"name": name, "type": "string", "sensitive": False} for name in unset if name not in values
     ]
     variables += [{"name": name, "type": "string", "sensitive": True} for name in sensitive]
-    variables.sort(key=lambda v: v["name"])
+    variables.sort(key=lambda v: str(v["name"]))
     context = {
         "spec": spec,
         "layer": layer,

@@ -448,7 +448,7 @@ class _Checker:
         self.problem(key, f"unknown key; {fix}")
 
     def convert(self, hint: Any, value: Any, key: str) -> Any:
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             result = self.table(hint, value, key)
             return _BAD if result is None else result
         origin = typing.get_origin(hint)
