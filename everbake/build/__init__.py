@@ -1,0 +1,161 @@
+"""build_image: spec -> fingerprint -> (up to date? stop) -> render -> validate ->
+stage + plan -> packer build -> manifest -> build record.
+
+The local provider lives here; gcp and yandex are dispatched to the cloud build
+flow (everbake.cloudbuild) by `build_image(provider=...)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from everbake import naming
+from everbake.build import local
+from everbake.build.record import local_up_to_date, read_record, record_path, write_record
+from everbake.errors import BuildError, EverbakeError
+from everbake.fingerprint import fingerprints
+from everbake.localbuild.chroot import mounts_under, remove_tree
+from everbake.localbuild.plan import image_tarball
+from everbake.render import manifest_path
+from everbake.spec import ImageSpec, load_spec
+from everbake.ui import phase, say
+
+PROVIDERS = ("local", "gcp", "yandex")
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    image: str
+    provider: str
+    up_to_date: bool
+    record_path: Path
+    record: dict[str, Any]
+
+
+def check_provider(provider: str) -> None:
+    if provider not in PROVIDERS:
+        near = difflib.get_close_matches(provider, PROVIDERS, n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise EverbakeError(
+            f"--provider {provider}: unknown provider; {hint}choose one of: {', '.join(PROVIDERS)}"
+        )
+
+
+def build_image(
+    spec_name_or_path: str | Path,
+    provider: str = "local",
+    force: bool = False,
+    *,
+    images_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BuildOutcome:
+    check_provider(provider)
+    spec = load_spec(spec_name_or_path, images_dir)
+    if provider != "local":
+        return _build_cloud(spec, provider, force)
+    return build_local(spec, force=force, cache_dir=cache_dir, environ=environ)
+
+
+def _build_cloud(spec: ImageSpec, provider: str, force: bool) -> BuildOutcome:
+    """Dispatch point for the cloud providers (their flow lives in everbake.cloudbuild)."""
+    try:
+        from everbake.cloudbuild import build_cloud  # type: ignore[attr-defined]
+    except ImportError:
+        raise EverbakeError(
+            f"--provider {provider}: cloud builds are not available in this checkout yet; "
+            "use --provider local"
+        ) from None
+    result: BuildOutcome = build_cloud(spec, provider, force=force)
+    return result
+
+
+def embed_secret_env(spec: ImageSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """Embed-mode secret values for the build step's environment, from the user's variables."""
+    values = {}
+    for name, secret in sorted(spec.secrets.items()):
+        if secret.mode != "embed":
+            continue
+        value = environ.get(secret.env) if secret.env else None
+        if not value:
+            raise EverbakeError(
+                f"secret '{name}' has mode embed: set ${secret.env} to its value before "
+                f"building ({spec.source_path}: secrets.{name}.env names the variable)"
+            )
+        values[name] = value
+    return values
+
+
+def build_local(
+    spec: ImageSpec,
+    *,
+    force: bool = False,
+    cache_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BuildOutcome:
+    environ = os.environ if environ is None else environ
+    repo_root = spec.repo_root
+    started = time.monotonic()
+    fps = fingerprints(spec)
+    image = naming.image_name(spec, fps)
+    rec_path = record_path(repo_root, "local", image)
+    existing = read_record(rec_path)
+    tarball = local_up_to_date(existing, fps.image)
+    if tarball and existing and not force:
+        say(f"up to date: {image} ({tarball}); --force rebuilds it")
+        return BuildOutcome(image, "local", True, rec_path, existing)
+
+    secrets = embed_secret_env(spec, environ)
+    build_dir = repo_root / "build" / "local" / spec.name
+    output = image_tarball(repo_root, image)
+    had_output = output.exists()
+    try:
+        from everbake import packer, render
+
+        with phase(f"render build/local/{spec.name}"):
+            render.render(spec, "local", repo_root / "build", dist_root=repo_root / "dist", fps=fps)
+        with phase("packer validate"):
+            packer.validate(build_dir)
+        with phase("stage files and write the local plan"):
+            plan, _staged = local.prepare(spec, fps, build_dir, cache_dir=cache_dir)
+        with phase(f"packer build (local: {image})"):
+            packer_env = {**environ, "CHECKPOINT_DISABLE": "1", **_packer_vars(secrets)}
+            packer.build(build_dir, packer_env, prefix="local")
+        entry = packer.read_manifest(manifest_path(repo_root / "dist", "local", spec, "image"))
+        if not output.is_file():
+            raise BuildError(f"packer finished but {output} was not written (export step)")
+        record: dict[str, Any] = {
+            "image": image,
+            "provider": "local",
+            "spec": spec.name,
+            "spec_canonical": spec.to_canonical(),
+            "fingerprints": {"base": fps.base, "image": fps.image},
+            "base": {"name": plan.base_name, "cache": plan.base_cache},
+            "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
+            "duration_seconds": round(time.monotonic() - started, 1),
+            "packer_version": ".".join(map(str, packer.detect_version())),
+            "manifest": entry,
+        }
+        write_record(rec_path, record)
+    except BaseException:
+        # No half-written image: drop a tarball this run created and the work dir.
+        if not had_output:
+            output.unlink(missing_ok=True)
+        work = build_dir / "work"
+        if work.exists() and not mounts_under(work):
+            remove_tree(work)
+        raise
+    say(f"built {image}: {output} ({record['artifact']['size_bytes'] / 1e6:.0f} MB)")
+    say(f"record: {rec_path}")
+    return BuildOutcome(image, "local", False, rec_path, record)
+
+
+def _packer_vars(secrets: Mapping[str, str]) -> dict[str, str]:
+    """Embed secret values as the sensitive PKR_VAR_secret_<name> the template declares."""
+    return {f"PKR_VAR_secret_{name}": value for name, value in secrets.items()}

@@ -1,0 +1,65 @@
+"""Local provider, host side: stage the files and write the plan the steps read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from everbake import naming, provision_env
+from everbake.fingerprint import Fingerprints
+from everbake.localbuild import staging
+from everbake.localbuild.plan import (
+    LAYERS,
+    PLAN_FILE,
+    STAGING_IN_IMAGE,
+    Plan,
+    default_cache_dir,
+    image_tarball,
+    make_plan,
+)
+from everbake.spec import ImageSpec
+
+# zstd levels: 3 is zstd's own default, a good size/time balance for images.
+COMPRESSION_LEVEL = 3
+
+
+def prepare(
+    spec: ImageSpec,
+    fps: Fingerprints,
+    build_dir: Path,
+    *,
+    cache_dir: Path | None = None,
+) -> tuple[Plan, staging.Staged]:
+    """Stage everything into build_dir/staging and write build_dir/local-plan.json."""
+    repo_root = spec.repo_root
+    image = naming.image_name(spec, fps)
+    scripts = {layer: provision_env.scripts(repo_root, layer) for layer in LAYERS}
+    staged = staging.stage(
+        spec,
+        build_dir / "staging",
+        image=image,
+        fingerprints={"base": fps.base, "image": fps.image},
+        scripts=[*scripts["base"], *scripts["image"]],
+    )
+    env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
+    if staged.agent_sha256 is None:
+        env["image"]["EB_AGENT_ARCHIVE"] = ""
+        env["image"]["EB_AGENT_SHA256"] = ""
+    else:
+        env["image"]["EB_AGENT_SHA256"] = staged.agent_sha256
+    plan = make_plan(
+        image=image,
+        base_name=naming.image_name(spec, fps, "base"),
+        fingerprints={"base": fps.base, "image": fps.image},
+        suite=spec.base.local.suite,
+        mirror=spec.base.local.mirror,
+        build_dir=build_dir,
+        cache_dir=cache_dir or default_cache_dir(repo_root),
+        output=image_tarball(repo_root, image),
+        staging_host=build_dir / "staging",
+        scripts=scripts,
+        env=env,
+        embed_secrets=provision_env.embed_secrets(spec),
+        compression_level=COMPRESSION_LEVEL,
+    )
+    plan.write(build_dir / PLAN_FILE)
+    return plan, staged

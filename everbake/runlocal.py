@@ -1,0 +1,259 @@
+"""run-local: one real task inside a local image, in a scratch copy of it.
+
+runs/<run-id>/
+    root/     the image's root filesystem, extracted fresh (removed afterwards)
+    ...       the task's outputs, copied out when the task ends (also on Ctrl-C)
+
+Inside the copy: the model at /var/tmp/everbake-run/model, the task directory at
+/var/tmp/everbake-run/task (params.json + data archive), and
+`everest-bootstrap --local <model> ...` running as the image's task user with
+EVEREST_AGENT_* pointing at an agent stand-in on 127.0.0.1 in this process,
+which prints every status line as it arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from everbake import naming
+from everbake.agent_standin import AgentStandin
+from everbake.errors import BuildError, EverbakeError
+from everbake.fingerprint import fingerprints
+from everbake.localbuild.chroot import Chroot, chroot, remove_tree
+from everbake.localbuild.export import unpack
+from everbake.localbuild.plan import image_tarball
+from everbake.spec import REPO_ROOT, load_spec
+from everbake.ui import phase, say
+
+RUN_DIR_IN_IMAGE = "/var/tmp/everbake-run"
+JOB_INPUTS = ("params.json", "data.zip", "data.tar.gz")
+DEFAULT_MODEL = "examples/transport"
+DEFAULT_IMAGE = "optimization"
+# The runner forwards SIGTERM to the model and still collects outputs; give it time.
+CANCEL_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    exit_code: int
+    last_status: str | None
+    cancelled: bool
+    outputs: list[str]
+
+
+def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
+    """An image tarball from a path, an image name, or a spec name (its current build)."""
+    text = str(image)
+    path = Path(text)
+    if text.endswith(".tar.zst") and path.is_file():
+        return path.resolve()
+    named = image_tarball(repo_root, text)
+    if named.is_file():
+        return named
+    try:
+        spec = load_spec(text)
+    except EverbakeError:
+        raise EverbakeError(
+            f"--image {text}: not an image tarball, a built image name or an image spec; "
+            "see images/ for spec names"
+        ) from None
+    tarball = image_tarball(spec.repo_root, naming.image_name(spec, fingerprints(spec)))
+    if not tarball.is_file():
+        raise EverbakeError(
+            f"--image {text}: no local image for the current spec ({tarball.name} is missing); "
+            f"build it first: invoke build-image --image {text}"
+        )
+    return tarball
+
+
+def _copy_job(job_dir: Path, task_dir: Path) -> list[str]:
+    if not (job_dir / "params.json").is_file():
+        raise EverbakeError(f"--job {job_dir}: no params.json in it (a job is params.json + data)")
+    copied = []
+    for name in JOB_INPUTS:
+        if (job_dir / name).is_file():
+            shutil.copyfile(job_dir / name, task_dir / name)
+            copied.append(name)
+    return copied
+
+
+def _copy_model(model: Path, dest_parent: Path) -> str:
+    """Copy a model dir or archive into the image; returns its path inside the image."""
+    if model.is_dir():
+        shutil.copytree(
+            model, dest_parent / "model", ignore=shutil.ignore_patterns("__pycache__", "job")
+        )
+        return f"{RUN_DIR_IN_IMAGE}/model"
+    if model.is_file():
+        shutil.copyfile(model, dest_parent / model.name)
+        return f"{RUN_DIR_IN_IMAGE}/{model.name}"
+    raise EverbakeError(f"--model {model}: no such directory or archive")
+
+
+def _task_user(root: Path, wanted: str) -> str:
+    """``wanted`` when the image has that user, else root (an image without the agent user)."""
+    passwd = (root / "etc/passwd").read_text(encoding="utf-8")
+    return wanted if any(line.split(":")[0] == wanted for line in passwd.splitlines()) else "root"
+
+
+def _new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{os.getpid()}"
+
+
+def _run_task(ch: Chroot, argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]:
+    """Run ``argv`` in its own process group; Ctrl-C sends SIGTERM to the group and
+    waits for the runner to collect outputs. Returns (exit code, cancelled)."""
+    cancelled = False
+    with open(log, "ab") as log_file:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                log_file.write(raw)
+                sys.stderr.write("task | " + raw.decode("utf-8", "replace"))
+                sys.stderr.flush()
+            return proc.wait(), False
+        except KeyboardInterrupt:
+            cancelled = True
+            say("cancelling: SIGTERM to the task's process group, collecting outputs")
+            _terminate_group(proc)
+            # Drain what the runner prints while it winds down.
+            for raw in proc.stdout:
+                log_file.write(raw)
+                sys.stderr.write("task | " + raw.decode("utf-8", "replace"))
+            return proc.wait(), cancelled
+
+
+def _terminate_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            break  # a second Ctrl-C: stop waiting
+    if proc.poll() is None:
+        say("the task did not stop in time: killing it")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _collect(task_dir: Path, run_dir: Path, skip: set[str]) -> list[str]:
+    collected: list[str] = []
+    if not task_dir.is_dir():
+        return collected
+    for entry in sorted(task_dir.iterdir()):
+        if entry.name in skip:
+            continue
+        dest = run_dir / entry.name
+        if entry.is_dir():
+            shutil.copytree(entry, dest, symlinks=True, dirs_exist_ok=True)
+        elif entry.is_file():
+            shutil.copy2(entry, dest)
+        collected.append(entry.name)
+    return collected
+
+
+def run_local(
+    image: str | Path = DEFAULT_IMAGE,
+    job_dir: Path | str = "examples/transport/job",
+    *,
+    model: Path | str | None = None,
+    runs_dir: Path | None = None,
+    user: str = "everest",
+    keep_root: bool = False,
+    on_status: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Run one task of ``job_dir`` in a scratch copy of ``image``; outputs -> runs/<id>/."""
+    repo_root = REPO_ROOT
+    tarball = resolve_image(image, repo_root)
+    job = Path(job_dir).resolve()
+    model_path = Path(model).resolve() if model else repo_root / DEFAULT_MODEL
+    if not job.is_dir():
+        raise EverbakeError(f"--job {job_dir}: no such directory")
+    run_id = _new_run_id()
+    run_dir = (runs_dir or repo_root / "runs") / run_id
+    root = run_dir / "root"
+    run_dir.mkdir(parents=True)
+    inside = root / RUN_DIR_IN_IMAGE.lstrip("/")
+    task_dir = inside / "task"
+    status_print = on_status or (lambda text: say(f"status: {text}"))
+    standin = AgentStandin("127.0.0.1", 0, on_status=status_print)
+    cancelled = False
+    code = 1
+    try:
+        with phase(f"unpack {tarball.name} into {root}"):
+            unpack(tarball, root)
+        task_dir.mkdir(parents=True)
+        inputs = _copy_job(job, task_dir)
+        model_in_image = _copy_model(model_path, inside)
+        task_user = _task_user(root, user)
+        if task_user != "root":
+            _chown_to(root, inside, task_user)
+        standin.start()
+        say(f"agent stand-in on 127.0.0.1:{standin.port}; task {run_id}")
+        env = Chroot.env({**standin.env(run_id), "HOME": "/tmp"})
+        command = [
+            "everest-bootstrap",
+            "--local",
+            model_in_image,
+            "--task-dir",
+            f"{RUN_DIR_IN_IMAGE}/task",
+        ]
+        with chroot(root) as ch:
+            argv = ch.argv(["/usr/sbin/runuser", "-u", task_user, "--", *command])
+            with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):
+                code, cancelled = _run_task(ch, argv, env, run_dir / "task.log")
+        outputs = _collect(task_dir, run_dir, skip=set(inputs))
+    finally:
+        standin.stop()
+        if root.exists() and not keep_root:
+            remove_tree(root)
+    last = standin.last_status
+    verdict = "cancelled" if cancelled else ("done" if code == 0 else f"failed (exit {code})")
+    say(f"task {verdict}; last status: {last!r}")
+    say(f"outputs: {run_dir}")
+    if not cancelled and code != 0 and not outputs:
+        raise BuildError(
+            f"the task failed (exit {code}) and left no outputs; see {run_dir}/task.log"
+        )
+    return RunOutcome(run_id, run_dir, code, last, cancelled, outputs)
+
+
+def _chown_to(root: Path, path: Path, user: str) -> None:
+    """chown -R to ``user`` as the image knows it (its own /etc/passwd, not the host's)."""
+    for line in (root / "etc/passwd").read_text(encoding="utf-8").splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            uid, gid = int(fields[2]), int(fields[3])
+            break
+    else:
+        raise BuildError(f"user {user} is not in the image's /etc/passwd")
+    for dirpath, dirs, files in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(dirpath, name), uid, gid)

@@ -1,0 +1,42 @@
+"""invoke tasks: build-image and run-local (thin: flags -> one library call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import invoke
+
+from everbake.taskutil import task
+
+
+@task(
+    help={
+        "provider": "local (default), gcp or yandex",
+        "image": "image spec name in images/ or a path to a .toml (default: optimization)",
+        "force": "rebuild even when an image with this fingerprint exists",
+    }
+)
+def build_image(c, provider="local", image="optimization", force=False):  # type: ignore[no-untyped-def]
+    """Bake an image from its spec; does nothing when the fingerprint is already built."""
+    from everbake.build import build_image as build
+
+    build(image, provider=provider, force=force)
+
+
+@task(
+    help={
+        "image": "spec name (its current build), image name or .tar.zst (default: optimization)",
+        "job": "job directory: params.json and a data archive",
+        "model": "model directory or archive (default: examples/transport)",
+    },
+)
+def run_local(c, job, image="optimization", model=None):  # type: ignore[no-untyped-def]
+    """Run one task of a job inside a scratch copy of a local image, with live status."""
+    from everbake.runlocal import run_local as run
+
+    outcome = run(image, Path(job), model=Path(model) if model else None)
+    if outcome.cancelled:
+        raise invoke.Exit("cancelled", 130)
+    if outcome.exit_code != 0:
+        where = outcome.run_dir
+        raise invoke.Exit(f"error: the task failed (exit {outcome.exit_code}); see {where}", 1)
