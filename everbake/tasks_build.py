@@ -16,7 +16,7 @@ from everbake.taskutil import task
         "force": "rebuild even when an image with this fingerprint exists",
     }
 )
-def build_image(c, provider="local", image="optimization", force=False):  # type: ignore[no-untyped-def]
+def build_image(c, provider="local", image="optimization", force=False):
     """Bake an image from its spec; does nothing when the fingerprint is already built."""
     from everbake.build import build_image as build
 
@@ -30,7 +30,7 @@ def build_image(c, provider="local", image="optimization", force=False):  # type
         "model": "model directory or archive (default: examples/transport)",
     },
 )
-def run_local(c, job, image="optimization", model=None):  # type: ignore[no-untyped-def]
+def run_local(c, job, image="optimization", model=None):
     """Run one task of a job inside a scratch copy of a local image, with live status."""
     from everbake.runlocal import run_local as run
 
