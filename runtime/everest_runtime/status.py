@@ -133,6 +133,11 @@ class StatusClient:
             return dict(self._vars)
 
     @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._sock is not None
+
+    @property
     def pending(self) -> int:
         """Frames queued or being written."""
         with self._lock:

@@ -1,0 +1,253 @@
+"""A local stand-in for the Everest agent's task protocol, for `invoke run-local`.
+
+It is the server side of what everest_runtime.status speaks: a handshake
+frame (type byte 0 + task id), then length-prefixed UTF-8 frames. Statuses are
+printed live as "[task <id>] <message>"; shared variables live in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+_HEADER = struct.Struct(">I")
+MESSAGE_MODE = 0
+MAX_FRAME = 16 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """Bytes on the wire that are not a valid frame."""
+
+
+def encode_frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+def encode_text(text: str) -> bytes:
+    return encode_frame(text.encode("utf-8"))
+
+
+class FrameParser:
+    """Incremental parser: feed() whatever recv() returned, get whole payloads."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        payloads = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            if length > MAX_FRAME:
+                raise FrameError(f"frame length {length} exceeds {MAX_FRAME} bytes")
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            payloads.append(bytes(self._buffer[_HEADER.size : end]))
+            del self._buffer[:end]
+        return payloads
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished frame (non-zero at EOF means a truncated frame)."""
+        return len(self._buffer)
+
+
+def parse_handshake(payload: bytes) -> str:
+    if not payload or payload[0] != MESSAGE_MODE:
+        kind = payload[0] if payload else "none"
+        raise FrameError(f"handshake type byte is {kind}, expected {MESSAGE_MODE} (message mode)")
+    return payload[1:].decode("utf-8")
+
+
+def iter_frames(sock: socket.socket, parser: FrameParser | None = None) -> Iterator[bytes]:
+    """Payloads from a socket until EOF."""
+    parser = parser or FrameParser()
+    while chunk := sock.recv(65536):
+        yield from parser.feed(chunk)
+
+
+@dataclass(frozen=True)
+class Message:
+    task_id: str
+    text: str
+
+
+class AgentStandin:
+    """Threaded loopback server; use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_status: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.on_status = on_status
+        self.log = log or (lambda line: None)
+        self.messages: list[Message] = []
+        self.statuses: dict[str, str] = {}
+        self.variables: dict[str, str] = {}
+        self.errors: list[str] = []
+        self.last_status: str | None = None
+        self._lock = threading.Condition()
+        self._listener: socket.socket | None = None
+        self._connections: dict[socket.socket, str | None] = {}
+        # Replies and broadcasts come from different threads; frames must not interleave.
+        self._send_locks: dict[socket.socket, threading.Lock] = {}
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError("the agent stand-in is not started")
+        return int(self._listener.getsockname()[1])
+
+    def env(self, task_id: str) -> dict[str, str]:
+        """The EVEREST_AGENT_* variables a task needs to reach this stand-in."""
+        return {
+            "EVEREST_AGENT_ADDRESS": self.host,
+            "EVEREST_AGENT_PORT": str(self.port),
+            "EVEREST_AGENT_TASK_ID": task_id,
+        }
+
+    def start(self) -> AgentStandin:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self._requested_port))
+        listener.listen(16)
+        self._listener = listener
+        self._spawn(self._accept_loop, listener)
+        return self
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # Remember the port so a later start() (agent restart) reuses it.
+            self._requested_port = listener.getsockname()[1]
+            _quiet_shutdown(listener)
+            listener.close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            _quiet_shutdown(conn)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+
+    def __enter__(self) -> AgentStandin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_for(self, predicate: Callable[[AgentStandin], bool], timeout: float = 5.0) -> bool:
+        """Block until predicate(self) holds (checked whenever a frame arrives)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: predicate(self), timeout)
+
+    def push(self, name: str, value: str | None) -> None:
+        """Send VAR_VALUE to every connected task, as the agent does on a change."""
+        self._broadcast(f"VAR_VALUE {name} {'NULL' if value is None else value}", exclude=None)
+
+    # -- connections -------------------------------------------------------
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._connections[conn] = None
+                self._send_locks[conn] = threading.Lock()
+            self._spawn(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        task_id: str | None = None
+        parser = FrameParser()
+        try:
+            for payload in iter_frames(conn, parser):
+                if task_id is None:
+                    task_id = parse_handshake(payload)
+                    with self._lock:
+                        self._connections[conn] = task_id
+                    continue
+                self._handle(conn, task_id, payload.decode("utf-8", "replace"))
+            if parser.pending:
+                self._error(f"task {task_id}: connection closed inside a frame")
+        except FrameError as error:
+            self._error(f"task {task_id}: {error}; closing the connection")
+        except (OSError, UnicodeDecodeError) as error:
+            self._error(f"task {task_id}: {error}")
+        finally:
+            with self._lock:
+                self._connections.pop(conn, None)
+                self._send_locks.pop(conn, None)
+                self._lock.notify_all()
+            conn.close()
+
+    def _handle(self, conn: socket.socket, task_id: str, text: str) -> None:
+        verb, _, rest = text.partition(" ")
+        with self._lock:
+            self.messages.append(Message(task_id, text))
+            if verb == "VAR_GET":
+                value = self.variables.get(rest.strip())
+            elif verb == "VAR_SET_MD":
+                name, _, value = rest.partition(" ")
+                self.variables[name] = value
+            else:
+                self.statuses[task_id] = text
+                self.last_status = text
+            self._lock.notify_all()
+        if verb == "VAR_GET":
+            name = rest.strip()
+            self._send(conn, f"VAR_VALUE {name} {'NULL' if value is None else value}")
+        elif verb == "VAR_SET_MD":
+            self._broadcast(f"VAR_VALUE {name} {value}", exclude=conn)
+        else:
+            self.on_status(f"[task {task_id}] {text}")
+
+    def _broadcast(self, text: str, exclude: socket.socket | None) -> None:
+        with self._lock:
+            targets = [c for c, tid in self._connections.items() if tid and c is not exclude]
+        for conn in targets:
+            self._send(conn, text)
+
+    def _send(self, conn: socket.socket, text: str) -> None:
+        with self._lock:
+            send_lock = self._send_locks.get(conn)
+        if send_lock is None:
+            return
+        try:
+            with send_lock:
+                conn.sendall(encode_text(text))
+        except OSError as error:
+            self._error(f"could not answer a task: {error}")
+
+    def _error(self, line: str) -> None:
+        with self._lock:
+            self.errors.append(line)
+        self.log(f"agent stand-in: {line}")
+
+
+def _quiet_shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
