@@ -293,3 +293,38 @@ def check_rendered(directory: Path, provider: str) -> None:
 
 def _unquote(value: Any) -> str:
     return str(value).strip('"')
+
+
+# ------------------------------------------------------------- packer validation
+
+PLACEHOLDER = "everbake-validate-only"
+
+
+def validation_env(rendered: Rendered, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for `packer validate`: placeholders for values only known at build
+    time (project/folder, secrets), so validation needs no credentials or secrets."""
+    env = dict(os.environ if base is None else base)
+    for name in ("project_id", "folder_id"):
+        if rendered.provider in ("gcp", "yandex") and name not in rendered.values:
+            env.setdefault(f"PKR_VAR_{name}", PLACEHOLDER)
+    for name in rendered.sensitive:
+        env[f"PKR_VAR_{name}"] = PLACEHOLDER
+    return env
+
+
+def validate_rendered(rendered: Rendered, packer_version: tuple[int, int, int]) -> str:
+    """Structure checks, `packer fmt -check`, then `packer validate`; returns how deep.
+
+    Packer < 1.7 has no yandex builder: yandex gets -syntax-only plus the
+    argument check against the plugin's field list.
+    """
+    from everbake import packer
+
+    check_rendered(rendered.directory, rendered.provider)
+    packer.fmt_check(rendered.directory)
+    env = validation_env(rendered)
+    syntax_only = rendered.provider == "yandex" and not packer.supports_plugins(packer_version)
+    if packer.supports_plugins(packer_version):
+        packer.init(rendered.directory, env)
+    packer.validate(rendered.directory, syntax_only=syntax_only, env=env)
+    return "syntax + arguments" if syntax_only else "full"
