@@ -270,9 +270,10 @@ def list_images(images_dir: Path | None = None) -> list[str]:
 def load_spec(name_or_path: str | Path, images_dir: Path | None = None) -> ImageSpec:
     """Load, merge over defaults.toml, validate; raise SpecError listing every problem."""
     path = resolve_path(name_or_path, images_dir)
-    defaults_path = (images_dir or path.parent) / "defaults.toml"
+    # defaults.toml next to the spec, else the one in the images folder.
+    defaults_path = path.parent / "defaults.toml"
     if not defaults_path.is_file():
-        defaults_path = path.parent / "defaults.toml"
+        defaults_path = (images_dir or IMAGES_DIR) / "defaults.toml"
     repo_root = REPO_ROOT
     files = [_SourceFile.read(path)]
     if defaults_path.is_file() and defaults_path.resolve() != path.resolve():
@@ -487,9 +488,9 @@ class _Checker:
         raise TypeError(f"unsupported schema type {hint!r}")  # a bug in this module
 
     def wrong(self, key: str, value: Any, expected: str, example: str) -> Any:
-        self.problem(
-            key, f"expected {expected}, got {_kind(value)} {value!r:.40}; write e.g. {example}"
-        )
+        # Never echo what was written under [secrets]: it may be a secret's value.
+        shown = "" if key.startswith("secrets") else f" {value!r:.40}"
+        self.problem(key, f"expected {expected}, got {_kind(value)}{shown}; write e.g. {example}")
         return _BAD
 
     # -- rules across fields and against the file system
