@@ -6,8 +6,10 @@ local build must not pay for it.
 
 Fingerprint label: a label value holds at most 63 characters of ``[a-z0-9_-]``
 and a sha256 hex digest has 64, so every image carries the label
-``fingerprint`` = the first 32 hex characters of its fingerprint (128 bits, far
-beyond any collision risk among a folder's images). Lookups match on that value.
+``everbake-fingerprint`` = the first 48 hex characters of its fingerprint, as
+``everbake.naming`` writes it (kept as plain constants here so the stores load
+without the spec machinery; a test checks that the two agree). Lookups match on
+that value.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-FINGERPRINT_LABEL = "fingerprint"
-FINGERPRINT_LABEL_CHARS = 32
+FINGERPRINT_LABEL = "everbake-fingerprint"
+FINGERPRINT_LABEL_CHARS = 48
 
 
 def fingerprint_label_value(fingerprint: str) -> str:

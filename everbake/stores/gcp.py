@@ -242,6 +242,11 @@ class GcpImageStore:
                 "grant the account roles/compute.storageAdmin on the project, or use another "
                 "account"
             ) from None
+        except api.BadRequest as exc:
+            raise CloudError(
+                f"gcp: the API rejected the request to {what} in project {self.project}: "
+                f"{_short(exc)}; please report this as an everbake bug"
+            ) from None
         except api.GoogleAPIError as exc:
             raise CloudError(
                 f"gcp: cannot {what} in project {self.project}: {_short(exc)}; "

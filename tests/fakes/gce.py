@@ -9,6 +9,7 @@ does for a service-account key file whose ``token_uri`` points here).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 PREFIX = "/compute/v1/projects/"
-_CLAUSE = re.compile(r'\(?\s*([A-Za-z][\w.]*)\s*(=|!=|eq|ne)\s*"?([^"()\s]*)"?\s*\)?')
+_CLAUSE = re.compile(r'\(?\s*([A-Za-z][\w.-]*)\s*(=|!=|eq|ne)\s*"?([^"()\s]*)"?\s*\)?')
 
 
 @dataclass
@@ -46,6 +47,9 @@ class GceState:
     failures: list[Failure] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     require_token: str | None = None
+    # Also accept a self-signed service-account JWT (what google-auth sends for
+    # a key file when the client allows JWT access) whose issuer is this email.
+    accept_jwt_issuer: str | None = None
     issued_token: str = "ya29.fake-access-token"
     operation_error: dict[str, Any] | None = None
 
@@ -138,9 +142,22 @@ class FakeGce:
                     return failure.status, _error(failure.status, "injected failure")
             if self.state.require_token is not None:
                 sent = req.headers.get("authorization", "")
-                if sent != f"Bearer {self.state.require_token}":
+                if sent != f"Bearer {self.state.require_token}" and not self._jwt_ok(sent):
                     return 401, _error(401, "Request had invalid authentication credentials.")
             return self._route(req)
+
+    def _jwt_ok(self, header: str) -> bool:
+        if not self.state.accept_jwt_issuer or not header.startswith("Bearer "):
+            return False
+        parts = header[len("Bearer ") :].split(".")
+        if len(parts) != 3:
+            return False
+        try:
+            padded = parts[1] + "=" * (-len(parts[1]) % 4)
+            claims = json.loads(base64.urlsafe_b64decode(padded))
+        except ValueError:
+            return False
+        return bool(claims.get("iss") == self.state.accept_jwt_issuer)
 
     def _token(self, req: Request) -> tuple[int, dict[str, Any]]:
         form = parse_qs(req.body.decode())

@@ -1,0 +1,1 @@
+"""Cloud builds: attempt planning and (later) the build-image flow for gcp and yandex."""

@@ -1,0 +1,151 @@
+"""Retiring old images of a family: a pure plan, then ``apply`` through a store.
+
+GCP: images beyond the newest N are deprecated (the newest live one named as
+replacement) and deleted once they have been deprecated for ``delete_after_days``.
+Yandex has no deprecation: images beyond the newest N are deleted.
+Never touched: the newest N, images of other families, and any image a
+published record names (resource configs and build records under dist/).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from everbake.errors import EverbakeError
+from everbake.stores import CloudImage, ImageStore, newest_first, parse_time
+
+Kind = Literal["keep", "deprecate", "delete"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a provider retires images."""
+
+    deprecate_first: bool  # GCP: deprecate, delete later; Yandex: delete at once
+    delete_after_days: float = 30.0
+
+
+POLICIES = {
+    "gcp": Policy(deprecate_first=True, delete_after_days=30.0),
+    "yandex": Policy(deprecate_first=False),
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    image: CloudImage
+    reason: str
+    replacement: CloudImage | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind:<9} {self.image.name}  ({self.reason})"
+
+
+def plan(
+    images: Iterable[CloudImage],
+    *,
+    family: str,
+    keep: int,
+    protected: Collection[str],
+    now: datetime,
+    policy: Policy,
+) -> list[Action]:
+    """One action per image of ``family``, newest first; ``keep`` actions change nothing.
+
+    ``protected`` holds image names and ids named by published records.
+    """
+    if keep < 1:
+        raise EverbakeError(
+            f"--keep {keep}: keep at least 1 image (the family's newest is what new VMs get)"
+        )
+    ours = newest_first([image for image in images if image.family == family])
+    newest = ours[:keep]
+    live = [image for image in newest if image.deprecated is None]
+    replacement = live[0] if live else None
+    actions = [Action("keep", image, f"one of the newest {keep}") for image in newest]
+    for image in ours[keep:]:
+        if image.name in protected or image.id in protected:
+            actions.append(Action("keep", image, "named by a published record"))
+        elif not policy.deprecate_first:
+            actions.append(Action("delete", image, f"older than the newest {keep}"))
+        elif image.deprecated is None:
+            actions.append(Action("deprecate", image, f"older than the newest {keep}", replacement))
+        else:
+            actions.append(_deprecated_action(image, now, policy.delete_after_days))
+    return actions
+
+
+def _deprecated_action(image: CloudImage, now: datetime, days: float) -> Action:
+    if image.deprecated_at is None:
+        # Deprecated by someone else at an unknown time: never guess it is old.
+        return Action("keep", image, f"{image.deprecated} since an unknown time")
+    try:
+        since = parse_time(image.deprecated_at)
+    except ValueError:
+        return Action("keep", image, f"unreadable deprecation time {image.deprecated_at!r}")
+    age = now - since
+    if age >= timedelta(days=days):
+        return Action("delete", image, f"{image.deprecated} for {age.days} days (>= {days:g})")
+    return Action("keep", image, f"{image.deprecated} for {age.days} days; deleted after {days:g}")
+
+
+def apply(store: ImageStore, actions: Iterable[Action], say: Callable[[str], None] = print) -> int:
+    """Carry out the deprecations and deletions in order; return how many were done.
+
+    Each action stands alone, so after a failure a second run picks up the rest.
+    """
+    done = 0
+    for action in actions:
+        if action.kind == "deprecate":
+            say(f"deprecating {action.image.name}")
+            store.deprecate(action.image, action.replacement)
+        elif action.kind == "delete":
+            say(f"deleting {action.image.name}")
+            store.delete(action.image)
+        else:
+            continue
+        done += 1
+    return done
+
+
+def protected_images(dist: Path, provider: str) -> set[str]:
+    """Image names and ids named by published records; unreadable records are skipped.
+
+    Reads dist/resources/*.json (``image.name``/``image.id``, for this provider
+    when the record names one) and dist/builds/<provider>/*.json
+    (``image_name``/``image_id``).
+    """
+    names: set[str] = set()
+    for path in sorted((dist / "resources").glob("*.json")):
+        record = _read_json(path)
+        if record.get("provider", provider) != provider:
+            continue
+        image = record.get("image")
+        if isinstance(image, dict):
+            names.update(_strings(image.get("name"), image.get("id")))
+    for path in sorted((dist / "builds" / provider).glob("*.json")):
+        record = _read_json(path)
+        names.update(_strings(record.get("image_name"), record.get("image_id")))
+        for layer in ("base", "image"):
+            sub = record.get(layer)
+            if isinstance(sub, dict):
+                names.update(_strings(sub.get("image_name"), sub.get("image_id")))
+    return names
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _strings(*values: object) -> list[str]:
+    return [value for value in values if isinstance(value, str) and value]
