@@ -1,0 +1,199 @@
+"""Safe extraction: every kind of malicious or damaged archive is refused, and a
+refusal leaves nothing behind (no target, no temporaries, nothing outside)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "runtime") not in sys.path:
+    sys.path.insert(0, str(REPO / "runtime"))
+
+from everest_runtime.errors import ArchiveError, DamagedArchive  # noqa: E402
+from everest_runtime.unarchive import Limits, extract  # noqa: E402
+
+
+def make_tar(path: Path, members: list[tuple], gz: bool = True) -> Path:
+    """members: (name, kind, data-or-linkname); kind in file, dir, sym, hard, chr, fifo."""
+    with tarfile.open(path, "w:gz" if gz else "w") as tf:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            payload = None
+            if kind == "file":
+                payload = data if isinstance(data, bytes) else data.encode()
+                info.size = len(payload)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+            elif kind == "hard":
+                info.type, info.linkname = tarfile.LNKTYPE, data
+            elif kind == "chr":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+            tf.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    return path
+
+
+def make_zip(path: Path, members: list[tuple]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, kind, data in members:
+            info = zipfile.ZipInfo(name)
+            if kind == "sym":
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            elif kind == "chr":
+                info.external_attr = (stat.S_IFCHR | 0o644) << 16
+            else:
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+            zf.writestr(info, data)
+    return path
+
+
+def assert_clean(tmp_path: Path, target: Path) -> None:
+    assert not target.exists()
+    leftovers = [p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}")]
+    assert leftovers == []
+    assert not (tmp_path / "escaped").exists()
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+def test_good_tar_gz_with_internal_links_extracts(tmp_path):
+    archive = make_tar(
+        tmp_path / "ok.tar.gz",
+        [
+            ("top/", "dir", None),
+            ("top/a.txt", "file", "alpha"),
+            ("top/run.sh", "file", "#!/bin/sh\n"),
+            ("top/sub/b.txt", "file", "beta"),
+            ("top/link", "sym", "sub/b.txt"),
+            ("top/hard", "hard", "top/a.txt"),
+        ],
+    )
+    target = tmp_path / "out"
+    assert extract(archive, target, strip_single_root=True) == 6
+    assert (target / "a.txt").read_text() == "alpha"
+    assert (target / "link").read_text() == "beta"
+    assert (target / "hard").read_text() == "alpha"
+    assert_clean_siblings = [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert assert_clean_siblings == []
+
+
+def test_good_zip_extracts_and_keeps_a_single_root_when_not_stripping(tmp_path):
+    archive = make_zip(tmp_path / "ok.zip", [("d/x.csv", "file", "1,2\n")])
+    assert extract(archive, tmp_path / "out") == 1
+    assert (tmp_path / "out" / "d" / "x.csv").read_text() == "1,2\n"
+
+
+TAR_ATTACKS = {
+    "absolute path": [("/tmp/escaped", "file", "x")],
+    "dot-dot": [("a/../../escaped", "file", "x")],
+    "symlink outside": [("evil", "sym", "../escaped")],
+    "absolute symlink": [("evil", "sym", "/etc/passwd")],
+    "write through symlink": [("lnk", "sym", "sub"), ("sub/", "dir", None), ("lnk/f", "file", "x")],
+    "symlink chain outside": [
+        ("d/", "dir", None),
+        ("d/b", "sym", ".."),
+        ("a", "sym", "d/b/.."),
+    ],
+    "hard link outside": [("h", "hard", "../../etc/passwd")],
+    "hard link to nothing": [("h", "hard", "missing")],
+    "device file": [("dev", "chr", None)],
+    "fifo": [("pipe", "fifo", None)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAR_ATTACKS))
+def test_malicious_tar_is_refused_and_leaves_nothing(tmp_path, case):
+    archive = make_tar(tmp_path / "bad.tar.gz", [("ok.txt", "file", "fine"), *TAR_ATTACKS[case]])
+    target = tmp_path / "work" / "input"
+    with pytest.raises(ArchiveError) as info:
+        extract(archive, target)
+    assert "bad.tar.gz" in str(info.value) and "\n" not in str(info.value)
+    assert_clean(tmp_path, target)
+
+
+ZIP_ATTACKS = {
+    "absolute path": [("/tmp/escaped", "file", "x")],
+    "dot-dot": [("../escaped", "file", "x")],
+    "backslash dot-dot": [("..\\escaped", "file", "x")],
+    "symlink outside": [("evil", "sym", "../../escaped")],
+    "device file": [("dev", "chr", "")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(ZIP_ATTACKS))
+def test_malicious_zip_is_refused_and_leaves_nothing(tmp_path, case):
+    archive = make_zip(tmp_path / "bad.zip", [("ok.txt", "file", "fine"), *ZIP_ATTACKS[case]])
+    target = tmp_path / "input"
+    with pytest.raises(ArchiveError):
+        extract(archive, target)
+    assert_clean(tmp_path, target)
+
+
+def test_tar_bomb_is_stopped_while_streaming(tmp_path):
+    # 8 MiB of zeros compresses to a few KiB: only counting real bytes catches it.
+    archive = make_tar(tmp_path / "bomb.tar.gz", [("zeros", "file", b"\0" * (8 << 20))])
+    assert archive.stat().st_size < 100_000
+    with pytest.raises(ArchiveError, match="more than 1048576 bytes"):
+        extract(archive, tmp_path / "input", Limits(max_bytes=1 << 20))
+    assert_clean(tmp_path, tmp_path / "input")
+
+
+def test_zip_that_lies_about_its_size_is_stopped(tmp_path):
+    archive = make_zip(tmp_path / "liar.zip", [("zeros", "file", b"\0" * (4 << 20))])
+    # Rewrite the declared size in both headers to 10 bytes; the data stays 4 MiB.
+    raw = bytearray(archive.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    for offset in (22, central + 24):  # uncompressed size: local header, central directory
+        assert int.from_bytes(raw[offset : offset + 4], "little") == 4 << 20
+        raw[offset : offset + 4] = (10).to_bytes(4, "little")
+    archive.write_bytes(bytes(raw))
+    # Never more than the declared 10 bytes are read; the CRC then exposes the lie.
+    with pytest.raises(ArchiveError, match=r"liar\.zip"):
+        extract(archive, tmp_path / "input", Limits(max_bytes=1 << 20))
+    assert_clean(tmp_path, tmp_path / "input")
+
+
+def test_too_many_files_is_refused(tmp_path):
+    members = [(f"f{i}", "file", "x") for i in range(50)]
+    for maker, name in ((make_tar, "many.tar.gz"), (make_zip, "many.zip")):
+        archive = maker(tmp_path / name, members)
+        with pytest.raises(ArchiveError, match="more than 20 files"):
+            extract(archive, tmp_path / "input", Limits(max_files=20))
+        assert_clean(tmp_path, tmp_path / "input")
+
+
+def test_truncated_archives_are_damaged_not_half_extracted(tmp_path):
+    good = make_tar(tmp_path / "g.tar.gz", [("a", "file", os.urandom(300_000))])
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(good.read_bytes()[:150_000])
+    with pytest.raises(DamagedArchive, match=r"cut\.tar\.gz is damaged"):
+        extract(cut, tmp_path / "input")
+    assert_clean(tmp_path, tmp_path / "input")
+    zgood = make_zip(tmp_path / "g.zip", [("a", "file", os.urandom(300_000))])
+    zcut = tmp_path / "cut.zip"
+    zcut.write_bytes(zgood.read_bytes()[:150_000])
+    with pytest.raises(DamagedArchive):
+        extract(zcut, tmp_path / "input")
+    assert_clean(tmp_path, tmp_path / "input")
+
+
+def test_existing_target_is_refused_unless_replacing(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", [("new.txt", "file", "new")])
+    target = tmp_path / "input"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(ArchiveError, match="already exists"):
+        extract(archive, target)
+    assert (target / "old.txt").exists()
+    extract(archive, target, replace=True)
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
