@@ -1,0 +1,59 @@
+"""Open the image store of a provider from plain settings and the environment.
+
+``EVERBAKE_GCE_ENDPOINT`` / ``EVERBAKE_YANDEX_ENDPOINT`` (and
+``EVERBAKE_YANDEX_CA_FILE``, a PEM file to trust) point the SDKs at another
+API endpoint: a private one, or the loopback fakes in tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from everbake.errors import CloudError, EverbakeError
+from everbake.stores import ImageStore
+
+PROVIDERS = ("gcp", "yandex")
+
+
+def open_store(
+    provider: str, location: str | None, env: Mapping[str, str] | None = None
+) -> ImageStore:
+    """The store for ``provider`` in ``location`` (GCP project / Yandex folder id).
+
+    An empty location falls back to GOOGLE_CLOUD_PROJECT (or CLOUDSDK_CORE_PROJECT)
+    and YC_FOLDER_ID.
+    """
+    env = os.environ if env is None else env
+    if provider == "gcp":
+        from everbake.stores.gcp import GcpImageStore
+
+        project = location or env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUDSDK_CORE_PROJECT")
+        if not project:
+            raise CloudError(
+                "gcp: no project: set build.gcp.project in the image spec or export "
+                "GOOGLE_CLOUD_PROJECT=<project>"
+            )
+        return GcpImageStore(project, endpoint=env.get("EVERBAKE_GCE_ENDPOINT") or None)
+    if provider == "yandex":
+        from everbake.stores.yandex import YandexImageStore
+
+        folder = location or env.get("YC_FOLDER_ID")
+        if not folder:
+            raise CloudError(
+                "yandex: no folder: set build.yandex.folder_id in the image spec or export "
+                "YC_FOLDER_ID=<folder id>"
+            )
+        ca_file = env.get("EVERBAKE_YANDEX_CA_FILE")
+        try:
+            roots = Path(ca_file).read_bytes() if ca_file else None
+        except OSError as exc:
+            raise CloudError(
+                f"EVERBAKE_YANDEX_CA_FILE={ca_file}: {exc.strerror}; point it at a PEM file "
+                "or unset it"
+            ) from None
+        return YandexImageStore(
+            folder, endpoint=env.get("EVERBAKE_YANDEX_ENDPOINT") or None, root_certificates=roots
+        )
+    raise EverbakeError(f"unknown provider '{provider}': choose one of {', '.join(PROVIDERS)}")

@@ -1,0 +1,99 @@
+"""Cloud image tasks: gc-images (retire old images of a family)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from everbake import gc, ui
+from everbake.errors import EverbakeError
+from everbake.taskutil import task
+
+LAYERS = ("image", "base")
+
+
+def spec_location(spec: object, provider: str) -> str:
+    """The GCP project / Yandex folder an image spec names ('' means: from the env)."""
+    build = getattr(spec, "build", None)
+    if provider == "gcp":
+        return str(getattr(getattr(build, "gcp", None), "project", "") or "")
+    return str(getattr(getattr(build, "yandex", None), "folder_id", "") or "")
+
+
+def gc_family(
+    provider: str,
+    image: str,
+    keep: int,
+    dry_run: bool,
+    dist: Path,
+    layer: str = "image",
+    delete_after_days: float | None = None,
+) -> list[gc.Action]:
+    """Plan (and unless ``dry_run`` apply) the retirement of old images of a spec."""
+    from everbake.spec import load_spec
+    from everbake.stores.factory import PROVIDERS, open_store
+
+    if provider not in PROVIDERS:
+        raise EverbakeError(
+            f"--provider {provider}: unknown provider; choose one of {', '.join(PROVIDERS)}"
+        )
+    if layer not in LAYERS:
+        raise EverbakeError(f"--layer {layer}: choose one of {', '.join(LAYERS)}")
+    spec = load_spec(image)
+    family = spec.family if layer == "image" else f"{spec.family}-base"
+    policy = gc.POLICIES[provider]
+    if delete_after_days is not None:
+        policy = gc.Policy(policy.deprecate_first, float(delete_after_days))
+    protected = gc.protected_images(dist, provider)
+    store = open_store(provider, spec_location(spec, provider))
+    with ui.phase(f"{provider}: listing images of family {family}"):
+        images = store.list_family(family)
+    actions = gc.plan(
+        images,
+        family=family,
+        keep=keep,
+        protected=protected,
+        now=datetime.now(timezone.utc),
+        policy=policy,
+    )
+    for action in actions:
+        print(action.describe())
+    changes = [a for a in actions if a.kind != "keep"]
+    if not changes:
+        ui.say(f"{provider}: nothing to retire in family {family}")
+    elif dry_run:
+        ui.say(f"dry run: {len(changes)} change(s) listed above, nothing done")
+    else:
+        with ui.phase(f"{provider}: retiring {len(changes)} image(s) of family {family}"):
+            gc.apply(store, changes, say=ui.say)
+    return actions
+
+
+@task(
+    help={
+        "provider": "gcp or yandex",
+        "image": "image spec name (images/<name>.toml) or path",
+        "keep": "how many of the newest images to keep untouched (default 3)",
+        "dry-run": "only list what would happen",
+        "layer": "image (default) or base: which family of the spec",
+        "delete-after-days": "gcp: delete images deprecated at least this long (default 30)",
+        "dist": "where published records live (default dist)",
+    }
+)
+def gc_images(
+    c,
+    provider,
+    image,
+    keep=3,
+    dry_run=False,
+    layer="image",
+    delete_after_days=None,
+    dist="dist",
+):
+    """Retire old images of a family; never the newest N nor any published one."""
+    try:
+        keep_n = int(keep)
+        days = None if delete_after_days is None else float(delete_after_days)
+    except ValueError:
+        raise EverbakeError("--keep and --delete-after-days take numbers") from None
+    gc_family(provider, image, keep_n, bool(dry_run), Path(dist), layer, days)

@@ -1,0 +1,147 @@
+"""The gc-images task end to end: real CLI parsing, real SDKs, the fakes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.cloud.conftest import FOLDER, PROJECT, ROOT
+
+pytestmark = pytest.mark.timeout(120)
+
+FAMILY = "everbake-optimization"  # images/optimization.toml
+NOW = datetime.now(timezone.utc)
+PROGRAM = (
+    "from invoke import Program, Collection; from everbake import tasks_cloud; "
+    "Program(namespace=Collection.from_module(tasks_cloud)).run()"
+)
+
+
+def run(args, env, cwd):
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "YC_", "EVERBAKE_"))
+    }
+    base["PYTHONPATH"] = str(ROOT)
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", PROGRAM, "gc-images", *args],
+        env=base,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+
+@pytest.fixture
+def gcp_env(gce, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    email = f"gc@{PROJECT}.iam.gserviceaccount.com"
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": email,
+                "client_id": "1",
+                "token_uri": f"{gce.endpoint}/token",
+            }
+        )
+    )
+    gce.state.require_token = gce.state.issued_token
+    gce.state.accept_jwt_issuer = email
+    return {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "EVERBAKE_GCE_ENDPOINT": gce.endpoint,
+    }, pem
+
+
+def seed_gce(gce):
+    for i in range(4):
+        gce.add_image(PROJECT, f"{FAMILY}-{i}", FAMILY, created=NOW - timedelta(days=10 - i))
+    gce.add_image(PROJECT, "someone-else", "other", created=NOW - timedelta(days=100))
+
+
+def test_gcp_dry_run_lists_and_changes_nothing(gce, gcp_env, tmp_path):
+    env, pem = gcp_env
+    seed_gce(gce)
+    result = run(
+        ["--provider", "gcp", "--image", "optimization", "--keep", "2", "--dry-run"], env, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"deprecate {FAMILY}-1" in result.stdout and f"deprecate {FAMILY}-0" in result.stdout
+    assert "dry run" in result.stderr
+    assert all(r.method == "GET" for r in gce.state.requests if r.path != "/token")
+    assert pem.splitlines()[1] not in result.stdout + result.stderr
+
+
+def test_gcp_protects_published_images(gce, gcp_env, tmp_path):
+    env, _ = gcp_env
+    seed_gce(gce)
+    (tmp_path / "dist/builds/gcp").mkdir(parents=True)
+    (tmp_path / "dist/builds/gcp/optimization.json").write_text(
+        json.dumps({"image_name": f"{FAMILY}-0"})
+    )
+    result = run(["--provider", "gcp", "--image", "optimization", "--keep", "2"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "deprecated" in gce.image(PROJECT, f"{FAMILY}-1")
+    assert "deprecated" not in gce.image(PROJECT, f"{FAMILY}-0")
+    assert "deprecated" not in gce.image(PROJECT, "someone-else")
+
+
+def test_gcp_server_error_is_one_line_and_changes_nothing(gce, gcp_env, tmp_path):
+    env, _ = gcp_env
+    seed_gce(gce)
+    gce.fail(500, "/global/images")
+    result = run(["--provider", "gcp", "--image", "optimization", "--keep", "1"], env, tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "gcp: cannot list the images" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_yandex_deletes_beyond_keep(yc, tmp_path):
+    for i in range(3):
+        yc.add_image(FOLDER, f"{FAMILY}-{i}", FAMILY, created=NOW - timedelta(days=10 - i))
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(yc.root_certificates)
+    env = {
+        "YC_TOKEN": yc.iam_token,
+        "YC_FOLDER_ID": FOLDER,
+        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
+        "EVERBAKE_YANDEX_CA_FILE": str(ca),
+    }
+    result = run(["--provider", "yandex", "--image", "optimization", "--keep", "1"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yc.image_names(FOLDER) == {f"{FAMILY}-2"}
+    assert yc.iam_token not in result.stdout + result.stderr
+
+
+def test_missing_credentials_is_one_clear_line(tmp_path):
+    env = {"YC_FOLDER_ID": FOLDER, "EVERBAKE_YANDEX_ENDPOINT": "127.0.0.1:9"}
+    result = run(["--provider", "yandex", "--image", "optimization"], env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: yandex: no credentials") and "YC_TOKEN" in result.stderr
+
+
+def test_unknown_provider_lists_choices(tmp_path):
+    result = run(["--provider", "aws", "--image", "optimization"], {}, tmp_path)
+    assert result.returncode == 1
+    assert "choose one of gcp, yandex" in result.stderr
