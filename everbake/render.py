@@ -117,7 +117,7 @@ def render_layers(
         from everbake.packer import detect_version_or_none
 
         packer_version = detect_version_or_none() or (99, 0, 0)
-    env = environment()
+    env = environment(spec.repo_root / "templates")
     done = []
     for layer in provider.layers:
         directory = layer_dir(out_root, provider, spec, layer)

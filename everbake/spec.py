@@ -274,7 +274,7 @@ def load_spec(name_or_path: str | Path, images_dir: Path | None = None) -> Image
     defaults_path = path.parent / "defaults.toml"
     if not defaults_path.is_file():
         defaults_path = (images_dir or IMAGES_DIR) / "defaults.toml"
-    repo_root = REPO_ROOT
+    repo_root = repo_root_of(images_dir)
     files = [_SourceFile.read(path)]
     if defaults_path.is_file() and defaults_path.resolve() != path.resolve():
         files.append(_SourceFile.read(defaults_path))
@@ -289,6 +289,13 @@ def load_spec(name_or_path: str | Path, images_dir: Path | None = None) -> Image
     if checker.problems:
         raise SpecError(checker.problems)
     return spec
+
+
+def repo_root_of(images_dir: Path | None) -> Path:
+    """The repository of an images folder is its parent, when it has templates/."""
+    if images_dir is not None and (images_dir.resolve().parent / "templates").is_dir():
+        return images_dir.resolve().parent
+    return REPO_ROOT
 
 
 def _merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
