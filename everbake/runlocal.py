@@ -223,6 +223,8 @@ def run_local(
             model_in_image,
             "--task-dir",
             f"{RUN_DIR_IN_IMAGE}/task",
+            "--cache-dir",
+            f"{RUN_DIR_IN_IMAGE}/cache",
         ]
         with chroot(root) as ch:
             argv = ch.argv(["/usr/sbin/runuser", "-u", task_user, "--", *command])
