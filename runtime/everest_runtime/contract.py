@@ -13,7 +13,7 @@ from .errors import ConfigError
 
 STYLES = ("flags", "json", "none")
 NESTED = ("refuse", "json-file")
-RUN_TASK_RESULTS = ("results/**",)
+RUN_TASK_RESULTS = ("results/**/*",)
 _FIELDS = ("name", "command", "parameters", "nested", "results", "debug", "status_prefix")
 
 

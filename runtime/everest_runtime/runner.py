@@ -62,14 +62,16 @@ class _Status:
         except Exception as exc:  # the status channel must never stop the task
             _log(f"status forwarding unavailable ({exc}); statuses go to stderr")
 
-    def send(self, message: str) -> None:
+    def send(self, message: str, echo: bool = True) -> None:
+        """Without an agent the status goes to stderr, unless `echo` is off (errors,
+        which the CLI prints anyway)."""
         message = outputs.redact(message.strip(), self.secrets)
         if not message:
             return
         self.last = message
         if self.client is not None:
             self.client.send(message)
-        else:
+        elif echo:
             _log(f"status: {message}")
 
     def close(self) -> None:
@@ -142,7 +144,7 @@ def run(opts: Options) -> int:
         try:
             prepared = _prepare(opts, task, work, private)
         except RuntimeFailure as exc:
-            status.send(f"error: {exc}")
+            status.send(f"error: {exc}", echo=False)
             outputs.write_text(task / "status.txt", status.last + "\n")
             status.close()
             raise
@@ -232,7 +234,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         )
     except OSError as exc:
         message = f"error: cannot start {prep.argv[0]} ({exc.strerror}); check model.command"
-        status.send(message)
+        status.send(message, echo=False)
         outputs.write_text(task / "status.txt", status.last + "\n")
         status.close()
         raise RuntimeFailure(message[len("error: ") :]) from None
