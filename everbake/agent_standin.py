@@ -166,6 +166,11 @@ class AgentStandin:
 
     def push(self, name: str, value: str | None) -> None:
         """Send VAR_VALUE to every connected task, as the agent does on a change."""
+        with self._lock:
+            if value is None:
+                self.variables.pop(name, None)
+            else:
+                self.variables[name] = value
         self._broadcast(f"VAR_VALUE {name} {'NULL' if value is None else value}", exclude=None)
 
     # -- connections -------------------------------------------------------

@@ -52,7 +52,7 @@ def test_var_set_is_broadcast_to_other_tasks_and_answers_var_get():
         assert a.get_var("stop", 5) == "now"
         a.close(2)
         b.close(2)
-    assert standin.variables == {"best": "17.25"}
+    assert standin.variables == {"best": "17.25", "stop": "now"}
     assert next(m.text for m in standin.messages if m.task_id == "a") == "VAR_SET_MD best 17.25"
 
 
