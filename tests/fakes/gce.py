@@ -60,7 +60,7 @@ class FakeGce:
     def __init__(self) -> None:
         self.state = GceState()
         self._ids = itertools.count(1000)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True

@@ -2,7 +2,7 @@
 
 It serves what yandexcloud calls: endpoint discovery (every service points back
 here), IamTokenService.Create (OAuth token or service-account JWT -> IAM token),
-ImageService Get/GetLatestByFamily/List/Delete and OperationService.Get. Every
+ImageService Get/GetLatestByFamily/List/Create/Delete and OperationService.Get. Every
 call except discovery and token exchange must carry ``Bearer <iam_token>``.
 Operations come back not done and are done on the first Get, so a client must
 really wait; ``fail(code, method)`` injects gRPC errors.
@@ -224,6 +224,18 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         if start + size < len(chosen):
             response.next_page_token = str(start + size)
         return response
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ImageService/Create", context)
+        if any(i.name == request.name for i in self.fake.images.values()):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"Image {request.name} already exists")
+        image = self.fake.add_image(
+            request.folder_id, request.name, request.family, dict(request.labels)
+        )
+        op = self.fake.new_operation("Create image")
+        op.metadata.Pack(image_service_pb2.CreateImageMetadata(image_id=image.id))
+        op.response.Pack(image)
+        return op
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/Delete", context)

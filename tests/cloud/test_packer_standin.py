@@ -1,0 +1,135 @@
+"""The stand-in packer plays the build step against the fakes: the manifest it
+writes is read by everbake.packer, the image it creates is confirmed through the
+stores, and its failures drive the attempt plan the way a real build would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from everbake.cloudbuild.attempts import is_preemption, plan_attempts
+from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
+from tests.cloud.conftest import FOLDER, PROJECT, ROOT
+
+pytestmark = pytest.mark.timeout(60)
+
+STANDIN = ROOT / "tests" / "fakes" / "packer_standin" / "packer"
+FP = "c0ffee" * 10 + "abcd"
+
+
+def build_dir(tmp_path: Path, provider: str, zone: str, preemptible: bool) -> Path:
+    directory = tmp_path / "build"
+    directory.mkdir(exist_ok=True)
+    values = {
+        "image_name": "everbake-test-c0ffeec0ffee",
+        "image_family": "everbake-test",
+        "image_labels": {FINGERPRINT_LABEL: fingerprint_label_value(FP)},
+        "image_description": "test",
+        "zone": zone,
+        "preemptible": preemptible,
+        "fingerprint": FP,
+        "layer": "image",
+        "spec_name": "test",
+        "manifest_path": str(tmp_path / "dist" / "test.manifest.json"),
+        "scripts": ["provisioning/50-agent.sh"],
+    }
+    values["project_id" if provider == "gcp" else "folder_id"] = (
+        PROJECT if provider == "gcp" else FOLDER
+    )
+    (directory / "inputs.auto.pkrvars.json").write_text(json.dumps(values))
+    (tmp_path / "dist").mkdir(exist_ok=True)
+    return directory
+
+
+def packer_build(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [str(STANDIN), "build", "-on-error=cleanup", "-color=false", "."],
+        cwd=directory,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_gcp_build_writes_manifest_and_creates_the_image(gce, gcp_store, tmp_path):
+    from everbake.packer import read_manifest
+
+    directory = build_dir(tmp_path, "gcp", "europe-west1-b", True)
+    for _ in range(2):  # the manifest appends across runs; the last run is the one read
+        result = packer_build(directory, {"EVERBAKE_GCE_ENDPOINT": gce.endpoint})
+        gce.state.images[PROJECT].clear()
+        assert result.returncode == 0, result.stdout + result.stderr
+    result = packer_build(directory, {"EVERBAKE_GCE_ENDPOINT": gce.endpoint})
+    entry = read_manifest(tmp_path / "dist" / "test.manifest.json")
+    manifest = json.loads((tmp_path / "dist" / "test.manifest.json").read_text())
+    assert len(manifest["builds"]) == 3 and entry["packer_run_uuid"] == manifest["last_run_uuid"]
+    assert entry["artifact_id"] == "everbake-test-c0ffeec0ffee"  # GCE: the image name
+    found = gcp_store.find_by_fingerprint(FP, family="everbake-test")
+    assert found is not None and found.name == entry["artifact_id"]
+
+
+def test_yandex_build_creates_the_image(yc, yandex_store, tmp_path):
+    from everbake.packer import read_manifest
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(yc.root_certificates)
+    directory = build_dir(tmp_path, "yandex", "ru-central1-a", True)
+    env = {
+        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
+        "EVERBAKE_YANDEX_CA_FILE": str(ca),
+        "YC_TOKEN": yc.iam_token,
+    }
+    result = packer_build(directory, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    entry = read_manifest(tmp_path / "dist" / "test.manifest.json")
+    found = yandex_store.find_by_fingerprint(FP)
+    assert found is not None and found.id == entry["artifact_id"]  # Yandex: the image id
+
+
+@pytest.mark.parametrize(
+    ("provider", "zones", "preempt", "expected"),
+    [
+        ("gcp", ["z-a", "z-b", "z-c"], "z-a", [("z-a", True), ("z-a", True), ("z-b", True)]),
+        (
+            "gcp",
+            ["z-a", "z-b"],
+            "*",
+            [("z-a", True), ("z-a", True), ("z-b", True), ("z-a", False)],
+        ),
+        (
+            "yandex",
+            ["ru-a", "ru-b"],
+            "ru-a,ru-b",
+            [("ru-a", True), ("ru-a", True), ("ru-b", True), ("ru-a", False)],
+        ),
+    ],
+)
+def test_preemption_walks_the_attempt_plan(tmp_path, provider, zones, preempt, expected):
+    log = tmp_path / "standin.log"
+    tried = []
+    for attempt in plan_attempts(provider, zones, True):
+        directory = build_dir(tmp_path, provider, attempt.zone, attempt.preemptible)
+        env = {"EVERBAKE_STANDIN_PREEMPT": preempt, "EVERBAKE_STANDIN_LOG": str(log)}
+        result = packer_build(directory, env)
+        tried.append((attempt.zone, attempt.preemptible))
+        if result.returncode == 0:
+            break
+        assert is_preemption(provider, result.stdout.splitlines())
+    assert tried == expected
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["zone"], r["preemptible"]) for r in records] == expected
+    assert records[-1]["outcome"] == "built"
+
+
+def test_real_failure_is_not_a_preemption(tmp_path):
+    directory = build_dir(tmp_path, "gcp", "z-a", True)
+    result = packer_build(directory, {"EVERBAKE_STANDIN_FAIL": "pip install highspy==9.9"})
+    assert result.returncode == 1
+    assert not is_preemption("gcp", result.stdout.splitlines())
