@@ -60,7 +60,7 @@ def default_folder(env: Mapping[str, str] | None = None) -> str | None:
     return env.get("YC_FOLDER_ID") or None
 
 
-def _auth_kwargs(
+def auth_kwargs(
     token: str | None, service_account_key: Mapping[str, str] | str | None
 ) -> dict[str, Any]:
     """SDK auth arguments from explicit values, else from the environment."""
@@ -124,7 +124,7 @@ class YandexImageStore:
         self.folder_id = folder_id
         self._timeout = timeout
         self._attempts = max(1, attempts)
-        auth = _auth_kwargs(token, service_account_key)
+        auth = auth_kwargs(token, service_account_key)
         import yandexcloud
         from yandex.cloud.compute.v1 import image_service_pb2, image_service_pb2_grpc
         from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
