@@ -63,6 +63,7 @@ class GitLabFake:
         self.faults: dict[str, deque] = defaultdict(deque)
         self.requests: list[tuple[str, str, bool]] = []  # (kind, path, token ok)
         self.headers_seen: list[str] = []
+        self.delay = 0.0  # seconds before each archive/artifact body, to widen races
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -148,6 +149,8 @@ class GitLabFake:
                 body = self._body(project, kind, rest, args)
                 if body is None:
                     return self._send(404, {"message": "404 Not Found"})
+                if kind != "commit":
+                    time.sleep(fake.delay)
                 self._raw(200, body, "application/octet-stream")
 
             def _body(self, project: Project, kind: str, rest: list[str], args) -> bytes | None:

@@ -1,0 +1,261 @@
+"""everest-bootstrap as a real subprocess against a GitLab fake and a metadata
+fake on 127.0.0.1: fetching, caching by commit, retries, clear failures."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME = REPO / "runtime"
+EXAMPLE = RUNTIME / "examples" / "transport"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.fakes.gitlab import GitLabFake, tar_gz  # noqa: E402
+from tests.fakes.metadata import MetadataFake  # noqa: E402
+
+TOKEN = "glpat-Zq8kT3stT0ken-9f2a"
+SHA = hashlib.sha1(b"v1").hexdigest()
+SHA2 = hashlib.sha1(b"v2").hexdigest()
+MODEL_FILES = {p.name: p.read_bytes() for p in EXAMPLE.iterdir() if p.is_file()}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
+    env["PYTHONPATH"] = str(RUNTIME)
+    env.update(extra)
+    return env
+
+
+def bootstrap(gitlab: GitLabFake, tmp_path: Path, *args: str, token=TOKEN, env=None):
+    task = tmp_path / "task"
+    task.mkdir(exist_ok=True)
+    if not (task / "params.json").exists():
+        (task / "params.json").write_text('{"iterations": 1}')
+    extra = {"EVEREST_GITLAB_TOKEN": token} if token else {}
+    extra.update(env or {})
+    base = [
+        "--gitlab-url",
+        gitlab.url,
+        "--project",
+        "group/model",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--retry-delay",
+        "0.05",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "everest_runtime", "bootstrap", *base, *args],
+        cwd=task,
+        env=clean_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def gitlab():
+    with GitLabFake(token=TOKEN) as fake:
+        project = fake.project(42, "group/model")
+        project.add_commit(SHA, MODEL_FILES, refs=["v1.0", "main"], title="Transport v1")
+        yield fake
+
+
+def cache_entries(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock"))
+
+
+def test_fetch_by_tag_runs_the_task_and_caches_by_commit(gitlab, tmp_path):
+    result = bootstrap(gitlab, tmp_path, "--ref", "v1.0")
+    assert result.returncode == 0, result.stderr
+    task = tmp_path / "task"
+    version = (task / "version.txt").read_text()
+    assert f"version: v1.0 ({SHA[:8]})" in version and "title: Transport v1" in version
+    assert "date: 2026-11-20" in version
+    assert (task / "status.txt").read_text().strip() == "done: cost 135"
+    assert cache_entries(tmp_path) == [SHA]
+    assert gitlab.count("archive") == 1
+
+    again = bootstrap(gitlab, tmp_path, "--ref", "main")  # same commit, other ref
+    assert again.returncode == 0, again.stderr
+    assert gitlab.count("archive") == 1 and gitlab.count("commit") == 2
+
+    before = len(gitlab.requests)
+    warm = bootstrap(gitlab, tmp_path, "--ref", SHA)  # full SHA in cache: no network
+    assert warm.returncode == 0, warm.stderr
+    assert len(gitlab.requests) == before
+
+
+def test_project_by_numeric_id_and_fetch_only(gitlab, tmp_path):
+    result = bootstrap(gitlab, tmp_path, "--project", "42", "--ref", "v1.0", "--fetch-only")
+    assert result.returncode == 0, result.stderr
+    model_dir = Path(result.stdout.strip())
+    assert model_dir == tmp_path / "cache" / SHA
+    assert (model_dir / "everest.toml").exists()
+    assert json.loads((model_dir / ".everest-source.json").read_text())["sha"] == SHA
+    assert not (tmp_path / "task" / "results.zip").exists()
+
+
+def test_429_retry_after_is_honoured(gitlab, tmp_path):
+    gitlab.faults["archive"].append(("status", 429, 1))
+    started = time.monotonic()
+    result = bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--fetch-only")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 1.0
+    assert "HTTP 429; retrying in 1.0 s" in result.stderr
+    assert gitlab.count("archive") == 2
+
+
+@pytest.mark.parametrize(
+    "kind, fault, said",
+    [
+        ("commit", ("status", 502), "HTTP 502"),
+        ("archive", ("status", 503), "HTTP 503"),
+        ("archive", ("truncate",), "body truncated"),
+        ("archive", ("reset",), "retrying"),
+    ],
+)
+def test_transient_failures_are_retried(gitlab, tmp_path, kind, fault, said):
+    gitlab.faults[kind].extend([fault, fault])
+    result = bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--fetch-only")
+    assert result.returncode == 0, result.stderr
+    assert said in result.stderr
+    assert gitlab.count(kind) == 3
+    assert cache_entries(tmp_path) == [SHA]
+
+
+def test_giving_up_leaves_no_cache_entry(gitlab, tmp_path):
+    gitlab.faults["archive"].extend([("status", 500)] * 5)
+    result = bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--retries", "2")
+    assert result.returncode == 3
+    assert "gave up after 3 attempts" in result.stderr
+    assert cache_entries(tmp_path) == []
+
+
+def test_damaged_archive_is_fetched_again_then_refused(tmp_path):
+    with GitLabFake(token=TOKEN) as fake:
+        fake.project().add_commit(SHA, {}, refs=["v1.0"], archive=b"\x1f\x8b" + b"garbage" * 100)
+        result = bootstrap(fake, tmp_path, "--ref", "v1.0")
+        assert result.returncode == 3
+        assert "downloaded source for" in result.stderr and "is unusable" in result.stderr
+        assert fake.count("archive") == 3  # first try + 2 re-downloads
+    assert cache_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "token, project, ref, message",
+    [
+        (None, "group/model", "v1.0", "HTTP 401, token missing"),
+        ("wrong-token-value", "group/model", "v1.0", "HTTP 401, token refused"),
+        (TOKEN, "group/other", "v1.0", "HTTP 404, project 'group/other' or version 'v1.0' not"),
+        (TOKEN, "group/model", "v9.9", "HTTP 404, project 'group/model' or version 'v9.9' not"),
+    ],
+)
+def test_auth_and_not_found_fail_at_once(gitlab, tmp_path, token, project, ref, message):
+    result = bootstrap(gitlab, tmp_path, "--project", project, "--ref", ref, token=token)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert len(gitlab.requests) == 1  # no retries
+    assert TOKEN not in result.stderr and "wrong-token-value" not in result.stderr
+
+
+def test_artifact_source(gitlab, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in MODEL_FILES.items():
+            zf.writestr(name, data)
+    gitlab.projects[0].artifacts[("v1.0", "package", "dist/model.zip")] = buf.getvalue()
+    args = ["--ref", "v1.0", "--source", "artifact", "--artifact-job", "package"]
+    result = bootstrap(gitlab, tmp_path, *args, "--artifact-path", "dist/model.zip")
+    assert result.returncode == 0, result.stderr
+    assert gitlab.count("artifact") == 1 and gitlab.count("archive") == 0
+    (entry,) = cache_entries(tmp_path)
+    assert entry.startswith(SHA + "-artifact-")
+    missing = bootstrap(gitlab, tmp_path, *args, "--artifact-path", "dist/nope.zip")
+    assert missing.returncode == 3 and "artifact 'dist/nope.zip' of job 'package'" in missing.stderr
+    assert bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--source", "artifact").returncode == 2
+
+
+def test_token_from_file_and_from_metadata(gitlab, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    result = bootstrap(
+        gitlab,
+        tmp_path,
+        "--ref",
+        "v1.0",
+        "--fetch-only",
+        "--token-file",
+        str(token_file),
+        token=None,
+    )
+    assert result.returncode == 0, result.stderr
+    with MetadataFake({"gitlab-token": TOKEN}) as meta:
+        env = {
+            "EVEREST_GITLAB_TOKEN_METADATA_KEY": "gitlab-token",
+            "EVEREST_METADATA_URL": meta.url,
+            "EVEREST_MODEL_REF": SHA2,
+        }
+        gitlab.projects[0].add_commit(SHA2, MODEL_FILES, refs=["v2.0"])
+        result = bootstrap(gitlab, tmp_path, "--fetch-only", token=None, env=env)
+        assert result.returncode == 0, result.stderr
+        assert meta.requests == [("/computeMetadata/v1/instance/attributes/gitlab-token", "Google")]
+        env["EVEREST_GITLAB_TOKEN_METADATA_KEY"] = "absent-key"
+        missing = bootstrap(gitlab, tmp_path, "--fetch-only", "--ref", "v1.0", token=None, env=env)
+        assert missing.returncode == 3
+        assert "metadata key 'absent-key' is not set on this VM" in missing.stderr
+
+
+def test_concurrent_tasks_download_once(gitlab, tmp_path):
+    gitlab.delay = 0.5
+    (tmp_path / "task").mkdir()
+
+    def one(i: int):
+        sub = tmp_path / f"t{i}"
+        sub.mkdir()
+        return bootstrap(gitlab, sub, "--ref", "v1.0", "--fetch-only", "--cache-dir",
+                         str(tmp_path / "cache"))  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(4)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert {r.stdout.strip() for r in results} == {str(tmp_path / "cache" / SHA)}
+    assert gitlab.count("archive") == 1
+    assert cache_entries(tmp_path) == [SHA]
+
+
+def test_local_directory_and_local_archive(tmp_path):
+    with GitLabFake() as unused:
+        result = bootstrap(unused, tmp_path, "--local", str(EXAMPLE), token=None)
+        assert result.returncode == 0, result.stderr
+        assert f"source: local {EXAMPLE}" in (tmp_path / "task" / "version.txt").read_text()
+        archive = tmp_path / "model.tar.gz"
+        archive.write_bytes(tar_gz(MODEL_FILES, "transport"))
+        result = bootstrap(unused, tmp_path, "--local", str(archive), token=None)
+        assert result.returncode == 0, result.stderr
+        assert [e for e in cache_entries(tmp_path) if e.startswith("local-")]
+        assert unused.requests == []
+        missing = bootstrap(unused, tmp_path, "--local", str(tmp_path / "nope"), token=None)
+        assert missing.returncode == 2 and "--local" in missing.stderr
+
+
+def test_missing_settings_say_which(gitlab, tmp_path):
+    result = bootstrap(gitlab, tmp_path, "--project", "", token=None)
+    assert result.returncode == 2 and "set --project or EVEREST_GITLAB_PROJECT" in result.stderr
+    result = bootstrap(gitlab, tmp_path)
+    assert result.returncode == 2 and "set --ref or EVEREST_MODEL_REF" in result.stderr
+    unwritable = bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--cache-dir", "/proc/nope")
+    assert unwritable.returncode == 2 and "cache directory /proc/nope" in unwritable.stderr
