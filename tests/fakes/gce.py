@@ -296,6 +296,7 @@ class FakeGce:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGce
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
