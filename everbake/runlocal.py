@@ -70,9 +70,17 @@ def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
         ) from None
     tarball = image_tarball(spec.repo_root, naming.image_name(spec, fingerprints(spec)))
     if not tarball.is_file():
+        older = sorted(
+            tarball.parent.glob(f"{spec.family}-*.tar.zst"), key=lambda p: p.stat().st_mtime
+        )
+        hint = (
+            f", or run the older build: --image {older[-1].name[: -len('.tar.zst')]}"
+            if older
+            else ""
+        )
         raise EverbakeError(
             f"--image {text}: no local image for the current spec ({tarball.name} is missing); "
-            f"build it first: invoke build-image --image {text}"
+            f"build it: invoke build-image --image {text}{hint}"
         )
     return tarball
 

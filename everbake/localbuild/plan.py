@@ -6,7 +6,7 @@ script lists and their EB_* environments, never a secret's value: embed-mode
 secrets are named here and their values reach the image step only through its
 environment (EB_SECRET_<NAME>).
 
-Base layer cache: <cache_dir>/<base name>.tar.zst, keyed by the base fingerprint.
+Base layer cache: <cache_dir>/base-<base fingerprint>.tar.zst.
 The cache dir defaults to dist/cache/local in the repository (EVERBAKE_LOCAL_CACHE
 overrides it), so `rm -rf dist` forgets every local build at once.
 """
@@ -33,6 +33,11 @@ def default_cache_dir(repo_root: Path) -> Path:
     return Path(override).resolve() if override else repo_root / "dist" / "cache" / "local"
 
 
+def base_cache_name(base_fingerprint: str) -> str:
+    """Keyed by the base fingerprint alone: specs whose base layers match share it."""
+    return f"base-{base_fingerprint}.tar.zst"
+
+
 def image_tarball(repo_root: Path, image: str) -> Path:
     return repo_root / "dist" / "local" / f"{image}.tar.zst"
 
@@ -51,7 +56,7 @@ class Plan:
     suite: str
     mirror: str
     work_dir: str  # holds rootfs/ while building; removed by export
-    base_cache: str  # <cache>/<base name>.tar.zst
+    base_cache: str  # <cache>/base-<base fingerprint>.tar.zst
     staging_host: str  # staged files prepared on the host
     staging: str  # where they appear inside the image (EB_STAGING)
     staged: list[str]  # relative paths under staging_host
@@ -120,7 +125,7 @@ def make_plan(
         suite=suite,
         mirror=mirror,
         work_dir=str((build_dir / "work").resolve()),
-        base_cache=str((cache_dir / f"{base_name}.tar.zst").resolve()),
+        base_cache=str((cache_dir / base_cache_name(fingerprints["base"])).resolve()),
         staging_host=str(staging_host.resolve()),
         staging=STAGING_IN_IMAGE,
         staged=staged,

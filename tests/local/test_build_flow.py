@@ -1,0 +1,66 @@
+"""build_image's local flow around real packer: a failing step names the script and
+leaves no record, no image and no mounts; the up-to-date check trusts only a
+record whose tarball is really there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from everbake import naming
+from everbake.build import build_image, build_local
+from everbake.build.record import local_up_to_date, record_path
+from everbake.errors import BuildError, EverbakeError
+from everbake.fingerprint import fingerprints
+from everbake.localbuild import export
+from everbake.localbuild.chroot import mounts_under
+from everbake.localbuild.plan import base_cache_name, image_tarball
+from everbake.spec import REPO_ROOT, load_spec
+
+
+def test_unknown_provider_lists_the_choices() -> None:
+    with pytest.raises(EverbakeError, match="did you mean 'local'.*local, gcp, yandex"):
+        build_image("optimization", provider="locall")
+
+
+def test_up_to_date_needs_the_same_fingerprint_and_the_tarball(tmp_path: Path) -> None:
+    tarball = tmp_path / "img.tar.zst"
+    tarball.write_bytes(b"x" * 10)
+    record = {"fingerprints": {"image": "f1"}, "artifact": {"path": str(tarball), "size_bytes": 10}}
+    assert local_up_to_date(record, "f1") == tarball
+    assert local_up_to_date(record, "f2") is None
+    assert local_up_to_date(None, "f1") is None
+    tarball.write_bytes(b"x" * 9)  # truncated: not a finished image
+    assert local_up_to_date(record, "f1") is None
+    tarball.unlink()
+    assert local_up_to_date(record, "f1") is None
+
+
+@pytest.mark.skipif(not Path("/usr/bin/packer").exists(), reason="packer is not installed")
+def test_a_failing_script_names_itself_and_leaves_nothing(tiny_root: Path, tmp_path: Path) -> None:
+    # A spec of our own (its own build dir), whose base layer is already "cached":
+    # a tiny root without bash, so the first image-layer script fails at once.
+    text = (REPO_ROOT / "images" / "optimization.toml").read_text()
+    spec_file = tmp_path / "flowfail.toml"
+    spec_file.write_text(text.replace('name = "optimization"', 'name = "flowfail"', 1))
+    spec = load_spec(spec_file, REPO_ROOT / "images")
+    fps = fingerprints(spec)
+    cache = tmp_path / "cache"
+    export.pack(tiny_root, cache / base_cache_name(fps.base), level=1)
+    image = naming.image_name(spec, fps)
+
+    with pytest.raises(BuildError) as failure:
+        build_local(spec, cache_dir=cache, environ={"PATH": "/usr/bin:/bin"})
+    message = str(failure.value)
+    assert "packer build failed" in message
+    assert "provisioning/50-agent.sh" in message  # the step and script, from the log tail
+    assert not record_path(REPO_ROOT, "local", image).exists()
+    assert not image_tarball(REPO_ROOT, image).exists()
+    assert not list(image_tarball(REPO_ROOT, image).parent.glob(f"{image}*"))
+    work = REPO_ROOT / "build" / "local" / "flowfail" / "work"
+    assert not work.exists()
+    assert mounts_under(REPO_ROOT / "build" / "local" / "flowfail") == []
+    plan = json.loads((REPO_ROOT / "build/local/flowfail/local-plan.json").read_text())
+    assert plan["base_cache"] == str(cache / base_cache_name(fps.base))
