@@ -21,7 +21,7 @@ from everbake.spec import REPO_ROOT, load_spec
 
 
 def test_unknown_provider_lists_the_choices() -> None:
-    with pytest.raises(EverbakeError, match="did you mean 'local'.*local, gcp, yandex"):
+    with pytest.raises(EverbakeError, match=r"did you mean 'local'.*local, gcp, yandex"):
         build_image("optimization", provider="locall")
 
 

@@ -71,9 +71,9 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     plan, staged = prepare(spec, fps, tmp_path / "b", cache_dir=tmp_path / "c")
     text = (tmp_path / "b" / PLAN_FILE).read_text()
     assert "tok-should-never-be-written" not in text
-    assert [s for s in plan.layers["base"].scripts] == ["10-base.sh", "20-python.sh", "30-solvers.sh"]
+    assert plan.layers["base"].scripts == ["10-base.sh", "20-python.sh", "30-solvers.sh"]
     assert plan.layers["image"].scripts[-1] == "90-hygiene.sh"
-    assert staged.wheel in plan.staged and "agent.conf" in plan.staged and "image.json" in plan.staged
+    assert {staged.wheel, "agent.conf", "image.json"} <= set(plan.staged)
     info = json.loads((tmp_path / "b" / "staging" / "image.json").read_text())
     assert info["fingerprints"]["image"] == fps.image
     # No agent reachable here (or pinned): the plan tells 50-agent.sh to skip.

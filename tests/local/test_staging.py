@@ -52,7 +52,7 @@ def test_agent_sha256_mismatch_is_an_error_and_leaves_nothing(tmp_path: Path) ->
 class _Archive(http.server.BaseHTTPRequestHandler):
     body = b"agent archive bytes"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         assert self.path == "/agent-v1.tar.gz"
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
@@ -91,7 +91,7 @@ def test_unreachable_agent_is_skipped_plainly_when_not_required(tmp_path: Path, 
 
 def test_unreachable_agent_is_an_error_when_required(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/agent.tar.gz"
-    with pytest.raises(BuildError, match="agent.required = false"):
+    with pytest.raises(BuildError, match=r"agent\.required = false"):
         fetch_agent(AgentSource(url, "m", None, True), tmp_path / "a.tgz", REPO_ROOT)
 
 
@@ -101,7 +101,7 @@ def test_ca_certificates_from_a_list_and_bad_entries(tmp_path: Path) -> None:
     files = staging.ca_certificate_files([str(good)], REPO_ROOT)
     assert staging.stage_ca_certificates(files, tmp_path / "st") == ["00-proxy.crt"]
     assert (tmp_path / "st/ca/00-proxy.crt").read_text() == PEM
-    with pytest.raises(SpecError, match="system.ca_certificates"):
+    with pytest.raises(SpecError, match=r"system\.ca_certificates"):
         staging.ca_certificate_files([str(tmp_path / "missing.crt")], REPO_ROOT)
     with pytest.raises(SpecError, match='"host"'):
         staging.ca_certificate_files("hots", REPO_ROOT)
