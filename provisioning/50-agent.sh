@@ -119,10 +119,21 @@ rm -f "$conf_dir/agent.conf" # filled at boot only; never part of the image
 chown "$EB_USER:" "$conf_dir"
 chmod 0750 "$conf_dir"
 
+# Writes stdin to $1 (mode $2) only when the content differs, so a second run
+# touches nothing, not even the directory's mtime.
+put() {
+  local content
+  content=$(cat)
+  if [[ -f $1 && "$(cat "$1")" == "$content" ]]; then return 0; fi
+  printf '%s\n' "$content" >"$1.tmp"
+  chmod "$2" "$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
 # The boot-time filler: stdlib Python, prints no token.
 filler=/usr/local/lib/everbake/agent-fill-token
 install -d -m 0755 "$(dirname "$filler")"
-cat >"$filler.tmp" <<'PY'
+put "$filler" 0755 <<'PY'
 #!/usr/bin/python3
 """Fill the Everest agent token into its config at boot (ExecStartPre)."""
 import argparse, json, os, sys, time, urllib.request
@@ -182,12 +193,10 @@ def main():
 
 main()
 PY
-chmod 0755 "$filler.tmp"
-if cmp -s "$filler.tmp" "$filler"; then rm -f "$filler.tmp"; else mv "$filler.tmp" "$filler"; fi
 
 unit=/etc/systemd/system/everest-agent.service
 install -d -m 0755 /etc/systemd/system/multi-user.target.wants /etc/everest
-cat >"$unit.tmp" <<EOF_UNIT
+put "$unit" 0644 <<EOF_UNIT
 # Written by everbake (provisioning/50-agent.sh).
 [Unit]
 Description=Everest agent
@@ -212,7 +221,7 @@ TimeoutStopSec=30
 [Install]
 WantedBy=multi-user.target
 EOF_UNIT
-if cmp -s "$unit.tmp" "$unit"; then rm -f "$unit.tmp"; else mv "$unit.tmp" "$unit" && chmod 0644 "$unit"; fi
-ln -sfn "$unit" /etc/systemd/system/multi-user.target.wants/everest-agent.service
+wanted=/etc/systemd/system/multi-user.target.wants/everest-agent.service
+[[ "$(readlink "$wanted" || true)" == "$unit" ]] || ln -sfn "$unit" "$wanted"
 
 echo "$me: agent in $EB_AGENT_DIR, unit everest-agent.service enabled (token from $EB_AGENT_TOKEN_MODE)"
