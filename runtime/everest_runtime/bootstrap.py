@@ -9,19 +9,16 @@ Cache layout (one filesystem, so every rename is atomic):
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from . import unarchive, versioninfo
+from . import versioninfo
 from .errors import ConfigError, DamagedArchive, FetchError
+from .limits import DEFAULT_LIMITS, Limits
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 DEFAULT_CACHE = "/var/cache/everest/models"
@@ -43,7 +40,7 @@ class Settings(NamedTuple):
     local: str = ""
     retries: int = 6
     retry_delay: float = 1.0
-    limits: unarchive.Limits = unarchive.Limits()
+    limits: Limits = DEFAULT_LIMITS
 
 
 def _log(message: str) -> None:
@@ -87,6 +84,8 @@ def fetch(s: Settings, token: str | None) -> Path:
     cache = _cache_dir(s.cache_dir)
     suffix = ""
     if s.source == "artifact":
+        import hashlib
+
         digest = hashlib.sha256(f"{s.artifact_job}\0{s.artifact_path}".encode()).hexdigest()
         suffix = "-artifact-" + digest[:12]
     if FULL_SHA.match(s.ref) and (cache / (s.ref + suffix)).is_dir():
@@ -129,11 +128,17 @@ def cached(
     key: str,
     download: Callable[[Path], None],
     info: dict,
-    limits: unarchive.Limits,
+    limits: Limits,
     retries: int = 0,
 ) -> Path:
     """Fill cache/key once: download into a temp file, extract into a temp dir,
     rename into place. Concurrent callers wait on a lock and then reuse it."""
+    import fcntl
+    import shutil
+    import tempfile
+
+    from . import unarchive
+
     final = cache / key
     if final.is_dir():
         return final
@@ -176,6 +181,9 @@ def _local(s: Settings) -> Path:
         return path  # used in place: edits show up on the next run
     if not path.is_file():
         raise ConfigError(f"--local {s.local}: no such file or directory")
+    import hashlib
+    import shutil
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

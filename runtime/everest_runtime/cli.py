@@ -79,7 +79,7 @@ def _runner_flags(parser: argparse.ArgumentParser, with_task_dir: bool = True) -
 
 
 def _runner_options(args: argparse.Namespace) -> dict:
-    from .unarchive import Limits
+    from .limits import Limits
 
     names = args.input or [n for n in _env("EVEREST_INPUT_NAMES").split(",") if n.strip()]
     options = dict(

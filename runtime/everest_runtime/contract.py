@@ -3,7 +3,6 @@ fallback for a model that ships run-task.sh."""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -66,6 +65,8 @@ def _from_toml(path: Path, model_dir: Path) -> Contract:
         raise ConfigError(f"{path}: needs a [model] table (see the everest-runtime README)")
     for key in model:
         if key not in _FIELDS:
+            import difflib
+
             close = difflib.get_close_matches(key, _FIELDS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(_FIELDS)}"
             raise ConfigError(f"{path}: unknown field model.{key}{hint}")

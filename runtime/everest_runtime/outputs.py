@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -52,6 +51,8 @@ def collect(work_dir: Path, patterns: Iterable[str]) -> list[tuple[Path, str]]:
 def write_zip(target: Path, members: Iterable[tuple[Path, str]], texts=()) -> int:
     """Write a zip atomically (temp file + rename). `texts` are (name, str) pairs.
     Returns the number of members."""
+    import zipfile
+
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     count = 0
     try:

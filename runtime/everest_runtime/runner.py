@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import contract as contract_mod
-from . import outputs, params, unarchive, versioninfo
+from . import outputs, params, versioninfo
 from .errors import RuntimeFailure
+from .limits import DEFAULT_LIMITS, Limits
 
 DEFAULT_INPUTS = ("data.zip", "data.tar.gz")
 PASSED_AGENT_VARS = ("EVEREST_AGENT_ADDRESS", "EVEREST_AGENT_PORT", "EVEREST_AGENT_TASK_ID")
@@ -36,7 +37,7 @@ class Options(NamedTuple):
     params_name: str = "params.json"
     input_names: Sequence[str] = DEFAULT_INPUTS
     grace: float = 20.0
-    limits: unarchive.Limits = unarchive.Limits()
+    limits: Limits = DEFAULT_LIMITS
     sample_interval: float = 1.0
     extra_secrets: Sequence[str] = ()
 
@@ -187,6 +188,8 @@ def _prepare(opts: Options, task: Path, work: Path, private: Path) -> _Prepared:
     archive = next((task / n for n in opts.input_names if (task / n).is_file()), None)
     input_dir = work / "input"
     if archive is not None:
+        from . import unarchive
+
         count = unarchive.extract(archive, input_dir, opts.limits, replace=True)
         _log(f"unpacked {archive.name}: {count} entries into work/input")
     else:
@@ -220,6 +223,7 @@ def _killpg(pgid: int, sig: int) -> bool:
 
 def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
     sampler = None
+    children_before = _children_cpu()
     started = time.monotonic()
     logs = private / "logs"
     try:
@@ -259,7 +263,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     for pump in pumps:
         pump.start()
     try:
-        from . import stats  # type: ignore[attr-defined]  # written alongside
+        from . import stats
 
         sampler = stats.Sampler(
             proc.pid, interval=opts.sample_interval, csv_path=str(task / "stats.csv")
@@ -292,7 +296,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     for pump in pumps:
         pump.join(timeout=5.0)
 
-    summary = _stats(sampler, wall, task)
+    summary = _stats(sampler, wall, task, _children_cpu() - children_before)
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     final = _final_status(rc, started, wall, signals, killed, status.last, opts.grace)
     n_results = _collect(prep, task, work, private, summary, secrets)
@@ -325,16 +329,24 @@ def _final_status(rc, started, wall, signals: _Signals, killed, last, grace) -> 
     return f"failed: {how} after {wall:.1f} s" + (f" (last status: {last})" if last else "")
 
 
-def _stats(sampler, wall: float, task: Path) -> dict[str, Any]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any]:
+    """stats.json from the sampler; from the kernel's totals if it is missing or fails."""
     if sampler is not None:
         try:
-            summary = sampler.stop()
-            sampler.write_summary(str(task / "stats.json"), summary)
+            from . import stats
+
+            summary = sampler.stop(final_cpu_seconds=reaped_cpu)
+            stats.write_summary(task / "stats.json", summary)
             return summary
         except Exception as exc:
             _log(f"statistics sampler failed ({exc}); stats.json from the kernel's totals")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu = reaped_cpu
     summary = {
         "peak_rss_bytes": usage.ru_maxrss * 1024,  # of the largest single child
         "cpu_seconds": round(cpu, 3),
@@ -344,7 +356,7 @@ def _stats(sampler, wall: float, task: Path) -> dict[str, Any]:
     }
     outputs.write_text(task / "stats.json", json.dumps(summary, indent=2) + "\n")
     if not (task / "stats.csv").exists():
-        outputs.write_text(task / "stats.csv", "time,cpu_percent,rss_bytes,processes\n")
+        outputs.write_text(task / "stats.csv", "elapsed_s,unix_time,processes,cpu_seconds,cpu_cores,rss_bytes\n")
     return summary
 
 

@@ -17,19 +17,12 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 from .errors import ArchiveError, DamagedArchive
+from .limits import DEFAULT_LIMITS, Limits
 
 CHUNK = 1 << 20
-
-
-class Limits(NamedTuple):
-    max_bytes: int = 4 << 30  # total uncompressed size
-    max_files: int = 200_000  # members of any kind
-
-
-DEFAULT_LIMITS = Limits()
 
 
 def detect_format(path: Path) -> str:
