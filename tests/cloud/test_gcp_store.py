@@ -183,6 +183,7 @@ def test_no_credentials_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server either
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # not on a GCE VM: skip the slow probe
     with pytest.raises(CredentialsError) as info:
         GcpImageStore(PROJECT, endpoint="http://127.0.0.1:9")
     assert str(info.value).count("\n") == 0
@@ -210,3 +211,29 @@ def test_importing_the_store_does_not_import_the_sdk():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fake_set_labels_needs_the_current_label_fingerprint(gce):
+    """The fake keeps GCE's setLabels contract (whole map, current fingerprint)."""
+    from google.api_core.exceptions import PreconditionFailed
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import compute_v1
+
+    seed(gce, "fam-aaaa", FP_A)
+    client = compute_v1.ImagesClient(
+        credentials=AnonymousCredentials(), client_options={"api_endpoint": gce.endpoint}
+    )
+    current = client.get(project=PROJECT, image="fam-aaaa")
+
+    def set_labels(fingerprint):
+        request = compute_v1.GlobalSetLabelsRequest(
+            labels={"x": "1"}, label_fingerprint=fingerprint
+        )
+        return client.set_labels_unary(
+            project=PROJECT, resource="fam-aaaa", global_set_labels_request_resource=request
+        )
+
+    with pytest.raises(PreconditionFailed):
+        set_labels("stale=")
+    set_labels(current.label_fingerprint)
+    assert gce.image(PROJECT, "fam-aaaa")["labels"] == {"x": "1"}
