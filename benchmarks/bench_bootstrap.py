@@ -99,10 +99,8 @@ def main() -> int:
                     )
                 )
                 cache = work / f"cache{run}"
-                boot_times.append(
-                    timed([*base, "--ref", "v1", "--fetch-only", "--cache-dir", str(cache)],
-                          env=env())  # fmt: skip
-                )
+                fetch = ["--ref", "v1", "--fetch-only", "--cache-dir", str(cache)]
+                boot_times.append(timed([*base, *fetch], env=env()))
                 shutil.rmtree(out)
                 if run < args.runs - 1:
                     shutil.rmtree(cache)

@@ -356,7 +356,9 @@ def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any
     }
     outputs.write_text(task / "stats.json", json.dumps(summary, indent=2) + "\n")
     if not (task / "stats.csv").exists():
-        outputs.write_text(task / "stats.csv", "elapsed_s,unix_time,processes,cpu_seconds,cpu_cores,rss_bytes\n")
+        outputs.write_text(
+            task / "stats.csv", "elapsed_s,unix_time,processes,cpu_seconds,cpu_cores,rss_bytes\n"
+        )
     return summary
 
 
