@@ -45,6 +45,16 @@ class CloudImage:
         return self.labels.get(FINGERPRINT_LABEL)
 
 
+@dataclass(frozen=True)
+class CredentialsHint:
+    """An offline answer to 'could we authenticate?', with the exact fix when not."""
+
+    provider: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
 class ImageStore(Protocol):
     """What a build, plan and gc need from a provider; 'not found' is None.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,22 +17,13 @@ from everbake.errors import CloudError, CredentialsError
 from everbake.stores import (
     FINGERPRINT_LABEL,
     CloudImage,
+    CredentialsHint,
     fingerprint_label_value,
 )
 
 T = TypeVar("T")
 
 LOGIN_FIX = "run 'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS"
-
-
-@dataclass(frozen=True)
-class CredentialsHint:
-    """An offline answer to 'could we authenticate?', with the fix when not."""
-
-    provider: str
-    ok: bool
-    detail: str
-    fix: str | None = None
 
 
 def gcp_credentials_hint(env: dict[str, str] | None = None) -> CredentialsHint:

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.stores import CloudImage, fingerprint_label_value, newest_first
-from everbake.stores.gcp import CredentialsHint
+from everbake.stores import CloudImage, CredentialsHint, fingerprint_label_value, newest_first
 
 T = TypeVar("T")
 
