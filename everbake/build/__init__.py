@@ -7,10 +7,12 @@ flow (everbake.cloudbuild) by `build_image(provider=...)`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from everbake import naming
 from everbake.build import local
 from everbake.build.record import local_up_to_date, read_record, record_path, write_record
 from everbake.errors import BuildError, EverbakeError
-from everbake.fingerprint import fingerprints
+from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.localbuild.chroot import mounts_under, remove_tree
 from everbake.localbuild.plan import image_tarball
 from everbake.render import manifest_path
@@ -100,49 +102,58 @@ def build_local(
     environ: Mapping[str, str] | None = None,
 ) -> BuildOutcome:
     environ = os.environ if environ is None else environ
-    repo_root = spec.repo_root
     started = time.monotonic()
     fps = fingerprints(spec)
     image = naming.image_name(spec, fps)
-    rec_path = record_path(repo_root, "local", image)
+    rec_path = record_path(spec.repo_root, "local", image)
     existing = read_record(rec_path)
     tarball = local_up_to_date(existing, fps.image)
     if tarball and existing and not force:
         say(f"up to date: {image} ({tarball}); --force rebuilds it")
         return BuildOutcome(image, "local", True, rec_path, existing)
+    # Embed secret values go only into packer's environment (sensitive PKR_VAR_*).
+    packer_env = {
+        **environ,
+        "CHECKPOINT_DISABLE": "1",
+        **_packer_vars(embed_secret_env(spec, environ)),
+    }
+    build_dir = spec.repo_root / "build" / "local" / spec.name
+    with build_lock(build_dir):
+        record = _bake(spec, fps, build_dir, packer_env, cache_dir)
+    record["duration_seconds"] = round(time.monotonic() - started, 1)
+    write_record(rec_path, record)
+    artifact = record["artifact"]
+    say(f"built {image}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.0f} MB)")
+    say(f"record: {rec_path}")
+    return BuildOutcome(image, "local", False, rec_path, record)
 
-    secrets = embed_secret_env(spec, environ)
-    build_dir = repo_root / "build" / "local" / spec.name
+
+def _bake(
+    spec: ImageSpec,
+    fps: Fingerprints,
+    build_dir: Path,
+    packer_env: Mapping[str, str],
+    cache_dir: Path | None,
+) -> dict[str, Any]:
+    """render -> validate -> stage + plan -> packer build -> manifest; the record's data."""
+    from everbake import packer, render
+
+    repo_root = spec.repo_root
+    image = naming.image_name(spec, fps)
     output = image_tarball(repo_root, image)
     had_output = output.exists()
     try:
-        from everbake import packer, render
-
         with phase(f"render build/local/{spec.name}"):
             render.render(spec, "local", repo_root / "build", dist_root=repo_root / "dist", fps=fps)
         with phase("packer validate"):
-            packer.validate(build_dir)
+            packer.validate(build_dir, env=packer_env)
         with phase("stage files and write the local plan"):
             plan, _staged = local.prepare(spec, fps, build_dir, cache_dir=cache_dir)
         with phase(f"packer build (local: {image})"):
-            packer_env = {**environ, "CHECKPOINT_DISABLE": "1", **_packer_vars(secrets)}
             packer.build(build_dir, packer_env, prefix="local")
         entry = packer.read_manifest(manifest_path(repo_root / "dist", "local", spec, "image"))
         if not output.is_file():
             raise BuildError(f"packer finished but {output} was not written (export step)")
-        record: dict[str, Any] = {
-            "image": image,
-            "provider": "local",
-            "spec": spec.name,
-            "spec_canonical": spec.to_canonical(),
-            "fingerprints": {"base": fps.base, "image": fps.image},
-            "base": {"name": plan.base_name, "cache": plan.base_cache},
-            "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
-            "duration_seconds": round(time.monotonic() - started, 1),
-            "packer_version": ".".join(map(str, packer.detect_version())),
-            "manifest": entry,
-        }
-        write_record(rec_path, record)
     except BaseException:
         # No half-written image: drop a tarball this run created and the work dir.
         if not had_output:
@@ -151,9 +162,30 @@ def build_local(
         if work.exists() and not mounts_under(work):
             remove_tree(work)
         raise
-    say(f"built {image}: {output} ({record['artifact']['size_bytes'] / 1e6:.0f} MB)")
-    say(f"record: {rec_path}")
-    return BuildOutcome(image, "local", False, rec_path, record)
+    return {
+        "image": image,
+        "provider": "local",
+        "spec": spec.name,
+        "spec_canonical": spec.to_canonical(),
+        "fingerprints": {"base": fps.base, "image": fps.image},
+        "base": {"name": plan.base_name, "cache": plan.base_cache},
+        "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
+        "packer_version": ".".join(map(str, packer.detect_version())),
+        "manifest": entry,
+    }
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path) -> Iterator[None]:
+    """One build per build dir at a time; a second one waits and says so."""
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f".{build_dir.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another build using {build_dir} to finish ...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _packer_vars(secrets: Mapping[str, str]) -> dict[str, str]:

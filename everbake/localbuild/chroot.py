@@ -158,4 +158,11 @@ def remove_tree(path: Path) -> None:
     left = mounts_under(path)
     if left:
         raise BuildError(f"refusing to delete {path}: still mounted: {', '.join(left)}")
-    shutil.rmtree(path)
+    shutil.rmtree(path, onerror=_gone_is_fine)
+
+
+def _gone_is_fine(
+    func: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]
+) -> None:
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]

@@ -21,14 +21,15 @@ def compressor(level: int) -> str:
 def pack(root: Path, tarball: Path, *, level: int = 3, log_path: Path | None = None) -> int:
     """Write ``root`` as ``tarball`` (.tar.zst); returns its size in bytes.
 
-    Written to ``<tarball>.partial`` and renamed, so readers never see half a file.
+    Written to ``<tarball>.<pid>.partial`` and renamed: readers never see half a file.
     """
     require_tool("zstd", "apt-get install zstd")
     busy = mounts_under(root)
     if busy:
         raise BuildError(f"cannot export {root}: still mounted: {', '.join(busy)}")
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tarball.with_name(tarball.name + ".partial")
+    # Per-process temp name: two builds sharing a base cache never write one file.
+    tmp = tarball.with_name(f"{tarball.name}.{os.getpid()}.partial")
     argv = ["tar", "--numeric-owner", "--xattrs", "--acls", "-I", compressor(level)]
     argv += [f"--exclude={pattern}" for pattern in _EXCLUDES]
     argv += ["-C", str(root), "-cf", str(tmp), "."]

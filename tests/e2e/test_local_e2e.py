@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import signal
 import tarfile
 import zipfile
 from pathlib import Path
@@ -188,3 +190,49 @@ env = "EB_E2E_AGENT_TOKEN"
         if path.is_file():
             assert EMBED_TOKEN.encode() not in path.read_bytes(), path
     assert EMBED_TOKEN not in json.dumps(record)
+
+
+SLOW_MODEL = """
+import os, pathlib, signal, sys, time
+
+def stop(signum, frame):
+    pathlib.Path("out").mkdir(exist_ok=True)
+    pathlib.Path("out/partial.json").write_text('{"stopped_by": %d}' % signum)
+    sys.exit(143)
+
+signal.signal(signal.SIGTERM, stop)
+print("##status working", flush=True)
+time.sleep(300)
+"""
+
+
+def test_ctrl_c_cancels_cleanly_and_keeps_partial_outputs(
+    default_image: dict, tmp_path: Path
+) -> None:
+    model = tmp_path / "slow-model"
+    model.mkdir()
+    (model / "slow.py").write_text(SLOW_MODEL)
+    (model / "everest.toml").write_text(
+        '[model]\nname = "slow"\ncommand = ["python", "slow.py"]\nparameters = "none"\n'
+        'results = ["out/*.json"]\n'
+    )
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "params.json").write_text("{}")
+
+    def interrupt_once_working(text: str) -> None:
+        # What a user's Ctrl-C does: SIGINT to this process while the task runs.
+        if "working" in text:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    runs = tmp_path / "runs"
+    outcome = run_local(
+        default_image["image"], job, model=model, runs_dir=runs, on_status=interrupt_once_working
+    )
+    assert outcome.cancelled
+    with zipfile.ZipFile(outcome.run_dir / "results.zip") as results:
+        partial = next(n for n in results.namelist() if n.endswith("partial.json"))
+        assert json.loads(results.read(partial))["stopped_by"] == signal.SIGTERM
+    assert (outcome.run_dir / "status.txt").read_text().strip().endswith("working")
+    assert mounts_under(runs) == []
+    assert not (outcome.run_dir / "root").exists()

@@ -134,6 +134,8 @@ def test_embed_secret_missing_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_runtime_wheel_is_built_from_runtime(tmp_path: Path) -> None:
+    before = sorted((REPO_ROOT / "runtime").iterdir())
     wheel = staging.build_runtime_wheel(REPO_ROOT / "runtime", tmp_path)
     assert wheel.name.startswith("everest_runtime-") and wheel.suffix == ".whl"
-    assert not list((REPO_ROOT / "runtime").glob("*.egg-info"))
+    # Built from a copy: nothing (build/, *.egg-info) appears in the source tree.
+    assert sorted((REPO_ROOT / "runtime").iterdir()) == before
