@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from everbake.errors import BuildError, RenderError, ToolError
+from everbake.errors import BuildError, CredentialsError, RenderError, ToolError
 from everbake.proc import Result, require_tool, stream
+from everbake.spec import ImageSpec
 
 # Plugins the cloud templates need with current Packer (`packer init`). Their
 # versions are fingerprint inputs: a new plugin may bake differently.
@@ -99,6 +100,28 @@ def build(
     return stream(
         argv, prefix=prefix, env=env, cwd=directory, log_path=log_path, what="packer build"
     )
+
+
+def secret_env(spec: ImageSpec, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """PKR_VAR_secret_<name> for each embed-mode secret, from the variable its ``env`` names.
+
+    Merge the result into packer's environment only (never argv, never a file).
+    """
+    environ = os.environ if environ is None else environ
+    out, missing = {}, []
+    for name, secret in sorted(spec.secrets.items()):
+        if secret.mode != "embed":
+            continue
+        value = environ.get(secret.env, "")
+        if value:
+            out[f"PKR_VAR_secret_{name}"] = value
+        else:
+            missing.append(
+                f"secret '{name}' (mode embed): set {secret.env} in the environment to its value"
+            )
+    if missing:
+        raise CredentialsError("\n".join(missing))
+    return out
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
