@@ -147,7 +147,10 @@ def cached(
         if final.is_dir():
             return final  # another task filled it while we waited
         staging = cache / f".{key}.staging.part"
-        shutil.rmtree(staging, ignore_errors=True)  # left by a crash
+        # Leftovers of a task killed mid-fetch; nobody else writes them while we hold the lock.
+        shutil.rmtree(staging, ignore_errors=True)
+        for stale in cache.glob(f".{key}.*.download.part"):
+            stale.unlink()
         for attempt in range(retries + 1):
             fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".download.part", dir=cache)
             os.close(fd)

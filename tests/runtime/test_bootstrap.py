@@ -259,3 +259,16 @@ def test_missing_settings_say_which(gitlab, tmp_path):
     assert result.returncode == 2 and "set --ref or EVEREST_MODEL_REF" in result.stderr
     unwritable = bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--cache-dir", "/proc/nope")
     assert unwritable.returncode == 2 and "cache directory /proc/nope" in unwritable.stderr
+
+
+def test_leftovers_of_a_killed_fetch_are_cleaned_and_never_used(gitlab, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f".{SHA}.abc123.download.part").write_bytes(b"half an archive")
+    staging = cache / f".{SHA}.staging.part"
+    staging.mkdir()
+    (staging / "everest.toml").write_text("[model]\ncommand = ['false']\n")
+    result = bootstrap(gitlab, tmp_path, "--ref", "v1.0")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in cache.iterdir()) == [f".{SHA}.lock", SHA]
+    assert gitlab.count("archive") == 1
