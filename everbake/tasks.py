@@ -145,7 +145,9 @@ def plan(c, image=None, provider=None, format="table"):
 ns = Collection(check, render, validate, plan)
 ns.configure(DEFAULTS)
 
-# ---- Tasks of other parts, wired in by the coordinator (not imported here):
-#   build-image, run-local  -> everbake/tasks_build.py
-#   gc-images               -> everbake/tasks_cloud.py
-# e.g.  from everbake import tasks_build; ns.add_task(tasks_build.build_image)
+# Build, run and retire images: their own modules, one collection.
+from everbake import tasks_build, tasks_cloud  # noqa: E402
+
+ns.add_task(tasks_build.build_image)
+ns.add_task(tasks_build.run_local)
+ns.add_task(tasks_cloud.gc_images)

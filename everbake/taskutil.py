@@ -30,7 +30,9 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             if debug_enabled():
                 raise
             lines = str(exc).splitlines() or [type(exc).__name__]
-            raise invoke.Exit("\n".join(f"error: {line}" for line in lines), exc.exit_code) from None
+            raise invoke.Exit(
+                "\n".join(f"error: {line}" for line in lines), exc.exit_code
+            ) from None
         except KeyboardInterrupt:
             if debug_enabled():
                 raise
