@@ -63,6 +63,7 @@ def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
     e["PYTHONPATH"] = str(REPO / "runtime")
     e["EVEREST_GITLAB_TOKEN"] = TOKEN
+    e["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server here; never leave loopback
     return e
 
 

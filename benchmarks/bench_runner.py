@@ -54,6 +54,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-runner-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
     env["PYTHONPATH"] = str(REPO / "runtime")
+    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server here; never leave loopback
     try:
         for name, code in MODELS.items():
             model = work / name

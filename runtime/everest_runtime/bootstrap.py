@@ -208,5 +208,7 @@ def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     os.environ.pop(s.token_env, None)
     from . import runner
 
-    opts = runner.Options(model_dir=model_dir, extra_secrets=secrets, **runner_options)
+    opts = runner.Options(
+        model_dir=model_dir, extra_secrets=secrets, metadata_url=s.metadata_url, **runner_options
+    )
     return runner.run(opts), model_dir

@@ -72,6 +72,13 @@ def _runner_flags(parser: argparse.ArgumentParser, with_task_dir: bool = True) -
         help="most members in an archive (env EVEREST_MAX_INPUT_FILES; default 200000)",
     )
     group.add_argument(
+        "--no-preemption-watch",
+        action="store_true",
+        default=_env("EVEREST_PREEMPTION_WATCH") == "0",
+        help="do not poll the metadata server's instance/preempted "
+        "(env EVEREST_PREEMPTION_WATCH=0)",
+    )
+    group.add_argument(
         "--sample-interval",
         default=_env("EVEREST_SAMPLE_INTERVAL", "1.0"),
         help="seconds between CPU/memory samples (env EVEREST_SAMPLE_INTERVAL; default 1)",
@@ -91,6 +98,7 @@ def _runner_options(args: argparse.Namespace) -> dict:
             _number(int, args.max_input_files, "--max-input-files"),
         ),
         sample_interval=_number(float, args.sample_interval, "--sample-interval") or 1.0,
+        watch_preemption=not args.no_preemption_watch,
     )
     if names:
         options["input_names"] = tuple(n.strip() for n in names)

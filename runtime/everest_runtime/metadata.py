@@ -12,14 +12,17 @@ import urllib.request
 from .errors import FetchError
 
 DEFAULT_URL = "http://169.254.169.254"
+API_PATH = "/computeMetadata/v1"
+
+
+def api_url(base_url: str = "") -> str:
+    """The metadata API root from a server URL, with or without the API path."""
+    base = (base_url or DEFAULT_URL).rstrip("/")
+    return base if base.endswith(API_PATH) else base + API_PATH
 
 
 def attribute(key: str, base_url: str = DEFAULT_URL, timeout: float = 5.0, tries: int = 3) -> str:
-    url = (
-        base_url.rstrip("/")
-        + "/computeMetadata/v1/instance/attributes/"
-        + urllib.parse.quote(key, safe="")
-    )
+    url = api_url(base_url) + "/instance/attributes/" + urllib.parse.quote(key, safe="")
     request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
     # Never through a proxy: the metadata server is link-local.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

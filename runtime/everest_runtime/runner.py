@@ -40,6 +40,8 @@ class Options(NamedTuple):
     limits: Limits = DEFAULT_LIMITS
     sample_interval: float = 1.0
     extra_secrets: Sequence[str] = ()
+    metadata_url: str = ""  # "" = EVEREST_METADATA_URL, else GCE's metadata.google.internal
+    watch_preemption: bool = True
 
 
 def _log(message: str) -> None:
@@ -273,6 +275,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         sampler = None
         _log(f"statistics sampler unavailable ({exc}); stats.json from the kernel's totals")
 
+    notice = _watch_preemption(opts, status) if opts.watch_preemption else []
     forwarded = 0
     killed = False
     while True:
@@ -302,6 +305,8 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     n_results = _collect(prep, task, work, private, summary, secrets)
     if signals.received:
         final += "; partial results collected"
+    elif notice:
+        final += " (after a preemption notice)"
     if final != status.last:
         status.send(final)
     outputs.write_text(task / "status.txt", status.last + "\n")
@@ -312,6 +317,31 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     )
     status.close()
     return rc
+
+
+def _watch_preemption(opts: Options, status: _Status) -> list[bool]:
+    """Start GCE's preemption watch in the background (its import included, so the
+    main thread pays nothing); the returned list gets True on a notice. The SIGTERM
+    that follows is what stops the model; this only tells the job earlier."""
+    notice: list[bool] = []
+    base = (opts.metadata_url or os.environ.get("EVEREST_METADATA_URL", "")).rstrip("/")
+    if base and not base.endswith("/computeMetadata/v1"):
+        base += "/computeMetadata/v1"
+
+    def on_notice() -> None:
+        notice.append(True)
+        status.send("preemption notice: the cloud is reclaiming this VM; stopping soon")
+
+    def start() -> None:
+        try:
+            from . import preemption
+
+            preemption.watch_preemption(on_notice, base or None)
+        except Exception as exc:
+            _log(f"preemption watch unavailable ({exc})")
+
+    threading.Thread(target=start, name="everest-preempt-start", daemon=True).start()
+    return notice
 
 
 def _final_status(rc, started, wall, signals: _Signals, killed, last, grace) -> str:

@@ -34,6 +34,7 @@ MODEL_FILES = {p.name: p.read_bytes() for p in EXAMPLE.iterdir() if p.is_file()}
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
     env["PYTHONPATH"] = str(RUNTIME)
+    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server off loopback; see its own test
     env.update(extra)
     return env
 

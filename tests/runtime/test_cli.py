@@ -22,6 +22,7 @@ ENTRY_POINTS = {
 def env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("EVEREST_", "EVERBAKE_"))}
     base["PYTHONPATH"] = str(RUNTIME)
+    base["EVEREST_PREEMPTION_WATCH"] = "0"
     base.update(extra)
     return base
 

@@ -29,6 +29,7 @@ from tests.fakes.agent import FaultyAgent  # noqa: E402
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
     env["PYTHONPATH"] = str(RUNTIME)
+    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server off loopback; see its own test
     env.update(extra)
     return env
 
@@ -296,3 +297,34 @@ def test_model_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
     assert "killed after the 1 s grace period; partial results collected" in status
     assert zip_names(task / "results.zip") == ["partial.txt"]
     assert "grace period of 1 s over" in err
+
+
+def test_preemption_notice_becomes_a_status_then_sigterm_stops(tmp_path):
+    from tests.fakes.metadata import MetadataFake
+
+    task = task_dir(tmp_path, {"iterations": 400, "sleep": 0.05})
+    with MetadataFake() as meta, FaultyAgent() as agent:
+        env = clean_env(
+            EVEREST_PREEMPTION_WATCH="1",
+            EVEREST_METADATA_URL=meta.url,
+            EVEREST_AGENT_PORT=str(agent.port),
+            EVEREST_AGENT_TASK_ID="t-1",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "everest_runtime", "run-task", "--model", str(EXAMPLE)],
+            cwd=task,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_line(proc.stdout, "iteration 2 of 400")
+        assert agent.wait_for(lambda: len(meta.requests) >= 2, 10)  # initial read + long poll
+        meta.preempt()
+        assert agent.wait_for(
+            lambda: any(s.startswith("preemption notice") for s in agent.statuses), 10
+        )
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert all(path.endswith("/instance/preempted") for path, _ in meta.requests)
+    assert (task / "status.txt").read_text().startswith("preempted: SIGTERM after ")

@@ -62,6 +62,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def test_token_appears_in_no_output_file_log_or_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
     env.update(PYTHONPATH=str(RUNTIME), EVEREST_CACHE_DIR=str(tmp_path / "cache"))
+    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server off loopback
     outputs = []
     with GitLabFake(token=TOKEN) as gitlab, MetadataFake({"tok": TOKEN}) as meta:
         gitlab.project(7, "team/leaky").add_commit(SHA, LEAKY_MODEL, refs=["main"])
