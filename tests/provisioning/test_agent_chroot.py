@@ -16,7 +16,6 @@ import http.server
 import os
 import secrets
 import shlex
-import shutil
 import subprocess
 import tarfile
 import threading
@@ -26,56 +25,28 @@ from typing import ClassVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .chroot_kit import (
+    CHROOT,
+    HOST_CAS,
+    REPO,
+    STAGING,
+    files_containing,
+    ok,
+    proc_mounted,
+    run,
+    snapshot,
+    stage_scripts,
+    staging,
+    user_ids,
+)
+
 AGENT_SRC = REPO / "tests/fixtures/agent-src"
-STAGING = "/var/tmp/everbake-staging"
 AGENT_DIR = "/opt/everest/agent"
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"  # the fill runs with the image's PATH
-HOST_CAS = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mount)"),
-    pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="needs mmdebstrap (apt)"),
 ]
-
-
-def is_mounted(path: Path) -> bool:
-    with open("/proc/mounts", encoding="utf-8") as mounts:
-        return any(line.split()[1] == str(path) for line in mounts)
-
-
-@contextlib.contextmanager
-def proc_mounted(root: Path) -> Iterator[None]:
-    """/proc for the chroot, always unmounted again (device nodes come from mmdebstrap)."""
-    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", str(root / "proc")], check=True)
-
-
-@pytest.fixture(scope="module")
-def base_tar(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("base") / "bookworm.tar"
-    include = "ca-certificates,python3,python3-venv,tzdata"
-    subprocess.run(
-        ["mmdebstrap", "--quiet", "--variant=apt", f"--include={include}", "bookworm", str(out)],
-        check=True,
-    )
-    return out
-
-
-@pytest.fixture()
-def root(tmp_path: Path, base_tar: Path) -> Iterator[Path]:
-    rootfs = tmp_path / "rootfs"
-    rootfs.mkdir()
-    subprocess.run(["tar", "-xf", str(base_tar), "-C", str(rootfs)], check=True)
-    shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf")
-    yield rootfs
-    assert not is_mounted(rootfs / "proc"), "proc still mounted: not deleting the root"
-    shutil.rmtree(rootfs)
 
 
 def agent_archive(dest: Path) -> str:
@@ -88,13 +59,7 @@ def agent_archive(dest: Path) -> str:
 def stage(root: Path, token: str, licence: str) -> str:
     """Scripts, CAs, agent archive, config template, image.json and (in every mode:
     a stale file must not leak) the token file. Returns the archive's sha256."""
-    st = root / STAGING.lstrip("/")
-    (st / "scripts").mkdir(parents=True, exist_ok=True)
-    for script in (REPO / "provisioning").glob("*.sh"):
-        shutil.copy(script, st / "scripts" / script.name)
-    (st / "ca").mkdir(exist_ok=True)
-    for cert in HOST_CAS:
-        shutil.copy(cert, st / "ca" / cert.name)
+    st = stage_scripts(root)
     sha = agent_archive(st / "agent.tar.gz")
     (st / "agent.conf").write_text(
         '{"token": "AGENTTOKEN", "taskProtocol": {"enabled": true},\n'
@@ -107,52 +72,6 @@ def stage(root: Path, token: str, licence: str) -> str:
         path.write_text(value)
         path.chmod(0o600)
     return sha
-
-
-def run(root: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    argv = ["chroot", str(root), "/usr/bin/env", "-i", f"PATH={PATH}", "HOME=/root"]
-    argv += ["LANG=C.UTF-8", *(f"{k}={v}" for k, v in env.items())]
-    argv += ["bash", f"{STAGING}/scripts/{script}"]
-    with proc_mounted(root):
-        return subprocess.run(argv, capture_output=True, text=True, timeout=300)
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
-    """path -> (mode, size, mtime_ns) of the tree, staging and /proc left out."""
-    out = {}
-    skip = {root / "proc", root / STAGING.lstrip("/")}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if Path(dirpath, d) not in skip]
-        for name in dirnames + filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            out[os.path.join(dirpath, name)] = (st.st_mode, st.st_size, st.st_mtime_ns)
-    return out
-
-
-def files_containing(root: Path, needle: bytes) -> list[str]:
-    hits = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if Path(dirpath, d) != root / "proc"]
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                with open(path, "rb") as handle:
-                    if needle in handle.read():
-                        hits.append("/" + os.path.relpath(path, root))
-    return hits
-
-
-def user_ids(root: Path, user: str) -> tuple[int, int]:
-    for line in (root / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == user:
-            return int(fields[2]), int(fields[3])
-    raise AssertionError(f"no user {user}")
 
 
 class Metadata(http.server.BaseHTTPRequestHandler):
@@ -263,12 +182,11 @@ def test_agent_secrets_and_hygiene(root: Path, tmp_path: Path, mode: str):
 
     out = ok(run(root, "90-hygiene.sh", env))
     assert "90-hygiene.sh: clean" in out
-    (root / STAGING.lstrip("/") / "scripts").mkdir(parents=True)  # hygiene removed them
-    shutil.copy(REPO / "provisioning/90-hygiene.sh", root / STAGING.lstrip("/") / "scripts")
+    stage_scripts(root)  # hygiene removed them with the staging dir
     assert "90-hygiene.sh: clean" in ok(run(root, "90-hygiene.sh", env))
     (root / "etc/resolv.conf").unlink()
 
-    assert not (root / STAGING.lstrip("/")).exists()
+    assert not staging(root).exists()
     assert not (root / "usr/local/share/ca-certificates/everbake-build").exists()
     assert not (root / "etc/pip.conf").exists()
     assert not list((root / "etc/ssh").glob("ssh_host_*"))
