@@ -30,6 +30,7 @@ done
 apt-get clean
 find /var/lib/apt/lists -type f ! -name lock -delete
 rm -rf /var/lib/cloud/*
+rm -rf /var/log/journal/* # journald would find truncated journals corrupt
 find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
 find /var/log -type f -size +0 -exec truncate -s 0 {} +
 rm -rf "$EB_STAGING"
