@@ -371,6 +371,10 @@ def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any
             from . import stats
 
             summary = sampler.stop(final_cpu_seconds=reaped_cpu)
+            # A model shorter than one sample can slip past the sampler; the kernel's
+            # peak for the reaped tree is a floor.
+            floor = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+            summary["peak_rss_bytes"] = max(summary.get("peak_rss_bytes", 0), floor)
             stats.write_summary(task / "stats.json", summary)
             return summary
         except Exception as exc:

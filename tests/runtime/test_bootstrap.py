@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
+PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
 RUNTIME = REPO / "runtime"
 EXAMPLE = RUNTIME / "examples" / "transport"
 if str(REPO) not in sys.path:
@@ -57,7 +59,7 @@ def bootstrap(gitlab: GitLabFake, tmp_path: Path, *args: str, token=TOKEN, env=N
         "0.05",
     ]
     return subprocess.run(
-        [sys.executable, "-m", "everest_runtime", "bootstrap", *base, *args],
+        [PYTHON, "-m", "everest_runtime", "bootstrap", *base, *args],
         cwd=task,
         env=clean_env(**extra),
         capture_output=True,

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
+PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
 RUNTIME = REPO / "runtime"
 ENTRY_POINTS = {
     "everest-status": "status_main",
@@ -31,7 +33,7 @@ def console_script(name: str, *args: str, cwd=None, **extra: str):
     """What the installed console script runs: the entry point function."""
     code = f"import sys; from everest_runtime.cli import {ENTRY_POINTS[name]} as m; sys.exit(m())"
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [PYTHON, "-c", code, *args],
         capture_output=True,
         text=True,
         env=env(**extra),
@@ -42,7 +44,7 @@ def console_script(name: str, *args: str, cwd=None, **extra: str):
 
 def module(*args: str, cwd=None, **extra: str):
     return subprocess.run(
-        [sys.executable, "-m", "everest_runtime", *args],
+        [PYTHON, "-m", "everest_runtime", *args],
         capture_output=True,
         text=True,
         env=env(**extra),
@@ -112,7 +114,7 @@ def test_traceback_only_with_everest_debug(tmp_path):
 
 def imported_modules(*args: str, cwd=None) -> set[str]:
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "everest_runtime", *args],
+        [PYTHON, "-X", "importtime", "-m", "everest_runtime", *args],
         capture_output=True,
         text=True,
         env=env(),

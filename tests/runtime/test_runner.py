@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
+PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
 RUNTIME = REPO / "runtime"
 EXAMPLE = RUNTIME / "examples" / "transport"
 SHELL_EXAMPLE = RUNTIME / "examples" / "shell-model"
@@ -36,7 +38,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_task(task: Path, *args: str, env=None, model: Path = EXAMPLE, timeout: float = 60):
     return subprocess.run(
-        [sys.executable, "-m", "everest_runtime", "run-task", "--model", str(model), *args],
+        [PYTHON, "-m", "everest_runtime", "run-task", "--model", str(model), *args],
         cwd=task,
         env=env or clean_env(),
         capture_output=True,
@@ -235,7 +237,7 @@ def test_input_limits_are_configurable(tmp_path):
 
 def start_runner(task: Path, *args: str, model: Path = EXAMPLE) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "everest_runtime", "run-task", "--model", str(model), *args],
+        [PYTHON, "-m", "everest_runtime", "run-task", "--model", str(model), *args],
         cwd=task,
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -311,7 +313,7 @@ def test_preemption_notice_becomes_a_status_then_sigterm_stops(tmp_path):
             EVEREST_AGENT_TASK_ID="t-1",
         )
         proc = subprocess.Popen(
-            [sys.executable, "-m", "everest_runtime", "run-task", "--model", str(EXAMPLE)],
+            [PYTHON, "-m", "everest_runtime", "run-task", "--model", str(EXAMPLE)],
             cwd=task,
             env=env,
             stdout=subprocess.PIPE,
