@@ -119,6 +119,12 @@ def _guarded(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130
+    except OSError as exc:  # disk full, permissions: the file and the reason, no traceback
+        if _env("EVEREST_DEBUG") == "1" or _env("EVERBAKE_DEBUG") == "1":
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"{prog}: error: {where}{exc.strerror or exc}\n")
+        return 1
 
 
 def run_task_main(argv: list[str] | None = None) -> int:

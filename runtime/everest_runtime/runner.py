@@ -10,6 +10,7 @@ Layout of the task directory T:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -146,10 +147,12 @@ def run(opts: Options) -> int:
         status = _Status(secrets)
         try:
             prepared = _prepare(opts, task, work, private)
+        except OSError as exc:  # e.g. work/ is a file, or the disk is full
+            failure = RuntimeFailure(f"{exc.filename or task}: {exc.strerror or exc}")
+            _fail_early(task, status, failure)
+            raise failure from None
         except RuntimeFailure as exc:
-            status.send(f"error: {exc}", echo=False)
-            outputs.write_text(task / "status.txt", status.last + "\n")
-            status.close()
+            _fail_early(task, status, exc)
             raise
         if signals.received:
             status.send(f"cancelled before the model started: {_signame(signals.received[0])}")
@@ -159,6 +162,14 @@ def run(opts: Options) -> int:
         return _execute(opts, prepared, task, work, private, status, signals, secrets)
     finally:
         signals.restore()
+
+
+def _fail_early(task: Path, status: _Status, exc: RuntimeFailure) -> None:
+    """The error becomes the task's status (status.txt too, when the directory exists)."""
+    status.send(f"error: {exc}", echo=False)
+    with contextlib.suppress(OSError):
+        outputs.write_text(task / "status.txt", status.last + "\n")
+    status.close()
 
 
 class _Prepared(NamedTuple):

@@ -330,3 +330,15 @@ def test_preemption_notice_becomes_a_status_then_sigterm_stops(tmp_path):
         proc.communicate(timeout=30)
     assert all(path.endswith("/instance/preempted") for path, _ in meta.requests)
     assert (task / "status.txt").read_text().startswith("preempted: SIGTERM after ")
+
+
+def test_unusable_task_directory_is_one_line(tmp_path):
+    missing = run_task(tmp_path, "--task-dir", str(tmp_path / "absent"))
+    assert missing.returncode == 2 and "task directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    task = task_dir(tmp_path, {})
+    (task / "work").write_text("a file where the work directory goes")
+    clash = run_task(task)
+    assert clash.returncode == 2 and "Traceback" not in clash.stderr
+    assert "work: File exists" in clash.stderr
+    assert (task / "status.txt").read_text().startswith("error: ")
