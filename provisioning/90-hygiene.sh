@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Last step: nothing host-, build- or boot-specific stays in the image. Removes
-# SSH host keys, the machine id, shell histories, apt and pip caches,
+# SSH host keys and login keys, the machine id, shell histories, apt and pip caches,
 # cloud-init state, log contents, the staging directory and (unless kept) the
 # build's CA certificates; then checks that all of it is gone.
 set -euo pipefail
@@ -26,6 +26,7 @@ homes=(/root /home/*)
 for h in "${homes[@]}"; do
   rm -f "$h"/.bash_history "$h"/.python_history "$h"/.lesshst "$h"/.viminfo "$h"/.wget-hsts
   rm -rf "$h"/.cache/pip
+  rm -f "$h"/.ssh/authorized_keys # e.g. Packer's temporary login on a cloud VM
 done
 apt-get clean
 find /var/lib/apt/lists -type f ! -name lock -delete
@@ -52,7 +53,8 @@ for f in /etc/ssh/ssh_host_* /var/lib/dbus/machine-id /var/lib/cloud/* /var/cach
 done
 [[ -s /etc/machine-id ]] && left+=(/etc/machine-id)
 for h in "${homes[@]}"; do
-  for f in "$h"/.bash_history "$h"/.python_history "$h"/.lesshst "$h"/.viminfo "$h"/.wget-hsts "$h"/.cache/pip; do
+  for f in "$h"/.bash_history "$h"/.python_history "$h"/.lesshst "$h"/.viminfo "$h"/.wget-hsts \
+    "$h"/.cache/pip "$h"/.ssh/authorized_keys; do
     [[ -e $f ]] && left+=("$f")
   done
 done
