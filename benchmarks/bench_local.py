@@ -24,9 +24,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-_SKIP = shutil.ignore_patterns(
-    ".git", "build", "dist", "runs", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"
-)
+_SKIP_ANYWHERE = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+_SKIP_TOP = {"build", "dist", "runs"}  # outputs; everbake/build is code and stays
+
+
+def _skip(directory: str, names: list[str]) -> set[str]:
+    top = Path(directory) == REPO
+    return {n for n in names if n in _SKIP_ANYWHERE or (top and n in _SKIP_TOP)}
 
 
 def _timed(func, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -46,7 +50,7 @@ def main() -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="everbake-bench-"))
     copy = scratch / "repo"
-    shutil.copytree(REPO, copy, ignore=_SKIP, symlinks=True)
+    shutil.copytree(REPO, copy, ignore=_skip, symlinks=True)
     os.environ["EVERBAKE_LOCAL_CACHE"] = str(scratch / "cache")
     sys.path.insert(0, str(copy))
     from everbake.build import build_image
