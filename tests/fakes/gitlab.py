@@ -64,6 +64,7 @@ class GitLabFake:
         self.requests: list[tuple[str, str, bool]] = []  # (kind, path, token ok)
         self.headers_seen: list[str] = []
         self.delay = 0.0  # seconds before each archive/artifact body, to widen races
+        self.forbidden: set[str] = set()  # valid tokens without access: 403
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -115,7 +116,11 @@ class GitLabFake:
                 kind = {"repository": "commit", "jobs": "artifact"}.get(rest[0], "?")
                 if rest[:2] == ["repository", "archive.tar.gz"]:
                     kind = "archive"
-                token_ok = fake.token is None or self.headers.get("PRIVATE-TOKEN") == fake.token
+                given = self.headers.get("PRIVATE-TOKEN")
+                if given in fake.forbidden:
+                    fake.requests.append((kind, self.path, False))
+                    return self._send(403, {"message": "403 Forbidden"})
+                token_ok = fake.token is None or given == fake.token
                 fake.requests.append((kind, self.path, token_ok))
                 if fake.token is not None and not self.headers.get("PRIVATE-TOKEN"):
                     return self._send(401, {"message": "401 Unauthorized"})

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -162,17 +163,20 @@ def test_damaged_archive_is_fetched_again_then_refused(tmp_path):
     [
         (None, "group/model", "v1.0", "HTTP 401, token missing"),
         ("wrong-token-value", "group/model", "v1.0", "HTTP 401, token refused"),
+        ("no-access-token", "group/model", "v1.0", "HTTP 403, token refused"),
         (TOKEN, "group/other", "v1.0", "HTTP 404, project 'group/other' or version 'v1.0' not"),
         (TOKEN, "group/model", "v9.9", "HTTP 404, project 'group/model' or version 'v9.9' not"),
     ],
 )
 def test_auth_and_not_found_fail_at_once(gitlab, tmp_path, token, project, ref, message):
+    gitlab.forbidden.add("no-access-token")
     result = bootstrap(gitlab, tmp_path, "--project", project, "--ref", ref, token=token)
     assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert len(gitlab.requests) == 1  # no retries
-    assert TOKEN not in result.stderr and "wrong-token-value" not in result.stderr
+    for value in (TOKEN, "wrong-token-value", "no-access-token"):
+        assert value not in result.stderr
 
 
 def test_artifact_source(gitlab, tmp_path):
@@ -275,3 +279,19 @@ def test_leftovers_of_a_killed_fetch_are_cleaned_and_never_used(gitlab, tmp_path
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in cache.iterdir()) == [f".{SHA}.lock", SHA]
     assert gitlab.count("archive") == 1
+
+
+def test_malicious_source_archive_is_refused_and_not_cached(tmp_path):
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as tf:
+        for name, data in (("model-x/everest.toml", b"[model]\n"), ("model-x/../../evil", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with GitLabFake(token=TOKEN) as fake:
+        fake.project().add_commit(SHA, {}, refs=["v1.0"], archive=evil.getvalue())
+        result = bootstrap(fake, tmp_path, "--ref", "v1.0")
+    assert result.returncode == 2
+    assert "contains '..'; refused" in result.stderr
+    assert cache_entries(tmp_path) == []
+    assert not list(tmp_path.rglob("evil"))
