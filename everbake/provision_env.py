@@ -76,6 +76,7 @@ def provisioning_env(spec: ImageSpec, layer: str, staging: str = DEFAULT_STAGING
         EB_AGENT_ARCHIVE=f"{staging}/agent.tar.gz",
         EB_AGENT_SHA256=spec.agent.sha256,
         EB_AGENT_DIR=spec.agent.install_dir,
+        EB_AGENT_TOKEN_SECRET=spec.agent.token_secret,
         EB_AGENT_TOKEN_MODE=token.mode if token else "",
         EB_AGENT_TOKEN_METADATA_KEY=token.metadata_key if token else "",
         EB_AGENT_TOKEN_ENV=token.env if token else "",

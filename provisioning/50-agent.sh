@@ -22,7 +22,7 @@ EB_AGENT_TOKEN_METADATA_KEY=${EB_AGENT_TOKEN_METADATA_KEY:-}
 EB_AGENT_TOKEN_ENV=${EB_AGENT_TOKEN_ENV:-}
 EB_EMBED_SECRETS=${EB_EMBED_SECRETS:-}
 tornado_pin=tornado==6.4.2 # the last tornado for Python 3.8, which the agent targets
-token_secret=agent_token   # [agent] token_secret in images/defaults.toml
+token_secret=${EB_AGENT_TOKEN_SECRET:-agent_token} # [agent] token_secret
 
 [[ $EB_AGENT_DIR == /?* && $EB_AGENT_DIR != *..* ]] || die "EB_AGENT_DIR='$EB_AGENT_DIR' must be an absolute path"
 [[ $EB_AGENT_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "EB_AGENT_SHA256 must be 64 lowercase hex digits ([agent] sha256)"

@@ -148,27 +148,16 @@ def test_agent_from_a_local_tarball_and_an_embedded_secret(
     spec_text = (REPO_ROOT / "images" / "optimization.toml").read_text()
     spec_text = spec_text.replace('name = "optimization"', 'name = "e2e-agent"', 1)
     spec_text = spec_text.replace('family = "everbake-optimization"', 'family = "everbake-e2e"', 1)
-    # Inside the repository (the fingerprint covers the template by its repo path).
-    conf = REPO_ROOT / "build" / "e2e-agent-template" / "agent.conf.json.j2"
-    conf.parent.mkdir(parents=True, exist_ok=True)
     spec_text += f"""
 [agent]
 source = "{archive}"
 sha256 = "{sha}"
 required = true
-config_template = "{conf.relative_to(REPO_ROOT)}"
 
 [secrets.agent_token]
 mode = "embed"
 env = "EB_E2E_AGENT_TOKEN"
 """
-    # The agent step checks that allowedCommands admits our bootstrap command.
-    template = (REPO_ROOT / "templates" / "agent" / "agent.conf.json.j2").read_text()
-    if "everest-bootstrap" not in template:
-        template = template.replace(
-            '"everest-run-task .*"', '"everest-run-task .*", "everest-bootstrap .*"'
-        )
-    conf.write_text(template)
     spec_path = tmp_path / "e2e-agent.toml"
     spec_path.write_text(spec_text)
     monkeypatch.setenv("EB_E2E_AGENT_TOKEN", EMBED_TOKEN)
