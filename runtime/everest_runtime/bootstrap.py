@@ -208,7 +208,10 @@ def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     os.environ.pop(s.token_env, None)
     from . import runner
 
+    # A metadata URL set on purpose also serves the preemption watch; the default
+    # is left to the runner, which asks only on GCE.
+    custom = s.metadata_url if s.metadata_url.rstrip("/") != Settings().metadata_url else ""
     opts = runner.Options(
-        model_dir=model_dir, extra_secrets=secrets, metadata_url=s.metadata_url, **runner_options
+        model_dir=model_dir, extra_secrets=secrets, metadata_url=custom, **runner_options
     )
     return runner.run(opts), model_dir

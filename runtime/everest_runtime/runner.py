@@ -336,6 +336,8 @@ def _watch_preemption(opts: Options, status: _Status) -> list[bool]:
     that follows is what stops the model; this only tells the job earlier."""
     notice: list[bool] = []
     base = (opts.metadata_url or os.environ.get("EVEREST_METADATA_URL", "")).rstrip("/")
+    if not base and not _on_gce():
+        return notice  # no metadata server to ask: nothing leaves this machine
     if base and not base.endswith("/computeMetadata/v1"):
         base += "/computeMetadata/v1"
 
@@ -353,6 +355,15 @@ def _watch_preemption(opts: Options, status: _Status) -> list[bool]:
 
     threading.Thread(target=start, name="everest-preempt-start", daemon=True).start()
     return notice
+
+
+def _on_gce() -> bool:
+    """Google's documented check: the DMI product name."""
+    try:
+        with open("/sys/class/dmi/id/product_name") as f:
+            return "Google" in f.read()
+    except OSError:
+        return False
 
 
 def _final_status(rc, started, wall, signals: _Signals, killed, last, grace) -> str:
