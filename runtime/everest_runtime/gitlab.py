@@ -25,6 +25,7 @@ from .errors import FetchError, RetryableFetchError
 
 CHUNK = 1 << 20
 MAX_RETRY_AFTER = 300.0
+PROGRESS_EVERY = 2.0  # seconds between progress lines on long downloads
 
 
 def _log(message: str) -> None:
@@ -118,6 +119,8 @@ class GitLab:
                 else:
                     got = 0
                     body = b""
+                    shown = time.monotonic()
+                    total = f" of {expected / 1e6:.1f}" if expected else ""
                     with open(dest, "wb") as out:
                         while True:
                             chunk = response.read(CHUNK)
@@ -125,6 +128,9 @@ class GitLab:
                                 break
                             out.write(chunk)
                             got += len(chunk)
+                            if time.monotonic() - shown >= PROGRESS_EVERY:
+                                shown = time.monotonic()
+                                _log(f"{what}: {got / 1e6:.1f}{total} MB downloaded")
                 if expected is not None and got != expected:
                     raise RetryableFetchError(
                         f"GitLab {self.host}: {what}: body truncated ({got} of {expected} bytes)"
