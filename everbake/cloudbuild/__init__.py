@@ -1,1 +1,5 @@
-"""Cloud builds: attempt planning and (later) the build-image flow for gcp and yandex."""
+"""Cloud builds for gcp and yandex: attempt planning and the build-image flow."""
+
+from everbake.cloudbuild.flow import build_cloud
+
+__all__ = ["build_cloud"]

@@ -1,0 +1,327 @@
+"""build-image for gcp and yandex: look up first, build only what is missing, record.
+
+1. The image layer's fingerprint is looked up in the provider's store: found and
+   no --force means "up to date" and nothing is written. Any lookup error other
+   than "not found" stops here (a failed lookup is never taken for "missing").
+2. The base layer (family <family>-base) is built only when its fingerprint is
+   missing; the image layer starts from it by name.
+3. Each layer: render, stage, validate, `packer build` streamed with the
+   provider as prefix; a preempted build VM moves on to the next attempt
+   (everbake.cloudbuild.attempts), any other failure stops with the log tail.
+4. The manifest entry of the last run names the artifact, the store must then
+   find it, and the build record is written last.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from everbake import naming, packer, render
+from everbake.build import BuildOutcome, build_lock
+from everbake.build.record import read_record, record_path, write_record
+from everbake.cloudbuild.attempts import Attempt, is_preemption, plan_attempts
+from everbake.cloudbuild.staging import apply_agent, stage_layer
+from everbake.errors import BuildError, CredentialsError
+from everbake.fingerprint import Fingerprints, fingerprints
+from everbake.providers import BuildSettings
+from everbake.spec import ImageSpec
+from everbake.stores import CloudImage, ImageStore
+from everbake.stores.factory import open_store
+from everbake.ui import phase, say
+
+# What a project/folder is called per provider, where it comes from, and its fix.
+LOCATION = {
+    "gcp": ("project", ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"), "build.gcp.project"),
+    "yandex": ("folder_id", ("YC_FOLDER_ID",), "build.yandex.folder_id"),
+}
+REPLACE_FLAG = "--replace-published"
+
+
+def location_of(spec: ImageSpec, provider: str, env: Mapping[str, str]) -> str:
+    """The GCP project / Yandex folder to build in: the spec's, else the environment's."""
+    kind, variables, setting = LOCATION[provider]
+    configured = spec.build.gcp.project if provider == "gcp" else spec.build.yandex.folder_id
+    if configured:
+        return configured
+    for name in variables:
+        if env.get(name):
+            return env[name]
+    raise CredentialsError(
+        f"{provider}: no {kind.replace('_id', '')} to build {spec.name} in: export "
+        f"{variables[0]}=<{kind}> or set {setting} in {spec.source_path}"
+    )
+
+
+@dataclass
+class _Context:
+    spec: ImageSpec
+    provider: str
+    fps: Fingerprints
+    location: str
+    store: ImageStore
+    packer_env: dict[str, str]
+    packer_version: tuple[int, int, int]
+    attempts_made: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def build_cloud(
+    spec: ImageSpec,
+    provider: str,
+    force: bool = False,
+    *,
+    replace_published: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> BuildOutcome:
+    """Make sure the image of ``spec`` exists on ``provider``; build what is missing."""
+    env = os.environ if env is None else env
+    started = time.monotonic()
+    fps = fingerprints(spec)
+    name = naming.image_name(spec, fps)
+    family = naming.family(spec)
+    location = location_of(spec, provider, env)
+    rec_path = record_path(spec.repo_root, provider, name)
+    with phase(f"{provider}: look up {name} in {location}"):
+        store = open_store(provider, location, env)
+        existing = store.find_by_fingerprint(fps.image, family)
+    if existing is not None and not force:
+        say(f"up to date: {existing.name} ({provider}, {location}); --force rebuilds it")
+        record = read_record(rec_path) or _summary(existing)
+        return BuildOutcome(existing.name, provider, True, rec_path, record)
+    if existing is not None:
+        _confirm_replace(spec, provider, existing, replace_published)
+    # Missing embed-mode secrets fail now, before any VM is started.
+    packer_env = {**env, "CHECKPOINT_DISABLE": "1", **packer.secret_env(spec, env)}
+    ctx = _Context(spec, provider, fps, location, store, packer_env, packer.detect_version())
+    with build_lock(spec.repo_root / "build" / provider / spec.name):
+        base, base_built = _ensure_base(ctx)
+        if existing is not None and provider == "yandex":
+            # Yandex names are unique per folder and Packer has no -force there.
+            with phase(f"yandex: deleting {existing.name} ({existing.id}) to replace it"):
+                store.delete(existing)
+        image, entry, attempt = _build_layer(ctx, "image", packer_force=existing is not None)
+    record = {
+        "image": image.name,
+        "image_name": image.name,
+        "image_id": image.id,
+        "family": family,
+        "provider": provider,
+        LOCATION[provider][0]: location,
+        "spec": spec.name,
+        "spec_canonical": spec.to_canonical(),
+        "fingerprints": {"base": fps.base, "image": fps.image},
+        "zone": attempt.zone,
+        "preemptible": attempt.preemptible,
+        "attempts": ctx.attempts_made.get("image", []),
+        "base": {
+            "image_name": base.name,
+            "image_id": base.id,
+            "family": base.family,
+            "fingerprint": fps.base,
+            "built": base_built,
+            "attempts": ctx.attempts_made.get("base", []),
+        },
+        "replaced": _summary(existing) if existing is not None else None,
+        "created": image.created,
+        "duration_seconds": round(time.monotonic() - started, 1),
+        "packer_version": ".".join(map(str, ctx.packer_version)),
+        "manifest": entry,
+    }
+    write_record(rec_path, record)
+    say(f"built {image.name} ({provider}, {location}, id {image.id})")
+    say(f"record: {rec_path}")
+    return BuildOutcome(image.name, provider, False, rec_path, record)
+
+
+def _ensure_base(ctx: _Context) -> tuple[CloudImage, bool]:
+    """The base image: found by fingerprint, else built now."""
+    spec, fps = ctx.spec, ctx.fps
+    base_family = naming.family(spec, "base")
+    with phase(f"{ctx.provider}: look up the base layer {naming.image_name(spec, fps, 'base')}"):
+        found = ctx.store.find_by_fingerprint(fps.base, base_family)
+    if found is not None:
+        say(f"base layer: reusing {found.name} (same OS, Python and solvers)")
+        return found, False
+    say(f"base layer: no image with fingerprint {fps.base[:12]}: building it first")
+    image, _entry, _attempt = _build_layer(ctx, "base")
+    return image, True
+
+
+def _build_layer(
+    ctx: _Context, layer: str, packer_force: bool = False
+) -> tuple[CloudImage, dict[str, Any], Attempt]:
+    """Render, stage, validate and build one layer, falling back after preemptions."""
+    spec, provider = ctx.spec, ctx.provider
+    build = spec.build.gcp if provider == "gcp" else spec.build.yandex
+    name = naming.image_name(spec, ctx.fps, layer)
+    attempts = plan_attempts(provider, build.zones, build.preemptible)
+    made = ctx.attempts_made.setdefault(layer, [])
+    root = spec.repo_root
+    agent_sha: str | None = None
+    staged = False
+    for attempt in attempts:
+        say(
+            f"{provider}: {layer} layer {name}, attempt {attempt.number}/{len(attempts)}: "
+            f"{attempt.sentence}"
+        )
+        settings = BuildSettings(attempt.zone, attempt.preemptible, ctx.location)
+        rendered = _render(ctx, layer, settings, root)
+        if not staged:
+            with phase(f"stage files for the {layer} layer"):
+                agent_sha = stage_layer(spec, ctx.fps, layer, rendered.directory / "staging")
+            staged = True
+        apply_agent(rendered, agent_sha)
+        with phase(f"validate {rendered.directory}"):
+            depth = render.validate_rendered(rendered, ctx.packer_version)
+        say(f"validated ({depth})")
+        log_path = rendered.directory / f"packer-build-{attempt.number}.log"
+        log_path.unlink(missing_ok=True)
+        if packer_force:
+            say(
+                f"packer build -force: Packer deletes the existing {name} when it creates "
+                "the new one"
+            )
+        since = time.time()
+        try:
+            with phase(f"packer build ({provider} {layer}: {name} in {attempt.zone})"):
+                packer.build(
+                    rendered.directory,
+                    ctx.packer_env,
+                    prefix=provider,
+                    log_path=log_path,
+                    force=packer_force and provider == "gcp",
+                )
+        except BuildError as exc:
+            lines = _read_lines(log_path)
+            preempted = is_preemption(provider, lines)
+            made.append(_attempt_data(attempt, "preempted" if preempted else "failed"))
+            if not preempted:
+                raise BuildError(
+                    f"{provider}: the {layer} layer of {spec.name} failed in {attempt.zone} "
+                    f"(not a preemption, so not retried; full log: {log_path})"
+                    f"{_hint(provider, ctx.packer_version)}\n{exc}"
+                ) from None
+            say(f"{provider}: the build VM in {attempt.zone} was preempted (log: {log_path})")
+            continue
+        made.append(_attempt_data(attempt, "built"))
+        image, entry = _confirm(ctx, layer, since)
+        return image, entry, attempt
+    raise BuildError(
+        f"{provider}: the {layer} layer of {spec.name} was preempted on every attempt "
+        f"({len(attempts)}: zones {', '.join(build.zones)}, then a standard VM); "
+        "retry later or list more zones in build." + provider + ".zones"
+    )
+
+
+def _render(ctx: _Context, layer: str, settings: BuildSettings, root: Path) -> render.Rendered:
+    with phase(f"render build/{ctx.provider}/{ctx.spec.name}/{layer}"):
+        for rendered in render.render_layers(
+            ctx.spec,
+            ctx.provider,
+            root / "build",
+            ctx.packer_version,
+            settings,
+            root / "dist",
+            ctx.fps,
+        ):
+            if rendered.layer == layer:
+                return rendered
+    raise BuildError(f"{ctx.provider} renders no {layer} layer")  # pragma: no cover
+
+
+def _confirm(ctx: _Context, layer: str, since: float) -> tuple[CloudImage, dict[str, Any]]:
+    """The manifest entry of this run, and the image as the store now reports it."""
+    spec, provider = ctx.spec, ctx.provider
+    path = render.manifest_path(spec.repo_root / "dist", provider, spec, layer)
+    entry = packer.read_manifest(path)
+    fingerprint = ctx.fps.of(layer)
+    if entry.get("custom_data", {}).get("fingerprint") != fingerprint or (
+        entry.get("build_time", since) < int(since) - 1
+    ):
+        raise BuildError(
+            f"{path}: the last run's entry is not this {layer} build (fingerprint "
+            f"{fingerprint[:12]}); see the packer output above"
+        )
+    artifact = str(entry.get("artifact_id", ""))
+    with phase(f"{provider}: confirm {artifact}"):
+        found = ctx.store.find_by_fingerprint(fingerprint, naming.family(spec, layer))
+    expected = found.name if found and provider == "gcp" else found.id if found else None
+    if found is None or expected != artifact:
+        raise BuildError(
+            f"{provider}: packer reported image {artifact}, but {ctx.location} has "
+            f"{'no' if found is None else 'another'} image with fingerprint {fingerprint[:12]}"
+            f"{'' if found is None else f' ({found.name}, {found.id})'}; check the build "
+            "output above and the console, then rebuild"
+        )
+    return found, entry
+
+
+def _confirm_replace(
+    spec: ImageSpec, provider: str, existing: CloudImage, replace_published: bool
+) -> None:
+    """--force over an existing image: say what goes, refuse if a record publishes it."""
+    named_by = records_naming(spec.repo_root / "dist", provider, existing)
+    what = f"{provider} image {existing.name} (id {existing.id}, created {existing.created})"
+    if named_by and not replace_published:
+        where = ", ".join(str(p) for p in named_by)
+        raise BuildError(
+            f"--force would delete and replace {what}, which {where} names: add "
+            f"{REPLACE_FLAG} to confirm, or drop --force (the image is up to date)"
+        )
+    say(f"--force: {what} will be DELETED and replaced by this build")
+
+
+def records_naming(dist: Path, provider: str, image: CloudImage) -> list[Path]:
+    """Published resource configs and build records that mention ``image``."""
+    found = []
+    paths = [*sorted((dist / "resources").glob("*.json"))]
+    paths += sorted((dist / "builds" / provider).glob("*.json"))
+    for path in paths:
+        if path.name.endswith(".manifest.json"):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if f'"{image.name}"' in text or (image.id and f'"{image.id}"' in text):
+            found.append(path)
+    return found
+
+
+def _summary(image: CloudImage) -> dict[str, Any]:
+    return {
+        "image_name": image.name,
+        "image_id": image.id,
+        "family": image.family,
+        "created": image.created,
+    }
+
+
+def _attempt_data(attempt: Attempt, outcome: str) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "zone": attempt.zone,
+        "preemptible": attempt.preemptible,
+        "outcome": outcome,
+    }
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _hint(provider: str, version: tuple[int, int, int]) -> str:
+    if provider == "yandex" and not packer.supports_plugins(version):
+        shown = ".".join(map(str, version))
+        return (
+            f"; packer {shown} has no yandex builder: install Packer >= 1.7 "
+            "(https://developer.hashicorp.com/packer/install)"
+        )
+    return ""

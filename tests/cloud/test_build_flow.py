@@ -1,0 +1,384 @@
+"""build-image on gcp and yandex against the loopback fakes, with the stand-in packer
+first on PATH (it plays `packer build` only; render, fmt and validate are the real
+packer). Each test works in its own copy of the repository, so build/ and dist/
+are its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from everbake import naming
+from everbake.build import build_image
+from everbake.errors import BuildError, CloudError, CredentialsError
+from everbake.fingerprint import fingerprints
+from everbake.spec import load_spec
+from tests.cloud.conftest import FOLDER, PROJECT, ROOT
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed"),
+]
+
+STANDIN_DIR = ROOT / "tests" / "fakes" / "packer_standin"
+SECRET = "s3cr3t-licence-9d41c7e0b2"
+SPEC = """
+name = "cloudtest"
+family = "everbake-cloudtest"
+description = "flow test image"
+
+[[solvers]]
+name = "highs"
+install = "pip"
+package = "highspy"
+version = "1.8.1"
+
+[agent]
+source = "agent-src"
+ref = "test"
+
+[secrets.licence]
+mode = "embed"
+env = "EVERBAKE_TEST_LICENCE"
+path = "/etc/everest/licence.lic"
+
+[build.gcp]
+zones = ["zone-a", "zone-b", "zone-c"]
+
+[build.yandex]
+zones = ["ru-central1-a", "ru-central1-b"]
+"""
+
+
+def make_repo(root: Path) -> Path:
+    """A copy of what a build reads: templates, provisioning, images, the runtime, an agent."""
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".ruff_cache")
+    for name in ("templates", "provisioning", "images", "runtime"):
+        shutil.copytree(ROOT / name, root / name, ignore=ignore)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "agent-src", root / "agent-src", ignore=ignore)
+    (root / "images" / "cloudtest.toml").write_text(SPEC)
+    return root
+
+
+def service_account_key(path: Path, token_uri: str) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": f"builder@{PROJECT}.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": token_uri,
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def cloud(gce, yc, tmp_path, monkeypatch):
+    """Both fakes up, credentials and endpoints in the environment, stand-in packer first."""
+    for name in list(os.environ):
+        if name.startswith(("GOOGLE_", "CLOUDSDK_", "YC_", "EVERBAKE_", "PKR_VAR_")):
+            monkeypatch.delenv(name)
+    ca = tmp_path / "yc-ca.pem"
+    ca.write_bytes(yc.root_certificates)
+    log = tmp_path / "standin.jsonl"
+    path = os.pathsep.join([str(STANDIN_DIR), str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {
+        "PATH": path,
+        "HOME": str(tmp_path / "home"),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(
+            service_account_key(tmp_path / "sa.json", f"{gce.endpoint}/token")
+        ),
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "EVERBAKE_GCE_ENDPOINT": gce.endpoint,
+        "YC_TOKEN": yc.iam_token,
+        "YC_FOLDER_ID": FOLDER,
+        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
+        "EVERBAKE_YANDEX_CA_FILE": str(ca),
+        "EVERBAKE_STANDIN_LOG": str(log),
+        "EVERBAKE_TEST_LICENCE": SECRET,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return {"gce": gce, "yc": yc, "log": log}
+
+
+def runs(cloud) -> list[dict]:
+    log: Path = cloud["log"]
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def built_layers(cloud) -> list[tuple[str, str, str, bool]]:
+    """(provider, image_name layer, zone, preemptible) of every stand-in build."""
+    out = []
+    for run in runs(cloud):
+        out.append((run["provider"], run["outcome"], run["zone"], run["preemptible"]))
+    return out
+
+
+def images_in(cloud, provider: str) -> set[str]:
+    if provider == "gcp":
+        return cloud["gce"].image_names(PROJECT)
+    return cloud["yc"].image_names(FOLDER)
+
+
+def spec_in(repo: Path):
+    return load_spec("cloudtest", repo / "images")
+
+
+# ----------------------------------------------------------------- happy paths
+
+
+@pytest.mark.parametrize("provider", ["gcp", "yandex"])
+def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
+    spec = spec_in(repo)
+    fps = fingerprints(spec)
+    outcome = build_image("cloudtest", provider, images_dir=repo / "images")
+    assert not outcome.up_to_date
+    name, base = naming.image_name(spec, fps), naming.image_name(spec, fps, "base")
+    assert images_in(cloud, provider) == {name, base}
+    assert [(r["outcome"], r["zone"]) for r in runs(cloud)] == [
+        ("built", spec.build.gcp.zones[0] if provider == "gcp" else "ru-central1-a")
+    ] * 2
+
+    record_file = repo / "dist" / "builds" / provider / f"{name}.json"
+    assert outcome.record_path == record_file
+    record = json.loads(record_file.read_text())
+    assert record["image_name"] == name and record["provider"] == provider
+    assert record["fingerprints"] == {"base": fps.base, "image": fps.image}
+    assert record["base"]["image_name"] == base and record["base"]["built"] is True
+    assert record["attempts"] == [
+        {"number": 1, "zone": record["zone"], "preemptible": True, "outcome": "built"}
+    ]
+    assert record["manifest"]["custom_data"]["fingerprint"] == fps.image
+    if provider == "gcp":
+        assert record["image_id"] and record["manifest"]["artifact_id"] == name
+        assert record["project"] == PROJECT
+    else:
+        assert record["image_id"] == record["manifest"]["artifact_id"].strip()
+        assert record["image_id"].startswith("fd8") and record["folder_id"] == FOLDER
+    assert record["spec_canonical"]["name"] == "cloudtest"
+
+    # The same fingerprint again: a lookup, no packer run, nothing rewritten.
+    stamp = record_file.stat().st_mtime_ns
+    capfd.readouterr()
+    again = build_image("cloudtest", provider, images_dir=repo / "images")
+    assert again.up_to_date and again.image == name
+    assert len(runs(cloud)) == 2
+    assert record_file.stat().st_mtime_ns == stamp
+    assert f"up to date: {name}" in capfd.readouterr().err
+
+
+def test_a_runtime_only_change_reuses_the_base(repo, cloud):
+    build_image("cloudtest", "gcp", images_dir=repo / "images")
+    before = fingerprints(spec_in(repo))
+    init = repo / "runtime" / "everest_runtime" / "__init__.py"
+    init.write_text(init.read_text() + "\n# a runtime-only change\n")
+    after = fingerprints(spec_in(repo))
+    assert after.base == before.base and after.image != before.image
+
+    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert not outcome.up_to_date
+    layers = [run["argv"] for run in runs(cloud)]
+    assert len(layers) == 3  # base + image, then only the image layer
+    assert outcome.record["base"]["built"] is False
+    assert outcome.record["base"]["image_name"] == naming.image_name(spec_in(repo), before, "base")
+    values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
+    assert values["source_image"] == outcome.record["base"]["image_name"]
+
+
+def test_no_secret_value_in_record_build_dir_or_output(repo, cloud, capfd):
+    build_image("cloudtest", "yandex", images_dir=repo / "images")
+    captured = capfd.readouterr()
+    assert SECRET not in captured.out + captured.err
+    for path in [*(repo / "build").rglob("*"), *(repo / "dist").rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    for run in runs(cloud):
+        assert SECRET not in json.dumps(run["argv"])
+
+
+def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
+    build_image("cloudtest", "gcp", images_dir=repo / "images")
+    values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
+    env = dict(item.split("=", 1) for item in values["script_env"])
+    staged = repo / "build/gcp/cloudtest/image/staging/agent.tar.gz"
+    from everbake.localbuild.staging import sha256_file
+
+    assert env["EB_AGENT_SHA256"] == sha256_file(staged)
+    assert (repo / "build/gcp/cloudtest/image/staging/image.json").is_file()
+    base_staging = repo / "build/gcp/cloudtest/base/staging"
+    assert not (base_staging / "agent.tar.gz").exists()  # the base layer needs no agent
+
+
+# ------------------------------------------------------------------ fallbacks
+
+
+def test_preemption_walks_the_attempt_plan(repo, cloud, monkeypatch, capfd):
+    # zone-a preempts (both tries), zone-b too, zone-c works.
+    monkeypatch.setenv("EVERBAKE_STANDIN_PREEMPT", "zone-a,zone-b")
+    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    base_runs = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
+    assert base_runs == [
+        ("zone-a", True, "preempted"),
+        ("zone-a", True, "preempted"),
+        ("zone-b", True, "preempted"),
+        ("zone-c", True, "built"),
+    ]
+    assert outcome.record["zone"] == "zone-c"
+    assert [a["outcome"] for a in outcome.record["attempts"]] == ["preempted"] * 3 + ["built"]
+    err = capfd.readouterr().err
+    assert "retrying in zone-a" in err and "trying the next zone, zone-b" in err
+
+
+def test_preempted_everywhere_ends_on_a_standard_vm(repo, cloud, monkeypatch, capfd):
+    monkeypatch.setenv("EVERBAKE_STANDIN_PREEMPT", "*")
+    outcome = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    image_runs = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][4:]
+    assert image_runs == [
+        ("ru-central1-a", True, "preempted"),
+        ("ru-central1-a", True, "preempted"),
+        ("ru-central1-b", True, "preempted"),
+        ("ru-central1-a", False, "built"),
+    ]
+    assert outcome.record["preemptible"] is False
+    assert "standard (non-preemptible) VM" in capfd.readouterr().err
+
+
+def test_a_real_failure_stops_at_once_with_the_log_tail(repo, cloud, monkeypatch):
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "apt-get install coinor-cbc: E: Unable to locate")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    message = str(failure.value)
+    assert "not a preemption" in message and "Unable to locate" in message
+    assert len(runs(cloud)) == 1
+    assert not list((repo / "dist" / "builds" / "gcp").glob("everbake-cloudtest-*.json"))
+
+
+# ------------------------------------------------------- lookups and credentials
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_gcp_lookup_failure_stops_before_packer(repo, cloud, status):
+    cloud["gce"].fail(status, "/global/images")
+    expected = CredentialsError if status == 401 else CloudError
+    with pytest.raises(expected) as failure:
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert "\n" not in str(failure.value)
+    assert runs(cloud) == [] and not (repo / "build" / "gcp").exists()
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL], ids=["auth", "internal"]
+)
+def test_yandex_lookup_failure_stops_before_packer(repo, cloud, code):
+    cloud["yc"].fail(code, "ImageService/List")
+    expected = CredentialsError if code == grpc.StatusCode.UNAUTHENTICATED else CloudError
+    with pytest.raises(expected):
+        build_image("cloudtest", "yandex", images_dir=repo / "images")
+    assert runs(cloud) == []
+
+
+def test_a_base_lookup_failure_stops_too(repo, cloud):
+    # The image lookup passes (nothing found), the base lookup fails: no guessing.
+    spec = spec_in(repo)
+    fps = fingerprints(spec)
+    calls = []
+    original = cloud["gce"].handle
+
+    def handle(req):
+        calls.append(req.query.get("filter", [""])[0])
+        if fps.base[:48] in calls[-1]:
+            return 500, {"error": {"code": 500, "message": "backend", "errors": []}}
+        return original(req)
+
+    cloud["gce"].handle = handle
+    with pytest.raises(CloudError):
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert runs(cloud) == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "unset", "fix"),
+    [
+        ("gcp", "GOOGLE_CLOUD_PROJECT", "export GOOGLE_CLOUD_PROJECT=<project>"),
+        ("yandex", "YC_FOLDER_ID", "export YC_FOLDER_ID=<folder_id>"),
+        ("yandex", "YC_TOKEN", "YC_TOKEN"),
+    ],
+)
+def test_missing_settings_are_one_clear_line(provider, unset, fix, repo, cloud, monkeypatch):
+    monkeypatch.delenv(unset)
+    with pytest.raises(CredentialsError) as failure:
+        build_image("cloudtest", provider, images_dir=repo / "images")
+    assert "\n" not in str(failure.value) and fix in str(failure.value)
+    assert runs(cloud) == []
+
+
+def test_gcp_without_any_credentials_is_one_line(repo, cloud, monkeypatch, tmp_path):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server either
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    with pytest.raises(CredentialsError) as failure:
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert "\n" not in str(failure.value) and "gcloud auth application-default login" in str(
+        failure.value
+    )
+
+
+def test_missing_embed_secret_fails_before_any_build(repo, cloud, monkeypatch):
+    monkeypatch.delenv("EVERBAKE_TEST_LICENCE")
+    with pytest.raises(CredentialsError, match="EVERBAKE_TEST_LICENCE"):
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert runs(cloud) == []
+
+
+# ----------------------------------------------------------------------- --force
+
+
+def test_force_refuses_to_replace_a_published_image(repo, cloud):
+    first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
+    message = str(failure.value)
+    assert "--replace-published" in message and str(first.record_path) in message
+    assert len(runs(cloud)) == 2  # nothing was built or deleted
+    assert first.image in images_in(cloud, "gcp")
+
+
+def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
+    from everbake.cloudbuild import build_cloud
+
+    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    capfd.readouterr()
+    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    assert not again.up_to_date
+    assert again.record["image_id"] != first.record["image_id"]
+    assert again.record["replaced"]["image_id"] == first.record["image_id"]
+    assert again.record["base"]["built"] is False  # --force rebuilds the image layer only
+    assert images_in(cloud, "yandex") == {first.image, first.record["base"]["image_name"]}
+    assert "will be DELETED and replaced" in capfd.readouterr().err
