@@ -18,6 +18,7 @@ from everbake import naming
 from everbake.fingerprint import fingerprints
 from everbake.providers import get
 from everbake.spec import ImageSpec
+from everbake.stores import CredentialsHint
 
 COLUMNS = ["image", "provider", "layer", "fingerprint", "image_name"]
 STATUS_COLUMNS = [*COLUMNS, "exists", "action"]
@@ -116,7 +117,7 @@ def _cloud_exists(
     return out
 
 
-def _credentials_hint(provider: str, env: Mapping[str, str]) -> Any:
+def _credentials_hint(provider: str, env: Mapping[str, str]) -> CredentialsHint:
     if provider == "gcp":
         from everbake.stores.gcp import gcp_credentials_hint
 

@@ -1,0 +1,84 @@
+"""`invoke check` per cloud provider, cheap to expensive, against the fakes: the last
+step is a real API call through the SDK; a missing step names its fix and the
+steps after it are not tried."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+import pytest
+
+from everbake import check, packer
+from tests.cloud.conftest import FOLDER, PROJECT
+from tests.cloud.test_build_flow import cloud, repo, spec_in  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def lines_of(provider, spec):
+    return {line.what: line for line in check.cloud_checks(provider, [spec], os.environ)}
+
+
+def test_everything_present_ends_with_a_real_listing(repo, cloud):  # noqa: F811
+    spec = spec_in(repo)
+    cloud["gce"].add_image(PROJECT, "everbake-cloudtest-1", "everbake-cloudtest")
+    cloud["yc"].add_image(FOLDER, "everbake-cloudtest-1", "everbake-cloudtest")
+    cloud["yc"].add_image(FOLDER, "everbake-cloudtest-2", "everbake-cloudtest")
+    gcp = check.cloud_checks("gcp", [spec], os.environ)
+    assert [line.what for line in gcp] == [
+        "gcp: sdk",
+        "gcp: credentials",
+        "gcp: project",
+        "gcp: api",
+    ]
+    assert all(line.ok for line in gcp), gcp
+    assert gcp[-1].detail == f"{PROJECT}: images 1 in everbake-cloudtest"
+    yc = lines_of("yandex", spec)
+    assert yc["yandex: api"].ok and yc["yandex: api"].detail.endswith("2 in everbake-cloudtest")
+    assert yc["yandex: folder"].detail == FOLDER
+    builder = yc["yandex: packer builder"]
+    assert builder.ok == packer.supports_plugins(packer.detect_version())
+    if not builder.ok:
+        assert "Packer >= 1.7" in builder.fix
+
+
+def test_missing_credentials_stop_before_the_api(repo, cloud, monkeypatch, tmp_path):  # noqa: F811
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    monkeypatch.delenv("YC_TOKEN")
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    spec = spec_in(repo)
+    gcp, yc = lines_of("gcp", spec), lines_of("yandex", spec)
+    assert not gcp["gcp: credentials"].ok
+    assert gcp["gcp: credentials"].fix == "gcloud auth application-default login"
+    assert yc["yandex: credentials"].fix == "export YC_TOKEN=$(yc iam create-token)"
+    assert "gcp: api" not in gcp and "yandex: api" not in yc
+    assert cloud["gce"].state.requests == [] and cloud["yc"].calls == []
+
+
+def test_missing_project_names_the_variable(repo, cloud, monkeypatch):  # noqa: F811
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    monkeypatch.delenv("YC_FOLDER_ID")
+    spec = spec_in(repo)
+    gcp, yc = lines_of("gcp", spec), lines_of("yandex", spec)
+    assert gcp["gcp: project"].fix.startswith("export GOOGLE_CLOUD_PROJECT=<project>")
+    assert yc["yandex: folder"].fix.startswith("export YC_FOLDER_ID=$(yc config get folder-id)")
+    assert "gcp: api" not in gcp and "yandex: api" not in yc
+
+
+def test_refused_credentials_fail_the_api_step_with_the_fix(repo, cloud):  # noqa: F811
+    cloud["gce"].fail(401, "/global/images")
+    cloud["yc"].fail(grpc.StatusCode.UNAUTHENTICATED, "ImageService/List")
+    spec = spec_in(repo)
+    gcp, yc = lines_of("gcp", spec), lines_of("yandex", spec)
+    assert not gcp["gcp: api"].ok and "gcloud auth application-default login" in (
+        gcp["gcp: api"].detail
+    )
+    assert not yc["yandex: api"].ok and "YC_TOKEN" in yc["yandex: api"].detail
+
+
+def test_format_shows_the_fix_under_each_missing_line(repo, cloud, monkeypatch):  # noqa: F811
+    monkeypatch.delenv("YC_FOLDER_ID")
+    text = check.format_lines(check.run_checks(["yandex"], [spec_in(repo)]))
+    assert "MISSING yandex: folder" in text
+    assert "fix: export YC_FOLDER_ID=$(yc config get folder-id)" in text
