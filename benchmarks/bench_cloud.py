@@ -1,6 +1,8 @@
 """Cloud lookups against the loopback fakes: SDK import cost, one lookup, a full
-up-to-date check. Figures are ratios against baselines measured in this run
-(a bare interpreter start; an empty HTTP round trip on loopback).
+up-to-date check, `invoke plan` (with and without the exists/action lookups) and
+an up-to-date build-image of every image in images/ on both providers. Figures
+are ratios against baselines measured in this run (a bare interpreter start; an
+empty HTTP round trip on loopback).
 
     python benchmarks/bench_cloud.py [--images 6] [--seed 200] [--repeat 20]
 """
@@ -10,9 +12,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -153,6 +157,102 @@ def main() -> None:
             f"up-to-date check, {len(chosen)} images x 2 providers, fresh process: "
             f"{wall:.2f} s wall ({result['seconds']:.2f} s inside, imports included); "
             f"{wall / bare:.1f}x interpreter start; target < 3 s"
+        )
+    flows(bare)
+
+
+PLAN = """
+import sys
+from everbake import plan
+from everbake.spec import list_images, load_spec
+specs = [load_spec(name) for name in list_images()]
+rows = plan.add_status(plan.plan_rows(specs, ["local", "gcp", "yandex"]), specs)
+assert all(r["exists"] is True for r in rows if r["provider"] != "local"), rows
+print(plan.format_table(rows, plan.STATUS_COLUMNS))
+"""
+
+UP_TO_DATE = """
+from everbake.build import build_image
+from everbake.spec import list_images
+for name in list_images():
+    for provider in ("gcp", "yandex"):
+        assert build_image(name, provider).up_to_date
+"""
+
+
+def timed(argv: list[str], env: dict[str, str], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, cwd=ROOT, env=env, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def seed_specs(gce: FakeGce, yc: FakeYandex) -> int:
+    """Both layers of every image spec, in both fakes: everything is up to date."""
+    from everbake import naming
+    from everbake.fingerprint import fingerprints
+    from everbake.spec import list_images, load_spec
+    from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
+
+    count = 0
+    for name in list_images():
+        spec = load_spec(name)
+        fps = fingerprints(spec)
+        for layer in ("base", "image"):
+            labels = {FINGERPRINT_LABEL: fingerprint_label_value(fps.of(layer))}
+            image = naming.image_name(spec, fps, layer)
+            gce.add_image(PROJECT, image, naming.family(spec, layer), labels)
+            yc.add_image(FOLDER, image, naming.family(spec, layer), labels)
+        count += 1
+    return count
+
+
+def flows(bare: float) -> None:
+    """`invoke plan` and up-to-date build-image in fresh processes, as a user runs them."""
+    from tests.cloud.test_build_flow import service_account_key
+
+    with FakeGce() as gce, FakeYandex() as yc, tempfile.TemporaryDirectory() as tmp:
+        specs = seed_specs(gce, yc)
+        ca = Path(tmp) / "ca.pem"
+        ca.write_bytes(yc.root_certificates)
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "YC_", "EVERBAKE_"))
+        }
+        env.update(
+            PYTHONPATH=str(ROOT),
+            GOOGLE_APPLICATION_CREDENTIALS=str(
+                service_account_key(Path(tmp) / "sa.json", f"{gce.endpoint}/token")
+            ),
+            GOOGLE_CLOUD_PROJECT=PROJECT,
+            EVERBAKE_GCE_ENDPOINT=gce.endpoint,
+            YC_TOKEN=yc.iam_token,
+            YC_FOLDER_ID=FOLDER,
+            EVERBAKE_YANDEX_ENDPOINT=yc.endpoint,
+            EVERBAKE_YANDEX_CA_FILE=str(ca),
+        )
+        invoke_plan = timed([sys.executable, "-m", "invoke", "plan"], env)
+        plan_status = timed([sys.executable, "-c", PLAN], env)
+        one = timed(
+            [sys.executable, "-m", "invoke", "build-image", "--provider", "gcp"], env, repeat=3
+        )
+        every = timed([sys.executable, "-c", UP_TO_DATE], env)
+        print(
+            f"invoke plan (no lookups)          {invoke_plan:8.2f} s  {invoke_plan / bare:6.1f}x "
+            "interpreter start"
+        )
+        print(
+            f"plan + exists/action, {specs} images x (local, gcp, yandex): {plan_status:.2f} s  "
+            f"{plan_status / bare:.1f}x interpreter start"
+        )
+        print(
+            f"invoke build-image --provider gcp (up to date): {one:.2f} s  "
+            f"{one / bare:.1f}x interpreter start"
+        )
+        print(
+            f"up-to-date build-image, {specs} images x 2 providers, one process: {every:.2f} s  "
+            f"{every / bare:.1f}x interpreter start; target < 3 s"
         )
 
 
