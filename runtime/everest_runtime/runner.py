@@ -114,12 +114,21 @@ class _Pump(threading.Thread):
 
 
 class _Signals:
-    """Records SIGTERM/SIGINT; the main loop forwards them to the model's group."""
+    """Records SIGTERM/SIGINT and forwards them to the model's group at once (or as
+    soon as the model is started, for a signal that came before)."""
 
     def __init__(self):
         self.received: list[int] = []
         self.first_at: float | None = None
         self.previous = {}
+        self.pgid: int | None = None
+        self.forwarded = 0
+
+    def forward(self) -> None:
+        while self.pgid is not None and self.forwarded < len(self.received):
+            sig = self.received[self.forwarded]
+            self.forwarded += 1
+            _killpg(self.pgid, sig)
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -133,6 +142,7 @@ class _Signals:
         if self.first_at is None:
             self.first_at = time.monotonic()
         self.received.append(signum)
+        self.forward()
 
 
 def run(opts: Options) -> int:
@@ -287,17 +297,19 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         _log(f"statistics sampler unavailable ({exc}); stats.json from the kernel's totals")
 
     notice = _watch_preemption(opts, status) if opts.watch_preemption else []
-    forwarded = 0
+    signals.pgid = proc.pid  # start_new_session: the model leads its own group
+    signals.forward()
+    # A blocking wait in a thread, so the main thread wakes twice a second rather
+    # than polling; signal handlers still run at once (lock waits are interruptible).
+    exited = threading.Event()
+
+    def reap() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=reap, name="everest-reap", daemon=True).start()
     killed = False
-    while True:
-        try:
-            proc.wait(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        while forwarded < len(signals.received):
-            _killpg(proc.pid, signals.received[forwarded])
-            forwarded += 1
+    while not exited.wait(0.5 if signals.first_at is None else 0.1):
         overdue = signals.first_at is not None and time.monotonic() - signals.first_at >= opts.grace
         if overdue and not killed:
             _log(f"grace period of {opts.grace:g} s over; killing the model")
