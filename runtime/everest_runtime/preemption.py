@@ -13,13 +13,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-DEFAULT_BASE_URL = "http://metadata.google.internal/computeMetadata/v1"
+from everest_runtime.metadata import api_url
+
 HEADERS = {"Metadata-Flavor": "Google"}
 WAIT_SECONDS = 60  # server-side long-poll limit per request
 
 
 def metadata_base_url() -> str:
-    return os.environ.get("EVEREST_METADATA_URL", "").rstrip("/") or DEFAULT_BASE_URL
+    """The metadata API root; EVEREST_METADATA_URL may name the server or the API root."""
+    return api_url(os.environ.get("EVEREST_METADATA_URL", ""))
 
 
 class PreemptionWatcher:
@@ -31,7 +33,7 @@ class PreemptionWatcher:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.callback = callback
-        self.base_url = (base_url or metadata_base_url()).rstrip("/")
+        self.base_url = api_url(base_url) if base_url else metadata_base_url()
         self.retry_delay = retry_delay
         self.preempted = False
         self._log = log or (lambda line: None)
