@@ -66,14 +66,9 @@ def build_image(
 
 
 def _build_cloud(spec: ImageSpec, provider: str, force: bool) -> BuildOutcome:
-    """Dispatch point for the cloud providers (their flow lives in everbake.cloudbuild)."""
-    try:
-        from everbake.cloudbuild import build_cloud  # type: ignore[attr-defined]
-    except ImportError:
-        raise EverbakeError(
-            f"--provider {provider}: cloud builds are not available in this checkout yet; "
-            "use --provider local"
-        ) from None
+    """Dispatch to the cloud flow; imported here because it imports this module."""
+    from everbake.cloudbuild import build_cloud
+
     result: BuildOutcome = build_cloud(spec, provider, force=force)
     return result
 
