@@ -211,7 +211,7 @@ def seed_specs(gce: FakeGce, yc: FakeYandex) -> int:
 
 def flows(bare: float) -> None:
     """`invoke plan` and up-to-date build-image in fresh processes, as a user runs them."""
-    from tests.cloud.test_build_flow import service_account_key
+    from tests.cloud.test_build_flow_cloud import service_account_key
 
     with FakeGce() as gce, FakeYandex() as yc, tempfile.TemporaryDirectory() as tmp:
         specs = seed_specs(gce, yc)

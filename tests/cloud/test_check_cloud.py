@@ -11,7 +11,7 @@ import pytest
 
 from everbake import check, packer
 from tests.cloud.conftest import FOLDER, PROJECT
-from tests.cloud.test_build_flow import cloud, repo, spec_in  # noqa: F401  (fixtures)
+from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ from everbake.fingerprint import fingerprints
 from everbake.localbuild.plan import base_cache_name, default_cache_dir
 from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from tests.cloud.conftest import FOLDER, PROJECT
-from tests.cloud.test_build_flow import cloud, repo, spec_in  # noqa: F401  (fixtures)
+from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,7 +20,7 @@ from everbake.build import build_image
 from everbake.stores.factory import open_store
 from everbake.stores.gcp import default_project, gcp_credentials_hint
 from everbake.stores.yandex import default_folder, yandex_credentials_hint
-from tests.cloud.test_build_flow import make_repo
+from tests.cloud.test_build_flow_cloud import make_repo
 
 pytestmark = [pytest.mark.cloud, pytest.mark.timeout(3600)]
 
