@@ -131,14 +131,20 @@ def validate(c, image=None, provider=None):
         "image": HELP_IMAGE + "; default: all images",
         "provider": HELP_PROVIDER,
         "format": "table (default) or json",
+        "offline": "skip cloud lookups; the exists/action columns then say unknown",
     }
 )
-def plan(c, image=None, provider=None, format="table"):
-    """Show fingerprints and image names of both layers per image and provider."""
+def plan(c, image=None, provider=None, format="table", offline=False):
+    """Show both layers per image and provider: fingerprint, name, exists?, action."""
     if format not in ("table", "json"):
         raise EverbakeError(f"--format {format}: use 'table' or 'json'")
-    rows = planning.plan_rows(_specs(c, image, default_all=True), _providers(c, provider))
-    print(planning.format_json(rows) if format == "json" else planning.format_table(rows))
+    specs = _specs(c, image, default_all=True)
+    rows = planning.plan_rows(specs, _providers(c, provider))
+    planning.add_status(rows, specs, offline=offline)
+    if format == "json":
+        print(planning.format_json(rows))
+    else:
+        print(planning.format_table(rows, planning.STATUS_COLUMNS))
     sys.stdout.flush()
 
 

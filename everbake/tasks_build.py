@@ -14,13 +14,14 @@ from everbake.taskutil import task
         "provider": "local (default), gcp or yandex",
         "image": "image spec name in images/ or a path to a .toml (default: optimization)",
         "force": "rebuild even when an image with this fingerprint exists",
+        "replace_published": "with --force, replace a cloud image that a published record names",
     }
 )
-def build_image(c, provider="local", image="optimization", force=False):
+def build_image(c, provider="local", image="optimization", force=False, replace_published=False):
     """Bake an image from its spec; does nothing when the fingerprint is already built."""
     from everbake.build import build_image as build
 
-    build(image, provider=provider, force=force)
+    build(image, provider=provider, force=force, replace_published=replace_published)
 
 
 @task(

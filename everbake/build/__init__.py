@@ -57,19 +57,19 @@ def build_image(
     images_dir: Path | None = None,
     cache_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    replace_published: bool = False,
 ) -> BuildOutcome:
+    """Build one image on one provider; ``replace_published`` only matters for clouds."""
     check_provider(provider)
     spec = load_spec(spec_name_or_path, images_dir)
-    if provider != "local":
-        return _build_cloud(spec, provider, force)
-    return build_local(spec, force=force, cache_dir=cache_dir, environ=environ)
-
-
-def _build_cloud(spec: ImageSpec, provider: str, force: bool) -> BuildOutcome:
-    """Dispatch to the cloud flow; imported here because it imports this module."""
+    if provider == "local":
+        return build_local(spec, force=force, cache_dir=cache_dir, environ=environ)
+    # Imported here: the cloud flow imports this module.
     from everbake.cloudbuild import build_cloud
 
-    result: BuildOutcome = build_cloud(spec, provider, force=force)
+    result: BuildOutcome = build_cloud(
+        spec, provider, force=force, replace_published=replace_published, env=environ
+    )
     return result
 
 

@@ -80,9 +80,18 @@ def test_plan_json_for_scripts():
 
 
 def test_plan_table_shows_both_layers():
-    out = run("plan", "--image", "optimization", "--provider", "gcp").stdout
+    out = run("plan", "--image", "optimization", "--provider", "gcp", "--offline").stdout
     lines = out.splitlines()
-    assert lines[0].split() == ["IMAGE", "PROVIDER", "LAYER", "FINGERPRINT", "IMAGE_NAME"]
+    assert lines[0].split() == [
+        "IMAGE",
+        "PROVIDER",
+        "LAYER",
+        "FINGERPRINT",
+        "IMAGE_NAME",
+        "EXISTS",
+        "ACTION",
+    ]
+    assert all("unknown" in line for line in lines[1:])
     assert [line.split()[2] for line in lines[1:]] == ["base", "image"]
 
 
