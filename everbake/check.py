@@ -16,6 +16,7 @@ from pathlib import Path
 
 from everbake import packer
 from everbake.errors import EverbakeError, ToolError
+from everbake.location import PLACES, from_env, location_of
 from everbake.providers import CheckLine, get
 from everbake.spec import ImageSpec
 from everbake.stores import CredentialsHint
@@ -23,11 +24,6 @@ from everbake.stores import CredentialsHint
 SDKS = {
     "gcp": ("google.cloud.compute_v1", "pip install 'everbake[gcp]'  (google-cloud-compute)"),
     "yandex": ("yandexcloud", "pip install 'everbake[yandex]'  (yandexcloud)"),
-}
-LOCATION_FIX = {
-    "gcp": "export GOOGLE_CLOUD_PROJECT=<project>  (or set build.gcp.project in the image spec)",
-    "yandex": "export YC_FOLDER_ID=$(yc config get folder-id)  "
-    "(or set build.yandex.folder_id in the image spec)",
 }
 YANDEX_PACKER_FIX = (
     "install Packer >= 1.7 (https://developer.hashicorp.com/packer/install); "
@@ -85,19 +81,17 @@ def cloud_checks(provider: str, specs: list[ImageSpec], env: Mapping[str, str]) 
     hint = _hint(provider, env)
     lines.append(CheckLine(f"{provider}: credentials", hint.ok, hint.detail, hint.fix or ""))
     locations = _locations(provider, specs, env)
-    kind = "project" if provider == "gcp" else "folder"
+    place = PLACES[provider]
     if locations:
         shown = ", ".join(sorted(locations))
-        lines.append(CheckLine(f"{provider}: {kind}", True, shown))
+        lines.append(CheckLine(f"{provider}: {place.noun}", True, shown))
     else:
-        variable = "GOOGLE_CLOUD_PROJECT" if provider == "gcp" else "YC_FOLDER_ID"
-        setting = f"build.{provider}.{'project' if provider == 'gcp' else 'folder_id'}"
         lines.append(
             CheckLine(
-                f"{provider}: {kind}",
+                f"{provider}: {place.noun}",
                 False,
-                f"{variable} is not set (nor {setting})",
-                LOCATION_FIX[provider],
+                f"{place.variables[0]} is not set (nor {place.setting})",
+                place.fix,
             )
         )
     if sdk and hint.ok and locations:
@@ -128,8 +122,6 @@ def _locations(
     provider: str, specs: list[ImageSpec], env: Mapping[str, str]
 ) -> dict[str, list[str]]:
     """Project/folder -> the families of the specs that build there."""
-    from everbake.cloudbuild.flow import location_of
-
     out: dict[str, list[str]] = {}
     for spec in specs:
         try:
@@ -140,10 +132,9 @@ def _locations(
         if spec.family not in out[location]:
             out[location].append(spec.family)
     if not specs:
-        variables = ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
-        for name in variables if provider == "gcp" else ("YC_FOLDER_ID",):
-            if env.get(name):
-                return {env[name]: []}
+        found = from_env(provider, env)
+        if found:
+            return {found: []}
     return out
 
 

@@ -94,8 +94,8 @@ def _cloud_exists(
     spec: ImageSpec, provider: str, env: Mapping[str, str], stores: dict[tuple[str, str], Any]
 ) -> dict[str, bool | str]:
     """Per layer: found or not, or the reason it is unknown."""
-    from everbake.cloudbuild.flow import location_of
     from everbake.errors import EverbakeError
+    from everbake.location import location_of
     from everbake.stores.factory import open_store
 
     hint = _credentials_hint(provider, env)

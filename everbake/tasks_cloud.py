@@ -7,17 +7,10 @@ from pathlib import Path
 
 from everbake import gc, ui
 from everbake.errors import EverbakeError
+from everbake.location import from_spec
 from everbake.taskutil import task
 
 LAYERS = ("image", "base")
-
-
-def spec_location(spec: object, provider: str) -> str:
-    """The GCP project / Yandex folder an image spec names ('' means: from the env)."""
-    build = getattr(spec, "build", None)
-    if provider == "gcp":
-        return str(getattr(getattr(build, "gcp", None), "project", "") or "")
-    return str(getattr(getattr(build, "yandex", None), "folder_id", "") or "")
 
 
 def gc_family(
@@ -45,7 +38,7 @@ def gc_family(
     if delete_after_days is not None:
         policy = gc.Policy(policy.deprecate_first, float(delete_after_days))
     protected = gc.protected_images(dist, provider)
-    store = open_store(provider, spec_location(spec, provider))
+    store = open_store(provider, from_spec(spec, provider))
     with ui.phase(f"{provider}: listing images of family {family}"):
         images = store.list_family(family)
     actions = gc.plan(

@@ -26,35 +26,16 @@ from everbake.build import BuildOutcome, build_lock
 from everbake.build.record import read_record, record_path, write_record
 from everbake.cloudbuild.attempts import Attempt, is_preemption, plan_attempts
 from everbake.cloudbuild.staging import apply_agent, stage_layer
-from everbake.errors import BuildError, CredentialsError
+from everbake.errors import BuildError
 from everbake.fingerprint import Fingerprints, fingerprints
+from everbake.location import PLACES, location_of
 from everbake.providers import BuildSettings
 from everbake.spec import ImageSpec
 from everbake.stores import CloudImage, ImageStore
 from everbake.stores.factory import open_store
 from everbake.ui import phase, say
 
-# What a project/folder is called per provider, where it comes from, and its fix.
-LOCATION = {
-    "gcp": ("project", ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"), "build.gcp.project"),
-    "yandex": ("folder_id", ("YC_FOLDER_ID",), "build.yandex.folder_id"),
-}
 REPLACE_FLAG = "--replace-published"
-
-
-def location_of(spec: ImageSpec, provider: str, env: Mapping[str, str]) -> str:
-    """The GCP project / Yandex folder to build in: the spec's, else the environment's."""
-    kind, variables, setting = LOCATION[provider]
-    configured = spec.build.gcp.project if provider == "gcp" else spec.build.yandex.folder_id
-    if configured:
-        return configured
-    for name in variables:
-        if env.get(name):
-            return env[name]
-    raise CredentialsError(
-        f"{provider}: no {kind.replace('_id', '')} to build {spec.name} in: export "
-        f"{variables[0]}=<{kind}> or set {setting} in {spec.source_path}"
-    )
 
 
 @dataclass
@@ -110,7 +91,7 @@ def build_cloud(
         "image_id": image.id,
         "family": family,
         "provider": provider,
-        LOCATION[provider][0]: location,
+        PLACES[provider].key: location,
         "spec": spec.name,
         "spec_canonical": spec.to_canonical(),
         "fingerprints": {"base": fps.base, "image": fps.image},

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
+from everbake.location import PLACES, env_variable
 from everbake.spec import ImageSpec
 
 
@@ -67,10 +67,9 @@ class Provider:
         }
 
 
-def first_env(*names: str) -> tuple[str, str] | None:
-    """(name, value) of the first set, non-empty environment variable."""
-    for name in names:
-        value = os.environ.get(name, "")
-        if value:
-            return name, value
-    return None
+def location_line(provider: str) -> CheckLine:
+    """Offline check of the project/folder the environment names."""
+    place = PLACES[provider]
+    found = env_variable(provider)
+    detail = f"{found[0]}={found[1]}" if found else f"not set (nor {place.setting})"
+    return CheckLine(f"{provider}: {place.noun}", bool(found), detail, place.fix)

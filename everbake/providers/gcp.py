@@ -9,10 +9,10 @@ from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
-from everbake.providers.base import BuildSettings, CheckLine, Provider, first_env
+from everbake.location import find
+from everbake.providers.base import BuildSettings, CheckLine, Provider, location_line
 from everbake.spec import ImageSpec
 
-PROJECT_ENV = ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 ADC_PATH = Path.home() / ".config" / "gcloud" / "application_default_credentials.json"
 CREDENTIAL_HINT = (
     "gcloud auth application-default login  (or export GOOGLE_APPLICATION_CREDENTIALS=<key.json>)"
@@ -21,12 +21,7 @@ CREDENTIAL_HINT = (
 
 def project(spec: ImageSpec, settings: BuildSettings) -> str:
     """Project from the build settings, the spec, or the environment ('' when unknown)."""
-    if settings.project:
-        return settings.project
-    if spec.build.gcp.project:
-        return spec.build.gcp.project
-    found = first_env(*PROJECT_ENV)
-    return found[1] if found else ""
+    return settings.project or find(spec, "gcp")
 
 
 class Gcp(Provider):
@@ -84,15 +79,7 @@ class Gcp(Provider):
             lines.append(CheckLine("gcp: credentials", True, f"application default ({ADC_PATH})"))
         else:
             lines.append(CheckLine("gcp: credentials", False, "none found", CREDENTIAL_HINT))
-        found = first_env(*PROJECT_ENV)
-        lines.append(
-            CheckLine(
-                "gcp: project",
-                bool(found),
-                f"{found[0]}={found[1]}" if found else "not set (nor build.gcp.project)",
-                "export GOOGLE_CLOUD_PROJECT=<project>  (or set build.gcp.project in the spec)",
-            )
-        )
+        lines.append(location_line("gcp"))
         return lines
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
-from everbake.providers.base import BuildSettings, CheckLine, Provider, first_env
+from everbake.location import find
+from everbake.providers.base import BuildSettings, CheckLine, Provider, location_line
 from everbake.providers.gcp import paths_list
 from everbake.spec import ImageSpec
 
-FOLDER_ENV = ("YC_FOLDER_ID",)
 CREDENTIAL_HINT = (
     "export YC_TOKEN=$(yc iam create-token)  (or YC_SERVICE_ACCOUNT_KEY_FILE=<key.json>)"
 )
@@ -78,12 +78,8 @@ YANDEX_FIELDS = frozenset(
 
 
 def folder(spec: ImageSpec, settings: BuildSettings) -> str:
-    if settings.project:
-        return settings.project
-    if spec.build.yandex.folder_id:
-        return spec.build.yandex.folder_id
-    found = first_env(*FOLDER_ENV)
-    return found[1] if found else ""
+    """Folder from the build settings, the spec, or the environment ('' when unknown)."""
+    return settings.project or find(spec, "yandex")
 
 
 class Yandex(Provider):
@@ -149,15 +145,7 @@ class Yandex(Provider):
             )
         else:
             lines.append(CheckLine("yandex: credentials", False, "none found", CREDENTIAL_HINT))
-        found = first_env(*FOLDER_ENV)
-        lines.append(
-            CheckLine(
-                "yandex: folder",
-                bool(found),
-                f"YC_FOLDER_ID={found[1]}" if found else "not set (nor build.yandex.folder_id)",
-                "export YC_FOLDER_ID=$(yc config get folder-id)",
-            )
-        )
+        lines.append(location_line("yandex"))
         return lines
 
 

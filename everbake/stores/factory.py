@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from everbake.errors import CloudError, EverbakeError
+from everbake.location import from_env
 from everbake.stores import ImageStore
 
 PROVIDERS = ("gcp", "yandex")
@@ -22,14 +23,13 @@ def open_store(
 ) -> ImageStore:
     """The store for ``provider`` in ``location`` (GCP project / Yandex folder id).
 
-    An empty location falls back to GOOGLE_CLOUD_PROJECT (or CLOUDSDK_CORE_PROJECT)
-    and YC_FOLDER_ID.
+    An empty location falls back to the environment (everbake.location.from_env).
     """
     env = os.environ if env is None else env
     if provider == "gcp":
         from everbake.stores.gcp import GcpImageStore
 
-        project = location or env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUDSDK_CORE_PROJECT")
+        project = location or from_env("gcp", env)
         if not project:
             raise CloudError(
                 "gcp: no project: set build.gcp.project in the image spec or export "
@@ -39,7 +39,7 @@ def open_store(
     if provider == "yandex":
         from everbake.stores.yandex import YandexImageStore
 
-        folder = location or env.get("YC_FOLDER_ID")
+        folder = location or from_env("yandex", env)
         if not folder:
             raise CloudError(
                 "yandex: no folder: set build.yandex.folder_id in the image spec or export "

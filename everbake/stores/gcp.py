@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
+from everbake.location import from_env
 from everbake.stores import (
     FINGERPRINT_LABEL,
     CloudImage,
@@ -57,8 +58,7 @@ def gcp_credentials_hint(env: dict[str, str] | None = None) -> CredentialsHint:
 
 
 def default_project(env: dict[str, str] | None = None) -> str | None:
-    env = dict(os.environ) if env is None else env
-    return env.get("GOOGLE_CLOUD_PROJECT") or env.get("CLOUDSDK_CORE_PROJECT") or None
+    return from_env("gcp", env) or None
 
 
 def _image_from_api(image: Any) -> CloudImage:

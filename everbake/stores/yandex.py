@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
+from everbake.location import from_env
 from everbake.stores import CloudImage, CredentialsHint, fingerprint_label_value, newest_first
 
 T = TypeVar("T")
@@ -55,8 +56,7 @@ def yandex_credentials_hint(env: Mapping[str, str] | None = None) -> Credentials
 
 
 def default_folder(env: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    return env.get("YC_FOLDER_ID") or None
+    return from_env("yandex", env) or None
 
 
 def auth_kwargs(
