@@ -64,6 +64,21 @@ def parse_handshake(payload: bytes) -> str:
     return payload[1:].decode("utf-8")
 
 
+def var_value(name: str, value: str | None) -> str:
+    """The agent's VAR_VALUE message (an unset variable is NULL)."""
+    return f"VAR_VALUE {name} {'NULL' if value is None else value}"
+
+
+def accept_forever(listener: socket.socket, on_accept: Callable[[socket.socket], None]) -> None:
+    """Hand each accepted connection to ``on_accept`` until the listener is shut down."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        on_accept(conn)
+
+
 def iter_frames(sock: socket.socket, parser: FrameParser | None = None) -> Iterator[bytes]:
     """Payloads from a socket until EOF."""
     parser = parser or FrameParser()
@@ -135,7 +150,7 @@ class AgentStandin:
         listener.bind((self.host, self._requested_port))
         listener.listen(16)
         self._listener = listener
-        self._spawn(self._accept_loop, listener)
+        self._spawn(accept_forever, listener, self._accepted)
         return self
 
     def stop(self) -> None:
@@ -171,7 +186,7 @@ class AgentStandin:
                 self.variables.pop(name, None)
             else:
                 self.variables[name] = value
-        self._broadcast(f"VAR_VALUE {name} {'NULL' if value is None else value}", exclude=None)
+        self._broadcast(var_value(name, value), exclude=None)
 
     # -- connections -------------------------------------------------------
 
@@ -180,16 +195,11 @@ class AgentStandin:
         self._threads.append(thread)
         thread.start()
 
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._connections[conn] = None
-                self._send_locks[conn] = threading.Lock()
-            self._spawn(self._serve, conn)
+    def _accepted(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections[conn] = None
+            self._send_locks[conn] = threading.Lock()
+        self._spawn(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
         task_id: str | None = None
@@ -231,9 +241,9 @@ class AgentStandin:
             self._lock.notify_all()
         if verb == "VAR_GET":
             name = rest.strip()
-            self._send(conn, f"VAR_VALUE {name} {'NULL' if value is None else value}")
+            self._send(conn, var_value(name, value))
         elif verb == "VAR_SET_MD":
-            self._broadcast(f"VAR_VALUE {name} {value}", exclude=conn)
+            self._broadcast(var_value(name, value), exclude=conn)
         else:
             self.on_status(f"[task {task_id}] {text}")
 

@@ -17,7 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from everbake.agent_standin import FrameError, FrameParser, encode_text, parse_handshake
+from everbake.agent_standin import (
+    FrameError,
+    FrameParser,
+    accept_forever,
+    encode_frame,
+    encode_text,
+    parse_handshake,
+    var_value,
+)
 
 
 @dataclass
@@ -80,7 +88,7 @@ class FaultyAgent:
         self.port = listener.getsockname()[1]
         self._listener = listener
         self._stopping = False
-        self._spawn(self._accept_loop, listener)
+        self._spawn(accept_forever, listener, self._accepted)
         return self
 
     def stop(self) -> None:
@@ -133,18 +141,13 @@ class FaultyAgent:
         self._threads.append(thread)
         thread.start()
 
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with self._cond:
-                record = Connection(index=len(self.connections))
-                self.connections.append(record)
-                self._open[record.index] = conn
-                self._cond.notify_all()
-            self._spawn(self._serve, conn, record)
+    def _accepted(self, conn: socket.socket) -> None:
+        with self._cond:
+            record = Connection(index=len(self.connections))
+            self.connections.append(record)
+            self._open[record.index] = conn
+            self._cond.notify_all()
+        self._spawn(self._serve, conn, record)
 
     def _serve(self, conn: socket.socket, record: Connection) -> None:
         parser = FrameParser()
@@ -195,7 +198,7 @@ class FaultyAgent:
                 record.task_id = ""
                 return
             with self._cond:
-                record.handshake = struct.pack(">I", len(payload)) + payload
+                record.handshake = encode_frame(payload)
                 self._cond.notify_all()
             if self.expect_task_id is not None and record.task_id != self.expect_task_id:
                 self._bad(record, f"handshake task id {record.task_id!r}")
@@ -231,7 +234,7 @@ _send_lock = threading.Lock()  # pushes and replies come from different threads
 def _send_var(conn: socket.socket, name: str, value: str | None) -> None:
     try:
         with _send_lock:
-            conn.sendall(encode_text(f"VAR_VALUE {name} {'NULL' if value is None else value}"))
+            conn.sendall(encode_text(var_value(name, value)))
     except OSError:
         pass
 
