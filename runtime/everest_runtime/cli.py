@@ -21,6 +21,12 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, "") or default
 
 
+def _setting(group, flag: str, env: str, help: str, default: str = "", shown: str = "", **kw):
+    """A flag whose default is the environment variable ``env``; its help names both."""
+    note = f"env {env}; default {shown or default}" if default else f"env {env}"
+    group.add_argument(flag, default=_env(env, default), help=f"{help} ({note})", **kw)
+
+
 def _number(kind: Callable, text: str, what: str):
     try:
         value = kind(text)
@@ -40,11 +46,12 @@ def _runner_flags(parser: argparse.ArgumentParser, with_task_dir: bool = True) -
             help="task directory with the inputs, receives the outputs "
             "(env EVEREST_TASK_DIR; default: the current directory)",
         )
-    group.add_argument(
+    _setting(
+        group,
         "--params-file",
-        default=_env("EVEREST_PARAMS_NAME", "params.json"),
-        help="parameters file name in the task directory (env EVEREST_PARAMS_NAME; "
-        "default params.json)",
+        "EVEREST_PARAMS_NAME",
+        "parameters file name in the task directory",
+        "params.json",
     )
     group.add_argument(
         "--input",
@@ -54,22 +61,27 @@ def _runner_flags(parser: argparse.ArgumentParser, with_task_dir: bool = True) -
         help="input archive name, repeatable; the first that exists is used "
         "(env EVEREST_INPUT_NAMES, comma-separated; default data.zip,data.tar.gz)",
     )
-    group.add_argument(
+    _setting(
+        group,
         "--grace",
-        default=_env("EVEREST_GRACE_SECONDS", "20"),
-        help="seconds between forwarding SIGTERM/SIGINT and SIGKILL "
-        "(env EVEREST_GRACE_SECONDS; default 20)",
+        "EVEREST_GRACE_SECONDS",
+        "seconds between forwarding SIGTERM/SIGINT and SIGKILL",
+        "20",
     )
-    group.add_argument(
+    _setting(
+        group,
         "--max-input-bytes",
-        default=_env("EVEREST_MAX_INPUT_BYTES", str(4 << 30)),
-        help="largest total unpacked size of an archive (env EVEREST_MAX_INPUT_BYTES; "
-        "default 4 GiB)",
+        "EVEREST_MAX_INPUT_BYTES",
+        "largest total unpacked size of an archive",
+        str(4 << 30),
+        shown="4 GiB",
     )
-    group.add_argument(
+    _setting(
+        group,
         "--max-input-files",
-        default=_env("EVEREST_MAX_INPUT_FILES", "200000"),
-        help="most members in an archive (env EVEREST_MAX_INPUT_FILES; default 200000)",
+        "EVEREST_MAX_INPUT_FILES",
+        "most members in an archive",
+        "200000",
     )
     group.add_argument(
         "--no-preemption-watch",
@@ -78,10 +90,13 @@ def _runner_flags(parser: argparse.ArgumentParser, with_task_dir: bool = True) -
         help="do not poll the metadata server's instance/preempted "
         "(env EVEREST_PREEMPTION_WATCH=0)",
     )
-    group.add_argument(
+    _setting(
+        group,
         "--sample-interval",
-        default=_env("EVEREST_SAMPLE_INTERVAL", "1.0"),
-        help="seconds between CPU/memory samples (env EVEREST_SAMPLE_INTERVAL; default 1)",
+        "EVEREST_SAMPLE_INTERVAL",
+        "seconds between CPU/memory samples",
+        "1.0",
+        shown="1",
     )
 
 
@@ -135,11 +150,7 @@ def run_task_main(argv: list[str] | None = None) -> int:
         "run-task.sh), run it, and write results.zip, status.txt, version.txt, "
         'stats.json, stats.csv (and debug.zip when params has "debug": true).',
     )
-    parser.add_argument(
-        "--model",
-        default=_env("EVEREST_MODEL_DIR"),
-        help="the model's source tree (env EVEREST_MODEL_DIR)",
-    )
+    _setting(parser, "--model", "EVEREST_MODEL_DIR", "the model's source tree")
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     _runner_flags(parser)
     args = parser.parse_args(argv)
@@ -164,43 +175,39 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     src = parser.add_argument_group("source")
-    src.add_argument(
-        "--gitlab-url",
-        default=_env("EVEREST_GITLAB_URL", "https://gitlab.com"),
-        help="GitLab base URL (env EVEREST_GITLAB_URL; default https://gitlab.com)",
-    )
-    src.add_argument(
+    _setting(src, "--gitlab-url", "EVEREST_GITLAB_URL", "GitLab base URL", "https://gitlab.com")
+    _setting(
+        src,
         "--project",
-        default=_env("EVEREST_GITLAB_PROJECT"),
-        help="project id or path, e.g. 1234 or group/model (env EVEREST_GITLAB_PROJECT)",
+        "EVEREST_GITLAB_PROJECT",
+        "project id or path, e.g. 1234 or group/model",
     )
-    src.add_argument(
-        "--ref",
-        default=_env("EVEREST_MODEL_REF"),
-        help="version: commit SHA, tag or branch (env EVEREST_MODEL_REF)",
-    )
-    src.add_argument(
+    _setting(src, "--ref", "EVEREST_MODEL_REF", "version: commit SHA, tag or branch")
+    _setting(
+        src,
         "--source",
-        default=_env("EVEREST_SOURCE", "archive"),
+        "EVEREST_SOURCE",
+        "repository archive (rate limited) or a CI job artifact",
+        "archive",
         choices=("archive", "artifact"),
-        help="repository archive (rate limited) or a CI job artifact (env EVEREST_SOURCE; "
-        "default archive)",
     )
-    src.add_argument(
+    _setting(
+        src,
         "--artifact-job",
-        default=_env("EVEREST_ARTIFACT_JOB"),
-        help="CI job whose artifact holds the source archive (env EVEREST_ARTIFACT_JOB)",
+        "EVEREST_ARTIFACT_JOB",
+        "CI job whose artifact holds the source archive",
     )
-    src.add_argument(
+    _setting(
+        src,
         "--artifact-path",
-        default=_env("EVEREST_ARTIFACT_PATH"),
-        help="path of the .tar.gz/.zip inside the job's artifacts (env EVEREST_ARTIFACT_PATH)",
+        "EVEREST_ARTIFACT_PATH",
+        "path of the .tar.gz/.zip inside the job's artifacts",
     )
-    src.add_argument(
+    _setting(
+        src,
         "--local",
-        default=_env("EVEREST_MODEL_LOCAL"),
-        help="use this directory or archive instead of GitLab, for debugging "
-        "(env EVEREST_MODEL_LOCAL)",
+        "EVEREST_MODEL_LOCAL",
+        "use this directory or archive instead of GitLab, for debugging",
     )
     tok = parser.add_argument_group("token (never given on the command line)")
     tok.add_argument(
@@ -208,36 +215,26 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
         default=_env("EVEREST_GITLAB_TOKEN_ENV", DEFAULT_TOKEN_ENV),
         help=f"environment variable holding the token (default {DEFAULT_TOKEN_ENV})",
     )
-    tok.add_argument(
-        "--token-file",
-        default=_env("EVEREST_GITLAB_TOKEN_FILE"),
-        help="file holding the token (env EVEREST_GITLAB_TOKEN_FILE)",
-    )
-    tok.add_argument(
+    _setting(tok, "--token-file", "EVEREST_GITLAB_TOKEN_FILE", "file holding the token")
+    _setting(
+        tok,
         "--token-metadata-key",
-        default=_env("EVEREST_GITLAB_TOKEN_METADATA_KEY"),
-        help="VM metadata attribute holding the token (env EVEREST_GITLAB_TOKEN_METADATA_KEY)",
+        "EVEREST_GITLAB_TOKEN_METADATA_KEY",
+        "VM metadata attribute holding the token",
     )
-    tok.add_argument(
-        "--metadata-url",
-        default=_env("EVEREST_METADATA_URL", "http://169.254.169.254"),
-        help="metadata server (env EVEREST_METADATA_URL; default http://169.254.169.254)",
+    _setting(
+        tok, "--metadata-url", "EVEREST_METADATA_URL", "metadata server", "http://169.254.169.254"
     )
     fetch = parser.add_argument_group("fetching")
-    fetch.add_argument(
-        "--cache-dir",
-        default=_env("EVEREST_CACHE_DIR", DEFAULT_CACHE),
-        help=f"source cache (env EVEREST_CACHE_DIR; default {DEFAULT_CACHE})",
-    )
-    fetch.add_argument(
-        "--retries",
-        default=_env("EVEREST_RETRIES", "6"),
-        help="retries on 429/5xx/resets/truncation (env EVEREST_RETRIES; default 6)",
-    )
-    fetch.add_argument(
+    _setting(fetch, "--cache-dir", "EVEREST_CACHE_DIR", "source cache", DEFAULT_CACHE)
+    _setting(fetch, "--retries", "EVEREST_RETRIES", "retries on 429/5xx/resets/truncation", "6")
+    _setting(
+        fetch,
         "--retry-delay",
-        default=_env("EVEREST_RETRY_DELAY", "1.0"),
-        help="first backoff in seconds, doubling (env EVEREST_RETRY_DELAY; default 1)",
+        "EVEREST_RETRY_DELAY",
+        "first backoff in seconds, doubling",
+        "1.0",
+        shown="1",
     )
     fetch.add_argument(
         "--fetch-only",
