@@ -16,9 +16,10 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.loopback_http import LoopbackHttpServer, QuietHandler
 
 PREFIX = "/compute/v1/projects/"
 _CLAUSE = re.compile(r'\(?\s*([A-Za-z][\w.-]*)\s*(=|!=|eq|ne)\s*"?([^"()\s]*)"?\s*\)?')
@@ -54,7 +55,7 @@ class GceState:
     operation_error: dict[str, Any] | None = None
 
 
-class FakeGce:
+class FakeGce(LoopbackHttpServer):
     """Start with ``with FakeGce() as gce:``; ``gce.endpoint`` is the api_endpoint."""
 
     def __init__(self) -> None:
@@ -62,21 +63,11 @@ class FakeGce:
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(handler)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeGce:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.url
 
     # -- seeding and inspection ------------------------------------------------
 
@@ -293,7 +284,7 @@ class FakeGce:
         return 200, self.state.operations[name]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     fake: FakeGce
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes
@@ -317,9 +308,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_DELETE = do_PATCH = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
 
 
 def _parse_filter(text: str) -> list[tuple[str, str, str]]:

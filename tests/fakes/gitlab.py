@@ -15,11 +15,11 @@ import io
 import json
 import socket
 import tarfile
-import threading
 import time
 import urllib.parse
 from collections import defaultdict, deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.fakes.loopback_http import LoopbackHttpServer, QuietHandler
 
 
 def tar_gz(files: dict[str, bytes | str], root: str = "model-abc") -> bytes:
@@ -56,7 +56,7 @@ class Project:
         return commit
 
 
-class GitLabFake:
+class GitLabFake(LoopbackHttpServer):
     def __init__(self, token: str | None = None):
         self.token = token
         self.projects: list[Project] = []
@@ -65,13 +65,7 @@ class GitLabFake:
         self.headers_seen: list[str] = []
         self.delay = 0.0  # seconds before each archive/artifact body, to widen races
         self.forbidden: set[str] = set()  # valid tokens without access: 403
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(self._handler())
 
     def project(self, pid: int = 42, path: str = "group/model") -> Project:
         project = Project(pid, path)
@@ -80,14 +74,6 @@ class GitLabFake:
 
     def count(self, kind: str) -> int:
         return sum(1 for k, _, _ in self.requests if k == kind)
-
-    def __enter__(self) -> GitLabFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _find(self, ident: str) -> Project | None:
         for p in self.projects:
@@ -98,11 +84,8 @@ class GitLabFake:
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
 
             def do_GET(self) -> None:
                 raw_path, _, query = self.path.partition("?")

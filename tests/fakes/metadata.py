@@ -9,25 +9,20 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.fakes.loopback_http import LoopbackHttpServer, QuietHandler
 
 PREFIX = "/computeMetadata/v1/instance/attributes/"
 PREEMPTED = "/computeMetadata/v1/instance/preempted"
 
 
-class MetadataFake:
+class MetadataFake(LoopbackHttpServer):
     def __init__(self, attributes: dict[str, str] | None = None):
         self.attributes = dict(attributes or {})
         self._preempted = "FALSE"
         self._changed = threading.Condition()
         self.requests: list[tuple[str, str | None]] = []  # (path, Metadata-Flavor)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(self._handler())
 
     def preempt(self) -> None:
         """Turn instance/preempted TRUE, waking long polls."""
@@ -44,21 +39,10 @@ class MetadataFake:
                     self._changed.wait(deadline - time.monotonic())
             return self._preempted
 
-    def __enter__(self) -> MetadataFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 flavor = self.headers.get("Metadata-Flavor")
                 path, _, query = self.path.partition("?")
