@@ -67,6 +67,15 @@ def _specs(c: Context, image: str | None, default_all: bool) -> list[ImageSpec]:
     return specs
 
 
+def _render_layers(
+    c: Context, spec: ImageSpec, provider: str, version: tuple[int, int, int] | None
+) -> list[rendering.Rendered]:
+    """Render every layer of ``spec`` for ``provider`` into the configured build dir."""
+    return rendering.render_layers(
+        spec, provider, Path(_cfg(c).build_dir), version, dist_root=Path(_cfg(c).dist_dir)
+    )
+
+
 HELP_IMAGE = "image name in images/ or path to a .toml (comma-separated for several)"
 HELP_PROVIDER = f"one of {', '.join(NAMES)} (comma-separated for several)"
 
@@ -90,13 +99,7 @@ def render(c, image=None, provider=None):
     for spec in _specs(c, image, default_all=False):
         for name in _providers(c, provider):
             with phase(f"render {spec.name} for {name}"):
-                for done in rendering.render_layers(
-                    spec,
-                    name,
-                    Path(_cfg(c).build_dir),
-                    version,
-                    dist_root=Path(_cfg(c).dist_dir),
-                ):
+                for done in _render_layers(c, spec, name, version):
                     rendering.check_rendered(done.directory, name)
                     print(done.directory)
 
@@ -110,13 +113,7 @@ def validate(c, image=None, provider=None):
         for name in _providers(c, provider):
             with phase(f"validate {spec.name} for {name}"):
                 try:
-                    for done in rendering.render_layers(
-                        spec,
-                        name,
-                        Path(_cfg(c).build_dir),
-                        version,
-                        dist_root=Path(_cfg(c).dist_dir),
-                    ):
+                    for done in _render_layers(c, spec, name, version):
                         depth = rendering.validate_rendered(done, version)
                         say(f"    ok {done.directory} ({depth})")
                 except EverbakeError as exc:
