@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,33 @@ from tests.fakes.yandex_grpc import FakeYandex  # noqa: E402
 
 PROJECT = "test-project"
 FOLDER = "b1gtestfolder"
+
+
+def service_account_key(
+    path: Path, token_uri: str, email: str = f"builder@{PROJECT}.iam.gserviceaccount.com"
+) -> Path:
+    """A GCP service-account key file with a fresh RSA key, for the fake's token endpoint."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": email,
+                "client_id": "1",
+                "token_uri": token_uri,
+            }
+        )
+    )
+    return path
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from everbake.build import build_image
 from everbake.errors import BuildError, CloudError, CredentialsError
 from everbake.fingerprint import fingerprints
 from everbake.spec import load_spec
-from tests.cloud.conftest import FOLDER, PROJECT, ROOT
+from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -64,30 +64,6 @@ def make_repo(root: Path) -> Path:
     shutil.copytree(ROOT / "tests" / "fixtures" / "agent-src", root / "agent-src", ignore=ignore)
     (root / "images" / "cloudtest.toml").write_text(SPEC)
     return root
-
-
-def service_account_key(path: Path, token_uri: str) -> Path:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "k1",
-                "private_key": pem,
-                "client_email": f"builder@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": token_uri,
-            }
-        )
-    )
-    return path
 
 
 @pytest.fixture

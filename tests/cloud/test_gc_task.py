@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.cloud.conftest import FOLDER, PROJECT, ROOT
+from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,28 +41,9 @@ def run(args, env, cwd):
 
 @pytest.fixture
 def gcp_env(gce, tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
     email = f"gc@{PROJECT}.iam.gserviceaccount.com"
-    key_file = tmp_path / "sa.json"
-    key_file.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "k1",
-                "private_key": pem,
-                "client_email": email,
-                "client_id": "1",
-                "token_uri": f"{gce.endpoint}/token",
-            }
-        )
-    )
+    key_file = service_account_key(tmp_path / "sa.json", f"{gce.endpoint}/token", email)
+    pem = json.loads(key_file.read_text())["private_key"]
     gce.state.require_token = gce.state.issued_token
     gce.state.accept_jwt_issuer = email
     return {

@@ -13,7 +13,7 @@ from everbake.errors import CloudError, CredentialsError
 from everbake.stores import FINGERPRINT_LABEL
 from everbake.stores import fingerprint_label_value as fingerprint_label
 from everbake.stores.gcp import GcpImageStore, gcp_credentials_hint
-from tests.cloud.conftest import PROJECT, ROOT
+from tests.cloud.conftest import PROJECT, ROOT, service_account_key
 
 FP_A = "a" * 64
 FP_B = "b" * 64
@@ -137,29 +137,8 @@ def test_service_unavailable_retries_within_timeout(gce, gcp_store):
 def test_service_account_key_file_through_token_endpoint(gce, tmp_path, monkeypatch):
     """The real google-auth path from a key file: a Bearer token the fake accepts
     (a self-signed JWT, or an access token from the JWT exchange at token_uri)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    key_file = tmp_path / "sa.json"
-    key_file.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "k1",
-                "private_key": pem,
-                "client_email": f"builder@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": f"{gce.endpoint}/token",
-            }
-        )
-    )
+    key_file = service_account_key(tmp_path / "sa.json", f"{gce.endpoint}/token")
+    pem = json.loads(key_file.read_text())["private_key"]
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     email = f"builder@{PROJECT}.iam.gserviceaccount.com"
     gce.state.require_token = gce.state.issued_token
