@@ -387,6 +387,9 @@ class _Checker:
         self.files = files
         self.repo_root = repo_root
         self.problems: list[str] = []
+        # Keys whose value was unusable and replaced by a placeholder so that every
+        # other check still runs: problems about them or their tables are not repeated.
+        self.placeholders: set[str] = set()
 
     def where(self, key: str) -> str:
         """'file:line' of the key, looking in the image file first, then defaults."""
@@ -399,48 +402,55 @@ class _Checker:
         return display_path(self.files[0].path)
 
     def problem(self, key: str, message: str) -> None:
+        if any(_related(key, bad) for bad in self.placeholders):
+            return
         self.problems.append(f"{self.where(key)}: {key}: {message}")
+
+    def placeholder(self, hint: Any, f: dataclasses.Field[Any] | None, key: str) -> Any:
+        """A stand-in for an unusable value, so the rest of the file is still checked."""
+        self.placeholders.add(key)
+        if f is not None and f.default is not dataclasses.MISSING:
+            return f.default
+        if f is not None and f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            return self.table(hint, {}, key)
+        origin = typing.get_origin(hint)
+        if origin is tuple:
+            return ()
+        if origin is Mapping:
+            return types.MappingProxyType({})
+        if origin in (types.UnionType, typing.Union):
+            return self.placeholder(typing.get_args(hint)[0], None, key)
+        return {str: "", bool: False, int: 0}[hint]
 
     # -- generic, annotation-driven conversion
 
     def build(self, data: dict[str, Any], path: Path) -> ImageSpec:
         spec = self.table(ImageSpec, data, "")
-        if spec is None:
-            raise SpecError(self.problems)
         spec = dataclasses.replace(spec, source_path=path, repo_root=self.repo_root)
         self.check(spec)
         return spec
 
-    def table(self, cls: type, data: Any, key: str) -> Any:
-        if not isinstance(data, dict):
-            self.problem(key, f"expected a table, got {_kind(data)}; write it as [{key}]")
-            return None
+    def table(self, cls: type, data: dict[str, Any], key: str) -> Any:
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _SCHEMA_ONLY}
         for name in data:
             if name not in fields:
                 self.unknown_key(_join(key, name), name, list(fields))
         values: dict[str, Any] = {}
-        ok = True
         for name, f in fields.items():
             sub = _join(key, name)
             if name not in data:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     if dataclasses.is_dataclass(hints[name]):
-                        value = self.convert(hints[name], {}, sub)
-                        ok = ok and value is not None
-                        values[name] = value
+                        values[name] = self.table(hints[name], {}, sub)
                         continue
                     self.problem(sub, f"required key is missing; add '{name} = ...'")
-                    ok = False
+                    values[name] = self.placeholder(hints[name], f, sub)
                 continue
             value = self.convert(hints[name], data[name], sub)
-            if value is _BAD:
-                ok = False
-            else:
-                values[name] = value
-        if not ok:
-            return None
+            values[name] = self.placeholder(hints[name], f, sub) if value is _BAD else value
         return cls(**values)
 
     def unknown_key(self, key: str, name: str, valid: list[str]) -> None:
@@ -457,8 +467,10 @@ class _Checker:
 
     def convert(self, hint: Any, value: Any, key: str) -> Any:
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            result = self.table(hint, value, key)
-            return _BAD if result is None else result
+            if not isinstance(value, dict):
+                self.problem(key, f"expected a table, got {_kind(value)}; write it as [{key}]")
+                return _BAD
+            return self.table(hint, value, key)
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
         if hint is str:
@@ -476,8 +488,12 @@ class _Checker:
         if origin is tuple:
             if not isinstance(value, list):
                 return self.wrong(key, value, "a list", f"{key.rpartition('.')[2]} = [...]")
+            # Unusable items are reported and left out; the others are still checked.
             items = [self.convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
-            return _BAD if any(i is _BAD for i in items) else tuple(items)
+            for i, item in enumerate(items):
+                if item is _BAD:
+                    self.placeholders.add(f"{key}[{i}]")
+            return tuple(item for item in items if item is not _BAD)
         if origin in (types.UnionType, typing.Union):  # str | tuple[str, ...]
             if isinstance(value, list):
                 return self.convert(args[1], value, key)
@@ -489,8 +505,9 @@ class _Checker:
             for name in sorted(value):
                 item = self.convert(args[1], value[name], f"{key}.{name}")
                 if item is _BAD:
-                    return _BAD
-                out[name] = item
+                    self.placeholders.add(f"{key}.{name}")
+                else:
+                    out[name] = item
             return types.MappingProxyType(out)
         raise TypeError(f"unsupported schema type {hint!r}")  # a bug in this module
 
@@ -801,3 +818,9 @@ def _kind(value: Any) -> str:
         list: "a list",
         dict: "a table",
     }.get(type(value), type(value).__name__)
+
+
+def _related(key: str, other: str) -> bool:
+    """True when one key is the other or lies inside it ('a' ~ 'a.b' ~ 'a[0].b')."""
+    short, long = sorted((key, other), key=len)
+    return long == short or long.startswith((short + ".", short + "["))

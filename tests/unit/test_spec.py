@@ -208,3 +208,18 @@ def test_missing_path(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path / "nope.toml")
     assert "no such image spec file" in str(info.value)
+
+
+def test_type_errors_and_rule_errors_are_reported_together(write_spec, minimal_spec):
+    # A wrongly typed value must not hide the problems found by the rules
+    # (family naming, install methods), nor cause follow-up noise about itself.
+    text = minimal_spec.replace('family = "everbake-case"', 'family = "Bad_Family"')
+    text += '[[solvers]]\nname = "cbc"\ninstall = "conda"\nversion = 2\n'
+    text += '[python]\npackages = ["pulp==2.9.0", 3]\n'
+    problems = problems_of(write_spec(text))
+    assert any("family: 'Bad_Family' is not a valid image family" in p for p in problems)
+    assert any("install method 'conda'" in p for p in problems)
+    assert any("solvers[1].version: expected a string" in p for p in problems)
+    assert any("python.packages[1]: expected a string" in p for p in problems)
+    assert sum("solvers[1].version" in p for p in problems) == 1
+    assert not any("empty version" in p for p in problems)
