@@ -6,6 +6,9 @@ package (an editable install), or through INVOKE_EVERBAKE_IMAGES_DIR.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from invoke import Program
 
 from everbake import __version__
@@ -15,4 +18,9 @@ program = Program(namespace=ns, version=__version__, name="everbake", binary="ev
 
 
 def main() -> None:
-    program.run()
+    try:
+        program.run()
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as other CLIs do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
