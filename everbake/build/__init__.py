@@ -22,7 +22,7 @@ from everbake.build import local
 from everbake.build.record import local_up_to_date, read_record, record_path, write_record
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import Fingerprints, fingerprints
-from everbake.localbuild.chroot import mounts_under, remove_tree
+from everbake.localbuild import overlay
 from everbake.localbuild.plan import image_tarball
 from everbake.render import manifest_path
 from everbake.spec import ImageSpec, load_spec
@@ -153,9 +153,9 @@ def _bake(
         # No half-written image: drop a tarball this run created and the work dir.
         if not had_output:
             output.unlink(missing_ok=True)
-        work = build_dir / "work"
-        if work.exists() and not mounts_under(work):
-            remove_tree(work)
+        # Our overlay is unmounted; anything else still mounted there is named, and kept.
+        with contextlib.suppress(EverbakeError):
+            overlay.release(build_dir / "work")
         raise
     return {
         "image": image,

@@ -66,6 +66,12 @@ def mounts_under(root: Path) -> list[str]:
     return found
 
 
+def mounts_below(root: Path) -> list[str]:
+    """Mount points strictly below ``root`` (``root`` itself may be an overlay mount)."""
+    top = str(root.resolve())
+    return [m for m in mounts_under(root) if m != top]
+
+
 def kill_leftovers(root: Path) -> int:
     """SIGKILL processes whose root directory is ``root`` (they would keep mounts busy)."""
     target = str(root.resolve())
@@ -82,7 +88,7 @@ def kill_leftovers(root: Path) -> int:
     return killed
 
 
-def _umount(target: Path) -> None:
+def umount(target: Path) -> None:
     for attempt in range(3):
         done = subprocess.run(["umount", str(target)], capture_output=True, text=True)
         if done.returncode == 0:
@@ -131,7 +137,7 @@ def chroot(root: Path, *, resolv_conf: Path = Path("/etc/resolv.conf")) -> Itera
     root = root.resolve()
     if not (root / "bin").exists() and not (root / "usr/bin").exists():
         raise BuildError(f"{root} is not a root filesystem (no /bin or /usr/bin)")
-    already = mounts_under(root)
+    already = mounts_below(root)
     if already:
         raise BuildError(
             f"{root} already has mounts ({', '.join(already)}); "
@@ -140,7 +146,7 @@ def chroot(root: Path, *, resolv_conf: Path = Path("/etc/resolv.conf")) -> Itera
     with contextlib.ExitStack() as stack:
         for rel, args in _MOUNTS:
             target = _mount(root, rel, args)
-            stack.callback(_umount, target)
+            stack.callback(umount, target)
         # Registered after the mounts, so it runs before they are undone.
         stack.callback(kill_leftovers, root)
         resolv = resolv_conf.read_bytes() if resolv_conf.exists() else b""

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from everbake.errors import BuildError
-from everbake.localbuild.chroot import mounts_under
+from everbake.localbuild.chroot import mounts_below
 from everbake.proc import require_tool, stream
 
 # Not part of an image: kernel filesystems (empty once unmounted) and our backups.
@@ -24,7 +24,7 @@ def pack(root: Path, tarball: Path, *, level: int = 3, log_path: Path | None = N
     Written to ``<tarball>.<pid>.partial`` and renamed: readers never see half a file.
     """
     require_tool("zstd", "apt-get install zstd")
-    busy = mounts_under(root)
+    busy = mounts_below(root)
     if busy:
         raise BuildError(f"cannot export {root}: still mounted: {', '.join(busy)}")
     tarball.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,11 @@
 """The three build steps Packer's shell-local provisioners run, in order.
 
-base:   unpack the cached base layer, or mmdebstrap a fresh root filesystem,
-        run the base scripts (10/20/30) in it and save it as the cache.
+base:   mount an overlay on the cached, extracted base layer (or unpack its
+        tarball when overlays are unavailable), or mmdebstrap a fresh root
+        filesystem, run the base scripts (10/20/30) in it and save it as the cache.
 image:  stage the image-layer files and embed secrets, run 50..90.
-export: pack the root filesystem as dist/local/<image>.tar.zst and drop the work dir.
+export: pack the root filesystem as dist/local/<image>.tar.zst, unmount the
+        overlay and drop the work dir.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from everbake.errors import BuildError
-from everbake.localbuild import export, rootfs
+from everbake.localbuild import export, overlay, rootfs
 from everbake.localbuild.chroot import chroot, remove_tree
 from everbake.localbuild.plan import Plan
 from everbake.localbuild.staging import write_embed_secrets
@@ -52,11 +54,16 @@ def _run_layer(plan: Plan, layer: str) -> None:
 def base(plan: Plan) -> None:
     root = plan.rootfs
     cache = Path(plan.base_cache)
-    remove_tree(Path(plan.work_dir))
+    work = Path(plan.work_dir)
+    # A killed earlier build may have left its overlay mounted: ours to undo.
+    overlay.release(work)
+    remove_tree(work)
+    no_overlay = overlay.supported(work)
     if cache.is_file():
-        with phase(f"base layer {plan.base_name}: cached, unpacking {cache}"):
-            export.unpack(cache, root)
+        lower = None if no_overlay else _extracted(plan, cache)
+        _overlay_or_unpack(plan, lower, no_overlay or "an unusable base dir is in use")
         return
+    keep = overlay.drop_unusable(cache)
     with phase(f"base layer {plan.base_name}: mmdebstrap {plan.suite}"):
         rootfs.create_rootfs(root, suite=plan.suite, mirror=plan.mirror, log_path=_log(plan))
     _copy_staging(plan)
@@ -66,6 +73,33 @@ def base(plan: Plan) -> None:
     with phase(f"base layer: saving cache {cache.name}"):
         size = export.pack(root, cache, level=1, log_path=_log(plan))
     say(f"base layer cached: {cache} ({size / 1e6:.0f} MB)")
+    if no_overlay is None and keep:
+        # The image layer then runs in an overlay, exactly as on a rebake.
+        lower = overlay.keep_base_dir(root, cache, log_path=_log(plan))
+        _overlay_or_unpack(plan, lower, "an unusable base dir is in use")
+
+
+def _extracted(plan: Plan, cache: Path) -> Path | None:
+    found = overlay.usable_base_dir(cache)
+    if found:
+        return found
+    with phase(f"base layer {plan.base_name}: extracting {cache.name} once for overlays"):
+        return overlay.extract_base_dir(cache, log_path=_log(plan))
+
+
+def _overlay_or_unpack(plan: Plan, lower: Path | None, why_not: str) -> None:
+    """Mount the cached base under an overlay at the rootfs, else unpack a copy there."""
+    cache = Path(plan.base_cache)
+    if lower is not None:
+        failed = overlay.mount(lower, Path(plan.work_dir), plan.rootfs)
+        if failed is None:
+            say(f"base layer {plan.base_name}: cached, overlay on {lower.name}")
+            return
+        why_not = failed
+    say(f"base layer: no overlay ({why_not}); unpacking {cache.name} instead")
+    remove_tree(Path(plan.work_dir))
+    with phase(f"base layer {plan.base_name}: cached, unpacking {cache}"):
+        export.unpack(cache, plan.rootfs)
 
 
 def image(plan: Plan, environ: Mapping[str, str]) -> None:
@@ -88,7 +122,9 @@ def export_image(plan: Plan) -> None:
     with phase(f"export: {output.name}"):
         size = export.pack(plan.rootfs, output, level=plan.compression_level, log_path=_log(plan))
     say(f"image written: {output} ({size / 1e6:.0f} MB)")
-    remove_tree(Path(plan.work_dir))
+    overlay.release(Path(plan.work_dir))
+    if Path(plan.work_dir).exists():
+        raise BuildError(f"{plan.work_dir} could not be removed (see the warning above)")
 
 
 def _log(plan: Plan) -> Path | None:
