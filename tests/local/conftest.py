@@ -23,11 +23,11 @@ def _libraries(binary: str) -> set[str]:
     return libs
 
 
-def make_tiny_root(root: Path) -> Path:
+def make_tiny_root(root: Path, extra: tuple[str, ...] = ()) -> Path:
     for rel in ("bin", "usr/bin", "usr/sbin", "etc", "tmp", "lib64", "lib/x86_64-linux-gnu"):
         (root / rel).mkdir(parents=True, exist_ok=True)
     files: set[str] = set()
-    for tool in _TOOLS:
+    for tool in (*_TOOLS, *extra):
         real = os.path.realpath(tool)
         files.add(real)
         files |= _libraries(real)
@@ -35,7 +35,7 @@ def make_tiny_root(root: Path) -> Path:
         dest = root / path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
-    for tool in _TOOLS:
+    for tool in (*_TOOLS, *extra):
         dest = root / tool.lstrip("/")
         if not dest.exists():
             shutil.copy2(os.path.realpath(tool), dest)
