@@ -93,7 +93,7 @@ def _overlay_or_unpack(plan: Plan, lower: Path | None, why_not: str) -> None:
     if lower is not None:
         failed = overlay.mount(lower, Path(plan.work_dir), plan.rootfs)
         if failed is None:
-            say(f"base layer {plan.base_name}: cached, overlay on {lower.name}")
+            say(f"base layer {plan.base_name}: overlay on {lower}")
             return
         why_not = failed
     say(f"base layer: no overlay ({why_not}); unpacking {cache.name} instead")
