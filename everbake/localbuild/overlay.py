@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from everbake.localbuild import export
@@ -99,16 +100,24 @@ def in_use_as_lower(lower: Path) -> bool:
         return any(needle in line for line in mounts)
 
 
-def release(work_dir: Path) -> None:
+def release(work_dir: Path, settle: float = 10.0) -> None:
     """Unmount this work dir's overlay and remove the work dir.
 
-    Other mounts under it (a chroot's /proc of a killed step) are not ours to
-    undo blindly: they are named with the fix, and the work dir stays.
+    Other mounts under it (a chroot's /proc) belong to a step process: after
+    Ctrl-C, which reaches the whole process group, that step may still be
+    leaving its chroot, so wait up to ``settle`` seconds for it to undo them.
+    Mounts still there after that are not ours to undo blindly: they are named
+    with the fix, and the work dir stays.
     """
     if not work_dir.exists():
         return
     ours = _ours(work_dir)
-    others = [m for m in mounts_under(work_dir) if m != ours]
+    deadline = time.monotonic() + settle
+    while True:
+        others = [m for m in mounts_under(work_dir) if m != ours]
+        if not others or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
     if others:
         say(
             f"warning: {work_dir} kept: still mounted: {', '.join(others)} "

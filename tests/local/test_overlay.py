@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_release_unmounts_only_its_own_overlay(plan: Plan, tmp_path: Path, capsy
     foreign.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(foreign)], check=True)
     try:
-        overlay.release(Path(plan.work_dir))
+        overlay.release(Path(plan.work_dir), settle=0.5)
         assert "still mounted" in capsys.readouterr().err
         assert mounts_under(tmp_path) == [str(plan.rootfs), str(foreign)]
     finally:
@@ -208,3 +209,22 @@ def test_keep_base_dir_renames_or_unpacks_across_filesystems(plan: Plan, tmp_pat
         assert not list(other_fs.glob("*.partial-*"))
     finally:
         umount(other_fs)
+
+
+def test_release_waits_for_a_step_that_is_still_leaving_its_chroot(
+    plan: Plan, tmp_path: Path
+) -> None:
+    # After Ctrl-C the interrupted step undoes its chroot mounts while the build
+    # flow is already cleaning up: release must not give up on the work dir.
+    steps.base(plan)
+    proc = plan.rootfs / "proc"
+    proc.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(proc)], check=True)
+    leaving = threading.Timer(1.0, umount, args=(proc,))
+    leaving.start()
+    try:
+        overlay.release(Path(plan.work_dir))
+    finally:
+        leaving.join()
+    assert mounts_under(tmp_path) == []
+    assert not Path(plan.work_dir).exists()
