@@ -1,7 +1,10 @@
 """run-local: one real task inside a local image, in a scratch copy of it.
 
 runs/<run-id>/
-    root/     the image's root filesystem, extracted fresh (removed afterwards)
+    root/     the image's root filesystem: an overlay on a read-only extracted
+              copy of the image (dist/local/<image>.<size>-<mtime>.rootfs, made
+              once per image), or, without overlayfs or with keep_root, a fresh
+              unpack; removed afterwards either way
     ...       the task's outputs, copied out when the task ends (also on Ctrl-C)
 
 Inside the copy: the model at /var/tmp/everbake-run/model, the task directory at
@@ -28,6 +31,7 @@ from everbake import naming
 from everbake.agent_standin import AgentStandin
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
+from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
 from everbake.localbuild.export import unpack
 from everbake.localbuild.plan import image_tarball
@@ -213,9 +217,13 @@ def run_local(
     standin = AgentStandin("127.0.0.1", 0, on_status=status_print)
     cancelled = False
     code = 1
+    scratch = run_dir / ".overlay"  # the run's changes when root is an overlay
+    overlaid = False
     try:
-        with phase(f"unpack {tarball.name} into {root}"):
-            unpack(tarball, root)
+        overlaid = not keep_root and _overlay_image(tarball, scratch, root)
+        if not overlaid:
+            with phase(f"unpack {tarball.name} into {root}"):
+                unpack(tarball, root)
         task_dir.mkdir(parents=True)
         inputs = _copy_job(job, task_dir)
         model_in_image = _copy_model(model_path, inside)
@@ -241,6 +249,8 @@ def run_local(
         outputs = _collect(task_dir, run_dir, skip=set(inputs))
     finally:
         standin.stop()
+        if overlaid:
+            overlay.release(scratch)
         if root.exists() and not keep_root:
             remove_tree(root)
     last = standin.last_status
@@ -252,6 +262,22 @@ def run_local(
             f"the task failed (exit {code}) and left no outputs; see {run_dir}/task.log"
         )
     return RunOutcome(run_id, run_dir, code, last, cancelled, outputs)
+
+
+def _overlay_image(tarball: Path, scratch: Path, root: Path) -> bool:
+    """Mount the image read-only under this run's own upper dir at ``root``;
+    False (said in one line) when overlays cannot be used here."""
+    why = overlay.supported(scratch.parent)
+    if why is None:
+        with phase(f"image {tarball.name}: extracted copy for overlays"):
+            lower = overlay.extracted_image(tarball)
+        why = overlay.mount(lower, scratch, root)
+    if why is not None:
+        remove_tree(scratch)
+        say(f"run-local: no overlay ({why}); unpacking the image instead")
+        return False
+    say(f"image root: overlay on {lower} at {root}")
+    return True
 
 
 def _chown_to(root: Path, path: Path, user: str) -> None:

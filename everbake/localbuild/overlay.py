@@ -205,3 +205,25 @@ def keep_base_dir(rootfs: Path, tarball: Path, *, log_path: Path | None = None) 
         return _place(partial, lower)
     finally:
         remove_tree(partial)
+
+
+def extracted_image(tarball: Path) -> Path:
+    """A read-only extracted copy of an image tarball, for per-run overlays.
+
+    Keyed by the tarball's size and mtime, since a --force rebuild writes new
+    content under the same name; older copies of the image not in use are removed.
+    """
+    st = tarball.stat()
+    stem = tarball.name.removesuffix(".tar.zst")
+    lower = tarball.with_name(f"{stem}.{st.st_size}-{st.st_mtime_ns}.rootfs")
+    for old in tarball.parent.glob(f"{stem}.*.rootfs"):
+        if old != lower and not in_use_as_lower(old):
+            remove_tree(old)
+    if lower.is_dir():
+        return lower
+    partial = _partial(lower)
+    try:
+        export.unpack(tarball, partial)
+        return _place(partial, lower)
+    finally:
+        remove_tree(partial)

@@ -228,3 +228,35 @@ def test_release_waits_for_a_step_that_is_still_leaving_its_chroot(
         leaving.join()
     assert mounts_under(tmp_path) == []
     assert not Path(plan.work_dir).exists()
+
+
+def test_an_image_is_extracted_once_and_a_rebuilt_image_replaces_its_copy(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("overlay tests need root")
+    root = make_tiny_root(tmp_path / "img-src")
+    (root / "etc/hostname").write_text("first\n")
+    tarball = tmp_path / "dist" / "img-abc.tar.zst"
+    export.pack(root, tarball, level=1)
+    first = overlay.extracted_image(tarball)
+    assert (first / "etc/hostname").read_text() == "first\n"
+    assert overlay.extracted_image(tarball) == first  # reused, not unpacked again
+
+    # A run's overlay writes only to its own upper dir.
+    before = _snapshot(first)
+    work, merged = tmp_path / "run" / ".overlay", tmp_path / "run" / "root"
+    assert overlay.mount(first, work, merged) is None
+    (merged / "etc/hostname").write_text("changed by a task\n")
+    (merged / "bin/cat").unlink()
+    overlay.release(work)
+    assert _snapshot(first) == before
+
+    # `build-image --force` writes new content under the same tarball name.
+    (root / "etc/hostname").write_text("second\n")
+    os.utime(root / "etc/hostname")
+    export.pack(root, tarball, level=1)
+    second = overlay.extracted_image(tarball)
+    assert second != first and (second / "etc/hostname").read_text() == "second\n"
+    assert not first.exists()  # the stale copy is gone
+    assert mounts_under(tmp_path) == []
