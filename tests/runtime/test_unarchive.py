@@ -93,49 +93,64 @@ def test_good_zip_extracts_and_keeps_a_single_root_when_not_stripping(tmp_path):
     assert (tmp_path / "out" / "d" / "x.csv").read_text() == "1,2\n"
 
 
+# case: (members, the refusal's reason). Pinning the reason proves the check meant
+# for the case fired: a link check that stopped working would otherwise go unseen
+# behind the final resolve-every-link pass, which catches most of these too.
 TAR_ATTACKS = {
-    "absolute path": [("/tmp/escaped", "file", "x")],
-    "dot-dot": [("a/../../escaped", "file", "x")],
-    "symlink outside": [("evil", "sym", "../escaped")],
-    "absolute symlink": [("evil", "sym", "/etc/passwd")],
-    "write through symlink": [("lnk", "sym", "sub"), ("sub/", "dir", None), ("lnk/f", "file", "x")],
-    "symlink chain outside": [
-        ("d/", "dir", None),
-        ("d/b", "sym", ".."),
-        ("a", "sym", "d/b/.."),
-    ],
-    "hard link outside": [("h", "hard", "../../etc/passwd")],
-    "hard link to nothing": [("h", "hard", "missing")],
-    "device file": [("dev", "chr", None)],
-    "fifo": [("pipe", "fifo", None)],
+    "absolute path": ([("/tmp/escaped", "file", "x")], "'/tmp/escaped' has an absolute path"),
+    "dot-dot": ([("a/../../escaped", "file", "x")], "'a/../../escaped' contains '..'"),
+    "symlink outside": ([("evil", "sym", "../escaped")], "'evil' -> '../escaped' points outside"),
+    "absolute symlink": ([("evil", "sym", "/etc/passwd")], "'evil' -> '/etc/passwd' is absolute"),
+    "write through symlink": (
+        [("lnk", "sym", "sub"), ("sub/", "dir", None), ("lnk/f", "file", "x")],
+        "'lnk/f' would be written through a link",
+    ),
+    "symlink chain outside": (
+        [("d/", "dir", None), ("d/b", "sym", ".."), ("a", "sym", "d/b/..")],
+        "link 'a' resolves outside",
+    ),
+    "hard link outside": ([("h", "hard", "../../etc/passwd")], "'../../etc/passwd' contains '..'"),
+    "hard link to nothing": ([("h", "hard", "missing")], "'missing' does not name an earlier file"),
+    "device file": ([("dev", "chr", None)], "member 'dev' is a device file"),
+    "fifo": ([("pipe", "fifo", None)], "member 'pipe' is a"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(TAR_ATTACKS))
 def test_malicious_tar_is_refused_and_leaves_nothing(tmp_path, case):
-    archive = make_tar(tmp_path / "bad.tar.gz", [("ok.txt", "file", "fine"), *TAR_ATTACKS[case]])
+    members, reason = TAR_ATTACKS[case]
+    archive = make_tar(tmp_path / "bad.tar.gz", [("ok.txt", "file", "fine"), *members])
     target = tmp_path / "work" / "input"
     with pytest.raises(ArchiveError) as info:
         extract(archive, target)
-    assert "bad.tar.gz" in str(info.value) and "\n" not in str(info.value)
+    message = str(info.value)
+    assert message.startswith("bad.tar.gz: ") and "\n" not in message
+    assert reason in message and message.endswith("; refused")
     assert_clean(tmp_path, target)
 
 
 ZIP_ATTACKS = {
-    "absolute path": [("/tmp/escaped", "file", "x")],
-    "dot-dot": [("../escaped", "file", "x")],
-    "backslash dot-dot": [("..\\escaped", "file", "x")],
-    "symlink outside": [("evil", "sym", "../../escaped")],
-    "device file": [("dev", "chr", "")],
+    "absolute path": ([("/tmp/escaped", "file", "x")], "'/tmp/escaped' has an absolute path"),
+    "dot-dot": ([("../escaped", "file", "x")], "'../escaped' contains '..'"),
+    "backslash dot-dot": ([("..\\escaped", "file", "x")], "contains '..'"),
+    "symlink outside": (
+        [("evil", "sym", "../../escaped")],
+        "'evil' -> '../../escaped' points outside",
+    ),
+    "device file": ([("dev", "chr", "")], "member 'dev' is a special file"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ZIP_ATTACKS))
 def test_malicious_zip_is_refused_and_leaves_nothing(tmp_path, case):
-    archive = make_zip(tmp_path / "bad.zip", [("ok.txt", "file", "fine"), *ZIP_ATTACKS[case]])
+    members, reason = ZIP_ATTACKS[case]
+    archive = make_zip(tmp_path / "bad.zip", [("ok.txt", "file", "fine"), *members])
     target = tmp_path / "input"
-    with pytest.raises(ArchiveError):
+    with pytest.raises(ArchiveError) as info:
         extract(archive, target)
+    message = str(info.value)
+    assert message.startswith("bad.zip: ") and "\n" not in message
+    assert reason in message and message.endswith("; refused")
     assert_clean(tmp_path, target)
 
 
