@@ -158,25 +158,45 @@ def test_damaged_archive_is_fetched_again_then_refused(tmp_path):
     assert cache_entries(tmp_path) == []
 
 
+MISSING_FIX = "(set EVEREST_GITLAB_TOKEN, --token-file or --token-metadata-key)"
+REFUSED_FIX = "check that it is valid, not expired, and has read_api/read_repository access"
+NOT_FOUND_FIX = "(check --project and --ref)"
+
+
+# Each refusal says what happened and how to fix it, on one line.
 @pytest.mark.parametrize(
-    "token, project, ref, message",
+    "token, project, ref, message, fix",
     [
-        (None, "group/model", "v1.0", "HTTP 401, token missing"),
-        ("wrong-token-value", "group/model", "v1.0", "HTTP 401, token refused"),
-        ("no-access-token", "group/model", "v1.0", "HTTP 403, token refused"),
-        (TOKEN, "group/other", "v1.0", "HTTP 404, project 'group/other' or version 'v1.0' not"),
-        (TOKEN, "group/model", "v9.9", "HTTP 404, project 'group/model' or version 'v9.9' not"),
+        (None, "group/model", "v1.0", "HTTP 401, token missing", MISSING_FIX),
+        ("wrong-token-value", "group/model", "v1.0", "HTTP 401, token refused", REFUSED_FIX),
+        ("no-access-token", "group/model", "v1.0", "HTTP 403, token refused", REFUSED_FIX),
+        (
+            TOKEN,
+            "group/other",
+            "v1.0",
+            "HTTP 404, project 'group/other' or version 'v1.0' not",
+            NOT_FOUND_FIX,
+        ),
+        (
+            TOKEN,
+            "group/model",
+            "v9.9",
+            "HTTP 404, project 'group/model' or version 'v9.9' not",
+            NOT_FOUND_FIX,
+        ),
     ],
 )
-def test_auth_and_not_found_fail_at_once(gitlab, tmp_path, token, project, ref, message):
+def test_auth_and_not_found_fail_at_once(gitlab, tmp_path, token, project, ref, message, fix):
     gitlab.forbidden.add("no-access-token")
     result = bootstrap(gitlab, tmp_path, "--project", project, "--ref", ref, token=token)
     assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert len(lines) == 1 and message in lines[0] and fix in lines[0], result.stderr
+    assert f"project {project!r}" in lines[0]
+    assert "Traceback" not in result.stderr
     assert len(gitlab.requests) == 1  # no retries
     for value in (TOKEN, "wrong-token-value", "no-access-token"):
-        assert value not in result.stderr
+        assert value not in result.stderr + result.stdout
 
 
 def test_artifact_source(gitlab, tmp_path):
