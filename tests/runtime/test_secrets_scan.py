@@ -25,7 +25,8 @@ TOKEN = "glpat-ScanMe-7Hq2v9XwLk0p"
 SHA = hashlib.sha1(b"leaky").hexdigest()
 
 # A model that tries hard to leak: dumps its environment, its parent's command
-# line and environment, and prints everything as results, debug files and status.
+# line and environment, reads the token file it names, and prints everything as
+# results, debug files and status.
 LEAKY_MODEL = {
     "everest.toml": (
         '[model]\ncommand = ["python", "leak.py"]\nresults = ["*.txt"]\ndebug = ["*.txt"]\n'
@@ -38,6 +39,12 @@ LEAKY_MODEL = {
         "open('parent-cmdline.txt', 'wb').write(parent)\n"
         "print(env)\n"
         "print('##status', parent.decode())\n"
+        # The token file's path is in the parent's argv: a model can read and print
+        # it, so what the runner passes on must be redacted with the token too.
+        "args = parent.split()\n"
+        "if b'--token-file' in args:\n"
+        "    path = args[args.index(b'--token-file') + 1].decode()\n"
+        "    print('token file holds', open(path).read())\n"
     ),
 }
 
@@ -110,6 +117,9 @@ def test_token_appears_in_no_output_file_log_or_process(tmp_path):
         parent_cmdline = zf.read("parent-cmdline.txt").decode()
     assert "EVEREST_GITLAB_TOKEN" not in model_env  # the model never sees it
     assert "everest_runtime bootstrap" in parent_cmdline  # the argv was captured, token-free
+    # The model did read the token file and print it; only the redaction stopped it.
+    task1_log = tmp_path / "task1" / ".everest" / "logs" / "stdout.log"
+    assert "token file holds <redacted>" in task1_log.read_text()
 
     token_file = tmp_path / "secrets" / "token"
     scanned = [p for p in tmp_path.rglob("*") if p.is_file() and p != token_file]
