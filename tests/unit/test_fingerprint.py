@@ -114,14 +114,27 @@ def test_build_vm_settings_do_not_move_it(repo_copy, change):
     assert fps_of(repo_copy) == before
 
 
-def test_secret_values_are_not_inputs(repo, monkeypatch):
-    spec = load_spec("optimization")
-    monkeypatch.setenv("EVEREST_AGENT_TOKEN", "value-one")
-    monkeypatch.setenv("PKR_VAR_secret_agent_token", "value-one")
-    first = fingerprints(spec)
-    monkeypatch.setenv("EVEREST_AGENT_TOKEN", "value-two")
-    monkeypatch.setenv("PKR_VAR_secret_agent_token", "value-two")
-    assert fingerprints(spec) == first
+GOLDEN_EMBED = Path(__file__).resolve().parents[1] / "golden" / "embed-secret" / "spec.toml"
+
+
+# Embed-mode secrets are the ones whose values the build reads from the environment,
+# so they are where a value could slip into the fingerprint's inputs.
+@pytest.mark.parametrize("spec_path", ["optimization", GOLDEN_EMBED], ids=["metadata", "embed"])
+def test_secret_values_are_not_inputs(repo, monkeypatch, spec_path):
+    spec = load_spec(spec_path)
+    names = sorted({secret.env for secret in spec.secrets.values() if secret.env})
+    assert names, "test setup: the spec names no secret variables"
+    if spec_path == GOLDEN_EMBED:
+        assert any(secret.mode == "embed" for secret in spec.secrets.values())
+
+    def with_values(value: str):
+        for name in names:
+            monkeypatch.setenv(name, f"{value}-{name}")
+            monkeypatch.setenv(f"PKR_VAR_secret_{name.lower()}", f"{value}-{name}")
+        return fingerprints(load_spec(spec_path))
+
+    first = with_values("value-one")
+    assert with_values("value-two") == first
 
 
 def test_specs_differ(repo):
