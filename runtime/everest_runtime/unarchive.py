@@ -212,7 +212,13 @@ def _extract_tar(archive: Path, w: _Writer) -> None:
                 elif member.islnk():
                     w.hardlink(rel, member.linkname)
                 else:
-                    kind = "device file" if member.isdev() else "special file"
+                    # TarInfo.isdev() is true for fifos too: name them first.
+                    if member.isfifo():
+                        kind = "fifo"
+                    elif member.ischr() or member.isblk():
+                        kind = "device file"
+                    else:
+                        kind = "special file"
                     raise ArchiveError(f"{w.archive}: member {member.name!r} is a {kind}; refused")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:

@@ -112,7 +112,7 @@ TAR_ATTACKS = {
     "hard link outside": ([("h", "hard", "../../etc/passwd")], "'../../etc/passwd' contains '..'"),
     "hard link to nothing": ([("h", "hard", "missing")], "'missing' does not name an earlier file"),
     "device file": ([("dev", "chr", None)], "member 'dev' is a device file"),
-    "fifo": ([("pipe", "fifo", None)], "member 'pipe' is a"),
+    "fifo": ([("pipe", "fifo", None)], "member 'pipe' is a fifo; refused"),
 }
 
 
