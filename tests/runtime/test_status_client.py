@@ -20,16 +20,13 @@ from everest_runtime.status import StatusClient  # noqa: E402
 
 from tests.fakes.agent import FaultyAgent, free_port  # noqa: E402
 
-STALL_BOUND = 0.05  # seconds; the contract is ~1 ms, this only proves "never blocks"
 
-
-def timed_sends(client: StatusClient, messages: list[str]) -> float:
-    longest = 0.0
+def send_all(client: StatusClient, messages: list[str]) -> None:
+    # How long send() takes is measured by benchmarks/bench_status.py; the tests
+    # prove "never blocks" without a clock: sends return with the frames still
+    # queued (pending) or dropped, which a blocking client could not do.
     for message in messages:
-        start = time.perf_counter()
         client.send(message)
-        longest = max(longest, time.perf_counter() - start)
-    return longest
 
 
 def quiet_client(port: int, task_id: str = "task-1", **kwargs) -> StatusClient:
@@ -63,8 +60,7 @@ def test_handshake_is_length_type_zero_then_task_id():
 def test_send_never_blocks_and_keeps_newest_when_agent_is_down():
     client = quiet_client(free_port(), queue_size=100)
     messages = [f"step {i}" for i in range(5000)]
-    longest = timed_sends(client, messages)
-    assert longest < STALL_BOUND
+    send_all(client, messages)
     assert client.dropped == 4900
     start = time.monotonic()
     assert client.close(0.3) is False
@@ -76,9 +72,8 @@ def test_send_never_blocks_when_agent_reads_slowly():
     try:
         client = quiet_client(agent.port, queue_size=10_000)
         payload = "x" * 2000
-        longest = timed_sends(client, [f"{i} {payload}" for i in range(3000)])
-        assert longest < STALL_BOUND
-        # The premise: the agent really was too slow to take it all.
+        send_all(client, [f"{i} {payload}" for i in range(3000)])
+        # Every send returned while the agent was too slow to take it all.
         assert client.pending > 0
         assert client.flush(0.2) is False
     finally:
@@ -90,7 +85,7 @@ def test_slow_reader_still_gets_every_frame_in_order():
     with FaultyAgent(read_delay=0.002, read_chunk=1024, rcvbuf=4096) as agent:
         client = quiet_client(agent.port)
         messages = [f"progress {i} ünïcødé" for i in range(400)]
-        timed_sends(client, messages)
+        send_all(client, messages)
         assert client.close(20)
         assert agent.wait_for(lambda: len(agent.texts) == 400)
     assert agent.statuses == messages
@@ -103,11 +98,11 @@ def test_reset_mid_frame_then_reconnect_with_whole_frames_only():
     with agent:
         client = quiet_client(agent.port)
         first = [f"msg {i} " + "é" * 50 for i in range(40)]  # ~4.6 KB: crosses the reset
-        timed_sends(client, first)
+        send_all(client, first)
         assert agent.wait_for(lambda: len(agent.connections) >= 2)
         assert agent.connections[0].cut_inside_frame
         later = [f"msg {i} " + "é" * 50 for i in range(100, 140)]
-        timed_sends(client, later)
+        send_all(client, later)
         assert client.close(10)
         assert agent.wait_for(lambda: set(later) <= set(agent.texts))
     assert agent.bad == []
@@ -129,7 +124,8 @@ def test_agent_restart_on_same_port_delivers_what_was_queued():
             time.sleep(0.01)
         assert not client.connected
         during = [f"s-down-{i}" for i in range(5)]
-        assert timed_sends(client, during) < STALL_BOUND
+        send_all(client, during)
+        assert client.pending == len(during)  # queued while the agent was down
         agent.start()  # same port as before
         assert client.flush(10)
         assert agent.wait_for(lambda: agent.statuses[-5:] == during)
@@ -144,7 +140,7 @@ def test_drop_oldest_keeps_the_newest_and_counts_drops():
     port = free_port()
     client = quiet_client(port, queue_size=10)
     messages = [f"m{i}" for i in range(100)]
-    timed_sends(client, messages)
+    send_all(client, messages)
     assert client.dropped == 90
     with FaultyAgent(port=port) as agent:
         assert client.flush(10)
@@ -157,7 +153,7 @@ def test_close_delivers_everything_and_ends_the_session_cleanly():
     with FaultyAgent() as agent:
         client = quiet_client(agent.port)
         messages = [f"line {i}" for i in range(1000)]
-        timed_sends(client, messages)
+        send_all(client, messages)
         assert client.close(10)
         assert agent.wait_for(lambda: len(agent.texts) == 1000)
         assert agent.wait_for(lambda: not agent._open)  # client shut down, agent saw EOF
