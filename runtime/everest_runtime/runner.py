@@ -260,11 +260,11 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
             start_new_session=True,
         )
     except OSError as exc:
-        message = f"error: cannot start {prep.argv[0]} ({exc.strerror}); check model.command"
-        status.send(message, echo=False)
-        outputs.write_text(task / "status.txt", status.last + "\n")
-        status.close()
-        raise RuntimeFailure(message[len("error: ") :]) from None
+        failure = RuntimeFailure(
+            f"cannot start {prep.argv[0]} ({exc.strerror}); check model.command"
+        )
+        _fail_early(task, status, failure)
+        raise failure from None
     pumps = [
         _Pump(
             proc.stdout,
