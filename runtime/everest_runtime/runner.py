@@ -350,8 +350,6 @@ def _watch_preemption(opts: Options, status: _Status) -> list[bool]:
     base = (opts.metadata_url or os.environ.get("EVEREST_METADATA_URL", "")).rstrip("/")
     if not base and not _on_gce():
         return notice  # no metadata server to ask: nothing leaves this machine
-    if base and not base.endswith("/computeMetadata/v1"):
-        base += "/computeMetadata/v1"
 
     def on_notice() -> None:
         notice.append(True)
