@@ -98,13 +98,14 @@ class _Writer:
         self.bytes = 0
         self.links: list[str] = []
 
-    def count(self, name: str) -> None:
-        self.files += 1
-        if self.files > self.limits.max_files:
+    def count(self, files: int = 1) -> None:
+        """Count `files` more members; refuse past the limit before any is written."""
+        if self.files + files > self.limits.max_files:
             raise ArchiveError(
                 f"{self.archive}: more than {self.limits.max_files} files; refused "
                 "(raise the file-count limit if this is expected)"
             )
+        self.files += files
 
     def _parent(self, rel: str) -> str:
         """Create the parent directories of `rel`; refuse to pass through a link."""
@@ -197,7 +198,7 @@ def _extract_tar(archive: Path, w: _Writer) -> None:
     try:
         with tarfile.open(str(archive), mode="r|*") as tf:
             for member in tf:
-                w.count(member.name)
+                w.count()
                 rel = _member_path(member.name, w.archive)
                 if member.isdir():
                     w.directory(rel)
@@ -230,11 +231,7 @@ def _extract_zip(archive: Path, w: _Writer) -> None:
     try:
         with zipfile.ZipFile(str(archive)) as zf:
             infos = zf.infolist()
-            if len(infos) > w.limits.max_files:
-                raise ArchiveError(
-                    f"{w.archive}: more than {w.limits.max_files} files; refused "
-                    "(raise the file-count limit if this is expected)"
-                )
+            w.count(len(infos))  # the central directory is read whole: check it at once
             declared = sum(i.file_size for i in infos)
             if declared > w.limits.max_bytes:
                 raise ArchiveError(
@@ -242,7 +239,6 @@ def _extract_zip(archive: Path, w: _Writer) -> None:
                     f"{w.limits.max_bytes}; refused"
                 )
             for info in infos:
-                w.count(info.filename)
                 rel = _member_path(info.filename, w.archive)
                 mode = info.external_attr >> 16
                 kind = stat.S_IFMT(mode)
