@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from everbake import naming
+from everbake import naming, packer
 from everbake.build import local
 from everbake.build.record import local_up_to_date, read_record, record_path, write_record
 from everbake.errors import BuildError, EverbakeError
@@ -73,22 +73,6 @@ def build_image(
     return result
 
 
-def embed_secret_env(spec: ImageSpec, environ: Mapping[str, str]) -> dict[str, str]:
-    """Embed-mode secret values for the build step's environment, from the user's variables."""
-    values = {}
-    for name, secret in sorted(spec.secrets.items()):
-        if secret.mode != "embed":
-            continue
-        value = environ.get(secret.env) if secret.env else None
-        if not value:
-            raise EverbakeError(
-                f"secret '{name}' has mode embed: set ${secret.env} to its value before "
-                f"building ({spec.source_path}: secrets.{name}.env names the variable)"
-            )
-        values[name] = value
-    return values
-
-
 def build_local(
     spec: ImageSpec,
     *,
@@ -107,11 +91,7 @@ def build_local(
         say(f"up to date: {image} ({tarball}); --force rebuilds it")
         return BuildOutcome(image, "local", True, rec_path, existing)
     # Embed secret values go only into packer's environment (sensitive PKR_VAR_*).
-    packer_env = {
-        **environ,
-        "CHECKPOINT_DISABLE": "1",
-        **_packer_vars(embed_secret_env(spec, environ)),
-    }
+    packer_env = {**environ, "CHECKPOINT_DISABLE": "1", **packer.secret_env(spec, environ)}
     build_dir = spec.repo_root / "build" / "local" / spec.name
     with build_lock(build_dir):
         record = _bake(spec, fps, build_dir, packer_env, cache_dir)
@@ -131,7 +111,7 @@ def _bake(
     cache_dir: Path | None,
 ) -> dict[str, Any]:
     """render -> validate -> stage + plan -> packer build -> manifest; the record's data."""
-    from everbake import packer, render
+    from everbake import render
 
     repo_root = spec.repo_root
     image = naming.image_name(spec, fps)
@@ -182,7 +162,3 @@ def build_lock(build_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
-
-def _packer_vars(secrets: Mapping[str, str]) -> dict[str, str]:
-    """Embed secret values as the sensitive PKR_VAR_secret_<name> the template declares."""
-    return {f"PKR_VAR_secret_{name}": value for name, value in secrets.items()}
