@@ -105,38 +105,32 @@ class GitLabFake(LoopbackHttpServer):
                     return self._send(403, {"message": "403 Forbidden"})
                 token_ok = fake.token is None or given == fake.token
                 fake.requests.append((kind, self.path, token_ok))
-                if fake.token is not None and not self.headers.get("PRIVATE-TOKEN"):
-                    return self._send(401, {"message": "401 Unauthorized"})
                 if not token_ok:
                     return self._send(401, {"message": "401 Unauthorized"})
                 if project is None:
                     return self._send(404, {"message": "404 Project Not Found"})
-                if fake.faults[kind]:
-                    fault = fake.faults[kind].popleft()
-                    if fault[0] == "status":
-                        headers = {"Retry-After": str(fault[2])} if len(fault) > 2 else {}
-                        return self._send(fault[1], {"message": "fault"}, headers)
-                    body = self._body(project, kind, rest, args)
-                    if body is None:
-                        return self._send(404, {"message": "404 Not Found"})
-                    if fault[0] == "reset":
-                        self.connection.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                        )
-                        self.close_connection = True
-                        return
-                    if fault[0] == "truncate":
-                        self.send_response(200)
-                        self.send_header("Content-Length", str(len(body)))
-                        self.end_headers()
-                        self.wfile.write(body[: len(body) // 2])
-                        self.wfile.flush()
-                        time.sleep(0.05)
-                        self.close_connection = True
-                        return
+                fault = fake.faults[kind].popleft() if fake.faults[kind] else ("none",)
+                if fault[0] == "status":
+                    headers = {"Retry-After": str(fault[2])} if len(fault) > 2 else {}
+                    return self._send(fault[1], {"message": "fault"}, headers)
                 body = self._body(project, kind, rest, args)
                 if body is None:
                     return self._send(404, {"message": "404 Not Found"})
+                if fault[0] == "reset":
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    self.close_connection = True
+                    return
+                if fault[0] == "truncate":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                    self.close_connection = True
+                    return
                 if kind != "commit":
                     time.sleep(fake.delay)
                 self._raw(200, body, "application/octet-stream")
