@@ -161,4 +161,3 @@ def build_lock(build_dir: Path) -> Iterator[None]:
             say(f"waiting for another build using {build_dir} to finish ...")
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
-
