@@ -398,10 +398,10 @@ def _children_cpu() -> float:
 
 def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any]:
     """stats.json from the sampler; from the kernel's totals if it is missing or fails."""
+    from . import stats
+
     if sampler is not None:
         try:
-            from . import stats
-
             summary = sampler.stop(final_cpu_seconds=reaped_cpu)
             # A model shorter than one sample can slip past the sampler; the kernel's
             # peak for the reaped tree is a floor.
@@ -420,11 +420,9 @@ def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any
         "utilisation": round(cpu / wall, 3) if wall > 0 else 0.0,
         "samples": 0,
     }
-    outputs.write_text(task / "stats.json", json.dumps(summary, indent=2) + "\n")
+    stats.write_summary(task / "stats.json", summary)
     if not (task / "stats.csv").exists():
-        outputs.write_text(
-            task / "stats.csv", "elapsed_s,unix_time,processes,cpu_seconds,cpu_cores,rss_bytes\n"
-        )
+        outputs.write_text(task / "stats.csv", ",".join(stats.CSV_COLUMNS) + "\n")
     return summary
 
 
