@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
-from everbake.location import PLACES, env_variable
 from everbake.spec import ImageSpec
 
 
@@ -52,8 +51,9 @@ class Provider:
         raise NotImplementedError
 
     def check(self) -> list[CheckLine]:
-        """Credentials and settings as far as can be told offline."""
-        raise NotImplementedError
+        """Offline checks of the local tools; the clouds' checks (SDK, credentials,
+        project/folder, one API call) are everbake.check.cloud_checks."""
+        return []
 
     def common_vars(self, spec: ImageSpec, fps: Fingerprints, layer: str) -> dict[str, Any]:
         return {
@@ -65,11 +65,3 @@ class Provider:
             "image_description": naming.description(spec, fps, layer),
             "image_labels": naming.labels(spec, fps, layer),
         }
-
-
-def location_line(provider: str) -> CheckLine:
-    """Offline check of the project/folder the environment names."""
-    place = PLACES[provider]
-    found = env_variable(provider)
-    detail = f"{found[0]}={found[1]}" if found else f"not set (nor {place.setting})"
-    return CheckLine(f"{provider}: {place.noun}", bool(found), detail, place.fix)

@@ -1,22 +1,15 @@
-"""Google Compute Engine: googlecompute source vars and offline credential checks."""
+"""Google Compute Engine: googlecompute source vars."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
 from everbake.location import find
-from everbake.providers.base import BuildSettings, CheckLine, Provider, location_line
+from everbake.providers.base import BuildSettings, Provider
 from everbake.spec import ImageSpec
-
-ADC_PATH = Path.home() / ".config" / "gcloud" / "application_default_credentials.json"
-CREDENTIAL_HINT = (
-    "gcloud auth application-default login  (or export GOOGLE_APPLICATION_CREDENTIALS=<key.json>)"
-)
 
 
 def project(spec: ImageSpec, settings: BuildSettings) -> str:
@@ -68,28 +61,6 @@ class Gcp(Provider):
         if found:
             values["project_id"] = found
         return values
-
-    def check(self) -> list[CheckLine]:
-        lines = []
-        key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")
-        if key:
-            ok, detail = _key_file(Path(key))
-            lines.append(CheckLine("gcp: credentials", ok, detail, CREDENTIAL_HINT))
-        elif ADC_PATH.is_file():
-            lines.append(CheckLine("gcp: credentials", True, f"application default ({ADC_PATH})"))
-        else:
-            lines.append(CheckLine("gcp: credentials", False, "none found", CREDENTIAL_HINT))
-        lines.append(location_line("gcp"))
-        return lines
-
-
-def _key_file(path: Path) -> tuple[bool, str]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return False, f"GOOGLE_APPLICATION_CREDENTIALS={path} is unreadable ({exc})"
-    kind = data.get("type", "?") if isinstance(data, dict) else "?"
-    return True, f"GOOGLE_APPLICATION_CREDENTIALS ({kind})"
 
 
 def paths_list(paths: dict[str, Any], key: str) -> list[Path]:

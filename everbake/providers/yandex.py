@@ -1,22 +1,16 @@
-"""Yandex Cloud: yandex source vars, the plugin's field list and offline checks."""
+"""Yandex Cloud: yandex source vars and the plugin's field list."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
 from everbake.location import find
-from everbake.providers.base import BuildSettings, CheckLine, Provider, location_line
+from everbake.providers.base import BuildSettings, Provider
 from everbake.providers.gcp import paths_list
 from everbake.spec import ImageSpec
-
-CREDENTIAL_HINT = (
-    "export YC_TOKEN=$(yc iam create-token)  (or YC_SERVICE_ACCOUNT_KEY_FILE=<key.json>)"
-)
 
 # Arguments of the yandex builder (plugin 1.1.x, shared/facts/packer.md): Packer
 # 1.6.6 has no yandex builder, so rendered sources are checked against this list.
@@ -127,31 +121,3 @@ class Yandex(Provider):
             values["source_image_family"] = spec.base.yandex.image_family
             values["source_image_folder_id"] = spec.base.yandex.image_folder_id
         return values
-
-    def check(self) -> list[CheckLine]:
-        lines = []
-        key = os.environ.get("YC_SERVICE_ACCOUNT_KEY_FILE", "")
-        if os.environ.get("YC_TOKEN"):
-            lines.append(CheckLine("yandex: credentials", True, "YC_TOKEN"))
-        elif key:
-            ok = _readable_json(Path(key))
-            lines.append(
-                CheckLine(
-                    "yandex: credentials",
-                    ok,
-                    f"YC_SERVICE_ACCOUNT_KEY_FILE={key}" + ("" if ok else " is unreadable"),
-                    CREDENTIAL_HINT,
-                )
-            )
-        else:
-            lines.append(CheckLine("yandex: credentials", False, "none found", CREDENTIAL_HINT))
-        lines.append(location_line("yandex"))
-        return lines
-
-
-def _readable_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return True
