@@ -23,10 +23,11 @@ rm -f /etc/ssh/ssh_host_*
 if [[ -e /etc/machine-id ]]; then : >/etc/machine-id; fi # empty: systemd makes a new one at first boot
 rm -f /var/lib/dbus/machine-id
 homes=(/root /home/*)
+# Per home: shell and tool histories, pip's cache, and login keys (e.g. Packer's
+# temporary login on a cloud VM).
+home_leftovers=(.bash_history .python_history .lesshst .viminfo .wget-hsts .cache/pip .ssh/authorized_keys)
 for h in "${homes[@]}"; do
-  rm -f "$h"/.bash_history "$h"/.python_history "$h"/.lesshst "$h"/.viminfo "$h"/.wget-hsts
-  rm -rf "$h"/.cache/pip
-  rm -f "$h"/.ssh/authorized_keys # e.g. Packer's temporary login on a cloud VM
+  for f in "${home_leftovers[@]}"; do rm -rf "${h:?}/$f"; done
 done
 apt-get clean
 find /var/lib/apt/lists -type f ! -name lock -delete
@@ -53,9 +54,8 @@ for f in /etc/ssh/ssh_host_* /var/lib/dbus/machine-id /var/lib/cloud/* /var/cach
 done
 [[ -s /etc/machine-id ]] && left+=(/etc/machine-id)
 for h in "${homes[@]}"; do
-  for f in "$h"/.bash_history "$h"/.python_history "$h"/.lesshst "$h"/.viminfo "$h"/.wget-hsts \
-    "$h"/.cache/pip "$h"/.ssh/authorized_keys; do
-    [[ -e $f ]] && left+=("$f")
+  for f in "${home_leftovers[@]}"; do
+    [[ -e $h/$f ]] && left+=("$h/$f")
   done
 done
 while IFS= read -r f; do left+=("$f"); done < <(find /var/lib/apt/lists -type f ! -name lock)
