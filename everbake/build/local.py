@@ -41,11 +41,7 @@ def prepare(
         scripts=[*scripts["base"], *scripts["image"]],
     )
     env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
-    if staged.agent_sha256 is None:
-        env["image"]["EB_AGENT_ARCHIVE"] = ""
-        env["image"]["EB_AGENT_SHA256"] = ""
-    else:
-        env["image"]["EB_AGENT_SHA256"] = staged.agent_sha256
+    env["image"].update(staging.agent_env(staged.agent_sha256))
     plan = make_plan(
         image=image,
         base_name=naming.image_name(spec, fps, "base"),

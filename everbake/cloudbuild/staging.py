@@ -54,11 +54,7 @@ def apply_agent(rendered: Rendered, agent_sha256: str | None) -> None:
     path = rendered.directory / VAR_FILE
     values = json.loads(path.read_text(encoding="utf-8"))
     env = dict(item.split("=", 1) for item in values.get("script_env", []))
-    if agent_sha256 is None:
-        env["EB_AGENT_ARCHIVE"] = ""
-        env["EB_AGENT_SHA256"] = ""
-    else:
-        env["EB_AGENT_SHA256"] = agent_sha256
+    env.update(staging.agent_env(agent_sha256))
     values["script_env"] = [f"{k}={v}" for k, v in sorted(env.items())]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")

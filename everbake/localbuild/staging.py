@@ -252,6 +252,14 @@ class Staged:
     ca_certificates: list[str]
 
 
+def agent_env(agent_sha256: str | None) -> dict[str, str]:
+    """What 50-agent.sh must be told after staging: the staged archive's sha256
+    (the spec may not pin one), or empty values when the agent is skipped."""
+    if agent_sha256 is None:
+        return {"EB_AGENT_ARCHIVE": "", "EB_AGENT_SHA256": ""}
+    return {"EB_AGENT_SHA256": agent_sha256}
+
+
 def render_agent_conf(spec: ImageSpec) -> str:
     """The agent's config from the spec's template (standard Jinja delimiters, strict)."""
     template_path = spec.repo_path(spec.agent.config_template)
