@@ -311,7 +311,7 @@ class StatusClient:
             while True:
                 try:
                     data = sock.recv(65536)
-                except TimeoutError:
+                except socket.timeout:  # TimeoutError only from 3.10 on; the runtime runs on 3.8
                     continue
                 if not data:
                     break
@@ -441,7 +441,7 @@ def deliver_once(
             try:
                 while sock.recv(65536):
                     sock.settimeout(max(0.01, deadline - time.monotonic()))
-            except (TimeoutError, ConnectionError):
+            except (socket.timeout, ConnectionError):
                 pass
     except Exception as error:
         return _describe(error)

@@ -98,6 +98,26 @@ def test_module_send_is_delivered_at_exit_without_an_explicit_flush(python):
     assert agent.statuses[-1] == "tick 49"
 
 
+def test_a_silent_agent_keeps_its_one_connection(python):
+    # The reader's recv times out whenever the agent says nothing for write_timeout;
+    # that is no reason to drop the session (Python 3.8 raises socket.timeout there,
+    # which is not TimeoutError before 3.10).
+    code = (
+        "import sys, time\n"
+        "from everest_runtime.status import StatusClient\n"
+        "c = StatusClient('127.0.0.1', int(sys.argv[1]), 'task-9', write_timeout=0.1)\n"
+        "c.send('one'); c.flush(5); time.sleep(1.0); c.send('two'); c.flush(5)\n"
+        "print(c.connects); c.close(5)\n"
+    )
+    with FaultyAgent(expect_task_id="task-9") as agent:
+        done = run(python, code, str(agent.port), agent_port=None)
+        assert done.returncode == 0, done.stderr
+        assert agent.wait_for(lambda: agent.statuses == ["one", "two"])
+    assert done.stdout.strip() == "1", done.stderr
+    assert len(agent.connections) == 1
+    assert agent.bad == []
+
+
 def test_module_send_with_a_bad_port_goes_to_stderr(python):
     code = "from everest_runtime import status; status.send('hi'); print(status.flush(1))"
     env_port = "not-a-port"
