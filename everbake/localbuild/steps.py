@@ -34,7 +34,6 @@ def _copy_staging(plan: Plan) -> None:
 
 def _run_layer(plan: Plan, layer: str) -> None:
     spec = plan.layers[layer]
-    log = Path(plan.log) if plan.log else None
     with chroot(plan.rootfs) as ch:
         for script in spec.scripts:
             inside = f"{plan.staging}/scripts/{script}"
@@ -45,7 +44,7 @@ def _run_layer(plan: Plan, layer: str) -> None:
                     ch.argv(["/bin/bash", inside]),
                     env=ch.env(spec.env),
                     prefix=script.removesuffix(".sh"),
-                    log_path=log,
+                    log_path=_log(plan),
                     what=f"{layer} layer, script provisioning/{script}",
                     echo=False,
                 )
