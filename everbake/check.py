@@ -19,7 +19,7 @@ from everbake.errors import EverbakeError, ToolError
 from everbake.location import PLACES, from_env, location_of
 from everbake.providers import CheckLine, get
 from everbake.spec import ImageSpec
-from everbake.stores import CredentialsHint
+from everbake.stores.factory import credentials_hint
 
 SDKS = {
     "gcp": ("google.cloud.compute_v1", "pip install 'everbake[gcp]'  (google-cloud-compute)"),
@@ -78,7 +78,7 @@ def cloud_checks(provider: str, specs: list[ImageSpec], env: Mapping[str, str]) 
             shown = ".".join(map(str, version))
             detail = f"packer {shown}" + ("" if ok else " has no yandex builder")
             lines.append(CheckLine("yandex: packer builder", ok, detail, YANDEX_PACKER_FIX))
-    hint = _hint(provider, env)
+    hint = credentials_hint(provider, env)
     lines.append(CheckLine(f"{provider}: credentials", hint.ok, hint.detail, hint.fix or ""))
     locations = _locations(provider, specs, env)
     place = PLACES[provider]
@@ -136,16 +136,6 @@ def _locations(
         if found:
             return {found: []}
     return out
-
-
-def _hint(provider: str, env: Mapping[str, str]) -> CredentialsHint:
-    if provider == "gcp":
-        from everbake.stores.gcp import gcp_credentials_hint
-
-        return gcp_credentials_hint(dict(env))
-    from everbake.stores.yandex import yandex_credentials_hint
-
-    return yandex_credentials_hint(env)
 
 
 def _importable(module: str) -> bool:

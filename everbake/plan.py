@@ -18,7 +18,6 @@ from everbake import naming
 from everbake.fingerprint import fingerprints
 from everbake.providers import get
 from everbake.spec import ImageSpec
-from everbake.stores import CredentialsHint
 
 COLUMNS = ["image", "provider", "layer", "fingerprint", "image_name"]
 STATUS_COLUMNS = [*COLUMNS, "exists", "action"]
@@ -96,9 +95,9 @@ def _cloud_exists(
     """Per layer: found or not, or the reason it is unknown."""
     from everbake.errors import EverbakeError
     from everbake.location import location_of
-    from everbake.stores.factory import open_store
+    from everbake.stores.factory import credentials_hint, open_store
 
-    hint = _credentials_hint(provider, env)
+    hint = credentials_hint(provider, env)
     if not hint.ok:
         return dict.fromkeys(("base", "image"), f"no credentials: {hint.fix}")
     fps = fingerprints(spec)
@@ -115,16 +114,6 @@ def _cloud_exists(
         reason = str(exc).splitlines()[0]
         return {layer: out.get(layer, f"lookup failed: {reason}") for layer in ("base", "image")}
     return out
-
-
-def _credentials_hint(provider: str, env: Mapping[str, str]) -> CredentialsHint:
-    if provider == "gcp":
-        from everbake.stores.gcp import gcp_credentials_hint
-
-        return gcp_credentials_hint(dict(env))
-    from everbake.stores.yandex import yandex_credentials_hint
-
-    return yandex_credentials_hint(env)
 
 
 def _action(layer: str, found: Mapping[str, bool | str], provider: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from everbake.errors import CloudError, EverbakeError
 from everbake.location import from_env
-from everbake.stores import ImageStore
+from everbake.stores import CredentialsHint, ImageStore
 
 PROVIDERS = ("gcp", "yandex")
 
@@ -57,3 +57,14 @@ def open_store(
             folder, endpoint=env.get("EVERBAKE_YANDEX_ENDPOINT") or None, root_certificates=roots
         )
     raise EverbakeError(f"unknown provider '{provider}': choose one of {', '.join(PROVIDERS)}")
+
+
+def credentials_hint(provider: str, env: Mapping[str, str]) -> CredentialsHint:
+    """Whether ``env`` holds credentials for ``provider``'s cloud (no network)."""
+    if provider == "gcp":
+        from everbake.stores.gcp import gcp_credentials_hint
+
+        return gcp_credentials_hint(dict(env))
+    from everbake.stores.yandex import yandex_credentials_hint
+
+    return yandex_credentials_hint(env)
