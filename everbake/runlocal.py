@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 from everbake import naming
 from everbake.agent_standin import AgentStandin
@@ -113,10 +114,13 @@ def _copy_model(model: Path, dest_parent: Path) -> str:
     raise EverbakeError(f"--model {model}: no such directory or archive")
 
 
-def _task_user(root: Path, wanted: str) -> str:
-    """``wanted`` when the image has that user, else root (an image without the agent user)."""
-    passwd = (root / "etc/passwd").read_text(encoding="utf-8")
-    return wanted if any(line.split(":")[0] == wanted for line in passwd.splitlines()) else "root"
+def _passwd_ids(root: Path, user: str) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` as the image knows it (its own /etc/passwd, not the host's)."""
+    for line in (root / "etc/passwd").read_text(encoding="utf-8").splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    return None
 
 
 def _new_run_id() -> str:
@@ -124,10 +128,17 @@ def _new_run_id() -> str:
     return f"{stamp}-{os.getpid()}"
 
 
-def _run_task(ch: Chroot, argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]:
+def _pump(output: IO[bytes], log_file: IO[bytes]) -> None:
+    """The task's output into its log and, prefixed, onto stderr as it comes."""
+    for raw in output:
+        log_file.write(raw)
+        sys.stderr.write("task | " + raw.decode("utf-8", "replace"))
+        sys.stderr.flush()
+
+
+def _run_task(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]:
     """Run ``argv`` in its own process group; Ctrl-C sends SIGTERM to the group and
     waits for the runner to collect outputs. Returns (exit code, cancelled)."""
-    cancelled = False
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(
             argv,
@@ -139,20 +150,14 @@ def _run_task(ch: Chroot, argv: list[str], env: dict[str, str], log: Path) -> tu
         )
         assert proc.stdout is not None
         try:
-            for raw in proc.stdout:
-                log_file.write(raw)
-                sys.stderr.write("task | " + raw.decode("utf-8", "replace"))
-                sys.stderr.flush()
+            _pump(proc.stdout, log_file)
             return proc.wait(), False
         except KeyboardInterrupt:
-            cancelled = True
             say("cancelling: SIGTERM to the task's process group, collecting outputs")
             _terminate_group(proc)
             # Drain what the runner prints while it winds down.
-            for raw in proc.stdout:
-                log_file.write(raw)
-                sys.stderr.write("task | " + raw.decode("utf-8", "replace"))
-            return proc.wait(), cancelled
+            _pump(proc.stdout, log_file)
+            return proc.wait(), True
 
 
 def _terminate_group(proc: subprocess.Popen[bytes]) -> None:
@@ -227,9 +232,11 @@ def run_local(
         task_dir.mkdir(parents=True)
         inputs = _copy_job(job, task_dir)
         model_in_image = _copy_model(model_path, inside)
-        task_user = _task_user(root, user)
-        if task_user != "root":
-            _chown_to(root, inside, task_user)
+        # An image without the agent user runs the task as root.
+        ids = _passwd_ids(root, user)
+        task_user = user if ids else "root"
+        if ids and task_user != "root":
+            _chown_to(inside, *ids)
         standin.start()
         say(f"agent stand-in on 127.0.0.1:{standin.port}; task {run_id}")
         env = Chroot.env({**standin.env(run_id), "HOME": "/tmp"})
@@ -245,7 +252,7 @@ def run_local(
         with chroot(root) as ch:
             argv = ch.argv(["/usr/sbin/runuser", "-u", task_user, "--", *command])
             with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):
-                code, cancelled = _run_task(ch, argv, env, run_dir / "task.log")
+                code, cancelled = _run_task(argv, env, run_dir / "task.log")
         outputs = _collect(task_dir, run_dir, skip=set(inputs))
     finally:
         standin.stop()
@@ -280,15 +287,8 @@ def _overlay_image(tarball: Path, scratch: Path, root: Path) -> bool:
     return True
 
 
-def _chown_to(root: Path, path: Path, user: str) -> None:
-    """chown -R to ``user`` as the image knows it (its own /etc/passwd, not the host's)."""
-    for line in (root / "etc/passwd").read_text(encoding="utf-8").splitlines():
-        fields = line.split(":")
-        if fields[0] == user:
-            uid, gid = int(fields[2]), int(fields[3])
-            break
-    else:
-        raise BuildError(f"user {user} is not in the image's /etc/passwd")
+def _chown_to(path: Path, uid: int, gid: int) -> None:
+    """chown -R, symlinks themselves rather than their targets."""
     for dirpath, dirs, files in os.walk(path):
         os.chown(dirpath, uid, gid)
         for name in [*dirs, *files]:
