@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -17,29 +15,14 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
-PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
-RUNTIME = REPO / "runtime"
-EXAMPLE = RUNTIME / "examples" / "transport"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.fakes.gitlab import GitLabFake, tar_gz  # noqa: E402
-from tests.fakes.metadata import MetadataFake  # noqa: E402
+from tests.fakes.gitlab import GitLabFake, tar_gz
+from tests.fakes.metadata import MetadataFake
+from tests.runtime.cli_env import EXAMPLE, PYTHON, clean_env
 
 TOKEN = "glpat-Zq8kT3stT0ken-9f2a"
 SHA = hashlib.sha1(b"v1").hexdigest()
 SHA2 = hashlib.sha1(b"v2").hexdigest()
 MODEL_FILES = {p.name: p.read_bytes() for p in EXAMPLE.iterdir() if p.is_file()}
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
-    env["PYTHONPATH"] = str(RUNTIME)
-    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server off loopback; see its own test
-    env.update(extra)
-    return env
 
 
 def bootstrap(gitlab: GitLabFake, tmp_path: Path, *args: str, token=TOKEN, env=None):

@@ -3,30 +3,18 @@ errors, and lazy imports (start-up stays cheap)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
-PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
-RUNTIME = REPO / "runtime"
+from tests.runtime.cli_env import PYTHON
+from tests.runtime.cli_env import clean_env as env
+
 ENTRY_POINTS = {
     "everest-status": "status_main",
     "everest-bootstrap": "bootstrap_main",
     "everest-run-task": "run_task_main",
 }
-
-
-def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("EVEREST_", "EVERBAKE_"))}
-    base["PYTHONPATH"] = str(RUNTIME)
-    base["EVEREST_PREEMPTION_WATCH"] = "0"
-    base.update(extra)
-    return base
 
 
 def console_script(name: str, *args: str, cwd=None, **extra: str):

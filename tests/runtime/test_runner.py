@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -16,24 +14,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
-PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
-RUNTIME = REPO / "runtime"
-EXAMPLE = RUNTIME / "examples" / "transport"
+from tests.fakes.agent import FaultyAgent
+from tests.runtime.cli_env import EXAMPLE, PYTHON, RUNTIME, clean_env
+
 SHELL_EXAMPLE = RUNTIME / "examples" / "shell-model"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.fakes.agent import FaultyAgent  # noqa: E402
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
-    env["PYTHONPATH"] = str(RUNTIME)
-    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server off loopback; see its own test
-    env.update(extra)
-    return env
 
 
 def run_task(task: Path, *args: str, env=None, model: Path = EXAMPLE, timeout: float = 60):

@@ -5,21 +5,13 @@ environment or the process arguments it can see."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-# The interpreter the CLIs run under: RUNTIME_TEST_PYTHON=python3.8 proves 3.8 support.
-PYTHON = os.environ.get("RUNTIME_TEST_PYTHON", sys.executable)
-RUNTIME = REPO / "runtime"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.fakes.gitlab import GitLabFake  # noqa: E402
-from tests.fakes.metadata import MetadataFake  # noqa: E402
+from tests.fakes.gitlab import GitLabFake
+from tests.fakes.metadata import MetadataFake
+from tests.runtime.cli_env import PYTHON, clean_env
 
 TOKEN = "glpat-ScanMe-7Hq2v9XwLk0p"
 SHA = hashlib.sha1(b"leaky").hexdigest()
@@ -69,9 +61,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 
 def test_token_appears_in_no_output_file_log_or_process(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVEREST_")}
-    env.update(PYTHONPATH=str(RUNTIME), EVEREST_CACHE_DIR=str(tmp_path / "cache"))
-    env["EVEREST_PREEMPTION_WATCH"] = "0"  # no metadata server off loopback
+    env = clean_env(EVEREST_CACHE_DIR=str(tmp_path / "cache"))
     outputs = []
     with GitLabFake(token=TOKEN) as gitlab, MetadataFake({"tok": TOKEN}) as meta:
         gitlab.project(7, "team/leaky").add_commit(SHA, LEAKY_MODEL, refs=["main"])
