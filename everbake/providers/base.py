@@ -65,3 +65,34 @@ class Provider:
             "image_description": naming.description(spec, fps, layer),
             "image_labels": naming.labels(spec, fps, layer),
         }
+
+    def cloud_vars(
+        self,
+        spec: ImageSpec,
+        fps: Fingerprints,
+        layer: str,
+        paths: dict[str, Path],
+        settings: BuildSettings,
+        build: Any,
+    ) -> dict[str, Any]:
+        """What both clouds set alike; ``build`` is the spec's build.<cloud> table."""
+        return {
+            **self.common_vars(spec, fps, layer),
+            "zone": settings.zone or build.zones[0],
+            "preemptible": build.preemptible
+            if settings.preemptible is None
+            else settings.preemptible,
+            "disk_size_gb": build.disk_size_gb,
+            "build_labels": {
+                naming.SPEC_LABEL: naming.label_value(spec.name),
+                naming.LAYER_LABEL: layer,
+            },
+            "staging_dir": str(paths["staging"]),
+            "scripts": [str(p) for p in _paths_list(paths, "scripts")],
+            "manifest_path": str(paths["manifest"]),
+        }
+
+
+def _paths_list(paths: dict[str, Any], key: str) -> list[Path]:
+    value = paths.get(key, [])
+    return list(value) if isinstance(value, list | tuple) else []

@@ -30,23 +30,10 @@ class Gcp(Provider):
         settings: BuildSettings,
     ) -> dict[str, Any]:
         build = spec.build.gcp
-        preemptible = build.preemptible if settings.preemptible is None else settings.preemptible
-        values: dict[str, Any] = {
-            **self.common_vars(spec, fps, layer),
-            "zone": settings.zone or build.zones[0],
-            "machine_type": build.machine_type,
-            "preemptible": preemptible,
-            "on_host_maintenance": "TERMINATE" if preemptible else "MIGRATE",
-            "disk_size_gb": build.disk_size_gb,
-            "network": build.network,
-            "build_labels": {
-                naming.SPEC_LABEL: naming.label_value(spec.name),
-                naming.LAYER_LABEL: layer,
-            },
-            "staging_dir": str(paths["staging"]),
-            "scripts": [str(p) for p in paths_list(paths, "scripts")],
-            "manifest_path": str(paths["manifest"]),
-        }
+        values = self.cloud_vars(spec, fps, layer, paths, settings, build)
+        values["machine_type"] = build.machine_type
+        values["on_host_maintenance"] = "TERMINATE" if values["preemptible"] else "MIGRATE"
+        values["network"] = build.network
         if build.subnetwork:
             values["subnetwork"] = build.subnetwork
         if layer == "image":
@@ -61,8 +48,3 @@ class Gcp(Provider):
         if found:
             values["project_id"] = found
         return values
-
-
-def paths_list(paths: dict[str, Any], key: str) -> list[Path]:
-    value = paths.get(key, [])
-    return list(value) if isinstance(value, list | tuple) else []

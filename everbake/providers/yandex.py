@@ -9,7 +9,6 @@ from everbake import naming
 from everbake.fingerprint import Fingerprints
 from everbake.location import find
 from everbake.providers.base import BuildSettings, Provider
-from everbake.providers.gcp import paths_list
 from everbake.spec import ImageSpec
 
 # Arguments of the yandex builder (plugin 1.1.x, shared/facts/packer.md): Packer
@@ -89,25 +88,11 @@ class Yandex(Provider):
         settings: BuildSettings,
     ) -> dict[str, Any]:
         build = spec.build.yandex
-        values: dict[str, Any] = {
-            **self.common_vars(spec, fps, layer),
-            "zone": settings.zone or build.zones[0],
-            "platform_id": build.platform_id,
-            "cores": build.cores,
-            "memory_gb": build.memory_gb,
-            "core_fraction": build.core_fraction,
-            "preemptible": build.preemptible
-            if settings.preemptible is None
-            else settings.preemptible,
-            "disk_size_gb": build.disk_size_gb,
-            "build_labels": {
-                naming.SPEC_LABEL: naming.label_value(spec.name),
-                naming.LAYER_LABEL: layer,
-            },
-            "staging_dir": str(paths["staging"]),
-            "scripts": [str(p) for p in paths_list(paths, "scripts")],
-            "manifest_path": str(paths["manifest"]),
-        }
+        values = self.cloud_vars(spec, fps, layer, paths, settings, build)
+        values["platform_id"] = build.platform_id
+        values["cores"] = build.cores
+        values["memory_gb"] = build.memory_gb
+        values["core_fraction"] = build.core_fraction
         if build.subnet_id:
             values["subnet_id"] = build.subnet_id
         found = folder(spec, settings)
