@@ -34,12 +34,7 @@ def stage_layer(spec: ImageSpec, fps: Fingerprints, layer: str, directory: Path)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    certs = staging.ca_certificate_files(spec.system.ca_certificates, spec.repo_root)
-    staging.stage_ca_certificates(certs, directory)
-    staging.stage_solver_scripts(
-        {s.name: spec.repo_path(s.script) for s in spec.solvers if s.install == "script"},
-        directory,
-    )
+    staging.stage_base_files(spec, directory)
     return None
 
 

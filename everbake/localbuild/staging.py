@@ -208,6 +208,18 @@ def stage_solver_scripts(scripts: Mapping[str, Path], staging: Path) -> list[str
     return sorted(f"{name}.sh" for name in scripts)
 
 
+def stage_base_files(spec: ImageSpec, staging: Path) -> list[str]:
+    """What the base layer's scripts read: CA certificates and solver scripts.
+    Returns the staged certificates' names."""
+    ca = stage_ca_certificates(
+        ca_certificate_files(spec.system.ca_certificates, spec.repo_root), staging
+    )
+    stage_solver_scripts(
+        {s.name: spec.repo_path(s.script) for s in spec.solvers if s.install == "script"}, staging
+    )
+    return ca
+
+
 def write_json(path: Path, data: object) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -322,12 +334,7 @@ def stage(
     )
     fetched = fetch_agent(agent, staging / AGENT_ARCHIVE, spec.repo_root)
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
-    ca = stage_ca_certificates(
-        ca_certificate_files(spec.system.ca_certificates, spec.repo_root), staging
-    )
-    stage_solver_scripts(
-        {s.name: spec.repo_path(s.script) for s in spec.solvers if s.install == "script"}, staging
-    )
+    ca = stage_base_files(spec, staging)
     write_json(staging / "image.json", image_info(spec, image, fingerprints))
     return Staged(
         agent_sha256=fetched[1] if fetched else None, wheel=wheel.name, ca_certificates=ca
