@@ -91,8 +91,6 @@ def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
 
 
 def _copy_job(job_dir: Path, task_dir: Path) -> list[str]:
-    if not (job_dir / "params.json").is_file():
-        raise EverbakeError(f"--job {job_dir}: no params.json in it (a job is params.json + data)")
     copied = []
     for name in JOB_INPUTS:
         if (job_dir / name).is_file():
@@ -108,10 +106,8 @@ def _copy_model(model: Path, dest_parent: Path) -> str:
             model, dest_parent / "model", ignore=shutil.ignore_patterns("__pycache__", "job")
         )
         return f"{RUN_DIR_IN_IMAGE}/model"
-    if model.is_file():
-        shutil.copyfile(model, dest_parent / model.name)
-        return f"{RUN_DIR_IN_IMAGE}/{model.name}"
-    raise EverbakeError(f"--model {model}: no such directory or archive")
+    shutil.copyfile(model, dest_parent / model.name)
+    return f"{RUN_DIR_IN_IMAGE}/{model.name}"
 
 
 def _passwd_ids(root: Path, user: str) -> tuple[int, int] | None:
@@ -210,8 +206,13 @@ def run_local(
     tarball = resolve_image(image, repo_root)
     job = Path(job_dir).resolve()
     model_path = Path(model).resolve() if model else repo_root / DEFAULT_MODEL
+    # Bad arguments fail before the image is unpacked or mounted and a run dir exists.
     if not job.is_dir():
         raise EverbakeError(f"--job {job_dir}: no such directory")
+    if not (job / "params.json").is_file():
+        raise EverbakeError(f"--job {job}: no params.json in it (a job is params.json + data)")
+    if not (model_path.is_dir() or model_path.is_file()):
+        raise EverbakeError(f"--model {model_path}: no such directory or archive")
     run_id = _new_run_id()
     run_dir = (runs_dir or repo_root / "runs") / run_id
     root = run_dir / "root"
