@@ -37,6 +37,8 @@ PLAN_FILE = "local-plan.json"
 PLUGINS_FROM = (1, 7, 0)
 SOURCE_TYPES = {"gcp": "googlecompute", "yandex": "yandex", "local": "null"}
 _PLUGIN_OF = {"gcp": "googlecompute", "yandex": "yandex"}
+# The variable naming where a cloud builds; from PKR_VAR_* when the spec leaves it out.
+_LOCATION_VAR = {"gcp": "project_id", "yandex": "folder_id"}
 
 
 def hcl_string(value: Any) -> str:
@@ -165,11 +167,10 @@ def _render_layer(
             {"name": name, "upper": name.upper()} for name in provision_env.embed_secrets(spec)
         ]
     sensitive = tuple(f"secret_{s['name']}" for s in secrets)
-    unset = {"gcp": ("project_id",), "yandex": ("folder_id",)}.get(provider.name, ())
     variables = [{"name": k, "type": _hcl_type(v), "sensitive": False} for k, v in values.items()]
-    variables += [
-        {"name": name, "type": "string", "sensitive": False} for name in unset if name not in values
-    ]
+    location = _LOCATION_VAR.get(provider.name)
+    if location and location not in values:
+        variables.append({"name": location, "type": "string", "sensitive": False})
     variables += [{"name": name, "type": "string", "sensitive": True} for name in sensitive]
     variables.sort(key=lambda v: str(v["name"]))
     context = {
@@ -304,9 +305,9 @@ def validation_env(rendered: Rendered, base: dict[str, str] | None = None) -> di
     """Environment for `packer validate`: placeholders for values only known at build
     time (project/folder, secrets), so validation needs no credentials or secrets."""
     env = dict(os.environ if base is None else base)
-    for name in ("project_id", "folder_id"):
-        if rendered.provider in ("gcp", "yandex") and name not in rendered.values:
-            env.setdefault(f"PKR_VAR_{name}", PLACEHOLDER)
+    location = _LOCATION_VAR.get(rendered.provider)
+    if location and location not in rendered.values:
+        env.setdefault(f"PKR_VAR_{location}", PLACEHOLDER)
     for name in rendered.sensitive:
         env[f"PKR_VAR_{name}"] = PLACEHOLDER
     return env
