@@ -54,16 +54,17 @@ class Chroot:
         return env
 
 
-def mounts_under(root: Path) -> list[str]:
-    """Mount points at or below ``root`` according to /proc/mounts."""
-    prefix = str(root.resolve())
-    found = []
+def mount_table() -> list[tuple[str, str, str]]:
+    """(mount point, filesystem type, options) of every mount in /proc/mounts."""
     with open("/proc/mounts", encoding="utf-8") as mounts:
-        for line in mounts:
-            target = line.split()[1].replace("\\040", " ")
-            if target == prefix or target.startswith(prefix + "/"):
-                found.append(target)
-    return found
+        rows = [line.split()[1:4] for line in mounts]
+    return [(target.replace("\\040", " "), fstype, options) for target, fstype, options in rows]
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``."""
+    prefix = str(root.resolve())
+    return [t for t, _, _ in mount_table() if t == prefix or t.startswith(prefix + "/")]
 
 
 def mounts_below(root: Path) -> list[str]:

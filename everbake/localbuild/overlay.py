@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from everbake.localbuild import export
-from everbake.localbuild.chroot import mounts_under, remove_tree, umount
+from everbake.localbuild.chroot import mount_table, mounts_under, remove_tree, umount
 from everbake.ui import say
 
 OVERLAY_ENV = "EVERBAKE_LOCAL_OVERLAY"
@@ -86,18 +86,15 @@ def supported(work_dir: Path) -> str | None:
 def _ours(work_dir: Path) -> str | None:
     """The mount point of this work dir's overlay (told apart by its upperdir)."""
     upper = f"upperdir={(work_dir / _UPPER).resolve()},"
-    with open("/proc/mounts", encoding="utf-8") as mounts:
-        for line in mounts:
-            _dev, target, fstype, options = line.split()[:4]
-            if fstype == "overlay" and upper in options + ",":
-                return target.replace("\\040", " ")
+    for target, fstype, options in mount_table():
+        if fstype == "overlay" and upper in options + ",":
+            return target
     return None
 
 
 def in_use_as_lower(lower: Path) -> bool:
     needle = f"lowerdir={lower.resolve()}"
-    with open("/proc/mounts", encoding="utf-8") as mounts:
-        return any(needle in line for line in mounts)
+    return any(needle in options for _, _, options in mount_table())
 
 
 def release(work_dir: Path, settle: float = 10.0) -> None:
