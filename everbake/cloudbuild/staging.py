@@ -9,7 +9,6 @@ as sensitive PKR_VAR_* and Packer writes them on the VM.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -51,6 +50,4 @@ def apply_agent(rendered: Rendered, agent_sha256: str | None) -> None:
     env = dict(item.split("=", 1) for item in values.get("script_env", []))
     env.update(staging.agent_env(agent_sha256))
     values["script_env"] = [f"{k}={v}" for k, v in sorted(env.items())]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    staging.write_json(path, values)
