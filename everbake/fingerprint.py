@@ -34,6 +34,9 @@ class Fingerprints:
         provision_env.check_layer(layer)
         return self.base if layer == "base" else self.image
 
+    def as_dict(self) -> dict[str, str]:
+        return {"base": self.base, "image": self.image}
+
 
 def fingerprints(spec: ImageSpec) -> Fingerprints:
     base = _digest(base_inputs(spec))

@@ -25,6 +25,7 @@ import jinja2
 
 from everbake import provision_env
 from everbake.errors import RenderError
+from everbake.files import write_atomic
 from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.packer import PLUGINS
 from everbake.providers import BuildSettings, Provider, get
@@ -196,7 +197,7 @@ def _render_layer(
     if "versions.pkr.hcl" not in files and stale.exists():
         stale.unlink()
     for name, text in files.items():
-        _write(directory / name, text)
+        write_atomic(directory / name, text)
     return Rendered(provider.name, layer, directory, values, sensitive)
 
 
@@ -207,13 +208,6 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
         raise RenderError(f"templates/{name}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise RenderError(f"templates/{name}: {exc.message} (context: {sorted(context)})") from None
-
-
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file so a failed render never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _hcl_type(value: Any) -> str:

@@ -142,7 +142,7 @@ def _bake(
         "provider": "local",
         "spec": spec.name,
         "spec_canonical": spec.to_canonical(),
-        "fingerprints": {"base": fps.base, "image": fps.image},
+        "fingerprints": fps.as_dict(),
         "base": {"name": plan.base_name, "cache": plan.base_cache},
         "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
         "packer_version": ".".join(map(str, packer.detect_version())),

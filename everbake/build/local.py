@@ -37,7 +37,7 @@ def prepare(
         spec,
         build_dir / "staging",
         image=image,
-        fingerprints={"base": fps.base, "image": fps.image},
+        fingerprints=fps.as_dict(),
         scripts=[*scripts["base"], *scripts["image"]],
     )
     env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
@@ -45,7 +45,7 @@ def prepare(
     plan = make_plan(
         image=image,
         base_name=naming.image_name(spec, fps, "base"),
-        fingerprints={"base": fps.base, "image": fps.image},
+        fingerprints=fps.as_dict(),
         suite=spec.base.local.suite,
         mirror=spec.base.local.mirror,
         build_dir=build_dir,

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from everbake.files import write_json
 from everbake.errors import BuildError
 
 
@@ -19,10 +20,7 @@ def record_path(repo_root: Path, provider: str, image: str) -> Path:
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, record)
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -94,7 +94,7 @@ def build_cloud(
         PLACES[provider].key: location,
         "spec": spec.name,
         "spec_canonical": spec.to_canonical(),
-        "fingerprints": {"base": fps.base, "image": fps.image},
+        "fingerprints": fps.as_dict(),
         "zone": attempt.zone,
         "preemptible": attempt.preemptible,
         "attempts": ctx.attempts_made.get("image", []),

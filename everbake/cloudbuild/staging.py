@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from everbake import naming, provision_env
+from everbake.files import write_json
 from everbake.fingerprint import Fingerprints
 from everbake.localbuild import staging
 from everbake.render import VAR_FILE, Rendered
@@ -26,7 +27,7 @@ def stage_layer(spec: ImageSpec, fps: Fingerprints, layer: str, directory: Path)
             spec,
             directory,
             image=naming.image_name(spec, fps),
-            fingerprints={"base": fps.base, "image": fps.image},
+            fingerprints=fps.as_dict(),
             scripts=provision_env.scripts(spec.repo_root, "image"),
         )
         return staged.agent_sha256
@@ -50,4 +51,4 @@ def apply_agent(rendered: Rendered, agent_sha256: str | None) -> None:
     env = dict(item.split("=", 1) for item in values.get("script_env", []))
     env.update(staging.agent_env(agent_sha256))
     values["script_env"] = [f"{k}={v}" for k, v in sorted(env.items())]
-    staging.write_json(path, values)
+    write_json(path, values)

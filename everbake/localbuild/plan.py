@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from everbake.errors import BuildError
+from everbake.files import write_atomic
 
 PLAN_VERSION = 1
 PLAN_FILE = "local-plan.json"
@@ -79,9 +80,7 @@ class Plan:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, self.to_json())
 
 
 def make_plan(

@@ -27,6 +27,7 @@ from pathlib import Path
 import jinja2
 
 from everbake.errors import BuildError, RenderError, SpecError
+from everbake.files import write_json
 from everbake.spec import ImageSpec
 from everbake.ui import say
 
@@ -218,12 +219,6 @@ def stage_base_files(spec: ImageSpec, staging: Path) -> list[str]:
         {s.name: spec.repo_path(s.script) for s in spec.solvers if s.install == "script"}, staging
     )
     return ca
-
-
-def write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --- embed-mode secrets (step side) -----------------------------------------------

@@ -1,0 +1,23 @@
+"""Files we write are replaced in one step: a reader never sees half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a hidden temporary file beside ``path``, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: object) -> None:
+    """``data`` as indented JSON with sorted keys (stable diffs), written atomically."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
