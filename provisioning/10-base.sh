@@ -27,7 +27,7 @@ apt_install() {
   # Installs only what is missing, so a second run touches no network.
   local missing=() pkg
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "${pkg%%=*}" 2>/dev/null | grep -q '^install ok installed$' \
+    [[ $(dpkg-query -W -f='${Status}' "${pkg%%=*}" 2>/dev/null) == 'install ok installed' ]] \
       || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
@@ -59,7 +59,7 @@ if ((${#certs[@]})); then
       changed=1
     fi
   done
-  if ((changed)) || ! find /etc/ssl/certs -lname "$ca_dir/*" | grep -q .; then
+  if ((changed)) || [[ -z $(find /etc/ssl/certs -lname "$ca_dir/*" -print -quit) ]]; then
     update-ca-certificates >/dev/null || die "update-ca-certificates failed"
   fi
   # pip bundles its own CA list (certifi); point it at the system bundle that

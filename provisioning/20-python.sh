@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 need=()
 for pkg in python3 python3-venv; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || need+=("$pkg")
+  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == 'install ok installed' ]] || need+=("$pkg")
 done
 if ((${#need[@]})); then
   echo "$me: installing ${need[*]}"

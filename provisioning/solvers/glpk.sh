@@ -11,4 +11,5 @@ fi
 apt-get update -q || { echo "glpk.sh: apt-get update failed" >&2; exit 1; }
 apt-get install -y -q --no-install-recommends "glpk-utils=$version" \
   || { echo "glpk.sh: apt-get install glpk-utils=$version failed (apt-cache policy glpk-utils)" >&2; exit 1; }
-glpsol --version | head -n 1
+# sed reads to the end: under pipefail, `head` could make glpsol die of SIGPIPE.
+glpsol --version | sed -n 1p
