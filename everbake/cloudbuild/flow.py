@@ -24,7 +24,7 @@ from typing import Any
 from everbake import naming, packer, render
 from everbake.build import BuildOutcome, build_lock
 from everbake.build.record import read_record, record_path, write_record
-from everbake.cloudbuild.attempts import Attempt, is_preemption, plan_attempts
+from everbake.cloudbuild.attempts import Attempt, plan_attempts, preemption_reason
 from everbake.cloudbuild.staging import apply_agent, stage_layer
 from everbake.errors import BuildError
 from everbake.fingerprint import Fingerprints, fingerprints
@@ -178,21 +178,21 @@ def _build_layer(
                 )
         except BuildError as exc:
             lines = _read_lines(log_path)
-            preempted = is_preemption(provider, lines)
-            made.append(_attempt_data(attempt, "preempted" if preempted else "failed"))
-            if not preempted:
+            lost = preemption_reason(provider, lines)
+            made.append(_attempt_data(attempt, "preempted" if lost else "failed"))
+            if not lost:
                 raise BuildError(
                     f"{provider}: the {layer} layer of {spec.name} failed in {attempt.zone} "
-                    f"(not a preemption, so not retried; full log: {log_path})"
+                    f"(the build VM was not lost, so not retried; full log: {log_path})"
                     f"{_hint(provider, ctx.packer_version)}\n{exc}"
                 ) from None
-            say(f"{provider}: the build VM in {attempt.zone} was preempted (log: {log_path})")
+            say(f"{provider}: the build VM in {attempt.zone} {lost} (log: {log_path})")
             continue
         made.append(_attempt_data(attempt, "built"))
         image, entry = _confirm(ctx, layer, since)
         return image, entry, attempt
     raise BuildError(
-        f"{provider}: the {layer} layer of {spec.name} was preempted on every attempt "
+        f"{provider}: the {layer} layer of {spec.name} lost its build VM on every attempt "
         f"({len(attempts)}: zones {', '.join(build.zones)}, then a standard VM); "
         "retry later or list more zones in build." + provider + ".zones"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.cloudbuild.attempts import is_preemption, plan_attempts
+from everbake.cloudbuild.attempts import is_preemption, plan_attempts, preemption_reason
 from everbake.errors import EverbakeError
 
 CASES = Path(__file__).parent / "cases"
@@ -32,6 +32,8 @@ def test_attempt_order(case):
 @pytest.mark.parametrize("case", load("preemption.json"))
 def test_preemption_classifier(case):
     assert is_preemption(case["provider"], case["output"]) is case["preempted"]
+    if "reason" in case:
+        assert preemption_reason(case["provider"], case["output"]) == case["reason"]
 
 
 def test_no_zones_is_a_spec_error():

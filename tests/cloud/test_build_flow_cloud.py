@@ -228,7 +228,8 @@ def test_preemption_walks_the_attempt_plan(repo, cloud, monkeypatch, capfd):
     assert outcome.record["zone"] == "zone-c"
     assert [a["outcome"] for a in outcome.record["attempts"]] == ["preempted"] * 3 + ["built"]
     err = capfd.readouterr().err
-    assert "retrying in zone-a" in err and "trying the next zone, zone-b" in err
+    assert "retrying on a preemptible VM in zone-a" in err and "trying the next zone, zone-b" in err
+    assert "the build VM in zone-a was preempted" in err
 
 
 def test_preempted_everywhere_ends_on_a_standard_vm(repo, cloud, monkeypatch, capfd):
@@ -250,7 +251,7 @@ def test_a_real_failure_stops_at_once_with_the_log_tail(repo, cloud, monkeypatch
     with pytest.raises(BuildError) as failure:
         build_image("cloudtest", "gcp", images_dir=repo / "images")
     message = str(failure.value)
-    assert "not a preemption" in message and "Unable to locate" in message
+    assert "was not lost, so not retried" in message and "Unable to locate" in message
     assert len(runs(cloud)) == 1
     assert not list((repo / "dist" / "builds" / "gcp").glob("everbake-cloudtest-*.json"))
 
