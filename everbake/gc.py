@@ -4,7 +4,9 @@ GCP: images beyond the newest N are deprecated (the newest live one named as
 replacement) and deleted once they have been deprecated for ``delete_after_days``.
 Yandex has no deprecation: images beyond the newest N are deleted.
 Never touched: the newest N, images of other families, and any image a
-published record names (resource configs and build records under dist/).
+published resource config names (dist/resources/*.json). Build records are not
+publications: every image everbake builds has one, so counting them would
+protect every image and retire nothing.
 """
 
 from __future__ import annotations
@@ -114,29 +116,28 @@ def apply(store: ImageStore, actions: Iterable[Action], say: Callable[[str], Non
     return done
 
 
-def protected_images(dist: Path, provider: str) -> set[str]:
-    """Image names and ids named by published records; unreadable records are skipped.
+def published_names(dist: Path, provider: str) -> dict[Path, set[str]]:
+    """Image names and ids per published resource config; unreadable ones are skipped.
 
-    Reads dist/resources/*.json (``image.name``/``image.id``, for this provider
-    when the record names one) and dist/builds/<provider>/*.json
-    (``image_name``/``image_id``).
+    Reads dist/resources/*.json: ``image.name``/``image.id`` of configs for
+    ``provider`` (or naming no provider).
     """
-    names: set[str] = set()
+    found: dict[Path, set[str]] = {}
     for path in sorted((dist / "resources").glob("*.json")):
         record = _read_json(path)
         if record.get("provider", provider) != provider:
             continue
         image = record.get("image")
         if isinstance(image, dict):
-            names.update(_strings(image.get("name"), image.get("id")))
-    for path in sorted((dist / "builds" / provider).glob("*.json")):
-        record = _read_json(path)
-        names.update(_strings(record.get("image_name"), record.get("image_id")))
-        for layer in ("base", "image"):
-            sub = record.get(layer)
-            if isinstance(sub, dict):
-                names.update(_strings(sub.get("image_name"), sub.get("image_id")))
-    return names
+            names = set(_strings(image.get("name"), image.get("id")))
+            if names:
+                found[path] = names
+    return found
+
+
+def protected_images(dist: Path, provider: str) -> set[str]:
+    """Every image name and id a published resource config names."""
+    return set().union(*published_names(dist, provider).values())
 
 
 def _read_json(path: Path) -> dict[str, Any]:

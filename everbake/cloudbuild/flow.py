@@ -28,6 +28,7 @@ from everbake.cloudbuild.attempts import Attempt, plan_attempts, preemption_reas
 from everbake.cloudbuild.staging import apply_agent, stage_layer
 from everbake.errors import BuildError
 from everbake.fingerprint import Fingerprints, fingerprints
+from everbake.gc import published_names
 from everbake.location import PLACES, location_of
 from everbake.providers import BuildSettings
 from everbake.spec import ImageSpec
@@ -257,20 +258,9 @@ def _confirm_replace(
 
 
 def records_naming(dist: Path, provider: str, image: CloudImage) -> list[Path]:
-    """Published resource configs and build records that mention ``image``."""
-    found = []
-    paths = [*sorted((dist / "resources").glob("*.json"))]
-    paths += sorted((dist / "builds" / provider).glob("*.json"))
-    for path in paths:
-        if path.name.endswith(".manifest.json"):
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            continue
-        if f'"{image.name}"' in text or (image.id and f'"{image.id}"' in text):
-            found.append(path)
-    return found
+    """Published resource configs that name ``image`` (by name or id)."""
+    wanted = {image.name, image.id} - {""}
+    return [path for path, names in published_names(dist, provider).items() if names & wanted]
 
 
 def _summary(image: CloudImage) -> dict[str, Any]:

@@ -339,12 +339,24 @@ def test_missing_embed_secret_fails_before_any_build(repo, cloud, monkeypatch):
 
 def test_force_refuses_to_replace_a_published_image(repo, cloud):
     first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    published = repo / "dist/resources/cloudtest-gcp.json"
+    published.parent.mkdir(parents=True)
+    published.write_text(json.dumps({"provider": "gcp", "image": {"name": first.image}}))
     with pytest.raises(BuildError) as failure:
         build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
     message = str(failure.value)
-    assert "--replace-published" in message and str(first.record_path) in message
+    assert "--replace-published" in message and str(published) in message
     assert len(runs(cloud)) == 2  # nothing was built or deleted
     assert first.image in images_in(cloud, "gcp")
+
+
+def test_force_replaces_an_unpublished_image_saying_so(repo, cloud, capfd):
+    first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    capfd.readouterr()
+    again = build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
+    assert not again.up_to_date and again.image == first.image
+    assert len(runs(cloud)) == 3  # base, image, and the image again
+    assert "will be DELETED and replaced" in capfd.readouterr().err
 
 
 def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):

@@ -106,10 +106,12 @@ def test_protected_images_read_defensively(tmp_path):
     )
     (tmp_path / "resources" / "broken.json").write_text("{not json")
     (tmp_path / "resources" / "list.json").write_text("[1, 2]")
+    # A build record is history, not a publication: every built image has one.
     (tmp_path / "builds" / "gcp" / "opt.json").write_text(
-        json.dumps({"image_name": "fam-b", "image_id": 5, "base": {"image_name": "fam-base-1"}})
+        json.dumps({"image_name": "fam-b", "image_id": "5", "base": {"image_name": "fam-base-1"}})
     )
-    assert gc.protected_images(tmp_path, "gcp") == {"fam-r", "111", "fam-b", "fam-base-1"}
+    assert gc.protected_images(tmp_path, "gcp") == {"fam-r", "111"}
+    assert gc.published_names(tmp_path, "yandex") == {tmp_path / "resources" / "yc.json": {"fam-y"}}
     assert gc.protected_images(tmp_path / "missing", "gcp") == set()
 
 

@@ -75,14 +75,22 @@ def test_gcp_dry_run_lists_and_changes_nothing(gce, gcp_env, tmp_path):
 def test_gcp_protects_published_images(gce, gcp_env, tmp_path):
     env, _ = gcp_env
     seed_gce(gce)
-    (tmp_path / "dist/builds/gcp").mkdir(parents=True)
-    (tmp_path / "dist/builds/gcp/optimization.json").write_text(
-        json.dumps({"image_name": f"{FAMILY}-0"})
+    (tmp_path / "dist/resources").mkdir(parents=True)
+    (tmp_path / "dist/resources/optimization-gcp.json").write_text(
+        json.dumps({"provider": "gcp", "image": {"name": f"{FAMILY}-0", "family": FAMILY}})
     )
+    # Every image everbake builds has a build record; that alone protects nothing.
+    (tmp_path / "dist/builds/gcp").mkdir(parents=True)
+    for i in range(4):
+        (tmp_path / f"dist/builds/gcp/{FAMILY}-{i}.json").write_text(
+            json.dumps({"image_name": f"{FAMILY}-{i}", "provider": "gcp"})
+        )
     result = run(["--provider", "gcp", "--image", "optimization", "--keep", "2"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "deprecated" in gce.image(PROJECT, f"{FAMILY}-1")
     assert "deprecated" not in gce.image(PROJECT, f"{FAMILY}-0")
+    assert "named by a published record" in result.stdout
+    assert "deprecated" not in gce.image(PROJECT, f"{FAMILY}-2")
     assert "deprecated" not in gce.image(PROJECT, "someone-else")
 
 
