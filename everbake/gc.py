@@ -2,7 +2,8 @@
 
 GCP: images beyond the newest N are deprecated (the newest live one named as
 replacement) and deleted once they have been deprecated for ``delete_after_days``.
-Yandex has no deprecation: images beyond the newest N are deleted.
+Yandex and local images have no deprecation: images beyond the newest N are
+deleted.
 Never touched: the newest N, images of other families, and any image a
 published resource config names (dist/resources/*.json). Build records are not
 publications: every image everbake builds has one, so counting them would
@@ -35,6 +36,7 @@ class Policy:
 POLICIES = {
     "gcp": Policy(deprecate_first=True, delete_after_days=30.0),
     "yandex": Policy(deprecate_first=False),
+    "local": Policy(deprecate_first=False),
 }
 
 

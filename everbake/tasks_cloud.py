@@ -1,4 +1,4 @@
-"""Cloud image tasks: gc-images (retire old images of a family)."""
+"""Image retirement: gc-images (old images of a family, on a cloud or in dist/local)."""
 
 from __future__ import annotations
 
@@ -24,21 +24,32 @@ def gc_family(
 ) -> list[gc.Action]:
     """Plan (and unless ``dry_run`` apply) the retirement of old images of a spec."""
     from everbake.spec import load_spec
+    from everbake.stores import ImageStore
     from everbake.stores.factory import PROVIDERS, open_store
+    from everbake.stores.local import LocalImageStore
 
-    if provider not in PROVIDERS:
+    if provider not in (*PROVIDERS, "local"):
         raise EverbakeError(
-            f"--provider {provider}: unknown provider; choose one of {', '.join(PROVIDERS)}"
+            f"--provider {provider}: unknown provider; choose one of {', '.join(PROVIDERS)}, local"
         )
     if layer not in LAYERS:
         raise EverbakeError(f"--layer {layer}: choose one of {', '.join(LAYERS)}")
+    if provider == "local" and layer == "base":
+        raise EverbakeError(
+            "--layer base: local base layers are a cache shared by specs, not images; to free "
+            "space delete dist/cache/local/base-*.tar.zst (the next build remakes what it needs)"
+        )
     spec = load_spec(image)
     family = spec.family if layer == "image" else f"{spec.family}-base"
     policy = gc.POLICIES[provider]
     if delete_after_days is not None:
         policy = gc.Policy(policy.deprecate_first, float(delete_after_days))
     protected = gc.protected_images(dist, provider)
-    store = open_store(provider, from_spec(spec, provider))
+    store: ImageStore
+    if provider == "local":
+        store = LocalImageStore(dist / "local")
+    else:
+        store = open_store(provider, from_spec(spec, provider))
     with ui.phase(f"{provider}: listing images of family {family}"):
         images = store.list_family(family)
     actions = gc.plan(
@@ -64,11 +75,11 @@ def gc_family(
 
 @task(
     help={
-        "provider": "gcp or yandex",
+        "provider": "gcp, yandex or local (dist/local/)",
         "image": "image spec name (images/<name>.toml) or path",
         "keep": "how many of the newest images to keep untouched (default 3)",
         "dry-run": "only list what would happen",
-        "layer": "image (default) or base: which family of the spec",
+        "layer": "image (default) or base: which family of the spec (clouds only)",
         "delete-after-days": "gcp: delete images deprecated at least this long (default 30)",
         "dist": "where published records live (default dist)",
     }

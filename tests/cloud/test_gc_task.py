@@ -134,3 +134,79 @@ def test_unknown_provider_lists_choices(tmp_path):
     result = run(["--provider", "aws", "--image", "optimization"], {}, tmp_path)
     assert result.returncode == 1
     assert "choose one of gcp, yandex" in result.stderr
+
+
+# ------------------------------------------------------------------ local images
+
+
+def local_images(dist, ages_in_days):
+    """Tarballs in dist/local, one per age, oldest last; returns their names newest first."""
+    (dist / "local").mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, age in enumerate(ages_in_days):
+        name = f"{FAMILY}-{i:012x}"
+        tarball = dist / "local" / f"{name}.tar.zst"
+        tarball.write_bytes(b"image %d" % i)
+        stamp = (NOW - timedelta(days=age)).timestamp()
+        os.utime(tarball, (stamp, stamp))
+        names.append(name)
+    return names
+
+
+def test_local_keeps_newest_and_published_deletes_the_rest_with_their_copies(tmp_path):
+    dist = tmp_path / "dist"
+    names = local_images(dist, [1, 2, 3, 4, 5])
+    copy = dist / "local" / f"{names[4]}.123-456.rootfs"
+    (copy / "etc").mkdir(parents=True)
+    other = dist / "local" / f"{FAMILY}-extra-{'a' * 12}.tar.zst"  # another family, same prefix
+    other.write_bytes(b"other")
+    (dist / "resources").mkdir()
+    (dist / "resources" / "opt.json").write_text(
+        json.dumps({"provider": "local", "image": {"name": names[3]}})
+    )
+    dry = run(
+        ["--provider", "local", "--image", "optimization", "--keep", "2", "--dry-run"], {}, tmp_path
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"delete    {names[2]}" in dry.stdout and f"keep      {names[3]}" in dry.stdout
+    assert len(list((dist / "local").iterdir())) == 7  # nothing done
+
+    done = run(["--provider", "local", "--image", "optimization", "--keep", "2"], {}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    left = sorted(p.name for p in (dist / "local").iterdir())
+    assert left == sorted([f"{n}.tar.zst" for n in (names[0], names[1], names[3])] + [other.name])
+
+
+def test_local_refuses_an_image_a_run_is_using(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting an overlay needs root")
+    dist = tmp_path / "dist"
+    names = local_images(dist, [1, 2])
+    lower = dist / "local" / f"{names[1]}.9-9.rootfs"
+    (lower / "etc").mkdir(parents=True)
+    work, merged = tmp_path / "work", tmp_path / "merged"
+    for path in (work / "upper", work / "scratch", merged):
+        path.mkdir(parents=True)
+    options = f"lowerdir={lower},upperdir={work / 'upper'},workdir={work / 'scratch'}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], check=True)
+    try:
+        busy = run(["--provider", "local", "--image", "optimization", "--keep", "1"], {}, tmp_path)
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+    assert busy.returncode == 1
+    assert busy.stderr.count("error:") == 1 and "in use by a run-local" in busy.stderr
+    assert "Traceback" not in busy.stderr
+    assert (dist / "local" / f"{names[1]}.tar.zst").is_file() and lower.is_dir()
+
+    again = run(["--provider", "local", "--image", "optimization", "--keep", "1"], {}, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (dist / "local").iterdir()) == [f"{names[0]}.tar.zst"]
+
+
+def test_local_base_layer_is_a_cache_not_an_image(tmp_path):
+    result = run(
+        ["--provider", "local", "--image", "optimization", "--layer", "base", "--keep", "1"],
+        {},
+        tmp_path,
+    )
+    assert result.returncode == 1 and "dist/cache/local/base-*.tar.zst" in result.stderr
