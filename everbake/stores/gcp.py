@@ -20,6 +20,7 @@ from everbake.stores import (
     CloudImage,
     CredentialsHint,
     fingerprint_label_value,
+    newest_first,
 )
 
 T = TypeVar("T")
@@ -124,10 +125,14 @@ class GcpImageStore:
 
     def find_by_fingerprint(self, fingerprint: str, family: str | None = None) -> CloudImage | None:
         value = fingerprint_label_value(fingerprint)
-        query = f'labels.{FINGERPRINT_LABEL} = "{value}"'
+        what = f"find the image with fingerprint {value}"
         if family:
-            query += f' AND family = "{family}"'
-        found = self._list(query, f"find the image with fingerprint {value}")
+            # The family is the filter and the label is matched here: a family
+            # holds few images, and no hyphenated label key reaches the filter.
+            images = self.list_family(family)
+        else:
+            images = self._list(f'labels.{FINGERPRINT_LABEL} = "{value}"', what)
+        found = [image for image in images if image.fingerprint_label == value]
         return found[0] if found else None
 
     def latest_in_family(self, family: str) -> CloudImage | None:
@@ -145,15 +150,16 @@ class GcpImageStore:
         return self._list(f'family = "{family}"', f"list the images of family {family}")
 
     def _list(self, query: str, what: str) -> list[CloudImage]:
+        """Images matching ``query``, newest first. The sorting is ours: GCE refuses a
+        filter together with orderBy ("Specifying both a list filter and sort order
+        is not currently supported")."""
+
         def run() -> list[CloudImage]:
             request = self._compute.ListImagesRequest(
-                project=self.project,
-                filter=query,
-                order_by="creationTimestamp desc",
-                max_results=500,
+                project=self.project, filter=query, max_results=500
             )
             pages = self._images.list(request=request, retry=self._retry, timeout=self._timeout)
-            return [_image_from_api(image) for image in pages]
+            return newest_first([_image_from_api(image) for image in pages])
 
         return self._call(what, run, not_found=[])
 

@@ -283,13 +283,12 @@ def test_yandex_lookup_failure_stops_before_packer(repo, cloud, code):
 def test_a_base_lookup_failure_stops_too(repo, cloud):
     # The image lookup passes (nothing found), the base lookup fails: no guessing.
     spec = spec_in(repo)
-    fps = fingerprints(spec)
     calls = []
     original = cloud["gce"].handle
 
     def handle(req):
         calls.append(req.query.get("filter", [""])[0])
-        if fps.base[:48] in calls[-1]:
+        if calls[-1] == f'family = "{naming.family(spec, "base")}"':
             return 500, {"error": {"code": 500, "message": "backend", "errors": []}}
         return original(req)
 
@@ -297,6 +296,7 @@ def test_a_base_lookup_failure_stops_too(repo, cloud):
     with pytest.raises(CloudError):
         build_image("cloudtest", "gcp", images_dir=repo / "images")
     assert runs(cloud) == []
+    assert f'family = "{naming.family(spec, "image")}"' in calls  # the image lookup came first
 
 
 @pytest.mark.parametrize(

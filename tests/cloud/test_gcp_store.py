@@ -35,7 +35,17 @@ def test_find_by_fingerprint_uses_the_label_filter(gce, gcp_store):
     assert found.labels[FINGERPRINT_LABEL] == fingerprint_label(FP_A)
     query = gce.state.requests[-1].query
     assert query["filter"] == [f'labels.{FINGERPRINT_LABEL} = "{fingerprint_label(FP_A)}"']
-    assert query["orderBy"] == ["creationTimestamp desc"]
+    assert "orderBy" not in query  # GCE refuses a filter with a sort order
+
+
+def test_find_by_fingerprint_in_a_family_filters_by_family_and_takes_the_newest(gce, gcp_store):
+    seed(gce, "fam-old", FP_A, days_ago=3)
+    seed(gce, "fam-new", FP_A, days_ago=1)
+    seed(gce, "fam-bbbb", FP_B, days_ago=0)
+    found = gcp_store.find_by_fingerprint(FP_A, family="fam")
+    assert found is not None and found.name == "fam-new"
+    query = gce.state.requests[-1].query
+    assert query["filter"] == ['family = "fam"'] and "orderBy" not in query
 
 
 def test_find_by_fingerprint_missing_is_none(gce, gcp_store):

@@ -228,6 +228,13 @@ class FakeGce(LoopbackHttpServer):
             )
         chosen = [i for i in images.values() if all(_matches(i, c) for c in clauses)]
         order = query.get("orderBy", [""])[0]
+        if text and order:
+            # What GCE answers (seen in doitintl/kubeip#132): no filter with a sort order.
+            return 400, _error(
+                400,
+                f"Invalid value for field 'orderBy': '{order}'. Specifying both a list "
+                "filter and sort order is not currently supported.",
+            )
         if order == "creationTimestamp desc":
             chosen.sort(key=lambda i: i["creationTimestamp"], reverse=True)
         elif order in ("", "name"):
