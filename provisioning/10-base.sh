@@ -21,6 +21,10 @@ norec=/etc/apt/apt.conf.d/90everbake-no-recommends
 if [[ ! -f $norec ]]; then
   printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$norec"
 fi
+# Mirrors and proxies fail now and then; retry during the build only
+# (90-hygiene.sh removes this file).
+retries=/etc/apt/apt.conf.d/80everbake-build-retries
+[[ -f $retries ]] || printf 'Acquire::Retries "5";\n' >"$retries"
 
 apt_updated=0
 apt_install() {

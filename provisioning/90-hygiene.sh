@@ -36,6 +36,7 @@ rm -rf /var/log/journal/* # journald would find truncated journals corrupt
 find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
 find /var/log -type f -size +0 -exec truncate -s 0 {} +
 rm -rf "$EB_STAGING"
+rm -f /etc/apt/apt.conf.d/80everbake-build-retries
 if ((EB_KEEP_CA_CERTS)); then
   out=$(update-ca-certificates 2>&1) || die "update-ca-certificates failed: $out"
 else
@@ -49,7 +50,7 @@ fi
 # The check: name everything that survived.
 left=()
 for f in /etc/ssh/ssh_host_* /var/lib/dbus/machine-id /var/lib/cloud/* /var/cache/apt/archives/*.deb \
-  /var/cache/apt/*.bin "$EB_STAGING"; do
+  /var/cache/apt/*.bin "$EB_STAGING" /etc/apt/apt.conf.d/80everbake-build-retries; do
   [[ -e $f ]] && left+=("$f")
 done
 [[ -s /etc/machine-id ]] && left+=(/etc/machine-id)

@@ -32,6 +32,7 @@ def mmdebstrap_argv(
         "--variant=minbase",
         "--include=" + ",".join(include),
         '--aptopt=APT::Install-Recommends "false"',
+        '--aptopt=Acquire::Retries "5"',  # a flaky mirror should not fail the bake
     ]
     argv += [f"--dpkgopt={opt}" for opt in _DPKG_OPTS]
     return [*argv, suite, str(target), mirror]

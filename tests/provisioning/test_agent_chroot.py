@@ -155,6 +155,8 @@ def test_agent_secrets_and_hygiene(root: Path, tmp_path: Path, mode: str):
         "EB_KEEP_CA_CERTS": "0",
     }
     ok(run(root, "10-base.sh", env))
+    retries = root / "etc/apt/apt.conf.d/80everbake-build-retries"
+    assert 'Acquire::Retries "5";' in retries.read_text()
 
     # A wrong pin stops the agent step before anything is installed.
     bad = run(root, "50-agent.sh", {**env, "EB_AGENT_SHA256": "0" * 64})
@@ -189,6 +191,7 @@ def test_agent_secrets_and_hygiene(root: Path, tmp_path: Path, mode: str):
     assert not staging(root).exists()
     assert not (root / "usr/local/share/ca-certificates/everbake-build").exists()
     assert not (root / "etc/pip.conf").exists()
+    assert not retries.exists()  # build-only apt setting
     assert not list((root / "etc/ssh").glob("ssh_host_*"))
     assert not [
         p for p in (root / "var/lib/apt/lists").iterdir() if p.is_file() and p.name != "lock"
