@@ -65,7 +65,7 @@ def provisioning_env(spec: ImageSpec, layer: str, staging: str = DEFAULT_STAGING
             EB_PIP_SOLVERS=_solvers(spec, "pip", "=="),
             EB_APT_SOLVERS=_solvers(spec, "apt", "="),
             EB_SCRIPT_SOLVERS=" ".join(
-                f"{s.name}={s.sha256}" for s in spec.solvers if s.install == "script"
+                f"{s.name}={s.sha256}={s.version}" for s in spec.solvers if s.install == "script"
             ),
         )
         return dict(sorted(env.items()))

@@ -40,17 +40,18 @@ fi
 
 read -r -a scripts <<<"$EB_SCRIPT_SOLVERS"
 for entry in "${scripts[@]}"; do
-  name=${entry%%=*}
-  want=${entry#*=}
-  [[ $name =~ ^[A-Za-z0-9_.-]+$ && $want =~ ^[0-9a-f]{64}$ ]] \
-    || die "EB_SCRIPT_SOLVERS entry '$entry' is not name=<64 hex sha256>"
+  # name=<sha256>=<version>: the script installs the spec's version, so the
+  # version pin lives in one place (the image spec).
+  IFS='=' read -r name want version <<<"$entry"
+  [[ $name =~ ^[A-Za-z0-9_.-]+$ && $want =~ ^[0-9a-f]{64}$ && -n $version ]] \
+    || die "EB_SCRIPT_SOLVERS entry '$entry' is not name=<64 hex sha256>=<version>"
   script=$EB_STAGING/solvers/$name.sh
   [[ -f $script ]] || die "solver script $script is not staged"
   got=$(sha256sum "$script" | cut -d' ' -f1)
   [[ $got == "$want" ]] \
     || die "solver script $name.sh has sha256 $got, the spec pins $want; check the script, then update sha256 in the image spec"
   echo "$me: script: $name.sh (sha256 ok)"
-  bash "$script" || die "solver script $name.sh failed"
+  EB_SOLVER_VERSION=$version bash "$script" || die "solver script $name.sh failed"
 done
 
 echo "$me: done"

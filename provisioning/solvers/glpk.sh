@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GLPK (glpsol) from Debian at a pinned version. Run by 30-solvers.sh after
-# its sha256 check, so the pin below is covered by the spec's sha256.
+# GLPK (glpsol) from Debian at the spec's version, which 30-solvers.sh passes
+# as EB_SOLVER_VERSION after checking this script's sha256.
 set -euo pipefail
-version=5.0-1
+version=${EB_SOLVER_VERSION:?glpk.sh: EB_SOLVER_VERSION is not set (30-solvers.sh passes the solver version of the image spec)}
 export DEBIAN_FRONTEND=noninteractive
 if [[ "$(dpkg-query -W -f='${Status} ${Version}' glpk-utils 2>/dev/null || true)" == "install ok installed $version" ]]; then
   echo "glpk.sh: glpk-utils $version already installed"

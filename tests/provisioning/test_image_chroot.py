@@ -49,7 +49,7 @@ def test_all_scripts_then_the_example_job(root: Path, tmp_path: Path):
         "EB_PYTHON_PACKAGES": "pulp==2.9.0",
         "EB_PIP_SOLVERS": "highspy==1.8.1",
         "EB_APT_SOLVERS": "coinor-cbc=2.10.8+ds1-1",
-        "EB_SCRIPT_SOLVERS": "glpk=" + hashlib.sha256(GLPK.read_bytes()).hexdigest(),
+        "EB_SCRIPT_SOLVERS": "glpk=" + hashlib.sha256(GLPK.read_bytes()).hexdigest() + "=5.0-1",
         "EB_VERIFY_SOLVERS": "highs cbc glpk",
         "EB_AGENT_ARCHIVE": "",
         "EB_EMBED_SECRETS": "",
@@ -61,9 +61,13 @@ def test_all_scripts_then_the_example_job(root: Path, tmp_path: Path):
     )
     scripts_only = {**env, "EB_PIP_SOLVERS": "", "EB_APT_SOLVERS": ""}
     wrong_pin = run(
-        root, "30-solvers.sh", {**scripts_only, "EB_SCRIPT_SOLVERS": "glpk=" + "a" * 64}
+        root, "30-solvers.sh", {**scripts_only, "EB_SCRIPT_SOLVERS": "glpk=" + "a" * 64 + "=5.0-1"}
     )
     assert "solver script glpk.sh has sha256" in wrong_pin.stderr
+    unversioned = run(
+        root, "30-solvers.sh", {**scripts_only, "EB_SCRIPT_SOLVERS": "glpk=" + "a" * 64}
+    )
+    assert "is not name=<64 hex sha256>=<version>" in unversioned.stderr
     assert not (root / "usr/bin/glpsol").exists()
 
     outputs = {}
@@ -75,6 +79,7 @@ def test_all_scripts_then_the_example_job(root: Path, tmp_path: Path):
     for script in ("70-secrets.sh", "80-verify.sh"):
         outputs[script] = ok(run(root, script, env))
     assert "skipping the Everest agent" in outputs["50-agent.sh"]
+    assert "GLPSOL--GLPK LP/MIP Solver 5.0" in outputs["30-solvers.sh"]  # the spec's version
     verify = outputs["80-verify.sh"]
     for solver in ("highs", "cbc", "glpk"):
         assert f"80-verify.sh: {solver}: LP objective 11 (expected 11)" in verify

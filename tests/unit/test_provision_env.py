@@ -28,7 +28,7 @@ def test_image_env_and_script_solvers(repo):
     spec = load_spec("scip")
     base = provision_env.provisioning_env(spec, "base", staging="/s")
     glpk = next(s for s in spec.solvers if s.name == "glpk")
-    assert base["EB_SCRIPT_SOLVERS"] == f"glpk={glpk.sha256}"
+    assert base["EB_SCRIPT_SOLVERS"] == f"glpk={glpk.sha256}={glpk.version}"
     image = provision_env.provisioning_env(spec, "image", staging="/s")
     assert image["EB_AGENT_ARCHIVE"] == "/s/agent.tar.gz"
     assert image["EB_VERIFY_SOLVERS"] == "scip glpk"
