@@ -72,6 +72,15 @@ def find(spec: ImageSpec, provider: str, env: Mapping[str, str] | None = None) -
     return from_spec(spec, provider) or from_env(provider, env)
 
 
+def missing(provider: str) -> str:
+    """The one-line message for a store opened with no project/folder."""
+    place = PLACES[provider]
+    return (
+        f"{provider}: no {place.noun}: set {place.setting} in the image spec or export "
+        f"{place.variables[0]}=<{place.key}>"
+    )
+
+
 def location_of(spec: ImageSpec, provider: str, env: Mapping[str, str]) -> str:
     """Like `find`, but a missing project/folder is a one-line CredentialsError."""
     found = find(spec, provider, env)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from everbake.errors import CloudError, EverbakeError
-from everbake.location import from_env
+from everbake.location import from_env, missing
 from everbake.stores import CredentialsHint, ImageStore
 
 PROVIDERS = ("gcp", "yandex")
@@ -31,20 +31,14 @@ def open_store(
 
         project = location or from_env("gcp", env)
         if not project:
-            raise CloudError(
-                "gcp: no project: set build.gcp.project in the image spec or export "
-                "GOOGLE_CLOUD_PROJECT=<project>"
-            )
+            raise CloudError(missing("gcp"))
         return GcpImageStore(project, endpoint=env.get("EVERBAKE_GCE_ENDPOINT") or None)
     if provider == "yandex":
         from everbake.stores.yandex import YandexImageStore
 
         folder = location or from_env("yandex", env)
         if not folder:
-            raise CloudError(
-                "yandex: no folder: set build.yandex.folder_id in the image spec or export "
-                "YC_FOLDER_ID=<folder id>"
-            )
+            raise CloudError(missing("yandex"))
         ca_file = env.get("EVERBAKE_YANDEX_CA_FILE")
         try:
             roots = Path(ca_file).read_bytes() if ca_file else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.location import from_env
+from everbake.location import from_env, missing
 from everbake.stores import (
     FINGERPRINT_LABEL,
     CloudImage,
@@ -92,9 +92,7 @@ class GcpImageStore:
         timeout: float = 60.0,
     ):
         if not project:
-            raise CloudError(
-                "gcp: no project: set build.gcp.project in the image spec or GOOGLE_CLOUD_PROJECT"
-            )
+            raise CloudError(missing("gcp"))
         from google.api_core import retry as retries
         from google.api_core.exceptions import ServiceUnavailable
         from google.auth.exceptions import DefaultCredentialsError

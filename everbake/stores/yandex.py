@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.location import from_env
+from everbake.location import from_env, missing
 from everbake.stores import CloudImage, CredentialsHint, fingerprint_label_value, newest_first
 
 T = TypeVar("T")
@@ -117,9 +117,7 @@ class YandexImageStore:
         attempts: int = 3,
     ):
         if not folder_id:
-            raise CloudError(
-                "yandex: no folder: set build.yandex.folder_id in the image spec or YC_FOLDER_ID"
-            )
+            raise CloudError(missing("yandex"))
         self.folder_id = folder_id
         self._timeout = timeout
         self._attempts = max(1, attempts)
