@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +18,7 @@ from typing import NamedTuple
 from . import versioninfo
 from .errors import ConfigError, DamagedArchive, FetchError
 from .limits import DEFAULT_LIMITS, Limits
+from .stderrlog import prefixed
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 DEFAULT_CACHE = "/var/cache/everest/models"
@@ -43,9 +43,7 @@ class Settings(NamedTuple):
     limits: Limits = DEFAULT_LIMITS
 
 
-def _log(message: str) -> None:
-    sys.stderr.write(f"everest-bootstrap: {message}\n")
-    sys.stderr.flush()
+_log = prefixed("everest-bootstrap")
 
 
 def get_token(s: Settings) -> str | None:

@@ -12,7 +12,6 @@ import http.client
 import json
 import random
 import socket
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -22,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FetchError, RetryableFetchError
+from .stderrlog import prefixed
 
 CHUNK = 1 << 20
 MAX_RETRY_AFTER = 300.0
 PROGRESS_EVERY = 2.0  # seconds between progress lines on long downloads
 
 
-def _log(message: str) -> None:
-    sys.stderr.write(f"everest-bootstrap: {message}\n")
-    sys.stderr.flush()
+_log = prefixed("everest-bootstrap")
 
 
 class GitLab:

@@ -21,11 +21,15 @@ def api_url(base_url: str = "") -> str:
     return base if base.endswith(API_PATH) else base + API_PATH
 
 
+def direct_opener() -> urllib.request.OpenerDirector:
+    """An opener that ignores HTTP(S)_PROXY: the metadata server is link-local."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def attribute(key: str, base_url: str = DEFAULT_URL, timeout: float = 5.0, tries: int = 3) -> str:
     url = api_url(base_url) + "/instance/attributes/" + urllib.parse.quote(key, safe="")
     request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
-    # Never through a proxy: the metadata server is link-local.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = direct_opener()
     problem = ""
     for attempt in range(tries):
         try:

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from everest_runtime.metadata import api_url
+from everest_runtime.metadata import api_url, direct_opener
 
 HEADERS = {"Metadata-Flavor": "Google"}
 WAIT_SECONDS = 60  # server-side long-poll limit per request
@@ -38,8 +38,7 @@ class PreemptionWatcher:
         self.preempted = False
         self._log = log or (lambda line: None)
         self._stop = threading.Event()
-        # Metadata is link-local: never send it through an HTTP proxy.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._opener = direct_opener()
         self._thread = threading.Thread(target=self._run, name="everest-preempt", daemon=True)
 
     def start(self) -> PreemptionWatcher:

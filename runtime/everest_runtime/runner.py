@@ -27,6 +27,7 @@ from . import contract as contract_mod
 from . import outputs, params, versioninfo
 from .errors import RuntimeFailure
 from .limits import DEFAULT_LIMITS, Limits
+from .stderrlog import prefixed
 
 DEFAULT_INPUTS = ("data.zip", "data.tar.gz")
 PASSED_AGENT_VARS = ("EVEREST_AGENT_ADDRESS", "EVEREST_AGENT_PORT", "EVEREST_AGENT_TASK_ID")
@@ -45,9 +46,7 @@ class Options(NamedTuple):
     watch_preemption: bool = True
 
 
-def _log(message: str) -> None:
-    sys.stderr.write(f"everest-run-task: {message}\n")
-    sys.stderr.flush()
+_log = prefixed("everest-run-task")
 
 
 class _Status:
