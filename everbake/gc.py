@@ -51,6 +51,13 @@ class Action:
         return f"{self.kind:<9} {self.image.name}  ({self.reason})"
 
 
+def check_keep(keep: int) -> None:
+    if keep < 1:
+        raise EverbakeError(
+            f"--keep {keep}: keep at least 1 image (the family's newest is what new VMs get)"
+        )
+
+
 def plan(
     images: Iterable[CloudImage],
     *,
@@ -64,10 +71,7 @@ def plan(
 
     ``protected`` holds image names and ids named by published records.
     """
-    if keep < 1:
-        raise EverbakeError(
-            f"--keep {keep}: keep at least 1 image (the family's newest is what new VMs get)"
-        )
+    check_keep(keep)
     ours = newest_first([image for image in images if image.family == family])
     newest = ours[:keep]
     live = [image for image in newest if image.deprecated is None]

@@ -32,6 +32,7 @@ def gc_family(
         raise EverbakeError(
             f"--provider {provider}: unknown provider; choose one of {', '.join(PROVIDERS)}, local"
         )
+    gc.check_keep(keep)  # before any listing
     if layer not in LAYERS:
         raise EverbakeError(f"--layer {layer}: choose one of {', '.join(LAYERS)}")
     if provider == "local" and layer == "base":
