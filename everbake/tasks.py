@@ -19,7 +19,7 @@ from everbake import render as rendering
 from everbake.errors import EverbakeError, SpecError
 from everbake.providers import NAMES, get
 from everbake.spec import ImageSpec, list_images, load_spec
-from everbake.taskutil import task
+from everbake.taskutil import split_list, task
 from everbake.ui import phase, say
 
 DEFAULTS: dict[str, Any] = {
@@ -42,12 +42,8 @@ def _images_dir(c: Context) -> Path | None:
     return Path(value) if value else None
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
 def _providers(c: Context, provider: str | None) -> list[str]:
-    names = _split(provider) or list(_cfg(c).providers)
+    names = split_list(provider) or list(_cfg(c).providers)
     for name in names:
         get(name)  # an unknown name lists the choices
     return names
@@ -55,7 +51,7 @@ def _providers(c: Context, provider: str | None) -> list[str]:
 
 def _specs(c: Context, image: str | None, default_all: bool) -> list[ImageSpec]:
     """Load every image asked for; report the problems of all of them at once."""
-    names = _split(image) or (list_images(_images_dir(c)) if default_all else [_cfg(c).image])
+    names = split_list(image) or (list_images(_images_dir(c)) if default_all else [_cfg(c).image])
     specs, problems = [], []
     for name in names:
         try:

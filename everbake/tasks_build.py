@@ -6,22 +6,28 @@ from pathlib import Path
 
 import invoke
 
-from everbake.taskutil import task
+from everbake.taskutil import split_list, task
 
 
 @task(
     help={
-        "provider": "local (default), gcp or yandex",
-        "image": "image spec name in images/ or a path to a .toml (default: optimization)",
+        "provider": "local (default), gcp or yandex; comma-separated for several",
+        "image": "image spec name in images/ or a path to a .toml (default: optimization); "
+        "comma-separated for several, or 'all' for every spec in images/",
         "force": "rebuild even when an image with this fingerprint exists",
         "replace_published": "with --force, replace a cloud image that a published record names",
     }
 )
 def build_image(c, provider="local", image="optimization", force=False, replace_published=False):
-    """Bake an image from its spec; does nothing when the fingerprint is already built."""
-    from everbake.build import build_image as build
+    """Bake images from their specs; does nothing for a fingerprint already built."""
+    from everbake.build.many import build_images
 
-    build(image, provider=provider, force=force, replace_published=replace_published)
+    build_images(
+        split_list(image),
+        split_list(provider),
+        force=force,
+        replace_published=replace_published,
+    )
 
 
 @task(

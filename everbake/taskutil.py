@@ -50,3 +50,8 @@ def task(*args: Any, **kwargs: Any) -> Any:
         return invoke.task(*args, **kwargs)(user_errors(func))
 
     return decorate
+
+
+def split_list(value: str | None) -> list[str]:
+    """A comma-separated flag value as a list of names (blanks dropped)."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]

@@ -16,7 +16,7 @@ import pytest
 
 from everbake import naming
 from everbake.build import build_image
-from everbake.errors import BuildError, CloudError, CredentialsError
+from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
 from everbake.spec import load_spec
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
@@ -371,3 +371,46 @@ def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
     assert again.record["base"]["built"] is False  # --force rebuilds the image layer only
     assert images_in(cloud, "yandex") == {first.image, first.record["base"]["image_name"]}
     assert "will be DELETED and replaced" in capfd.readouterr().err
+
+
+# ------------------------------------------------------- several images (CI)
+
+
+def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
+    from everbake.build.many import build_images
+
+    (repo / "images" / "cloudtwo.toml").write_text(
+        SPEC.replace('name = "cloudtest"', 'name = "cloudtwo"').replace(
+            "everbake-cloudtest", "everbake-cloudtwo"
+        )
+    )
+    names = ["cloudtest", "cloudtwo"]
+    first = build_images(names, ["gcp", "yandex"], images_dir=repo / "images")
+    assert [(o.provider, o.up_to_date) for o in first] == [
+        ("gcp", False),
+        ("yandex", False),
+        ("gcp", False),
+        ("yandex", False),
+    ]
+    assert len(runs(cloud)) == 8  # base and image layer of each
+    assert "built 4 (" in capfd.readouterr().err
+
+    # A solver version moves in one spec: only that spec's images are rebuilt.
+    two = repo / "images" / "cloudtwo.toml"
+    two.write_text(two.read_text().replace('version = "1.8.1"', 'version = "1.8.0"'))
+    again = build_images(names, ["gcp", "yandex"], images_dir=repo / "images")
+    assert [o.up_to_date for o in again] == [True, True, False, False]
+    assert len(runs(cloud)) == 12
+    err = capfd.readouterr().err
+    assert "built 2 (gcp:everbake-cloudtwo-" in err
+    assert "up to date 2 (gcp:everbake-cloudtest-" in err
+
+
+def test_ci_run_with_a_bad_spec_builds_nothing(repo, cloud):
+    from everbake.build.many import build_images
+
+    (repo / "images" / "broken.toml").write_text('name = "broken"\nfamliy = "x"\n')
+    with pytest.raises(SpecError) as failure:
+        build_images(["all"], ["gcp"], images_dir=repo / "images")
+    assert "famliy" in str(failure.value)
+    assert runs(cloud) == []
