@@ -26,7 +26,7 @@ from everbake.build import BuildOutcome, build_lock
 from everbake.build.record import read_record, record_path, write_record
 from everbake.cloudbuild.attempts import Attempt, plan_attempts, preemption_reason
 from everbake.cloudbuild.staging import apply_agent, stage_layer
-from everbake.errors import BuildError
+from everbake.errors import BuildError, CloudError
 from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.gc import published_names
 from everbake.location import PLACES, location_of
@@ -37,6 +37,7 @@ from everbake.stores.factory import open_store
 from everbake.ui import phase, say
 
 REPLACE_FLAG = "--replace-published"
+TEMPORARY_SUFFIX = "-new"  # fits: families leave room for "-base-" + 12 hex
 
 
 @dataclass
@@ -82,10 +83,15 @@ def build_cloud(
     with build_lock(spec.repo_root / "build" / provider / spec.name):
         base, base_built = _ensure_base(ctx)
         if existing is not None and provider == "yandex":
-            # Yandex names are unique per folder and Packer has no -force there.
-            with phase(f"yandex: deleting {existing.name} ({existing.id}) to replace it"):
-                store.delete(existing)
-        image, entry, attempt = _build_layer(ctx, "image", packer_force=existing is not None)
+            # Yandex names are unique per folder and Packer has no -force there:
+            # build under a temporary name and swap only once the new image exists,
+            # so a failed rebuild leaves the old image in place.
+            temporary = name + TEMPORARY_SUFFIX
+            _drop_leftover(store, family, temporary)
+            image, entry, attempt = _build_layer(ctx, "image", image_name=temporary)
+            image = _swap_in(store, existing, image, name)
+        else:
+            image, entry, attempt = _build_layer(ctx, "image", packer_force=existing is not None)
     record = {
         "image": image.name,
         "image_name": image.name,
@@ -134,7 +140,7 @@ def _ensure_base(ctx: _Context) -> tuple[CloudImage, bool]:
 
 
 def _build_layer(
-    ctx: _Context, layer: str, packer_force: bool = False
+    ctx: _Context, layer: str, packer_force: bool = False, image_name: str | None = None
 ) -> tuple[CloudImage, dict[str, Any], Attempt]:
     """Render, stage, validate and build one layer, falling back after preemptions."""
     spec, provider = ctx.spec, ctx.provider
@@ -150,7 +156,7 @@ def _build_layer(
             f"{provider}: {layer} layer {name}, attempt {attempt.number}/{len(attempts)}: "
             f"{attempt.sentence}"
         )
-        settings = BuildSettings(attempt.zone, attempt.preemptible, ctx.location)
+        settings = BuildSettings(attempt.zone, attempt.preemptible, ctx.location, image_name)
         rendered = _render(ctx, layer, settings, root)
         if not staged:
             with phase(f"stage files for the {layer} layer"):
@@ -197,6 +203,30 @@ def _build_layer(
         f"({len(attempts)}: zones {', '.join(build.zones)}, then a standard VM); "
         "retry later or list more zones in build." + provider + ".zones"
     )
+
+
+def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:
+    """Delete a temporary image an interrupted replacement left behind (never published)."""
+    for image in store.list_family(family):
+        if image.name == temporary:
+            with phase(f"yandex: deleting {image.name} ({image.id}), left by an earlier --force"):
+                store.delete(image)
+
+
+def _swap_in(store: ImageStore, old: CloudImage, new: CloudImage, name: str) -> CloudImage:
+    """Delete ``old``, then give ``new`` its name; say what is left when a step fails."""
+    from everbake.stores.yandex import YandexImageStore
+
+    assert isinstance(store, YandexImageStore)
+    with phase(f"yandex: replacing {old.name} ({old.id}) by {new.id}"):
+        try:
+            store.delete(old)
+            return store.rename(new, name)
+        except CloudError as exc:
+            raise CloudError(
+                f"{exc}; the new image {new.id} exists as {new.name}: run build-image --force "
+                "again to finish the swap"
+            ) from None
 
 
 def _render(ctx: _Context, layer: str, settings: BuildSettings, root: Path) -> render.Rendered:

@@ -32,6 +32,9 @@ class BuildSettings:
     zone: str | None = None
     preemptible: bool | None = None
     project: str | None = None  # GCP project or Yandex folder id
+    # A temporary name for the new image while it replaces one of the same
+    # fingerprint (Yandex --force: names are unique, so build first, swap after).
+    image_name: str | None = None
 
 
 class Provider:
@@ -76,8 +79,11 @@ class Provider:
         build: Any,
     ) -> dict[str, Any]:
         """What both clouds set alike; ``build`` is the spec's build.<cloud> table."""
+        common = self.common_vars(spec, fps, layer)
+        if settings.image_name:
+            common["image_name"] = settings.image_name
         return {
-            **self.common_vars(spec, fps, layer),
+            **common,
             "zone": settings.zone or build.zones[0],
             "preemptible": build.preemptible
             if settings.preemptible is None

@@ -9,6 +9,7 @@ SDK's waiter retries UNAVAILABLE for minutes whatever its timeout says.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -198,6 +199,20 @@ class YandexImageStore:
             what, lambda: self._images.Delete(request, timeout=self._timeout), retry=False
         )
         self._wait(operation, what)
+
+    def rename(self, image: CloudImage, name: str) -> CloudImage:
+        """Give ``image`` another name (UpdateImage with the field mask ``name``)."""
+        from google.protobuf.field_mask_pb2 import FieldMask
+
+        what = f"rename image {image.name} ({image.id}) to {name}"
+        request = self._pb.UpdateImageRequest(
+            image_id=image.id, update_mask=FieldMask(paths=["name"]), name=name
+        )
+        operation = self._call(
+            what, lambda: self._images.Update(request, timeout=self._timeout), retry=False
+        )
+        self._wait(operation, what)
+        return dataclasses.replace(image, name=name)
 
     def _wait(self, operation: Any, what: str) -> None:
         deadline = time.monotonic() + self._timeout

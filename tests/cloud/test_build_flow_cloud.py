@@ -370,7 +370,34 @@ def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
     assert again.record["replaced"]["image_id"] == first.record["image_id"]
     assert again.record["base"]["built"] is False  # --force rebuilds the image layer only
     assert images_in(cloud, "yandex") == {first.image, first.record["base"]["image_name"]}
-    assert "will be DELETED and replaced" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "will be DELETED and replaced" in err
+    # Built under a temporary name first, swapped in afterwards.
+    assert f"yandex: replacing {first.image}" in err
+    assert again.record["image_name"] == first.image
+
+
+def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypatch):
+    from everbake.cloudbuild import build_cloud
+
+    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    before = {i.name: i.id for i in cloud["yc"].images.values()}
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
+    with pytest.raises(BuildError):
+        build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    assert {i.name: i.id for i in cloud["yc"].images.values()} == before
+    assert first.image in before
+
+
+def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
+    from everbake.cloudbuild import build_cloud
+
+    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    leftover = cloud["yc"].add_image(FOLDER, first.image + "-new", "everbake-cloudtest", {})
+    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    names = images_in(cloud, "yandex")
+    assert leftover.id not in {i.id for i in cloud["yc"].images.values()}
+    assert first.image + "-new" not in names and again.image == first.image in names
 
 
 # ------------------------------------------------------- several images (CI)

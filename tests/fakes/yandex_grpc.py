@@ -237,6 +237,22 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         op.response.Pack(image)
         return op
 
+    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("ImageService/Update", context)
+        image = self.fake.images.get(request.image_id)
+        if image is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
+        if "name" in request.update_mask.paths:
+            if any(i.name == request.name for i in self.fake.images.values() if i is not image):
+                context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS, f"Image {request.name} already exists"
+                )
+            image.name = request.name
+        op = self.fake.new_operation("Update image")
+        op.metadata.Pack(image_service_pb2.UpdateImageMetadata(image_id=image.id))
+        op.response.Pack(image)
+        return op
+
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/Delete", context)
         if request.image_id not in self.fake.images:
