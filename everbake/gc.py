@@ -13,7 +13,7 @@ protect every image and retire nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,7 +69,8 @@ def plan(
 ) -> list[Action]:
     """One action per image of ``family``, newest first; ``keep`` actions change nothing.
 
-    ``protected`` holds image names and ids named by published records.
+    ``protected`` holds image names and ids named by published records; a
+    mapping gives the reason each one is kept.
     """
     check_keep(keep)
     ours = newest_first([image for image in images if image.family == family])
@@ -79,7 +80,8 @@ def plan(
     actions = [Action("keep", image, f"one of the newest {keep}") for image in newest]
     for image in ours[keep:]:
         if image.name in protected or image.id in protected:
-            actions.append(Action("keep", image, "named by a published record"))
+            why = protected.get(image.name) if isinstance(protected, Mapping) else None
+            actions.append(Action("keep", image, why or "named by a published record"))
         elif not policy.deprecate_first:
             actions.append(Action("delete", image, f"older than the newest {keep}"))
         elif image.deprecated is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +28,7 @@ def gc_family(
     from everbake.spec import load_spec
     from everbake.stores import ImageStore
     from everbake.stores.factory import PROVIDERS, open_store
-    from everbake.stores.local import LocalImageStore
+    from everbake.stores.local import LocalBaseCaches, LocalImageStore
 
     if provider not in (*PROVIDERS, "local"):
         raise EverbakeError(
@@ -35,19 +37,19 @@ def gc_family(
     gc.check_keep(keep)  # before any listing
     if layer not in LAYERS:
         raise EverbakeError(f"--layer {layer}: choose one of {', '.join(LAYERS)}")
-    if provider == "local" and layer == "base":
-        raise EverbakeError(
-            "--layer base: local base layers are a cache shared by specs, not images; to free "
-            "space delete dist/cache/local/base-*.tar.zst (the next build remakes what it needs)"
-        )
     spec = load_spec(image)
     family = spec.family if layer == "image" else f"{spec.family}-base"
     policy = gc.POLICIES[provider]
     if delete_after_days is not None:
         policy = gc.Policy(policy.deprecate_first, float(delete_after_days))
-    protected = gc.protected_images(dist, provider)
+    protected: Mapping[str, str] | set[str] = gc.protected_images(dist, provider)
     store: ImageStore
-    if provider == "local":
+    if provider == "local" and layer == "base":
+        # Base caches are shared by specs with the same base: one family of all of them.
+        family = "base caches"
+        store = LocalBaseCaches(local_cache_dir(dist))
+        protected = bases_in_use()
+    elif provider == "local":
         store = LocalImageStore(dist / "local")
     else:
         store = open_store(provider, from_spec(spec, provider))
@@ -74,13 +76,34 @@ def gc_family(
     return actions
 
 
+def local_cache_dir(dist: Path) -> Path:
+    """Where local builds keep base caches: $EVERBAKE_LOCAL_CACHE, else <dist>/cache/local."""
+    from everbake.localbuild.plan import CACHE_ENV
+
+    override = os.environ.get(CACHE_ENV)
+    return Path(override) if override else dist / "cache" / "local"
+
+
+def bases_in_use() -> dict[str, str]:
+    """Base cache name -> why it is kept: the current base of each spec in images/."""
+    from everbake.fingerprint import fingerprints
+    from everbake.localbuild.plan import base_cache_name
+    from everbake.spec import list_images, load_spec
+
+    kept: dict[str, str] = {}
+    for name in list_images():
+        cache = base_cache_name(fingerprints(load_spec(name)).base).removesuffix(".tar.zst")
+        kept[cache] = f"{kept[cache]}, {name}" if cache in kept else f"the current base of {name}"
+    return kept
+
+
 @task(
     help={
         "provider": "gcp, yandex or local (dist/local/)",
         "image": "image spec name (images/<name>.toml) or path",
         "keep": "how many of the newest images to keep untouched (default 3)",
         "dry-run": "only list what would happen",
-        "layer": "image (default) or base: which family of the spec (clouds only)",
+        "layer": "image (default) or base: the spec's base family (local: every base cache)",
         "delete-after-days": "gcp: delete images deprecated at least this long (default 30)",
         "dist": "where published records live (default dist)",
     }

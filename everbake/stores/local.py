@@ -1,9 +1,12 @@
-"""Local images as a store, so gc-images retires them as it does cloud images.
+"""Local images and base caches as stores, so gc-images retires them as it does
+cloud images.
 
 A local image is dist/local/<family>-<12 hex>.tar.zst; run-local's read-only
 extracted copies of it (<name>.<size>-<mtime>.rootfs, beside the tarball) go
-with it. Its creation time is the tarball's mtime. There is no deprecation:
-like Yandex, images beyond the newest N are deleted.
+with it. A base cache is <cache>/base-<fingerprint>.tar.zst with its extracted
+<name>.rootfs; it is shared by every spec with that base, so all of them form
+one family. Creation time is the tarball's mtime. There is no deprecation:
+like Yandex, what is beyond the newest N is deleted.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ class LocalImageStore:
         self.directory = directory
 
     def list_family(self, family: str) -> list[CloudImage]:
-        name_re = re.compile(rf"{re.escape(family)}-[0-9a-f]{{12}}")
+        # The exact pattern keeps out families that share the prefix (<family>-extra-...).
+        return self._listed(f"{family}-*{SUFFIX}", rf"{re.escape(family)}-[0-9a-f]{{12}}", family)
+
+    def _listed(self, glob: str, name_re: str, family: str) -> list[CloudImage]:
         images = []
-        for path in self.directory.glob(f"{family}-*{SUFFIX}"):
+        for path in self.directory.glob(glob):
             name = path.name.removesuffix(SUFFIX)
-            if not name_re.fullmatch(name):
-                continue  # another family that shares the prefix (e.g. <family>-base-...)
+            if not re.fullmatch(name_re, name):
+                continue
             try:
                 mtime = path.stat().st_mtime
             except FileNotFoundError:
@@ -38,6 +44,10 @@ class LocalImageStore:
             created = datetime.fromtimestamp(mtime, timezone.utc).isoformat()
             images.append(CloudImage(name, str(path), family, {}, created, None))
         return newest_first(images)
+
+    def _copies(self, name: str) -> list[Path]:
+        """Extracted trees that belong to the tarball ``name`` (run-local's copies)."""
+        return sorted(self.directory.glob(f"{name}.*.rootfs"))
 
     def latest_in_family(self, family: str) -> CloudImage | None:
         images = self.list_family(family)
@@ -59,13 +69,26 @@ class LocalImageStore:
         from everbake.localbuild.chroot import remove_tree
         from everbake.localbuild.overlay import in_use_as_lower
 
-        copies = sorted(self.directory.glob(f"{image.name}.*.rootfs"))
+        copies = self._copies(image.name)
         busy = [copy for copy in copies if in_use_as_lower(copy)]
         if busy:
             raise BuildError(
-                f"{busy[0]} is in use by a run-local in progress; let it finish, then run "
-                "gc-images again"
+                f"{busy[0]} is in use by a build or run-local in progress; let it finish, "
+                "then run gc-images again"
             )
         for copy in copies:
             remove_tree(copy)
         (self.directory / f"{image.name}{SUFFIX}").unlink(missing_ok=True)
+
+
+class LocalBaseCaches(LocalImageStore):
+    """The base layer caches of local builds (see the module docstring)."""
+
+    provider = "local"
+
+    def list_family(self, family: str) -> list[CloudImage]:
+        return self._listed(f"base-*{SUFFIX}", r"base-[0-9a-f]{64}", family)
+
+    def _copies(self, name: str) -> list[Path]:
+        extracted = self.directory / f"{name}.rootfs"
+        return [extracted] if extracted.exists() else []

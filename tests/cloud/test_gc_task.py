@@ -194,7 +194,7 @@ def test_local_refuses_an_image_a_run_is_using(tmp_path):
     finally:
         subprocess.run(["umount", str(merged)], check=True)
     assert busy.returncode == 1
-    assert busy.stderr.count("error:") == 1 and "in use by a run-local" in busy.stderr
+    assert busy.stderr.count("error:") == 1 and "in use by a build or run-local" in busy.stderr
     assert "Traceback" not in busy.stderr
     assert (dist / "local" / f"{names[1]}.tar.zst").is_file() and lower.is_dir()
 
@@ -203,10 +203,25 @@ def test_local_refuses_an_image_a_run_is_using(tmp_path):
     assert sorted(p.name for p in (dist / "local").iterdir()) == [f"{names[0]}.tar.zst"]
 
 
-def test_local_base_layer_is_a_cache_not_an_image(tmp_path):
-    result = run(
-        ["--provider", "local", "--image", "optimization", "--layer", "base", "--keep", "1"],
-        {},
-        tmp_path,
-    )
-    assert result.returncode == 1 and "dist/cache/local/base-*.tar.zst" in result.stderr
+def test_local_base_caches_keep_the_newest_and_every_spec_s_current_base(tmp_path):
+    from everbake.fingerprint import fingerprints
+    from everbake.spec import load_spec
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    current = f"base-{fingerprints(load_spec('optimization')).base}"
+    names = [current] + [f"base-{c * 64}" for c in "abc"]
+    for age, name in zip([30, 3, 2, 1], names, strict=True):  # the current base: oldest
+        tarball = cache / f"{name}.tar.zst"
+        tarball.write_bytes(b"base")
+        stamp = (NOW - timedelta(days=age)).timestamp()
+        os.utime(tarball, (stamp, stamp))
+    (cache / f"{names[1]}.rootfs" / "usr/bin").mkdir(parents=True)
+    (cache / "unrelated.tar.zst").write_bytes(b"not ours")
+    args = ["--provider", "local", "--image", "optimization", "--layer", "base", "--keep", "1"]
+    env = {"EVERBAKE_LOCAL_CACHE": str(cache)}
+    result = run(args, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"keep      {current}  (the current base of optimization" in result.stdout
+    left = sorted(p.name for p in cache.iterdir())
+    assert left == sorted([f"{current}.tar.zst", f"{names[3]}.tar.zst", "unrelated.tar.zst"])
