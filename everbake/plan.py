@@ -121,6 +121,8 @@ def _action(layer: str, found: Mapping[str, bool | str], provider: str) -> str:
     if not isinstance(state, bool):
         return f"unknown ({state})"
     if layer == "base":
+        if found["image"] is True:
+            return "none (image up to date)"  # build-image stops at the image lookup
         if state:
             return "reuse (cached)" if provider == "local" else "reuse"
         return "build"

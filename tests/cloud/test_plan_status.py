@@ -49,8 +49,15 @@ def test_nothing_built_then_base_only_then_both(repo, cloud):  # noqa: F811
     assert status(spec, ["gcp", "yandex"]) == {
         ("gcp", "base"): (True, "reuse"),
         ("gcp", "image"): (False, "build"),
-        ("yandex", "base"): (True, "reuse"),
+        ("yandex", "base"): (True, "none (image up to date)"),
         ("yandex", "image"): (True, "up to date"),
+    }
+    # An image whose base was retired since: nothing to build either.
+    seed(cloud, spec, ["image"], "gcp")
+    del cloud["gce"].state.images[PROJECT][naming.image_name(spec, fingerprints(spec), "base")]
+    assert status(spec, ["gcp"]) == {
+        ("gcp", "base"): (False, "none (image up to date)"),
+        ("gcp", "image"): (True, "up to date"),
     }
 
 
