@@ -87,6 +87,8 @@ def build_cloud(
             # build under a temporary name and swap only once the new image exists,
             # so a failed rebuild leaves the old image in place.
             temporary = name + TEMPORARY_SUFFIX
+            if existing.name == temporary:
+                existing = _finish_swap(store, family, existing, name)
             _drop_leftover(store, family, temporary)
             image, entry, attempt = _build_layer(ctx, "image", image_name=temporary)
             image = _swap_in(store, existing, image, name)
@@ -213,19 +215,28 @@ def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:
                 store.delete(image)
 
 
-def _swap_in(store: ImageStore, old: CloudImage, new: CloudImage, name: str) -> CloudImage:
+def _finish_swap(store: ImageStore, family: str, new: CloudImage, name: str) -> CloudImage:
+    """An earlier replacement stopped after building ``new`` (the newest image of the
+    fingerprint, still under its temporary name): finish it before building again."""
+    olds = [i for i in store.list_family(family) if i.name == name]
+    return _swap_in(store, olds[0] if olds else None, new, name)
+
+
+def _swap_in(store: ImageStore, old: CloudImage | None, new: CloudImage, name: str) -> CloudImage:
     """Delete ``old``, then give ``new`` its name; say what is left when a step fails."""
     from everbake.stores.yandex import YandexImageStore
 
     assert isinstance(store, YandexImageStore)
-    with phase(f"yandex: replacing {old.name} ({old.id}) by {new.id}"):
+    what = f"{old.name} ({old.id})" if old else "nothing"
+    with phase(f"yandex: replacing {what} by {new.id}, named {name}"):
         try:
-            store.delete(old)
+            if old is not None:
+                store.delete(old)
             return store.rename(new, name)
         except CloudError as exc:
             raise CloudError(
-                f"{exc}; the new image {new.id} exists as {new.name}: run build-image --force "
-                "again to finish the swap"
+                f"{exc}; the new image {new.id} exists as {new.name}: run build-image "
+                "--provider yandex --force again to finish the swap"
             ) from None
 
 

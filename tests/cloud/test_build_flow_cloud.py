@@ -389,6 +389,19 @@ def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypa
     assert first.image in before
 
 
+def test_a_yandex_force_rebuild_finishes_an_interrupted_swap_first(repo, cloud, capfd):
+    from everbake.cloudbuild import build_cloud
+
+    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    # As if the last replacement deleted the old image but could not rename the new one.
+    image = cloud["yc"].images[first.record["image_id"]]
+    image.name = first.image + "-new"
+    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    assert again.image == first.image and again.record["image_id"] != first.record["image_id"]
+    assert images_in(cloud, "yandex") == {first.image, first.record["base"]["image_name"]}
+    assert f"replacing nothing by {first.record['image_id']}" in capfd.readouterr().err
+
+
 def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
     from everbake.cloudbuild import build_cloud
 
