@@ -26,6 +26,7 @@ class Place:
     setting: str  # the image spec's field
     variables: tuple[str, ...]  # the environment's, first set wins
     fix: str  # one line for `invoke check`
+    packer_var: str  # the template variable that receives it
 
 
 PLACES = {
@@ -35,6 +36,7 @@ PLACES = {
         "build.gcp.project",
         ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"),
         "export GOOGLE_CLOUD_PROJECT=<project>  (or set build.gcp.project in the image spec)",
+        "project_id",
     ),
     "yandex": Place(
         "folder_id",
@@ -43,8 +45,14 @@ PLACES = {
         ("YC_FOLDER_ID",),
         "export YC_FOLDER_ID=$(yc config get folder-id)  "
         "(or set build.yandex.folder_id in the image spec)",
+        "folder_id",
     ),
 }
+
+
+def packer_var(provider: str) -> str | None:
+    """The template variable holding where ``provider`` builds (None: the local one)."""
+    return PLACES[provider].packer_var if provider in PLACES else None
 
 
 def from_spec(spec: ImageSpec, provider: str) -> str:

@@ -27,6 +27,7 @@ from everbake import provision_env
 from everbake.errors import RenderError
 from everbake.files import write_atomic
 from everbake.fingerprint import Fingerprints, fingerprints
+from everbake.location import packer_var
 from everbake.packer import PLUGINS
 from everbake.providers import BuildSettings, Provider, get
 from everbake.providers.yandex import YANDEX_FIELDS
@@ -38,8 +39,6 @@ PLAN_FILE = "local-plan.json"
 PLUGINS_FROM = (1, 7, 0)
 SOURCE_TYPES = {"gcp": "googlecompute", "yandex": "yandex", "local": "null"}
 _PLUGIN_OF = {"gcp": "googlecompute", "yandex": "yandex"}
-# The variable naming where a cloud builds; from PKR_VAR_* when the spec leaves it out.
-_LOCATION_VAR = {"gcp": "project_id", "yandex": "folder_id"}
 
 
 def hcl_string(value: Any) -> str:
@@ -169,7 +168,8 @@ def _render_layer(
         ]
     sensitive = tuple(f"secret_{s['name']}" for s in secrets)
     variables = [{"name": k, "type": _hcl_type(v), "sensitive": False} for k, v in values.items()]
-    location = _LOCATION_VAR.get(provider.name)
+    # Where a cloud builds comes from PKR_VAR_* when the spec leaves it out.
+    location = packer_var(provider.name)
     if location and location not in values:
         variables.append({"name": location, "type": "string", "sensitive": False})
     variables += [{"name": name, "type": "string", "sensitive": True} for name in sensitive]
@@ -299,7 +299,7 @@ def validation_env(rendered: Rendered, base: dict[str, str] | None = None) -> di
     """Environment for `packer validate`: placeholders for values only known at build
     time (project/folder, secrets), so validation needs no credentials or secrets."""
     env = dict(os.environ if base is None else base)
-    location = _LOCATION_VAR.get(rendered.provider)
+    location = packer_var(rendered.provider)
     if location and location not in rendered.values:
         env.setdefault(f"PKR_VAR_{location}", PLACEHOLDER)
     for name in rendered.sensitive:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
+from everbake.location import PLACES, find
 from everbake.spec import ImageSpec
 
 
@@ -82,6 +83,10 @@ class Provider:
         common = self.common_vars(spec, fps, layer)
         if settings.image_name:
             common["image_name"] = settings.image_name
+        # The project/folder: the build settings', the spec's, or the environment's.
+        place = settings.project or find(spec, self.name)
+        if place:
+            common[PLACES[self.name].packer_var] = place
         return {
             **common,
             "zone": settings.zone or build.zones[0],

@@ -7,14 +7,8 @@ from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
-from everbake.location import find
 from everbake.providers.base import BuildSettings, Provider
 from everbake.spec import ImageSpec
-
-
-def project(spec: ImageSpec, settings: BuildSettings) -> str:
-    """Project from the build settings, the spec, or the environment ('' when unknown)."""
-    return settings.project or find(spec, "gcp")
 
 
 class Gcp(Provider):
@@ -44,7 +38,4 @@ class Gcp(Provider):
         else:
             values["source_image_family"] = spec.base.gcp.image_family
             values["source_image_project_ids"] = [spec.base.gcp.image_project]
-        found = project(spec, settings)
-        if found:
-            values["project_id"] = found
         return values

@@ -7,7 +7,6 @@ from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import Fingerprints
-from everbake.location import find
 from everbake.providers.base import BuildSettings, Provider
 from everbake.spec import ImageSpec
 
@@ -70,11 +69,6 @@ YANDEX_FIELDS = frozenset(
 )
 
 
-def folder(spec: ImageSpec, settings: BuildSettings) -> str:
-    """Folder from the build settings, the spec, or the environment ('' when unknown)."""
-    return settings.project or find(spec, "yandex")
-
-
 class Yandex(Provider):
     name = "yandex"
     layers = ("base", "image")
@@ -95,9 +89,6 @@ class Yandex(Provider):
         values["core_fraction"] = build.core_fraction
         if build.subnet_id:
             values["subnet_id"] = build.subnet_id
-        found = folder(spec, settings)
-        if found:
-            values["folder_id"] = found
         if layer == "image":
             values["source_image_name"] = naming.image_name(spec, fps, "base")
         elif spec.base.yandex.image_id:
