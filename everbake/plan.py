@@ -62,12 +62,14 @@ def add_status(
         groups.setdefault((row["image"], row["provider"]), []).append(row)
     for (image, provider), group in groups.items():
         spec = by_name[image]
+        # The rows already carry each layer's fingerprint, name and family.
+        layers = {row["layer"]: row for row in group}
         if provider == "local":
-            found = _local_exists(spec)
+            found = _local_exists(spec, layers)
         elif offline:
             found = dict.fromkeys(("base", "image"), "--offline")
         else:
-            found = _cloud_exists(spec, provider, env, stores)
+            found = _cloud_exists(spec, provider, env, stores, layers)
         for row in group:
             state = found[row["layer"]]
             row["exists"] = state if isinstance(state, bool) else None
@@ -75,22 +77,27 @@ def add_status(
     return rows
 
 
-def _local_exists(spec: ImageSpec) -> dict[str, bool | str]:
+def _local_exists(
+    spec: ImageSpec, layers: Mapping[str, Mapping[str, Any]]
+) -> dict[str, bool | str]:
     from everbake.build.record import local_up_to_date, read_record, record_path
     from everbake.localbuild.plan import base_cache_name, default_cache_dir
 
-    fps = fingerprints(spec)
-    name = naming.image_name(spec, fps)
-    record = read_record(record_path(spec.repo_root, "local", name))
-    cache = default_cache_dir(spec.repo_root) / base_cache_name(fps.base)
+    image = layers["image"]
+    record = read_record(record_path(spec.repo_root, "local", image["image_name"]))
+    cache = default_cache_dir(spec.repo_root) / base_cache_name(layers["base"]["fingerprint"])
     return {
         "base": cache.is_file(),
-        "image": local_up_to_date(record, fps.image) is not None,
+        "image": local_up_to_date(record, image["fingerprint"]) is not None,
     }
 
 
 def _cloud_exists(
-    spec: ImageSpec, provider: str, env: Mapping[str, str], stores: dict[tuple[str, str], Any]
+    spec: ImageSpec,
+    provider: str,
+    env: Mapping[str, str],
+    stores: dict[tuple[str, str], Any],
+    layers: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, bool | str]:
     """Per layer: found or not, or the reason it is unknown."""
     from everbake.errors import EverbakeError
@@ -100,7 +107,6 @@ def _cloud_exists(
     hint = credentials_hint(provider, env)
     if not hint.ok:
         return dict.fromkeys(("base", "image"), f"no credentials: {hint.fix}")
-    fps = fingerprints(spec)
     out: dict[str, bool | str] = {}
     try:
         location = location_of(spec, provider, env)
@@ -108,8 +114,10 @@ def _cloud_exists(
         if key not in stores:
             stores[key] = open_store(provider, location, env)
         for layer in ("base", "image"):
-            image = stores[key].find_by_fingerprint(fps.of(layer), naming.family(spec, layer))
-            out[layer] = image is not None
+            row = layers[layer]
+            out[layer] = (
+                stores[key].find_by_fingerprint(row["fingerprint"], row["family"]) is not None
+            )
     except EverbakeError as exc:
         reason = str(exc).splitlines()[0]
         return {layer: out.get(layer, f"lookup failed: {reason}") for layer in ("base", "image")}
