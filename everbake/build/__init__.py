@@ -62,6 +62,26 @@ def build_image(
     """Build one image on one provider; ``replace_published`` only matters for clouds."""
     check_provider(provider)
     spec = load_spec(spec_name_or_path, images_dir)
+    return build_spec(
+        spec,
+        provider,
+        force,
+        cache_dir=cache_dir,
+        environ=environ,
+        replace_published=replace_published,
+    )
+
+
+def build_spec(
+    spec: ImageSpec,
+    provider: str,
+    force: bool = False,
+    *,
+    cache_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    replace_published: bool = False,
+) -> BuildOutcome:
+    """`build_image` for a spec already loaded."""
     if provider == "local":
         return build_local(spec, force=force, cache_dir=cache_dir, environ=environ)
     # Imported here: the cloud flow imports this module.

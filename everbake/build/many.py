@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from everbake.build import BuildOutcome, build_image, check_provider
+from everbake.build import BuildOutcome, build_spec, check_provider
 from everbake.errors import EverbakeError, SpecError
 from everbake.spec import list_images, load_spec
 from everbake.ui import say
@@ -35,29 +35,23 @@ def build_images(
     for provider in providers:
         check_provider(provider)
     wanted = list_images(images_dir) if ALL in names else list(names)
-    problems: list[str] = []
+    specs, problems = [], []
     for name in wanted:
         try:
-            load_spec(name, images_dir)
+            specs.append(load_spec(name, images_dir))
         except SpecError as exc:
             problems.extend(exc.problems)
     if problems:
         raise SpecError(problems)
     outcomes: list[BuildOutcome] = []
     try:
-        for name in wanted:
+        for spec in specs:
             for provider in providers:
                 outcomes.append(
-                    build_image(
-                        name,
-                        provider,
-                        force,
-                        images_dir=images_dir,
-                        replace_published=replace_published,
-                    )
+                    build_spec(spec, provider, force, replace_published=replace_published)
                 )
     finally:
-        if len(wanted) * len(providers) > 1:
+        if len(specs) * len(providers) > 1:
             say(summary(outcomes))
     return outcomes
 
