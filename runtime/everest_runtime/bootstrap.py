@@ -46,9 +46,8 @@ class Settings(NamedTuple):
 _log = prefixed("everest-bootstrap")
 
 
-def get_token(s: Settings) -> str | None:
-    """From a file, else the environment variable, else the metadata server; None if
-    none is configured (public projects)."""
+def local_token(s: Settings) -> str | None:
+    """The token from a file, else the environment variable; None if neither holds one."""
     if s.token_file:
         try:
             token = Path(s.token_file).read_text(encoding="utf-8").strip()
@@ -57,18 +56,37 @@ def get_token(s: Settings) -> str | None:
         if not token:
             raise ConfigError(f"--token-file {s.token_file} is empty")
         return token
-    token = os.environ.get(s.token_env, "").strip()
-    if token:
-        return token
-    if s.token_metadata_key:
-        from . import metadata
-
-        return metadata.attribute(s.token_metadata_key, s.metadata_url) or None
-    return None
+    return os.environ.get(s.token_env, "").strip() or None
 
 
-def fetch(s: Settings, token: str | None) -> Path:
-    """The directory holding the model's source (from the cache when there)."""
+class TokenLookup:
+    """The token when GitLab is about to be called: from a file or the environment,
+    else the metadata server, asked at most once and only then. A warm cache or
+    --local needs no token, so no task start waits on the metadata server."""
+
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+        self.local = local_token(s)  # read up front: a bad --token-file is a config error
+        self.fetched: str | None = None
+
+    def __call__(self) -> str | None:
+        s = self.settings
+        if self.local or not s.token_metadata_key:
+            return self.local
+        if self.fetched is None:
+            from . import metadata
+
+            self.fetched = metadata.attribute(s.token_metadata_key, s.metadata_url) or None
+        return self.fetched
+
+    def seen(self) -> list[str]:
+        """Every token value this task holds, for redaction."""
+        return [t for t in (self.local, self.fetched) if t]
+
+
+def fetch(s: Settings, token: Callable[[], str | None]) -> Path:
+    """The directory holding the model's source (from the cache when there);
+    ``token`` is called only when GitLab is."""
     if s.local:
         return _local(s)
     if not s.project:
@@ -91,7 +109,7 @@ def fetch(s: Settings, token: str | None) -> Path:
 
     from .gitlab import GitLab
 
-    client = GitLab(s.gitlab_url, s.project, token, s.retries, s.retry_delay)
+    client = GitLab(s.gitlab_url, s.project, token(), s.retries, s.retry_delay)
     commit = client.commit(s.ref)
     sha = str(commit["id"])
     if not FULL_SHA.match(sha):
@@ -145,10 +163,14 @@ def cached(
         if final.is_dir():
             return final  # another task filled it while we waited
         staging = cache / f".{key}.staging.part"
-        # Leftovers of a task killed mid-fetch; nobody else writes them while we hold the lock.
+        # Leftovers of a task killed mid-fetch (downloads, the staging tree, and
+        # unarchive's own temporary dir beside it); nobody else writes them while
+        # we hold the lock.
         shutil.rmtree(staging, ignore_errors=True)
         for stale in cache.glob(f".{key}.*.download.part"):
             stale.unlink()
+        for stale in cache.glob(f".{staging.name}.*.part"):
+            shutil.rmtree(stale, ignore_errors=True)
         for attempt in range(retries + 1):
             fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".download.part", dir=cache)
             os.close(fd)
@@ -200,9 +222,9 @@ def _local(s: Settings) -> Path:
 def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     """Fetch, then run the task in this process; returns (exit status, model dir).
     The token is removed from the environment first: the model never sees it."""
-    token = get_token(s)
-    secrets: list[str] = [token] if token else []
+    token = TokenLookup(s)
     model_dir = fetch(s, token)
+    secrets = token.seen()
     os.environ.pop(s.token_env, None)
     from . import runner
 

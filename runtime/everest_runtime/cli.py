@@ -266,7 +266,7 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
             limits=runner_options["limits"],
         )
         if args.fetch_only:
-            print(bootstrap.fetch(settings, bootstrap.get_token(settings)))
+            print(bootstrap.fetch(settings, bootstrap.TokenLookup(settings)))
             return 0
         rc, _ = bootstrap.run(settings, runner_options)
         return rc

@@ -223,6 +223,10 @@ def test_token_from_file_and_from_metadata(gitlab, tmp_path):
         result = bootstrap(gitlab, tmp_path, "--fetch-only", token=None, env=env)
         assert result.returncode == 0, result.stderr
         assert meta.requests == [("/computeMetadata/v1/instance/attributes/gitlab-token", "Google")]
+        # A warm cache by full SHA needs no token: the metadata server is not asked.
+        warm = bootstrap(gitlab, tmp_path, "--fetch-only", token=None, env=env)
+        assert warm.returncode == 0, warm.stderr
+        assert len(meta.requests) == 1
         env["EVEREST_GITLAB_TOKEN_METADATA_KEY"] = "absent-key"
         missing = bootstrap(gitlab, tmp_path, "--fetch-only", "--ref", "v1.0", token=None, env=env)
         assert missing.returncode == 3
@@ -278,6 +282,8 @@ def test_leftovers_of_a_killed_fetch_are_cleaned_and_never_used(gitlab, tmp_path
     staging = cache / f".{SHA}.staging.part"
     staging.mkdir()
     (staging / "everest.toml").write_text("[model]\ncommand = ['false']\n")
+    extracting = cache / f"..{SHA}.staging.part.k1ll3d.part"  # unarchive's own temporary
+    (extracting / "model-x").mkdir(parents=True)
     result = bootstrap(gitlab, tmp_path, "--ref", "v1.0")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in cache.iterdir()) == [f".{SHA}.lock", SHA]
