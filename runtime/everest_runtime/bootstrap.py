@@ -35,7 +35,7 @@ class Settings(NamedTuple):
     token_env: str = DEFAULT_TOKEN_ENV
     token_file: str = ""
     token_metadata_key: str = ""
-    metadata_url: str = "http://169.254.169.254"
+    metadata_url: str = ""  # "": metadata.DEFAULT_URL for the token; the watch only on GCE
     cache_dir: str = DEFAULT_CACHE
     local: str = ""
     retries: int = 6
@@ -228,10 +228,9 @@ def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     os.environ.pop(s.token_env, None)
     from . import runner
 
-    # A metadata URL set on purpose also serves the preemption watch; the default
-    # is left to the runner, which asks only on GCE.
-    custom = s.metadata_url if s.metadata_url.rstrip("/") != Settings().metadata_url else ""
+    # A metadata URL set on purpose also serves the preemption watch; with none
+    # the runner asks only on GCE.
     opts = runner.Options(
-        model_dir=model_dir, extra_secrets=secrets, metadata_url=custom, **runner_options
+        model_dir=model_dir, extra_secrets=secrets, metadata_url=s.metadata_url, **runner_options
     )
     return runner.run(opts), model_dir

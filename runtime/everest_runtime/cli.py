@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .metadata import DEFAULT_URL
 
 COMMANDS = ("status", "bootstrap", "run-task")
 
@@ -23,7 +24,7 @@ def _env(name: str, default: str = "") -> str:
 
 def _setting(group, flag: str, env: str, help: str, default: str = "", shown: str = "", **kw):
     """A flag whose default is the environment variable ``env``; its help names both."""
-    note = f"env {env}; default {shown or default}" if default else f"env {env}"
+    note = f"env {env}; default {shown or default}" if default or shown else f"env {env}"
     group.add_argument(flag, default=_env(env, default), help=f"{help} ({note})", **kw)
 
 
@@ -222,9 +223,7 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
         "EVEREST_GITLAB_TOKEN_METADATA_KEY",
         "VM metadata attribute holding the token",
     )
-    _setting(
-        tok, "--metadata-url", "EVEREST_METADATA_URL", "metadata server", "http://169.254.169.254"
-    )
+    _setting(tok, "--metadata-url", "EVEREST_METADATA_URL", "metadata server", shown=DEFAULT_URL)
     fetch = parser.add_argument_group("fetching")
     _setting(fetch, "--cache-dir", "EVEREST_CACHE_DIR", "source cache", DEFAULT_CACHE)
     _setting(fetch, "--retries", "EVEREST_RETRIES", "retries on 429/5xx/resets/truncation", "6")

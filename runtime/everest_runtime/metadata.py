@@ -5,13 +5,18 @@ Metadata-Flavor: Google."""
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
+from typing import TYPE_CHECKING
 
 from .errors import FetchError
 
-DEFAULT_URL = "http://169.254.169.254"
+if TYPE_CHECKING:
+    import urllib.request
+
+# urllib is imported where it is used: the CLI reads DEFAULT_URL at start-up,
+# and a warm-cache bootstrap must not load the network stack.
+
+DEFAULT_URL = "http://169.254.169.254"  # the one default; "" anywhere means this
+HEADERS = {"Metadata-Flavor": "Google"}
 API_PATH = "/computeMetadata/v1"
 
 
@@ -23,12 +28,19 @@ def api_url(base_url: str = "") -> str:
 
 def direct_opener() -> urllib.request.OpenerDirector:
     """An opener that ignores HTTP(S)_PROXY: the metadata server is link-local."""
+    import urllib.request
+
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def attribute(key: str, base_url: str = DEFAULT_URL, timeout: float = 5.0, tries: int = 3) -> str:
+def attribute(key: str, base_url: str = "", timeout: float = 5.0, tries: int = 3) -> str:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    server = base_url or DEFAULT_URL
     url = api_url(base_url) + "/instance/attributes/" + urllib.parse.quote(key, safe="")
-    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+    request = urllib.request.Request(url, headers=HEADERS)
     opener = direct_opener()
     problem = ""
     for attempt in range(tries):
@@ -38,7 +50,7 @@ def attribute(key: str, base_url: str = DEFAULT_URL, timeout: float = 5.0, tries
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise FetchError(
-                    f"metadata key {key!r} is not set on this VM ({base_url}); add it to the "
+                    f"metadata key {key!r} is not set on this VM ({server}); add it to the "
                     "instance metadata or choose another token source"
                 ) from None
             problem = f"HTTP {exc.code}"
@@ -49,6 +61,6 @@ def attribute(key: str, base_url: str = DEFAULT_URL, timeout: float = 5.0, tries
         if attempt + 1 < tries:
             time.sleep(0.2 * 2**attempt)
     raise FetchError(
-        f"metadata server {base_url} did not give key {key!r} ({problem}); "
+        f"metadata server {server} did not give key {key!r} ({problem}); "
         "is this a cloud VM? set --metadata-url or another token source"
     )

@@ -7,21 +7,14 @@ Without a metadata server (Yandex, a laptop, a test) it stops quietly.
 
 from __future__ import annotations
 
-import os
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from everest_runtime.metadata import api_url, direct_opener
+from everest_runtime.metadata import HEADERS, api_url, direct_opener
 
-HEADERS = {"Metadata-Flavor": "Google"}
 WAIT_SECONDS = 60  # server-side long-poll limit per request
-
-
-def metadata_base_url() -> str:
-    """The metadata API root; EVEREST_METADATA_URL may name the server or the API root."""
-    return api_url(os.environ.get("EVEREST_METADATA_URL", ""))
 
 
 class PreemptionWatcher:
@@ -33,7 +26,7 @@ class PreemptionWatcher:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.callback = callback
-        self.base_url = api_url(base_url) if base_url else metadata_base_url()
+        self.base_url = api_url(base_url or "")
         self.retry_delay = retry_delay
         self.preempted = False
         self._log = log or (lambda line: None)

@@ -42,7 +42,7 @@ class Options(NamedTuple):
     limits: Limits = DEFAULT_LIMITS
     sample_interval: float = 1.0
     extra_secrets: Sequence[str] = ()
-    metadata_url: str = ""  # "" = EVEREST_METADATA_URL, else GCE's metadata.google.internal
+    metadata_url: str = ""  # "" = EVEREST_METADATA_URL, else metadata.DEFAULT_URL on GCE only
     watch_preemption: bool = True
 
 
