@@ -167,7 +167,9 @@ def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, 
 
 
 def ca_certificate_files(setting: str | Iterable[str], repo_root: Path) -> list[Path]:
-    """The PEM files a spec's system.ca_certificates names ("host" or a list of paths)."""
+    """The PEM files a spec's system.ca_certificates names ("host", "none" or a list)."""
+    if setting == "none":
+        return []
     if isinstance(setting, str):
         if setting != "host":
             raise SpecError(

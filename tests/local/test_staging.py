@@ -114,6 +114,8 @@ def test_ca_certificates_from_a_list_and_bad_entries(tmp_path: Path) -> None:
 def test_host_ca_certificates_are_the_hosts_extra_ones() -> None:
     expected = sorted(staging.HOST_CA_DIR.rglob("*.crt")) if staging.HOST_CA_DIR.is_dir() else []
     assert staging.ca_certificate_files("host", REPO_ROOT) == expected
+    # "none" is a valid spec value (spec.py accepts it): no certificates at all.
+    assert staging.ca_certificate_files("none", REPO_ROOT) == []
 
 
 def test_embed_secrets_are_written_0600_from_the_environment(tmp_path: Path) -> None:
