@@ -105,15 +105,26 @@ def build_local(
     fps = fingerprints(spec)
     image = naming.image_name(spec, fps)
     rec_path = record_path(spec.repo_root, "local", image)
-    existing = read_record(rec_path)
-    tarball = local_up_to_date(existing, fps.image)
-    if tarball and existing and not force:
+
+    def current() -> BuildOutcome | None:
+        existing = read_record(rec_path)
+        tarball = local_up_to_date(existing, fps.image)
+        if not (tarball and existing) or force:
+            return None
         say(f"up to date: {image} ({tarball}); --force rebuilds it")
         return BuildOutcome(image, "local", True, rec_path, existing)
+
+    done = current()
+    if done:
+        return done
     # Embed secret values go only into packer's environment (sensitive PKR_VAR_*).
     packer_env = {**environ, "CHECKPOINT_DISABLE": "1", **packer.secret_env(spec, environ)}
     build_dir = spec.repo_root / "build" / "local" / spec.name
-    with build_lock(build_dir):
+    with build_lock(build_dir) as waited:
+        # The build we waited for may have made this very image.
+        done = current() if waited else None
+        if done:
+            return done
         record = _bake(spec, fps, build_dir, packer_env, cache_dir)
     record["duration_seconds"] = round(time.monotonic() - started, 1)
     write_record(rec_path, record)
@@ -171,13 +182,17 @@ def _bake(
 
 
 @contextlib.contextmanager
-def build_lock(build_dir: Path) -> Iterator[None]:
-    """One build per build dir at a time; a second one waits and says so."""
+def build_lock(build_dir: Path) -> Iterator[bool]:
+    """One build per build dir at a time; a second one waits and says so.
+    Yields whether it waited: the caller should then look again at what exists."""
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(build_dir.parent / f".{build_dir.name}.lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = False
         except BlockingIOError:
             say(f"waiting for another build using {build_dir} to finish ...")
+            waited = True
+        if waited:
             fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        yield waited

@@ -71,16 +71,26 @@ def build_cloud(
     with phase(f"{provider}: look up {name} in {location}"):
         store = open_store(provider, location, env)
         existing = store.find_by_fingerprint(fps.image, family)
+
+    def up_to_date(image: CloudImage) -> BuildOutcome:
+        say(f"up to date: {image.name} ({provider}, {location}); --force rebuilds it")
+        record = read_record(rec_path) or _summary(image)
+        return BuildOutcome(image.name, provider, True, rec_path, record)
+
     if existing is not None and not force:
-        say(f"up to date: {existing.name} ({provider}, {location}); --force rebuilds it")
-        record = read_record(rec_path) or _summary(existing)
-        return BuildOutcome(existing.name, provider, True, rec_path, record)
+        return up_to_date(existing)
     if existing is not None:
         _confirm_replace(spec, provider, existing, replace_published)
     # Missing embed-mode secrets fail now, before any VM is started.
     packer_env = {**env, "CHECKPOINT_DISABLE": "1", **packer.secret_env(spec, env)}
     ctx = _Context(spec, provider, fps, location, store, packer_env, packer.detect_version())
-    with build_lock(spec.repo_root / "build" / provider / spec.name):
+    with build_lock(spec.repo_root / "build" / provider / spec.name) as waited:
+        if waited and not force:
+            # The build we waited for may have made this very image.
+            with phase(f"{provider}: look up {name} again"):
+                existing = store.find_by_fingerprint(fps.image, family)
+            if existing is not None:
+                return up_to_date(existing)
         base, base_built = _ensure_base(ctx)
         if existing is not None and provider == "yandex":
             # Yandex names are unique per folder and Packer has no -force there:

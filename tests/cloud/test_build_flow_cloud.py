@@ -454,3 +454,33 @@ def test_ci_run_with_a_bad_spec_builds_nothing(repo, cloud):
         build_images(["all"], ["gcp"], images_dir=repo / "images")
     assert "famliy" in str(failure.value)
     assert runs(cloud) == []
+
+
+def test_a_build_that_waited_for_another_takes_the_image_it_made(repo, cloud, capfd):
+    import fcntl
+    import threading
+
+    spec = spec_in(repo)
+    fps = fingerprints(spec)
+    lock_path = repo / "build" / "gcp" / ".cloudtest.lock"
+    lock_path.parent.mkdir(parents=True)
+    outcome = []
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # "another build" holds the lock
+        worker = threading.Thread(
+            target=lambda: outcome.append(
+                build_image("cloudtest", "gcp", images_dir=repo / "images")
+            )
+        )
+        worker.start()
+        gce = cloud["gce"]
+        said = ""
+        while "waiting for another build" not in said:
+            worker.join(0.05)  # it looked once, found nothing, and now waits for the lock
+            said += capfd.readouterr().err
+        # ... then the other build finishes the very image and lets go.
+        seed_labels = {"everbake-fingerprint": fps.image[:48]}
+        gce.add_image(PROJECT, naming.image_name(spec, fps), naming.family(spec), seed_labels)
+    worker.join(60)
+    assert outcome and outcome[0].up_to_date
+    assert runs(cloud) == []  # nothing built twice

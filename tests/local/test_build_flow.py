@@ -64,3 +64,44 @@ def test_a_failing_script_names_itself_and_leaves_nothing(tiny_root: Path, tmp_p
     assert mounts_under(REPO_ROOT / "build" / "local" / "flowfail") == []
     plan = json.loads((REPO_ROOT / "build/local/flowfail/local-plan.json").read_text())
     assert plan["base_cache"] == str(cache / base_cache_name(fps.base))
+
+
+def test_a_build_that_waited_for_another_takes_the_image_it_made(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+    import threading
+
+    text = (REPO_ROOT / "images" / "optimization.toml").read_text()
+    spec_file = tmp_path / "flowwait.toml"
+    text = text.replace('name = "optimization"', 'name = "flowwait"', 1)
+    spec_file.write_text(text.replace("everbake-optimization", "everbake-flowwait"))
+    spec = load_spec(spec_file, REPO_ROOT / "images")
+    fps = fingerprints(spec)
+    rec = record_path(REPO_ROOT, "local", naming.image_name(spec, fps))
+    lock_path = REPO_ROOT / "build" / "local" / ".flowwait.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    outcome = []
+    try:
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # "another build" holds the lock
+            worker = threading.Thread(
+                target=lambda: outcome.append(build_local(spec, cache_dir=tmp_path / "cache"))
+            )
+            worker.start()
+            said = ""
+            while "waiting for another build" not in said:
+                worker.join(0.05)
+                said += capfd.readouterr().err
+            # ... and finishes the very image before it lets go.
+            tarball = tmp_path / "img.tar.zst"
+            tarball.write_bytes(b"x" * 10)
+            artifact = {"path": str(tarball), "size_bytes": 10}
+            rec.parent.mkdir(parents=True, exist_ok=True)
+            rec.write_text(json.dumps({"fingerprints": {"image": fps.image}, "artifact": artifact}))
+        worker.join(60)
+        assert outcome and outcome[0].up_to_date
+        assert not (REPO_ROOT / "build" / "local" / "flowwait").exists()  # nothing rendered
+    finally:
+        rec.unlink(missing_ok=True)
+        lock_path.unlink(missing_ok=True)
