@@ -67,22 +67,19 @@ def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
     if named.is_file():
         return named
     try:
-        spec = load_spec(text)
+        spec = load_spec(text, repo_root / "images")
     except EverbakeError:
         raise EverbakeError(
             f"--image {text}: not an image tarball, a built image name or an image spec; "
             "see images/ for spec names"
         ) from None
-    tarball = image_tarball(spec.repo_root, naming.image_name(spec, fingerprints(spec)))
+    tarball = image_tarball(repo_root, naming.image_name(spec, fingerprints(spec)))
     if not tarball.is_file():
-        older = sorted(
-            tarball.parent.glob(f"{spec.family}-*.tar.zst"), key=lambda p: p.stat().st_mtime
-        )
-        hint = (
-            f", or run the older build: --image {older[-1].name[: -len('.tar.zst')]}"
-            if older
-            else ""
-        )
+        from everbake.stores.local import LocalImageStore
+
+        # The store's exact name pattern: no other family that shares the prefix.
+        older = LocalImageStore(tarball.parent).latest_in_family(spec.family)
+        hint = f", or run the older build: --image {older.name}" if older else ""
         raise EverbakeError(
             f"--image {text}: no local image for the current spec ({tarball.name} is missing); "
             f"build it: invoke build-image --image {text}{hint}"
