@@ -536,7 +536,10 @@ class _Checker:
         self.check_secrets(spec)
         self.check_agent(spec)
         self.check_build(spec)
-        if not (self.repo_root / spec.runtime.source / "pyproject.toml").is_file():
+        runtime = spec.runtime.source
+        if self.inside_repo("runtime.source", runtime) and not (
+            (self.repo_root / runtime / "pyproject.toml").is_file()
+        ):
             self.problem(
                 "runtime.source",
                 f"'{spec.runtime.source}' has no pyproject.toml under {self.repo_root}; point "
@@ -601,10 +604,17 @@ class _Checker:
                 continue
             self.check_file_sha(f"{key}.script", solver.script, solver.sha256, f"{key}.sha256")
 
-    def check_file_sha(self, key: str, relative: str, expected: str, sha_key: str) -> None:
-        path = self.repo_root / relative
+    def inside_repo(self, key: str, relative: str) -> bool:
+        """Files that go into an image are fingerprinted by their path in the
+        repository, so they must be inside it."""
         if Path(relative).is_absolute() or ".." in Path(relative).parts:
             self.problem(key, f"'{relative}' must be a path inside the repository, relative to it")
+            return False
+        return True
+
+    def check_file_sha(self, key: str, relative: str, expected: str, sha_key: str) -> None:
+        path = self.repo_root / relative
+        if not self.inside_repo(key, relative):
             return
         if not path.is_file():
             self.problem(
@@ -667,6 +677,8 @@ class _Checker:
                 )
         else:
             for i, cert in enumerate(system.ca_certificates):
+                if not self.inside_repo(f"system.ca_certificates[{i}]", cert):
+                    continue
                 if not (self.repo_root / cert).is_file():
                     self.problem(
                         f"system.ca_certificates[{i}]",
@@ -724,7 +736,10 @@ class _Checker:
                 f"no secret named '{agent.token_secret}'; {hint}add "
                 f"[secrets.{agent.token_secret}] or fix the name",
             )
-        if not (self.repo_root / agent.config_template).is_file():
+        template = agent.config_template
+        if self.inside_repo("agent.config_template", template) and not (
+            (self.repo_root / template).is_file()
+        ):
             self.problem(
                 "agent.config_template",
                 f"file '{agent.config_template}' does not exist; fix the path (relative to the "

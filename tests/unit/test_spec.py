@@ -96,6 +96,23 @@ BAD = [
         "[agent]\nconfig_template = 'templates/agent/nope.j2'",
         r"agent\.config_template: file 'templates/agent/nope\.j2' does not exist",
     ),
+    # Baked files are fingerprinted by their path in the repository: outside it is refused.
+    (
+        "ca-certificate-outside-repo",
+        "[system]\nca_certificates = ['/etc/ssl/certs/ca-certificates.crt']",
+        r"system\.ca_certificates\[0\]: '/etc/ssl/certs/ca-certificates\.crt' must be a path "
+        r"inside the repository",
+    ),
+    (
+        "template-outside-repo",
+        "[agent]\nconfig_template = '../agent.conf.j2'",
+        r"agent\.config_template: '\.\./agent\.conf\.j2' must be a path inside the repository",
+    ),
+    (
+        "runtime-outside-repo",
+        "[runtime]\nsource = '/opt/runtime'",
+        r"runtime\.source: '/opt/runtime' must be a path inside the repository",
+    ),
     ("zones-empty", "[build.gcp]\nzones = []", r"build\.gcp\.zones: empty"),
     ("core-fraction", "[build.yandex]\ncore_fraction = 30", r"build\.yandex\.core_fraction"),
 ]
