@@ -47,8 +47,13 @@ def open_store(
                 f"EVERBAKE_YANDEX_CA_FILE={ca_file}: {exc.strerror}; point it at a PEM file "
                 "or unset it"
             ) from None
+        # The credentials of ``env``, the same ones credentials_hint() judged.
         return YandexImageStore(
-            folder, endpoint=env.get("EVERBAKE_YANDEX_ENDPOINT") or None, root_certificates=roots
+            folder,
+            token=env.get("YC_TOKEN") or None,
+            service_account_key=env.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None,
+            endpoint=env.get("EVERBAKE_YANDEX_ENDPOINT") or None,
+            root_certificates=roots,
         )
     raise EverbakeError(f"unknown provider '{provider}': choose one of {', '.join(PROVIDERS)}")
 

@@ -161,3 +161,18 @@ def test_credentials_hint_offline(tmp_path):
     assert yandex_credentials_hint({"YC_TOKEN": "t1.x"}).ok
     missing = yandex_credentials_hint({"YC_SERVICE_ACCOUNT_KEY_FILE": str(tmp_path / "k.json")})
     assert not missing.ok and "does not exist" in missing.detail
+
+
+def test_open_store_logs_in_with_the_env_it_is_given(yc, tmp_path, monkeypatch):
+    from everbake.stores.factory import open_store
+
+    monkeypatch.setenv("YC_TOKEN", "t1.wrong")  # the process's own, not the one asked for
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(yc.root_certificates)
+    env = {
+        "YC_TOKEN": yc.iam_token,
+        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
+        "EVERBAKE_YANDEX_CA_FILE": str(ca),
+    }
+    seed(yc, "fam-aaaa", FP_A)
+    assert open_store("yandex", FOLDER, env).find_by_fingerprint(FP_A).name == "fam-aaaa"
