@@ -130,12 +130,6 @@ class AgentStandin:
             raise RuntimeError("the agent stand-in is not started")
         return int(self._listener.getsockname()[1])
 
-    @property
-    def connected_tasks(self) -> list[str]:
-        """Task ids of the connections that have sent their handshake."""
-        with self._lock:
-            return sorted(t for t in self._connections.values() if t)
-
     def env(self, task_id: str) -> dict[str, str]:
         """The EVEREST_AGENT_* variables a task needs to reach this stand-in."""
         return {

@@ -7,7 +7,6 @@ and any error message can show the command as it is.
 from __future__ import annotations
 
 import collections
-import os
 import shlex
 import shutil
 import subprocess
@@ -90,15 +89,3 @@ def stream(
         shown = "\n".join(f"    {line}" for line in tail)
         raise BuildError(f"{label} failed (exit {code}); last output:\n{shown}")
     return Result(code, list(tail))
-
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment for child processes that must not see host settings."""
-    env = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": os.environ.get("HOME", "/root"),
-    }
-    if extra:
-        env.update(extra)
-    return env

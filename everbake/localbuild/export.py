@@ -56,18 +56,3 @@ def unpack(tarball: Path, root: Path, *, log_path: Path | None = None) -> None:
     argv = ["tar", "--numeric-owner", "-I", "zstd -T0 -d -q"]
     argv += ["-C", str(root), "-xpf", str(tarball)]
     stream(argv, prefix="tar", log_path=log_path, what=f"unpacking {tarball.name}", echo=False)
-
-
-def tree_size(root: Path) -> int:
-    """Bytes of regular files under ``root`` (hard links counted once)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            st = os.lstat(os.path.join(dirpath, name))
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_size
-    return total
