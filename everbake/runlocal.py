@@ -217,7 +217,8 @@ def run_local(
     inside = root / RUN_DIR_IN_IMAGE.lstrip("/")
     task_dir = inside / "task"
     status_print = on_status or (lambda text: say(f"status: {text}"))
-    standin = AgentStandin("127.0.0.1", 0, on_status=status_print)
+    # log: a task whose status client sends bad frames should hear about it.
+    standin = AgentStandin("127.0.0.1", 0, on_status=status_print, log=say)
     cancelled = False
     code = 1
     scratch = run_dir / ".overlay"  # the run's changes when root is an overlay
