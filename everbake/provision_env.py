@@ -93,3 +93,9 @@ def embed_secrets(spec: ImageSpec) -> list[str]:
 
 def _solvers(spec: ImageSpec, method: str, sep: str) -> str:
     return " ".join(f"{s.package}{sep}{s.version}" for s in spec.solvers if s.install == method)
+
+
+def secret_env_name(name: str) -> str:
+    """The variable carrying an embed-mode secret's value to the step that writes it
+    (the local image step, or the cloud build's secrets provisioner)."""
+    return "EB_SECRET_" + name.upper().replace("-", "_")

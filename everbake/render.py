@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import jinja2
 
 from everbake import provision_env
@@ -28,7 +27,7 @@ from everbake.errors import RenderError
 from everbake.files import write_atomic
 from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.location import packer_var
-from everbake.packer import PLUGINS
+from everbake.packer import PLUGINS, supports_plugins
 from everbake.providers import BuildSettings, Provider, get
 from everbake.providers.yandex import YANDEX_FIELDS
 from everbake.spec import ImageSpec
@@ -36,7 +35,6 @@ from everbake.spec import ImageSpec
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 VAR_FILE = "inputs.auto.pkrvars.json"
 PLAN_FILE = "local-plan.json"
-PLUGINS_FROM = (1, 7, 0)
 SOURCE_TYPES = {"gcp": "googlecompute", "yandex": "yandex", "local": "null"}
 _PLUGIN_OF = {"gcp": "googlecompute", "yandex": "yandex"}
 
@@ -164,7 +162,8 @@ def _render_layer(
     secrets = []
     if layer == "image" or not cloud:
         secrets = [
-            {"name": name, "upper": name.upper()} for name in provision_env.embed_secrets(spec)
+            {"name": name, "env": provision_env.secret_env_name(name)}
+            for name in provision_env.embed_secrets(spec)
         ]
     sensitive = tuple(f"secret_{s['name']}" for s in secrets)
     variables = [{"name": k, "type": _hcl_type(v), "sensitive": False} for k, v in values.items()]
@@ -189,7 +188,7 @@ def _render_layer(
         "build.pkr.hcl": _render(env, build_template, context),
         VAR_FILE: json.dumps(values, indent=2, sort_keys=True) + "\n",
     }
-    if packer_version >= PLUGINS_FROM:
+    if supports_plugins(packer_version):
         plugin = _PLUGIN_OF.get(provider.name)
         plugins = [(plugin, PLUGINS[plugin])] if plugin else []
         files["versions.pkr.hcl"] = _render(env, "versions.pkr.hcl.j2", {"plugins": plugins})
@@ -229,6 +228,8 @@ _VAR_REF = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_]*)")
 
 def parse_dir(directory: Path) -> dict[str, Any]:
     """All *.pkr.hcl files of a directory parsed with python-hcl2, merged by block type."""
+    import hcl2  # with its parser library: ~30 ms that invoke --list need not pay
+
     merged: dict[str, list[Any]] = {}
     for path in sorted(directory.glob("*.pkr.hcl")):
         try:

@@ -28,6 +28,7 @@ import jinja2
 
 from everbake.errors import BuildError, RenderError, SpecError
 from everbake.files import write_json
+from everbake.provision_env import secret_env_name
 from everbake.spec import ImageSpec
 from everbake.ui import say
 
@@ -42,11 +43,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def secret_env_name(name: str) -> str:
-    """The step environment variable carrying an embed-mode secret's value."""
-    return "EB_SECRET_" + name.upper().replace("-", "_")
 
 
 # --- runtime wheel -----------------------------------------------------------
