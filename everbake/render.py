@@ -109,7 +109,9 @@ def render_layers(
     settings: BuildSettings | None = None,
     dist_root: Path = Path("dist"),
     fps: Fingerprints | None = None,
+    layers: tuple[str, ...] | None = None,
 ) -> list[Rendered]:
+    """Render ``layers`` (default: every layer of the provider)."""
     provider = get(provider_name)
     settings = settings or BuildSettings()
     fps = fps or fingerprints(spec)
@@ -119,7 +121,7 @@ def render_layers(
         packer_version = detect_version_or_none() or (99, 0, 0)
     env = environment(spec.repo_root / "templates")
     done = []
-    for layer in provider.layers:
+    for layer in layers or provider.layers:
         directory = layer_dir(out_root, provider, spec, layer)
         done.append(
             _render_layer(

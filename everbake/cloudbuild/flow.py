@@ -251,8 +251,9 @@ def _swap_in(store: ImageStore, old: CloudImage | None, new: CloudImage, name: s
 
 
 def _render(ctx: _Context, layer: str, settings: BuildSettings, root: Path) -> render.Rendered:
+    """Render this layer only: the other one keeps the settings it was built with."""
     with phase(f"render build/{ctx.provider}/{ctx.spec.name}/{layer}"):
-        for rendered in render.render_layers(
+        (rendered,) = render.render_layers(
             ctx.spec,
             ctx.provider,
             root / "build",
@@ -260,10 +261,9 @@ def _render(ctx: _Context, layer: str, settings: BuildSettings, root: Path) -> r
             settings,
             root / "dist",
             ctx.fps,
-        ):
-            if rendered.layer == layer:
-                return rendered
-    raise BuildError(f"{ctx.provider} renders no {layer} layer")  # pragma: no cover
+            layers=(layer,),
+        )
+    return rendered
 
 
 def _confirm(ctx: _Context, layer: str, since: float) -> tuple[CloudImage, dict[str, Any]]:

@@ -375,6 +375,11 @@ def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
     # Built under a temporary name first, swapped in afterwards.
     assert f"yandex: replacing {first.image}" in err
     assert again.record["image_name"] == first.image
+    # Only the image layer was rendered again: the base's files keep the base's name.
+    base_vars = json.loads(
+        (repo / "build/yandex/cloudtest/base/inputs.auto.pkrvars.json").read_text()
+    )
+    assert base_vars["image_name"] == first.record["base"]["image_name"]
 
 
 def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypatch):
