@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,8 @@ def gc_family(
     delete_after_days: float | None = None,
 ) -> list[gc.Action]:
     """Plan (and unless ``dry_run`` apply) the retirement of old images of a spec."""
+    from everbake import naming
+    from everbake.localbuild.plan import cache_dir_in
     from everbake.spec import load_spec
     from everbake.stores import ImageStore
     from everbake.stores.factory import PROVIDERS, open_store
@@ -38,7 +39,7 @@ def gc_family(
     if layer not in LAYERS:
         raise EverbakeError(f"--layer {layer}: choose one of {', '.join(LAYERS)}")
     spec = load_spec(image)
-    family = spec.family if layer == "image" else f"{spec.family}-base"
+    family = naming.family(spec, layer)
     policy = gc.POLICIES[provider]
     if delete_after_days is not None:
         policy = gc.Policy(policy.deprecate_first, float(delete_after_days))
@@ -47,7 +48,7 @@ def gc_family(
     if provider == "local" and layer == "base":
         # Base caches are shared by specs with the same base: one family of all of them.
         family = "base caches"
-        store = LocalBaseCaches(local_cache_dir(dist))
+        store = LocalBaseCaches(cache_dir_in(dist))
         protected = bases_in_use()
     elif provider == "local":
         store = LocalImageStore(dist / "local")
@@ -74,14 +75,6 @@ def gc_family(
         with ui.phase(f"{provider}: retiring {len(changes)} image(s) of family {family}"):
             gc.apply(store, changes, say=ui.say)
     return actions
-
-
-def local_cache_dir(dist: Path) -> Path:
-    """Where local builds keep base caches: $EVERBAKE_LOCAL_CACHE, else <dist>/cache/local."""
-    from everbake.localbuild.plan import CACHE_ENV
-
-    override = os.environ.get(CACHE_ENV)
-    return Path(override) if override else dist / "cache" / "local"
 
 
 def bases_in_use() -> dict[str, str]:

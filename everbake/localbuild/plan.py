@@ -30,8 +30,13 @@ LAYERS = ("base", "image")
 
 
 def default_cache_dir(repo_root: Path) -> Path:
+    return cache_dir_in(repo_root / "dist")
+
+
+def cache_dir_in(dist: Path) -> Path:
+    """$EVERBAKE_LOCAL_CACHE, else <dist>/cache/local."""
     override = os.environ.get(CACHE_ENV)
-    return Path(override).resolve() if override else repo_root / "dist" / "cache" / "local"
+    return Path(override).resolve() if override else dist / "cache" / "local"
 
 
 def base_cache_name(base_fingerprint: str) -> str:
