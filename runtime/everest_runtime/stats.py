@@ -17,15 +17,15 @@ stats.csv columns (one row per sample):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from .stderrlog import write_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -82,7 +82,7 @@ class Sampler:
         self.interval = interval
         self.csv_path = csv_path
         self.proc = proc
-        self._log = log or _stderr_log
+        self._log = log or write_line
         self._known: dict[int, ProcStat] = {}  # tree members at the last sample
         self._exited_cpu = 0.0
         self._cpu = 0.0
@@ -213,11 +213,6 @@ class Sampler:
 
 def _ratio(cpu: float, wall: float) -> float:
     return round(cpu / wall, 3) if wall > 0 else 0.0
-
-
-def _stderr_log(line: str) -> None:
-    with contextlib.suppress(Exception):
-        print(line, file=sys.stderr, flush=True)
 
 
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> None:

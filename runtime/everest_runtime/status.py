@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import __version__, agentproto
+from .stderrlog import prefixed
 
 if TYPE_CHECKING:  # annotations only: the runtime still runs on Python 3.8
     from collections.abc import Callable
@@ -36,12 +37,7 @@ BACKOFF_MAX = 2.0
 BATCH_BYTES = 64 * 1024
 
 
-def _stderr_log(line: str) -> None:
-    try:
-        sys.stderr.write("everest-status: " + line + "\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
+_stderr_log = prefixed("everest-status")
 
 
 class StatusClient:

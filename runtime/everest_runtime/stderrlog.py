@@ -6,12 +6,20 @@ import sys
 from collections.abc import Callable
 
 
+def write_line(line: str) -> None:
+    """One line on stderr, flushed at once (the agent and the user read it live).
+    Never raises: a closed or broken stderr must not take a task down."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
 def prefixed(command: str) -> Callable[[str], None]:
-    """A logger writing ``<command>: <message>`` lines, flushed at once (the agent
-    and the user read stderr live)."""
+    """A logger writing ``<command>: <message>`` lines through `write_line`."""
 
     def log(message: str) -> None:
-        sys.stderr.write(f"{command}: {message}\n")
-        sys.stderr.flush()
+        write_line(f"{command}: {message}")
 
     return log
