@@ -23,8 +23,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+from .outputs import write_text
 from .stderrlog import write_line
 
 if TYPE_CHECKING:
@@ -217,11 +219,7 @@ def _ratio(cpu: float, wall: float) -> float:
 
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> None:
     """stats.json, written to a temporary name then renamed (never half a file)."""
-    temporary = f"{os.fspath(path)}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(temporary, path)
+    write_text(Path(path), json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def format_summary(summary: dict[str, Any]) -> str:
