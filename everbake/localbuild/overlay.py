@@ -177,13 +177,7 @@ def extract_base_dir(tarball: Path, *, log_path: Path | None = None) -> Path | N
         return found
     if not drop_unusable(tarball):
         return None
-    lower = base_dir(tarball)
-    partial = _partial(lower)
-    try:
-        export.unpack(tarball, partial, log_path=log_path)
-        return _place(partial, lower)
-    finally:
-        remove_tree(partial)
+    return _unpack_into(tarball, base_dir(tarball), log_path)
 
 
 def keep_base_dir(rootfs: Path, tarball: Path, *, log_path: Path | None = None) -> Path | None:
@@ -218,9 +212,14 @@ def extracted_image(tarball: Path) -> Path:
             remove_tree(old)
     if lower.is_dir():
         return lower
+    return _unpack_into(tarball, lower, None)
+
+
+def _unpack_into(tarball: Path, lower: Path, log_path: Path | None) -> Path:
+    """Unpack ``tarball`` beside ``lower`` and rename it into place: complete or absent."""
     partial = _partial(lower)
     try:
-        export.unpack(tarball, partial)
+        export.unpack(tarball, partial, log_path=log_path)
         return _place(partial, lower)
     finally:
         remove_tree(partial)
