@@ -38,15 +38,14 @@ def _number(kind: Callable, text: str, what: str):
     return value
 
 
-def _runner_flags(parser: argparse.ArgumentParser, with_task_dir: bool = True) -> None:
+def _runner_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("task")
-    if with_task_dir:
-        group.add_argument(
-            "--task-dir",
-            default=_env("EVEREST_TASK_DIR", "."),
-            help="task directory with the inputs, receives the outputs "
-            "(env EVEREST_TASK_DIR; default: the current directory)",
-        )
+    group.add_argument(
+        "--task-dir",
+        default=_env("EVEREST_TASK_DIR", "."),
+        help="task directory with the inputs, receives the outputs "
+        "(env EVEREST_TASK_DIR; default: the current directory)",
+    )
     _setting(
         group,
         "--params-file",
