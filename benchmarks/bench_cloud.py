@@ -172,7 +172,7 @@ print(plan.format_table(rows, plan.STATUS_COLUMNS))
 """
 
 UP_TO_DATE = """
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.spec import list_images
 for name in list_images():
     for provider in ("gcp", "yandex"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.localbuild.chroot import mounts_under
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT
