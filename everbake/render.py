@@ -54,33 +54,6 @@ class Rendered:
     dirs: tuple[Path, ...] = ()
 
 
-def layer_dir(out_root: Path, provider: Provider, spec: ImageSpec, layer: str) -> Path:
-    return provider.layer_dir(out_root, spec, layer)
-
-
-def manifest_path(dist_root: Path, provider: str | Provider, spec: ImageSpec, layer: str) -> Path:
-    """dist/builds/local/<image>.manifest.json; clouds: <cloud>/<image>-<layer>.manifest.json."""
-    return get(provider).manifest_path(dist_root, spec, layer)
-
-
-def render(
-    spec: ImageSpec,
-    provider: str | Provider,
-    out_root: Path = Path("build"),
-    packer_version: tuple[int, int, int] | None = None,
-    *,
-    settings: BuildSettings | None = None,
-    dist_root: Path = Path("dist"),
-    fps: Fingerprints | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Path:
-    """Render and write every layer of ``spec``; return build/<provider>/<image>."""
-    render_layers(
-        spec, provider, out_root, packer_version, settings, dist_root, fps, environ=environ
-    )
-    return out_root / get(provider).name / spec.name
-
-
 def render_layers(
     spec: ImageSpec,
     provider: str | Provider,

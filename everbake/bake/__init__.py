@@ -12,12 +12,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from everbake.bake.skeleton import BuildOutcome, build_lock, run
+from everbake.bake.skeleton import BuildOutcome, run
 from everbake.providers import DEFAULT, Provider, get
 from everbake.settings import Settings
 from everbake.spec import ImageSpec, load_spec
 
-__all__ = ["BuildOutcome", "build_image", "build_lock", "build_spec"]
+__all__ = ["BuildOutcome", "build_image", "build_spec"]
 
 
 def build_image(
