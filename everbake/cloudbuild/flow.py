@@ -22,11 +22,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, render, staging
+from everbake import naming, packer, provision_env, render, staging
 from everbake.bake.record import read_record, record_path
 from everbake.bake.skeleton import BuildOutcome, run
 from everbake.cloudbuild.attempts import Attempt, plan_attempts
 from everbake.errors import BuildError
+from everbake.fingerprint import fingerprints
 from everbake.gc import published_names
 from everbake.providers import BuildSettings, get
 from everbake.providers.cloud import CloudProvider
@@ -67,8 +68,8 @@ class CloudSteps:
     ) -> None:
         self.provider, self.spec, self.environ = provider, spec, environ
         self.replace_published = replace_published
-        self.fps = naming_fps = _fingerprints(spec)
-        self.name = naming.image_name(spec, naming_fps)
+        self.fps = fingerprints(spec)
+        self.name = naming.image_name(spec, self.fps)
         self.family = naming.family(spec)
         self.build_root = settings.build_root(spec)
         self.dist = settings.dist_root(spec)
@@ -185,7 +186,7 @@ class CloudSteps:
                 directory / "staging",
                 image=self.name,
                 fingerprints=self.fps.as_dict(),
-                scripts=_image_scripts(spec),
+                scripts=provision_env.scripts(spec.repo_root, "image"),
             )
         agent_env = staging.agent_env(agent_sha) if layer == "image" else None
         for attempt in attempts:
@@ -299,18 +300,6 @@ def records_naming(dist: Path, provider: str, image: CloudImage) -> list[Path]:
     """Published resource configs that name ``image`` (by name or id)."""
     wanted = {image.name, image.id} - {""}
     return [path for path, names in published_names(dist, provider).items() if names & wanted]
-
-
-def _fingerprints(spec: ImageSpec) -> Any:
-    from everbake.fingerprint import fingerprints
-
-    return fingerprints(spec)
-
-
-def _image_scripts(spec: ImageSpec) -> list[Path]:
-    from everbake.provision_env import scripts
-
-    return scripts(spec.repo_root, "image")
 
 
 def _summary(image: CloudImage) -> dict[str, Any]:
