@@ -30,7 +30,6 @@ from .limits import DEFAULT_LIMITS, Limits
 from .stderrlog import prefixed
 
 DEFAULT_INPUTS = ("data.zip", "data.tar.gz")
-PASSED_AGENT_VARS = ("EVEREST_AGENT_ADDRESS", "EVEREST_AGENT_PORT", "EVEREST_AGENT_TASK_ID")
 
 
 class Options(NamedTuple):

@@ -24,13 +24,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from .outputs import write_text
 from .stderrlog import write_line
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 CSV_COLUMNS = ("elapsed_s", "unix_time", "processes", "cpu_seconds", "cpu_cores", "rss_bytes")
 
@@ -220,26 +217,3 @@ def _ratio(cpu: float, wall: float) -> float:
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> None:
     """stats.json, written to a temporary name then renamed (never half a file)."""
     write_text(Path(path), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """One line for the task's stderr summary."""
-    return "peak memory {}, CPU {:.1f} s over {:.1f} s wall ({:.2f} cores)".format(
-        human_bytes(summary["peak_rss_bytes"]),
-        summary["cpu_seconds"],
-        summary["wall_seconds"],
-        summary["utilisation"],
-    )
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
-
-
-def read_csv(path: str | os.PathLike[str]) -> Iterable[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
