@@ -235,6 +235,13 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
         shown="1",
     )
     fetch.add_argument(
+        "--verify-cache",
+        action="store_true",
+        default=_env("EVEREST_VERIFY_CACHE") == "1",
+        help="check every cached file's sha256, not only its size "
+        "(env EVEREST_VERIFY_CACHE=1); a damaged entry is fetched again",
+    )
+    fetch.add_argument(
         "--fetch-only",
         action="store_true",
         help="fetch into the cache and print the model directory; run nothing",
@@ -262,9 +269,10 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
             retries=_number(int, args.retries, "--retries"),
             retry_delay=_number(float, args.retry_delay, "--retry-delay"),
             limits=runner_options["limits"],
+            verify_cache=args.verify_cache,
         )
         if args.fetch_only:
-            print(bootstrap.fetch(settings, bootstrap.TokenLookup(settings)))
+            print(bootstrap.fetch(settings, bootstrap.TokenLookup(settings)).path)
             return 0
         rc, _ = bootstrap.run(settings, runner_options)
         return rc

@@ -43,6 +43,7 @@ class Options(NamedTuple):
     extra_secrets: Sequence[str] = ()
     metadata_url: str = ""  # "" = EVEREST_METADATA_URL, else metadata.DEFAULT_URL on GCE only
     watch_preemption: bool = True
+    version: dict[str, Any] | None = None  # this run's version; default: the model dir's
 
 
 _log = prefixed("everest-run-task")
@@ -172,6 +173,13 @@ def run(opts: Options) -> int:
         signals.restore()
 
 
+def report_failure(task_dir: Path, exc: RuntimeFailure, extra_secrets: Sequence[str] = ()) -> None:
+    """A failure before the runner starts (e.g. fetching the source) becomes the
+    task's last status too: the agent hears it and status.txt says it."""
+    secrets = outputs.secret_values(dict(os.environ), extra_secrets)
+    _fail_early(task_dir, _Status(secrets), exc)
+
+
 def _fail_early(task: Path, status: _Status, exc: RuntimeFailure) -> None:
     """The error becomes the task's status (status.txt too, when the directory exists)."""
     status.send(f"error: {exc}", echo=False)
@@ -200,7 +208,7 @@ def _prepare(opts: Options, task: Path, work: Path, private: Path) -> _Prepared:
     debug = values.get("debug", False)
     if not isinstance(debug, bool):
         raise RuntimeFailure(f'{opts.params_name}: "debug" must be true or false, not {debug!r}')
-    version = versioninfo.read(model_dir)
+    version = opts.version if opts.version is not None else versioninfo.read(model_dir)
     outputs.write_text(task / "version.txt", versioninfo.text(version))
     private.mkdir(exist_ok=True)
     (private / "logs").mkdir(exist_ok=True)

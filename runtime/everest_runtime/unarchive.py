@@ -40,12 +40,14 @@ def extract(
     limits: Limits = DEFAULT_LIMITS,
     strip_single_root: bool = False,
     replace: bool = False,
+    label: str = "",
 ) -> int:
     """Extract `archive` into `target` (which must not exist unless `replace`).
 
     Returns the number of members extracted. With `strip_single_root`, an archive
     whose only top-level entry is a directory (GitLab's `project-sha/`) has that
-    directory become `target`.
+    directory become `target`. ``label`` names the archive in messages (default:
+    its file name).
     """
     archive, target = Path(archive), Path(target)
     if target.exists() and not replace:
@@ -53,7 +55,7 @@ def extract(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
-        writer = _Writer(tmp, archive.name, limits)
+        writer = _Writer(tmp, label or archive.name, limits)
         if detect_format(archive) == "zip":
             _extract_zip(archive, writer)
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from everest_runtime import manifest
 
 from tests.runtime.cli_env import PYTHON
 from tests.runtime.cli_env import clean_env as env
@@ -118,7 +119,10 @@ def test_start_up_imports_only_what_the_command_needs(tmp_path):
     assert "ssl" not in help_imports and "urllib.request" not in help_imports
     # Warm cache by full SHA: bootstrap never touches the network stack.
     sha = "0" * 40
-    (tmp_path / "cache" / sha).mkdir(parents=True)
+    entry = tmp_path / "cache" / sha
+    entry.mkdir(parents=True)
+    (entry / "everest.toml").write_text('[model]\ncommand = ["true"]\n')
+    manifest.write(entry)  # an intact entry (one without a manifest is fetched again)
     warm = imported_modules(
         "bootstrap", "--ref", sha, "--project", "p", "--cache-dir", str(tmp_path / "cache"),
         "--fetch-only", cwd=tmp_path,
