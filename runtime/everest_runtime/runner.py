@@ -251,7 +251,11 @@ def _killpg(pgid: int, sig: int) -> bool:
 
 
 def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
+    from . import proctree
+
     sampler = None
+    # Orphans of the model come back to us, so they can be counted, ended and reaped.
+    adopting = proctree.become_subreaper()
     children_before = _children_cpu()
     started = time.monotonic()
     logs = private / "logs"
@@ -271,6 +275,11 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         )
         _fail_early(task, status, failure)
         raise failure from None
+    # One blocking wait in a thread reaps the model and every adopted orphan, so
+    # the main thread wakes twice a second rather than polling; signal handlers
+    # still run at once (event waits are interruptible).
+    reaper = proctree.Reaper(proc.pid)
+    reaper.start()
     pumps = [
         _Pump(
             proc.stdout,
@@ -295,7 +304,10 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         from . import stats
 
         sampler = stats.Sampler(
-            proc.pid, interval=opts.sample_interval, csv_path=str(task / "stats.csv")
+            proc.pid,
+            interval=opts.sample_interval,
+            csv_path=str(task / "stats.csv"),
+            adopter=os.getpid() if adopting else None,
         )
         sampler.start()
     except Exception as exc:
@@ -305,28 +317,24 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     notice = _watch_preemption(opts, status) if opts.watch_preemption else []
     signals.pgid = proc.pid  # start_new_session: the model leads its own group
     signals.forward()
-    # A blocking wait in a thread, so the main thread wakes twice a second rather
-    # than polling; signal handlers still run at once (lock waits are interruptible).
-    exited = threading.Event()
-
-    def reap() -> None:
-        proc.wait()
-        exited.set()
-
-    threading.Thread(target=reap, name="everest-reap", daemon=True).start()
     killed = False
-    while not exited.wait(0.5 if signals.first_at is None else 0.1):
+    while not reaper.exited.wait(0.5 if signals.first_at is None else 0.1):
         overdue = signals.first_at is not None and time.monotonic() - signals.first_at >= opts.grace
         if overdue and not killed:
             _log(f"grace period of {opts.grace:g} s over; killing the model")
             killed = _killpg(proc.pid, signal.SIGKILL)
+            proctree.signal_all(proctree.descendants(os.getpid()), signal.SIGKILL)
     wall = time.monotonic() - started
-    # Leftover background processes of the model must not outlive the task.
-    if _killpg(proc.pid, signal.SIGTERM):
-        time.sleep(0.2)
-        _killpg(proc.pid, signal.SIGKILL)
+    proc.returncode = reaper.returncode if reaper.returncode is not None else 0
+    # What the model left behind (its group, and anything that left the group or
+    # the session) must not outlive the task; once it is gone nobody holds the
+    # output pipes, so the pumps end on their own.
+    leftovers = proctree.end_tree(os.getpid(), grace=1.0)
+    if leftovers:
+        _log(f"ended {leftovers} background process(es) the model left running")
+    reaper.idle.wait(2.0)
     for pump in pumps:
-        pump.join(timeout=5.0)
+        pump.join(timeout=1.0)  # a process outside our reach may hold a pipe: never hang
 
     summary = _stats(sampler, wall, task, _children_cpu() - children_before)
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
