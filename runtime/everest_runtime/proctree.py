@@ -8,6 +8,7 @@ reap, and its CPU time reaches the runner's RUSAGE_CHILDREN when it is reaped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -53,10 +54,8 @@ def _zombie(pid: int, proc: str) -> bool:
 
 def signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def end_tree(root: int, grace: float = 1.0, poll: float = 0.05) -> int:
