@@ -5,6 +5,15 @@ whole frames and reconnects with backoff, so whatever the agent does (down,
 slow, restarting) the model is never blocked or crashed by a status update.
 When the queue is full the OLDEST status is dropped: the last status is the one
 the job shows. Shared-variable requests are never dropped before statuses.
+
+The protocol has no acknowledgements: a frame is known to have arrived only when
+the session ends cleanly (we shut down writing, the agent reads the rest and
+closes). So every frame sent ends up in exactly one count: ``delivered`` (written
+on a session that then ended cleanly), ``unconfirmed`` (written on a connection
+the agent dropped, by reset or an unasked close: it may be lost) or ``dropped``
+(never written: queue full, or still queued at close). A batch about to be
+written after the agent has closed its side is put back and goes on the next
+connection.
 """
 
 from __future__ import annotations
@@ -56,8 +65,10 @@ class StatusClient:
         self.address = address or DEFAULT_ADDRESS
         self.port = int(port)
         self.task_id = str(task_id)
-        self.dropped = 0
-        self.sent = 0
+        self.dropped = 0  # never written (queue full, or still queued at close)
+        self.unconfirmed = 0  # written on a connection the agent dropped: maybe lost
+        self.delivered = 0  # written on a session that ended cleanly
+        self.sent = 0  # written to a connection (delivered or unconfirmed, or not yet known)
         self.connects = 0
         self._queue_size = max(1, queue_size)
         self._connect_timeout = connect_timeout
@@ -70,6 +81,8 @@ class StatusClient:
         self._work = threading.Condition(self._lock)  # wakes the sender
         self._changed = threading.Condition(self._lock)  # wakes flush() and get_var()
         self._sock: socket.socket | None = None
+        self._written = 0  # frames written on _sock: confirmed only by a clean close
+        self._ended_cleanly = False  # the agent closed after our shutdown (close())
         self._reader: threading.Thread | None = None
         self._dead: list[socket.socket] = []  # dropped by the reader; the sender closes them
         self._stop = False
@@ -140,44 +153,65 @@ class StatusClient:
             return len(self._queue) + len(self._inflight)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far is written; False on timeout."""
+        """Wait until everything queued so far is written to the agent's connection.
+        False on timeout, or when a frame was dropped or a connection lost meanwhile.
+        Written is not delivered: only close() can confirm that."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            lost_before = self.dropped + self.unconfirmed
             while self._queue or self._inflight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop:
                     return False
                 self._changed.wait(remaining)
-            return True
+            return self.dropped + self.unconfirmed == lost_before
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Deliver what is queued, then end the session as the protocol says
-        (shut down writing, read until the agent closes). True if all was written."""
+        """Deliver what is queued, then end the session as the protocol says (shut
+        down writing, read until the agent closes). True only when every frame ever
+        sent was delivered: written on a session the agent then closed cleanly."""
         deadline = time.monotonic() + timeout
-        delivered = self.flush(timeout)
+        self.flush(timeout)
         with self._lock:
             if self._stop:
-                return delivered
+                return self.dropped == 0 and self.unconfirmed == 0
             self._stop = True
-            lost = len(self._queue) + len(self._inflight)
             sock = self._sock
             self._work.notify_all()
         self._sender.join(max(0.0, deadline - time.monotonic()))
+        stuck = self._sender.is_alive()  # still inside a write the agent does not read
         if sock is not None:
-            _shutdown(sock, socket.SHUT_RDWR if self._sender.is_alive() else socket.SHUT_WR)
+            _shutdown(sock, socket.SHUT_RDWR if stuck else socket.SHUT_WR)
             reader = self._reader
             if reader is not None:
                 reader.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            clean = sock is not None and self._ended_cleanly and not stuck
+            if clean:
+                self.delivered += self._written
+            else:
+                self.unconfirmed += self._written + (len(self._inflight) if stuck else 0)
+            self._written = 0
+            lost = len(self._queue) + (0 if stuck else len(self._inflight))
+            self.dropped += lost
+            self._queue.clear()
+        if sock is not None:
             sock.close()
         for old in self._dead:
             old.close()
+        where = f"the agent at {self.address}:{self.port}"
         if lost:
+            self._log(f"{lost} status message(s) never reached {where}")
+        if self.unconfirmed:
             self._log(
-                f"{lost} status message(s) not delivered to the agent at {self.address}:{self.port}"
+                f"{self.unconfirmed} status message(s) were written to {where} but the "
+                "connection was lost before it confirmed them; some may be missing"
             )
-        if self.dropped:
-            self._log(f"dropped {self.dropped} older status message(s) while the queue was full")
-        return delivered
+        if self.dropped - lost:
+            self._log(
+                f"dropped {self.dropped - lost} older status message(s) while the queue was full"
+            )
+        return self.dropped == 0 and self.unconfirmed == 0
 
     def __enter__(self) -> StatusClient:
         return self
@@ -230,6 +264,11 @@ class StatusClient:
                 self._inflight = batch
             for old in dead:
                 old.close()
+            if sock is not None and batch and _peer_closed(sock):
+                # The agent has closed its side: what we would write now is lost.
+                self._requeue(batch)
+                self._disconnect(sock)
+                continue
             if sock is None:
                 if self._connect():
                     delay = BACKOFF_MIN
@@ -244,17 +283,25 @@ class StatusClient:
             except Exception:
                 # Some bytes of the batch may have reached the old connection; the
                 # whole batch goes again, from a frame boundary, on a new one.
-                with self._lock:
-                    self._inflight = []
-                    self._queue.extendleft(reversed(batch))
-                    while len(self._queue) > self._queue_size:
-                        self._drop_oldest()
+                self._requeue(batch)
                 self._disconnect(sock)
                 continue
             with self._lock:
                 self._inflight = []
                 self.sent += len(batch)
+                if self._sock is sock:
+                    self._written += len(batch)
+                else:  # the reader saw the connection go while we wrote
+                    self.unconfirmed += len(batch)
                 self._changed.notify_all()
+
+    def _requeue(self, batch: list[_Entry]) -> None:
+        with self._lock:
+            self._inflight = []
+            self._queue.extendleft(reversed(batch))
+            while len(self._queue) > self._queue_size:
+                self._drop_oldest()
+            self._changed.notify_all()
 
     def _connect(self) -> bool:
         try:
@@ -281,6 +328,8 @@ class StatusClient:
                 sock.close()
                 return True
             self._sock = sock
+            self._written = 0
+            self._ended_cleanly = False
             self._reader = reader
             self.connects += 1
         reader.start()
@@ -294,15 +343,24 @@ class StatusClient:
                 "status is queued and retried"
             )
 
+    def _lose(self, sock: socket.socket) -> None:
+        """The agent dropped ``sock`` (caller holds the lock): what was written on
+        it is unconfirmed."""
+        if self._sock is sock:
+            self._sock = None
+            self.unconfirmed += self._written
+            self._written = 0
+            self._changed.notify_all()
+
     def _disconnect(self, sock: socket.socket) -> None:
         with self._lock:
-            if self._sock is sock:
-                self._sock = None
+            self._lose(sock)
         _shutdown(sock, socket.SHUT_RDWR)
         sock.close()
 
     def _read(self, sock: socket.socket) -> None:
         reader = agentproto.FrameReader()
+        clean = False
         try:
             while True:
                 try:
@@ -310,15 +368,20 @@ class StatusClient:
                 except socket.timeout:  # TimeoutError only from 3.10 on; the runtime runs on 3.8
                     continue
                 if not data:
+                    clean = True
                     break
                 for payload in reader.feed(data):
                     self._on_frame(payload)
         except Exception:
             pass
         with self._lock:
-            if self._sock is sock and not self._stop:
-                # The agent went away: let the sender reconnect (it owns closing).
-                self._sock = None
+            if self._sock is not sock:
+                return
+            if self._stop:
+                self._ended_cleanly = clean  # close() shut down writing: this ends the session
+            else:
+                # The agent went away unasked: let the sender reconnect (it owns closing).
+                self._lose(sock)
                 self._dead.append(sock)
                 _shutdown(sock, socket.SHUT_RDWR)
                 self._work.notify()
@@ -343,6 +406,23 @@ class StatusClient:
 def _check_var_name(name: str) -> None:
     if not name or any(c.isspace() for c in name):
         raise ValueError(f"shared variable name must be non-empty without spaces: {name!r}")
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the agent has closed its side (FIN or reset) of ``sock``, looked at
+    without consuming anything the reader thread has yet to read."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:
