@@ -1,4 +1,5 @@
-"""Everest agent task protocol: framing and the shared-variable messages.
+"""Everest agent task protocol: where the agent is, framing, and the
+shared-variable messages. Light on imports: everest-status starts with it.
 
 Every frame is a 4-byte big-endian length followed by that many payload BYTES
 (UTF-8 for text). The first frame a task sends is the handshake: type byte 0
@@ -7,8 +8,12 @@ Every frame is a 4-byte big-endian length followed by that many payload BYTES
 
 from __future__ import annotations
 
+import os
 import struct
 
+from .stderrlog import write_line
+
+DEFAULT_ADDRESS = "localhost"
 HEADER = struct.Struct(">I")
 MESSAGE_MODE = 0
 # A length above this means the stream is corrupt, not that a task is chatty.
@@ -75,3 +80,24 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes of an incomplete frame still buffered."""
         return len(self._buffer)
+
+
+def agent_from_env(environ: dict[str, str] | None = None) -> tuple[str, int, str] | None:
+    """(address, port, task id) from EVEREST_AGENT_*, or None when not configured."""
+    env = os.environ if environ is None else environ
+    port_text = env.get("EVEREST_AGENT_PORT", "").strip()
+    task_id = env.get("EVEREST_AGENT_TASK_ID", "").strip()
+    if not port_text or not task_id:
+        return None
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        write_line(
+            f"everest-status: EVEREST_AGENT_PORT={port_text!r} is not a TCP port number; "
+            "status goes to stderr"
+        )
+        return None
+    address = env.get("EVEREST_AGENT_ADDRESS", "").strip() or DEFAULT_ADDRESS
+    return address, port, task_id

@@ -1,19 +1,21 @@
 """Console scripts: everest-status, everest-bootstrap, everest-run-task.
 
 Each setting is a flag or an EVEREST_* environment variable (the flag wins).
-Modules are imported only when their command runs, to keep start-up fast.
+Modules (argparse and pathlib too) are imported only when their command runs:
+everest-status starts once per status, so its start-up is most of its cost.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from . import __version__
-from .metadata import DEFAULT_URL
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
 
 COMMANDS = ("status", "bootstrap", "run-task")
 
@@ -101,6 +103,8 @@ def _runner_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _runner_options(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
     from .limits import Limits
 
     names = args.input or [n for n in _env("EVEREST_INPUT_NAMES").split(",") if n.strip()]
@@ -143,6 +147,9 @@ def _guarded(prog: str, body: Callable[[], int]) -> int:
 
 
 def run_task_main(argv: list[str] | None = None) -> int:
+    import argparse
+    from pathlib import Path
+
     parser = argparse.ArgumentParser(
         prog="everest-run-task",
         description="Run one Everest task: unpack the input archive into work/input, turn "
@@ -166,7 +173,10 @@ def run_task_main(argv: list[str] | None = None) -> int:
 
 
 def bootstrap_main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from .bootstrap import DEFAULT_CACHE, DEFAULT_TOKEN_ENV
+    from .metadata import DEFAULT_URL
 
     parser = argparse.ArgumentParser(
         prog="everest-bootstrap",
@@ -281,9 +291,9 @@ def bootstrap_main(argv: list[str] | None = None) -> int:
 
 
 def status_main(argv: list[str] | None = None) -> int:
-    from . import status
+    from . import statuscli
 
-    return status.main(argv)
+    return statuscli.main(argv)
 
 
 def module_main(argv: list[str]) -> int:

@@ -57,9 +57,9 @@ class _Status:
         self.last = ""
         self.client = None
         try:
-            from . import status
+            from . import agentproto, status
 
-            agent = status.agent_from_env()
+            agent = agentproto.agent_from_env()
             if agent is not None:
                 self.client = status.StatusClient(*agent)
         except Exception as exc:  # the status channel must never stop the task

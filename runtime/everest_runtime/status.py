@@ -18,11 +18,9 @@ connection.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import collections
 import contextlib
-import os
 import random
 import socket
 import sys
@@ -30,7 +28,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from . import __version__, agentproto
+from . import agentproto
+from .agentproto import DEFAULT_ADDRESS, agent_from_env
 from .stderrlog import prefixed
 
 if TYPE_CHECKING:  # annotations only: the runtime still runs on Python 3.8
@@ -39,7 +38,6 @@ if TYPE_CHECKING:  # annotations only: the runtime still runs on Python 3.8
     VarCallback = Callable[[str, str | None], None]
     _Entry = tuple[bool, bytes]  # (droppable, frame bytes)
 
-DEFAULT_ADDRESS = "localhost"
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 # One write carries at most this much, so a requeue after a failure stays cheap.
@@ -442,26 +440,6 @@ _default_lock = threading.Lock()
 _default_resolved = False
 
 
-def agent_from_env(environ: dict[str, str] | None = None) -> tuple[str, int, str] | None:
-    """(address, port, task id) from EVEREST_AGENT_*, or None when not configured."""
-    env = os.environ if environ is None else environ
-    port_text = env.get("EVEREST_AGENT_PORT", "").strip()
-    task_id = env.get("EVEREST_AGENT_TASK_ID", "").strip()
-    if not port_text or not task_id:
-        return None
-    try:
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        _stderr_log(
-            f"EVEREST_AGENT_PORT={port_text!r} is not a TCP port number; status goes to stderr"
-        )
-        return None
-    address = env.get("EVEREST_AGENT_ADDRESS", "").strip() or DEFAULT_ADDRESS
-    return address, port, task_id
-
-
 def default_client() -> StatusClient | None:
     """The process-wide client for EVEREST_AGENT_*, closed at exit; None without an agent."""
     global _default, _default_resolved
@@ -496,78 +474,3 @@ def flush(timeout: float = 5.0) -> bool:
 def close(timeout: float = 5.0) -> bool:
     client = default_client()
     return True if client is None else client.close(timeout)
-
-
-# -- everest-status MESSAGE --------------------------------------------------
-
-
-def deliver_once(
-    agent: tuple[str, int, str], messages: list[str], timeout: float = 5.0
-) -> str | None:
-    """Open a session, send the messages, end it; the error text, or None on success."""
-    address, port, task_id = agent
-    deadline = time.monotonic() + timeout
-    payload = agentproto.handshake(task_id) + b"".join(map(agentproto.text_frame, messages))
-    try:
-        with socket.create_connection((address, port), timeout) as sock:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-            # Read until the agent closes, as the protocol asks; the data is written already.
-            try:
-                while sock.recv(65536):
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
-            except (socket.timeout, ConnectionError):
-                pass
-    except Exception as error:
-        return _describe(error)
-    return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="everest-status",
-        description="Send a live status message to this task's Everest agent "
-        "(EVEREST_AGENT_ADDRESS, EVEREST_AGENT_PORT, EVEREST_AGENT_TASK_ID). "
-        "Without an agent the message goes to stderr. Always exits 0 once the "
-        "arguments are valid.",
-    )
-    parser.add_argument("message", nargs="+", help="the status text; '-' sends each stdin line")
-    parser.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to try delivering (default 5)"
-    )
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 0
-    agent = agent_from_env()
-    from_stdin = args.message == ["-"]
-    if agent is None:
-        if not from_stdin:
-            sys.stderr.write("status: {}\n".format(" ".join(args.message)))
-        else:
-            for line in sys.stdin:
-                sys.stderr.write("status: {}\n".format(line.rstrip("\n")))
-        return 0
-    if from_stdin:
-        with StatusClient(*agent) as client:
-            for line in sys.stdin:
-                if line.strip():
-                    client.send(line.rstrip("\n"))
-            delivered = client.close(args.timeout)
-        if not delivered:
-            _stderr_log("warning: not every status reached the agent at {}:{}".format(*agent))
-        return 0
-    message = " ".join(args.message)
-    error = deliver_once(agent, [message], args.timeout)
-    if error is not None:
-        _stderr_log(
-            f"warning: status not delivered to the agent at {agent[0]}:{agent[1]} "
-            f"({error}): {message}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

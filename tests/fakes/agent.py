@@ -240,10 +240,12 @@ def _send_var(conn: socket.socket, name: str, value: str | None) -> None:
 
 
 def _abort(conn: socket.socket) -> None:
-    """Close with RST (linger 0), the way a crashing agent looks to the client."""
+    """Make the coming close() a bare RST (linger 0), the way a crashing agent
+    looks to the client: no FIN first. SHUT_RD wakes a recv() blocked in the
+    serving thread (which then closes) without sending anything."""
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.shutdown(socket.SHUT_RDWR)
+        conn.shutdown(socket.SHUT_RD)
     except OSError:
         pass
 
