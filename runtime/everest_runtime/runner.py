@@ -5,7 +5,7 @@ Layout of the task directory T:
   T/work/                                     the model's working directory
   T/work/input/                               the input archive, always unpacked here first
   T/.everest/                                 the runner's own files (logs, parameter files)
-  T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv
+  T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv T/stats.svg
 """
 
 from __future__ import annotations
@@ -337,6 +337,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         pump.join(timeout=1.0)  # a process outside our reach may hold a pipe: never hang
 
     summary = _stats(sampler, wall, task, _children_cpu() - children_before)
+    _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}")
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     final = _final_status(rc, started, wall, signals, killed, status.last, opts.grace)
     n_results = _collect(prep, task, work, private, summary, secrets)
@@ -440,6 +441,16 @@ def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any
     return summary
 
 
+def _chart(task: Path, title: str) -> None:
+    """stats.svg beside stats.csv; a failure is logged, never raised."""
+    try:
+        from . import chart
+
+        chart.write_svg(task / "stats.csv", task / "stats.svg", title)
+    except Exception as exc:
+        _log(f"drawing stats.svg failed ({exc})")
+
+
 def _collect(prep: _Prepared, task, work, private, summary, secrets) -> int:
     """results.zip always; debug.zip when params ask for it. Never raises."""
     n = 0
@@ -455,7 +466,7 @@ def _collect(prep: _Prepared, task, work, private, summary, secrets) -> int:
             path = private / "logs" / name
             if path.exists():
                 members.append((path, "logs/" + name))
-        for name in ("stats.csv", "stats.json", "version.txt"):
+        for name in ("stats.csv", "stats.json", "stats.svg", "version.txt"):
             if (task / name).exists():
                 members.append((task / name, name))
         resolved = {"params": prep.params, "argv": prep.argv, "contract": prep.contract._asdict()}
