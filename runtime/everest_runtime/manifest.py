@@ -5,7 +5,6 @@ entry is fetched again and never run."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -16,6 +15,8 @@ _OURS = (MANIFEST_FILE, ".everest-source.json")  # written by the runtime, not t
 
 
 def _digest(path: str) -> str:
+    import hashlib  # only to write or fully verify: the quick check on every use skips it
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
