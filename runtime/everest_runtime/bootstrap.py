@@ -254,14 +254,11 @@ def _local(s: Settings) -> Path:
         return path  # used in place: edits show up on the next run
     if not path.is_file():
         raise ConfigError(f"--local {s.local}: no such file or directory")
-    import hashlib
     import shutil
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    key = "local-" + digest.hexdigest()[:32]
+    from .manifest import sha256_file
+
+    key = "local-" + sha256_file(str(path))[:32]
 
     def copy(dest: Path) -> None:
         shutil.copyfile(path, dest)

@@ -14,7 +14,7 @@ MANIFEST_FILE = ".everest-manifest.json"
 _OURS = (MANIFEST_FILE, ".everest-source.json")  # written by the runtime, not the model
 
 
-def _digest(path: str) -> str:
+def sha256_file(path: str) -> str:
     import hashlib  # only to write or fully verify: the quick check on every use skips it
 
     digest = hashlib.sha256()
@@ -48,7 +48,7 @@ def write(tree: Path) -> None:
         entry: dict = {"path": rel, "kind": kind}
         if kind == "file":
             full = os.path.join(str(tree), rel)
-            entry.update(size=os.path.getsize(full), sha256=_digest(full))
+            entry.update(size=os.path.getsize(full), sha256=sha256_file(full))
         elif kind == "link":
             entry["target"] = target
         entries.append(entry)
@@ -82,4 +82,4 @@ def _same(entry: dict, path: str, st: os.stat_result, full: bool) -> bool:
         return stat.S_ISDIR(st.st_mode)
     if not stat.S_ISREG(st.st_mode) or st.st_size != entry["size"]:
         return False
-    return not full or _digest(path) == entry["sha256"]
+    return not full or sha256_file(path) == entry["sha256"]
