@@ -1,72 +1,34 @@
 """A local stand-in for the Everest agent's task protocol, for `invoke run-local`.
 
-It is the server side of what everest_runtime.status speaks: a handshake
-frame (type byte 0 + task id), then length-prefixed UTF-8 frames. Statuses are
-printed live as "[task <id>] <message>"; shared variables live in memory.
+It is the server side of what everest_runtime.status speaks, with the runtime's
+own codec (everest_runtime.agentproto): a handshake frame (type byte 0 + task
+id), then length-prefixed UTF-8 frames. Statuses are printed live as
+"[task <id>] <message>"; shared variables live in memory.
+
+It is strict, to help model authors whose own client gets the protocol wrong: a
+frame that is not valid is an error and never a status, every valid frame is
+kept (also those read together with a bad one), and the error says what is
+wrong in the author's terms (e.g. a length prefix that counts characters).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-_HEADER = struct.Struct(">I")
-MESSAGE_MODE = 0
-MAX_FRAME = 16 * 1024 * 1024
-
-
-class FrameError(Exception):
-    """Bytes on the wire that are not a valid frame."""
-
-
-def encode_frame(payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload)) + payload
-
-
-def encode_text(text: str) -> bytes:
-    return encode_frame(text.encode("utf-8"))
-
-
-class FrameParser:
-    """Incremental parser: feed() whatever recv() returned, get whole payloads."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        payloads = []
-        while len(self._buffer) >= _HEADER.size:
-            (length,) = _HEADER.unpack_from(self._buffer)
-            if length > MAX_FRAME:
-                raise FrameError(f"frame length {length} exceeds {MAX_FRAME} bytes")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            payloads.append(bytes(self._buffer[_HEADER.size : end]))
-            del self._buffer[:end]
-        return payloads
-
-    @property
-    def pending(self) -> int:
-        """Bytes of an unfinished frame (non-zero at EOF means a truncated frame)."""
-        return len(self._buffer)
-
-
-def parse_handshake(payload: bytes) -> str:
-    if not payload or payload[0] != MESSAGE_MODE:
-        kind = payload[0] if payload else "none"
-        raise FrameError(f"handshake type byte is {kind}, expected {MESSAGE_MODE} (message mode)")
-    return payload[1:].decode("utf-8")
-
-
-def var_value(name: str, value: str | None) -> str:
-    """The agent's VAR_VALUE message (an unset variable is NULL)."""
-    return f"VAR_VALUE {name} {'NULL' if value is None else value}"
+from everest_runtime.agentproto import (
+    FrameReader,
+    ProtocolError,
+    counts_characters,
+    frame,
+    is_utf8,
+    parse_handshake,
+    text_frame,
+    var_value,
+)
 
 
 def accept_forever(listener: socket.socket, on_accept: Callable[[socket.socket], None]) -> None:
@@ -79,11 +41,8 @@ def accept_forever(listener: socket.socket, on_accept: Callable[[socket.socket],
         on_accept(conn)
 
 
-def iter_frames(sock: socket.socket, parser: FrameParser | None = None) -> Iterator[bytes]:
-    """Payloads from a socket until EOF."""
-    parser = parser or FrameParser()
-    while chunk := sock.recv(65536):
-        yield from parser.feed(chunk)
+class _Misframed(Exception):
+    """The stream is out of step: nothing after this point can be read."""
 
 
 @dataclass(frozen=True)
@@ -197,21 +156,35 @@ class AgentStandin:
 
     def _serve(self, conn: socket.socket) -> None:
         task_id: str | None = None
-        parser = FrameParser()
+        reader = FrameReader()
         try:
-            for payload in iter_frames(conn, parser):
-                if task_id is None:
-                    task_id = parse_handshake(payload)
-                    with self._lock:
-                        self._connections[conn] = task_id
-                        self._lock.notify_all()
-                    continue
-                self._handle(conn, task_id, payload.decode("utf-8", "replace"))
-            if parser.pending:
+            while chunk := conn.recv(65536):
+                try:
+                    payloads, broken = reader.feed(chunk), None
+                except ProtocolError as error:
+                    payloads, broken = error.payloads, error
+                for index, payload in enumerate(payloads):
+                    following = b"".join(map(frame, payloads[index + 1 :])) + reader.buffered
+                    if task_id is None:
+                        task_id = parse_handshake(payload)
+                        with self._lock:
+                            self._connections[conn] = task_id
+                            self._lock.notify_all()
+                        continue
+                    last = index == len(payloads) - 1
+                    text = self._decode(task_id, payload, following, suspect=last and broken)
+                    if text is not None:
+                        self._handle(conn, task_id, text)
+                if broken is not None:
+                    explained = counts_characters(reader.buffered)
+                    raise _Misframed(explained or str(broken))
+            if reader.pending:
                 self._error(f"task {task_id}: connection closed inside a frame")
-        except FrameError as error:
+        except _Misframed as error:
             self._error(f"task {task_id}: {error}; closing the connection")
-        except (OSError, UnicodeDecodeError) as error:
+        except ProtocolError as error:  # the handshake
+            self._error(f"task {task_id}: {error}; closing the connection")
+        except OSError as error:
             self._error(f"task {task_id}: {error}")
         finally:
             with self._lock:
@@ -219,6 +192,24 @@ class AgentStandin:
                 self._send_locks.pop(conn, None)
                 self._lock.notify_all()
             conn.close()
+
+    def _decode(self, task_id: str, payload: bytes, following: bytes, suspect) -> str | None:
+        """The frame's text, or None (an error is recorded) when it is not valid.
+        Raises _Misframed when it shows that the sender's framing is wrong.
+        ``suspect``: a bad header follows in the same read."""
+        explained = None
+        if suspect or not is_utf8(payload):
+            explained = counts_characters(frame(payload) + following)
+        if explained:
+            raise _Misframed(explained)
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError as error:
+            self._error(
+                f"task {task_id}: a message is not valid UTF-8 ({error.reason} at byte "
+                f"{error.start}: {payload[:60]!r}); it is not taken as a status"
+            )
+            return None
 
     def _handle(self, conn: socket.socket, task_id: str, text: str) -> None:
         verb, _, rest = text.partition(" ")
@@ -254,7 +245,7 @@ class AgentStandin:
             return
         try:
             with send_lock:
-                conn.sendall(encode_text(text))
+                conn.sendall(text_frame(text))
         except OSError as error:
             self._error(f"could not answer a task: {error}")
 

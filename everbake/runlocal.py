@@ -265,6 +265,8 @@ def run_local(
     verdict = "cancelled" if cancelled else ("done" if code == 0 else f"failed (exit {code})")
     say(f"task {verdict}; last status: {last!r}")
     say(f"outputs: {run_dir}")
+    if (run_dir / "stats.svg").exists():
+        say(f"CPU and memory over time: {run_dir / 'stats.svg'} (open it in a browser)")
     if not cancelled and code != 0 and not outputs:
         raise BuildError(
             f"the task failed (exit {code}) and left no outputs; see {run_dir}/task.log"

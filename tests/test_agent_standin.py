@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "runtime") not in sys.path:
     sys.path.insert(0, str(REPO / "runtime"))
 
+from everest_runtime.agentproto import handshake, text_frame  # noqa: E402
 from everest_runtime.status import StatusClient  # noqa: E402
 
-from everbake.agent_standin import AgentStandin, encode_text  # noqa: E402
+from everbake.agent_standin import AgentStandin  # noqa: E402
 
 
 def client(standin: AgentStandin, task_id: str) -> StatusClient:
@@ -60,7 +61,7 @@ def test_bad_handshake_is_recorded_and_the_connection_closed():
     logged: list[str] = []
     with AgentStandin(on_status=lambda line: None, log=logged.append) as standin:
         with socket.create_connection(standin.address) as raw:
-            raw.sendall(struct.pack(">I", 3) + b"\x05ab" + encode_text("x"))
+            raw.sendall(struct.pack(">I", 3) + b"\x05ab" + text_frame("x"))
             assert raw.recv(10) == b""  # the stand-in closed it
         assert standin.wait_for(lambda s: bool(s.errors))
     assert "handshake type byte is 5" in standin.errors[0]
@@ -86,3 +87,54 @@ def test_restart_on_the_same_port_and_env_for_tasks():
         assert standin.wait_for(lambda s: s.last_status == "after restart")
     finally:
         standin.stop()
+
+
+def char_counted(text: str) -> bytes:
+    """A frame as the seed talk's client writes it: the length in characters."""
+    return struct.pack(">I", len(text)) + text.encode("utf-8")
+
+
+def session(standin: AgentStandin, data: bytes) -> None:
+    """One connection sending ``data`` after the handshake, in one write (so the
+    stand-in gets it in one read), then ending the session."""
+    with socket.create_connection(standin.address) as raw:
+        raw.sendall(handshake("seed") + data)
+        raw.shutdown(socket.SHUT_WR)
+        while raw.recv(65536):
+            pass
+
+
+def test_length_in_characters_is_explained_and_valid_frames_are_kept():
+    printed: list[str] = []
+    logged: list[str] = []
+    with AgentStandin(on_status=printed.append, log=logged.append) as standin:
+        session(standin, text_frame("старт") + char_counted("Итерация 5: obj=1.0"))
+        assert standin.wait_for(lambda s: bool(s.errors))
+    # The frame before the bad one, read in the same recv(), is a status.
+    assert printed == ["[task seed] старт"]
+    assert standin.last_status == "старт"
+    assert len(standin.errors) == 1
+    error = standin.errors[0]
+    assert "length prefix counts characters, not UTF-8 bytes" in error
+    assert '"Итерация 5: obj=1.0" is 19 characters but 27 bytes' in error
+    assert "exceeds" not in error  # the consequence is not the news
+    assert logged == [f"agent stand-in: {error}"]
+
+
+def test_a_frame_cut_inside_a_character_is_an_error_never_a_status():
+    printed: list[str] = []
+    with AgentStandin(on_status=printed.append) as standin:
+        session(standin, text_frame("working") + char_counted("done ✓"))
+        assert standin.wait_for(lambda s: bool(s.errors))
+    assert printed == ["[task seed] working"]
+    assert standin.last_status == "working"  # never "done \ufffd"
+    assert "counts characters, not UTF-8 bytes" in standin.errors[0]
+
+
+def test_invalid_utf8_in_a_well_framed_message_is_an_error():
+    printed: list[str] = []
+    with AgentStandin(on_status=printed.append) as standin:
+        session(standin, struct.pack(">I", 4) + b"ok\xff!" + text_frame("after"))
+        assert standin.wait_for(lambda s: s.last_status == "after" and bool(s.errors))
+    assert printed == ["[task seed] after"]
+    assert "not valid UTF-8" in standin.errors[0]

@@ -2,7 +2,9 @@
 cached by resolved commit, then run the task.
 
 Cache layout (one filesystem, so every rename is atomic):
-  <cache>/<key>/          a complete tree; it exists only once fully extracted
+  <cache>/<key>/          a complete tree; it exists only once fully extracted, with
+                          .everest-manifest.json (checked on every use) and
+                          .everest-source.json (the commit's metadata)
   <cache>/.<key>.lock     flock held while one task fills <key>; others wait
   <cache>/.<key>.*.part   temporaries; removed on failure, ignored otherwise
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import versioninfo
-from .errors import ConfigError, DamagedArchive, FetchError
+from .errors import ConfigError, DamagedArchive, FetchError, RuntimeFailure
 from .limits import DEFAULT_LIMITS, Limits
 from .stderrlog import prefixed
 
@@ -41,6 +43,12 @@ class Settings(NamedTuple):
     retries: int = 6
     retry_delay: float = 1.0
     limits: Limits = DEFAULT_LIMITS
+    verify_cache: bool = False  # check cached files' sha256, not only their sizes
+
+
+class Fetched(NamedTuple):
+    path: Path  # the model's source tree
+    version: dict  # versioninfo for this run's ref
 
 
 _log = prefixed("everest-bootstrap")
@@ -84,11 +92,12 @@ class TokenLookup:
         return [t for t in (self.local, self.fetched) if t]
 
 
-def fetch(s: Settings, token: Callable[[], str | None]) -> Path:
-    """The directory holding the model's source (from the cache when there);
-    ``token`` is called only when GitLab is."""
+def fetch(s: Settings, token: Callable[[], str | None]) -> Fetched:
+    """The directory holding the model's source (from the cache when there) and
+    its version as this run names it; ``token`` is called only when GitLab is."""
     if s.local:
-        return _local(s)
+        path = _local(s)
+        return Fetched(path, versioninfo.read(path))
     if not s.project:
         raise ConfigError("no project: set --project or EVEREST_GITLAB_PROJECT (id or path)")
     if not s.ref:
@@ -104,8 +113,10 @@ def fetch(s: Settings, token: Callable[[], str | None]) -> Path:
 
         digest = hashlib.sha256(f"{s.artifact_job}\0{s.artifact_path}".encode()).hexdigest()
         suffix = "-artifact-" + digest[:12]
-    if FULL_SHA.match(s.ref) and (cache / (s.ref + suffix)).is_dir():
-        return cache / (s.ref + suffix)  # warm cache, no network at all
+    warm = cache / (s.ref + suffix)
+    if FULL_SHA.match(s.ref) and warm.is_dir() and _intact(warm, s.verify_cache):
+        # Warm cache, no network at all; the version is named by this run's ref.
+        return Fetched(warm, dict(versioninfo.read(warm), ref=s.ref))
 
     from .gitlab import GitLab
 
@@ -116,16 +127,20 @@ def fetch(s: Settings, token: Callable[[], str | None]) -> Path:
         raise FetchError(f"GitLab returned an unexpected commit id {sha!r} for {s.ref!r}")
     info = versioninfo.from_commit(s.ref, commit, f"gitlab {client.host} {s.project}")
     if s.source == "archive":
+        url = client.archive_url(sha)
 
         def download(dest: Path) -> None:
             client.archive(sha, dest)
 
     else:
+        url = client.artifact_url(s.ref, s.artifact_job, s.artifact_path)
 
         def download(dest: Path) -> None:
             client.artifact(s.ref, s.artifact_job, s.artifact_path, dest)
 
-    return cached(cache, sha + suffix, download, info, s.limits, retries=2)
+    label = f"the source of commit {sha} from {url}"
+    path = cached(cache, sha + suffix, download, info, s.limits, 2, label, s.verify_cache)
+    return Fetched(path, info)
 
 
 def _cache_dir(path: str) -> Path:
@@ -139,6 +154,35 @@ def _cache_dir(path: str) -> Path:
     return cache
 
 
+def _intact(tree: Path, full: bool) -> bool:
+    """Whether a cached tree is as it was cached; a damaged one is put aside (under
+    the entry's lock) so that it is fetched again, never run."""
+    from . import manifest
+
+    if manifest.problem(tree, full) is None:
+        return True
+    import fcntl
+
+    with open(tree.parent / f".{tree.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tree.is_dir():
+            problem = manifest.problem(tree, full)
+            if problem is None:
+                return True  # another task has just fetched it again
+            _log(f"cached {tree.name[:12]} is damaged ({problem}); fetching it again")
+            _remove_tree(tree)
+    return False
+
+
+def _remove_tree(tree: Path) -> None:
+    """Rename first (one step, so nobody starts from a half-removed tree), then delete."""
+    import shutil
+
+    aside = tree.with_name(f".{tree.name}.damaged.{os.getpid()}.part")
+    os.rename(tree, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def cached(
     cache: Path,
     key: str,
@@ -146,21 +190,24 @@ def cached(
     info: dict,
     limits: Limits,
     retries: int = 0,
+    label: str = "",
+    verify: bool = False,
 ) -> Path:
     """Fill cache/key once: download into a temp file, extract into a temp dir,
-    rename into place. Concurrent callers wait on a lock and then reuse it."""
+    write its manifest, rename into place. Concurrent callers wait on a lock and
+    then reuse it. ``label`` names the download in messages."""
     import fcntl
     import shutil
     import tempfile
 
-    from . import unarchive
+    from . import manifest, unarchive
 
     final = cache / key
-    if final.is_dir():
+    if final.is_dir() and _intact(final, verify):
         return final
     with open(cache / f".{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if final.is_dir():
+        if final.is_dir() and manifest.problem(final, verify) is None:
             return final  # another task filled it while we waited
         staging = cache / f".{key}.staging.part"
         # Leftovers of a task killed mid-fetch (downloads, the staging tree, and
@@ -171,6 +218,10 @@ def cached(
             stale.unlink()
         for stale in cache.glob(f".{staging.name}.*.part"):
             shutil.rmtree(stale, ignore_errors=True)
+        for stale in cache.glob(f".{key}.damaged.*.part"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if final.is_dir():
+            _remove_tree(final)  # damaged, and no other task has fixed it meanwhile
         for attempt in range(retries + 1):
             fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".download.part", dir=cache)
             os.close(fd)
@@ -178,17 +229,16 @@ def cached(
             try:
                 _log(f"fetching {info.get('ref', key)} ({key[:12]})")
                 download(archive)
-                unarchive.extract(archive, staging, limits, strip_single_root=True)
+                unarchive.extract(archive, staging, limits, strip_single_root=True, label=label)
                 break
             except DamagedArchive as exc:
                 if attempt >= retries:
-                    raise FetchError(
-                        f"downloaded source for {key[:12]} is unusable: {exc}"
-                    ) from None
+                    raise FetchError(f"downloaded source is unusable: {exc}") from None
                 _log(f"{exc}; downloading again")
             finally:
                 archive.unlink()
         try:
+            manifest.write(staging)
             versioninfo.write(staging, info)
             os.rename(staging, final)
         except BaseException:
@@ -204,26 +254,31 @@ def _local(s: Settings) -> Path:
         return path  # used in place: edits show up on the next run
     if not path.is_file():
         raise ConfigError(f"--local {s.local}: no such file or directory")
-    import hashlib
     import shutil
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    key = "local-" + digest.hexdigest()[:32]
+    from .manifest import sha256_file
+
+    key = "local-" + sha256_file(str(path))[:32]
 
     def copy(dest: Path) -> None:
         shutil.copyfile(path, dest)
 
-    return cached(_cache_dir(s.cache_dir), key, copy, versioninfo.local(path), s.limits)
+    info = versioninfo.local(path)
+    return cached(_cache_dir(s.cache_dir), key, copy, info, s.limits, 0, str(path), s.verify_cache)
 
 
 def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     """Fetch, then run the task in this process; returns (exit status, model dir).
     The token is removed from the environment first: the model never sees it."""
     token = TokenLookup(s)
-    model_dir = fetch(s, token)
+    try:
+        model_dir, version = fetch(s, token)
+    except RuntimeFailure as exc:
+        from . import runner
+
+        # The job's last status says why (status.txt and the agent), as for any failure.
+        runner.report_failure(Path(runner_options.get("task_dir", ".")), exc, token.seen())
+        raise
     secrets = token.seen()
     os.environ.pop(s.token_env, None)
     from . import runner
@@ -231,6 +286,10 @@ def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     # A metadata URL set on purpose also serves the preemption watch; with none
     # the runner asks only on GCE.
     opts = runner.Options(
-        model_dir=model_dir, extra_secrets=secrets, metadata_url=s.metadata_url, **runner_options
+        model_dir=model_dir,
+        version=version,
+        extra_secrets=secrets,
+        metadata_url=s.metadata_url,
+        **runner_options,
     )
     return runner.run(opts), model_dir

@@ -69,20 +69,28 @@ class GitLab:
             raise FetchError(f"GitLab {self.host}: unexpected commit metadata ({exc})") from None
         return data
 
+    ARCHIVE = "/repository/archive.tar.gz"
+
     def archive(self, sha: str, dest: Path) -> None:
         """The repository at `sha` as a .tar.gz (rate limited by GitLab)."""
-        self._retrying("/repository/archive.tar.gz", {"sha": sha}, dest, f"version {sha!r}")
+        self._retrying(self.ARCHIVE, {"sha": sha}, dest, f"version {sha!r}")
+
+    def archive_url(self, sha: str) -> str:
+        """Where archive() gets it from (for messages; no token in it)."""
+        return self._url(self.ARCHIVE, {"sha": sha})
 
     def artifact(self, ref: str, job: str, path: str, dest: Path) -> None:
         """One file from the latest successful `job` artifacts for `ref`."""
-        url_path = (
-            "/jobs/artifacts/"
-            + urllib.parse.quote(ref, safe="")
-            + "/raw/"
-            + urllib.parse.quote(path.lstrip("/"), safe="/")
-        )
         what = f"artifact {path!r} of job {job!r} for {ref!r}"
-        self._retrying(url_path, {"job": job}, dest, what)
+        self._retrying(self._artifact_path(ref, path), {"job": job}, dest, what)
+
+    def artifact_url(self, ref: str, job: str, path: str) -> str:
+        return self._url(self._artifact_path(ref, path), {"job": job})
+
+    @staticmethod
+    def _artifact_path(ref: str, path: str) -> str:
+        ref_part = urllib.parse.quote(ref, safe="")
+        return f"/jobs/artifacts/{ref_part}/raw/" + urllib.parse.quote(path.lstrip("/"), safe="/")
 
     # -- transport ---------------------------------------------------------------
 
@@ -102,8 +110,11 @@ class GitLab:
                 self.sleep(delay)
                 attempt += 1
 
+    def _url(self, path: str, query: dict[str, str]) -> str:
+        return self.project_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+
     def _once(self, path: str, query: dict[str, str], dest: Path | None, what: str):
-        url = self.project_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        url = self._url(path, query)
         request = urllib.request.Request(url, headers={"User-Agent": "everest-runtime"})
         if self.token:
             request.add_unredirected_header("PRIVATE-TOKEN", self.token)

@@ -3,16 +3,20 @@
 The systemd SIGTERM is what actually stops the task; this only tells the runner
 earlier, so the final status can say "preempted" instead of "terminated".
 Without a metadata server (Yandex, a laptop, a test) it stops quietly.
+
+It speaks HTTP/1.0 over a plain socket rather than through urllib: importing
+urllib.request (http.client, email, ssl) costs more CPU than hours of long
+polls, and the watch runs beside every task. HTTP/1.0 also means the server
+ends each answer by closing, never with chunked encoding.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
-from everest_runtime.metadata import HEADERS, api_url, direct_opener
+from everest_runtime.metadata import HEADERS, api_url
 
 WAIT_SECONDS = 60  # server-side long-poll limit per request
 
@@ -31,7 +35,6 @@ class PreemptionWatcher:
         self.preempted = False
         self._log = log or (lambda line: None)
         self._stop = threading.Event()
-        self._opener = direct_opener()
         self._thread = threading.Thread(target=self._run, name="everest-preempt", daemon=True)
 
     def start(self) -> PreemptionWatcher:
@@ -46,13 +49,14 @@ class PreemptionWatcher:
         return self._thread.is_alive()
 
     def _get(self, etag: str | None) -> tuple[str, str | None]:
-        url = f"{self.base_url}/instance/preempted"
+        host, port, path = _split(self.base_url)
+        path += "/instance/preempted"
         if etag is not None:
-            url += f"?wait_for_change=true&timeout_sec={WAIT_SECONDS}&last_etag={etag}"
-        request = urllib.request.Request(url, headers=HEADERS)
-        with self._opener.open(request, timeout=WAIT_SECONDS + 10) as response:
-            body = response.read(64).decode("ascii", "replace").strip()
-            return body, response.headers.get("ETag")
+            path += f"?wait_for_change=true&timeout_sec={WAIT_SECONDS}&last_etag={etag}"
+        code, headers, body = _http_get(host, port, path, WAIT_SECONDS + 10)
+        if code != 200:
+            raise HTTPStatusError(code)
+        return body[:64].decode("ascii", "replace").strip(), headers.get("etag")
 
     def _run(self) -> None:
         etag = None
@@ -77,6 +81,50 @@ class PreemptionWatcher:
                 except Exception as error:
                     self._log(f"preemption callback failed: {error!r}")
                 return
+
+
+class HTTPStatusError(OSError):
+    """The server answered, but not 200."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"HTTP {code}")
+        self.code = code
+
+
+def _split(url: str) -> tuple[str, int, str]:
+    """(host, port, path) of an http:// URL (the metadata server is never https)."""
+    if not url.startswith("http://"):
+        raise ValueError(f"metadata URL {url!r} must start with http://")
+    authority, _, path = url[len("http://") :].partition("/")
+    host, colon, port = authority.rpartition(":")
+    if not colon or not port.isdigit():  # no port (or a bare IPv6 address)
+        host, port = authority, "80"
+    return host.strip("[]"), int(port), "/" + path
+
+
+def _http_get(host: str, port: int, path: str, timeout: float) -> tuple[int, dict, bytes]:
+    """One HTTP/1.0 GET: (status code, lower-cased headers, body)."""
+    lines = [f"GET {path} HTTP/1.0", f"Host: {host}:{port}"]
+    lines += [f"{name}: {value}" for name, value in HEADERS.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    with socket.create_connection((host, port), timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while len(data) < 65536:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *fields = head.decode("latin-1").split("\r\n")
+    parts = status.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP answer from {host}:{port}: {status[:40]!r}")
+    headers = {}
+    for field in fields:
+        name, _, value = field.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers, body
 
 
 def watch_preemption(

@@ -5,7 +5,7 @@ Layout of the task directory T:
   T/work/                                     the model's working directory
   T/work/input/                               the input archive, always unpacked here first
   T/.everest/                                 the runner's own files (logs, parameter files)
-  T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv
+  T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv T/stats.svg
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from .limits import DEFAULT_LIMITS, Limits
 from .stderrlog import prefixed
 
 DEFAULT_INPUTS = ("data.zip", "data.tar.gz")
-PASSED_AGENT_VARS = ("EVEREST_AGENT_ADDRESS", "EVEREST_AGENT_PORT", "EVEREST_AGENT_TASK_ID")
 
 
 class Options(NamedTuple):
@@ -44,6 +43,7 @@ class Options(NamedTuple):
     extra_secrets: Sequence[str] = ()
     metadata_url: str = ""  # "" = EVEREST_METADATA_URL, else metadata.DEFAULT_URL on GCE only
     watch_preemption: bool = True
+    version: dict[str, Any] | None = None  # this run's version; default: the model dir's
 
 
 _log = prefixed("everest-run-task")
@@ -57,9 +57,9 @@ class _Status:
         self.last = ""
         self.client = None
         try:
-            from . import status
+            from . import agentproto, status
 
-            agent = status.agent_from_env()
+            agent = agentproto.agent_from_env()
             if agent is not None:
                 self.client = status.StatusClient(*agent)
         except Exception as exc:  # the status channel must never stop the task
@@ -173,6 +173,13 @@ def run(opts: Options) -> int:
         signals.restore()
 
 
+def report_failure(task_dir: Path, exc: RuntimeFailure, extra_secrets: Sequence[str] = ()) -> None:
+    """A failure before the runner starts (e.g. fetching the source) becomes the
+    task's last status too: the agent hears it and status.txt says it."""
+    secrets = outputs.secret_values(dict(os.environ), extra_secrets)
+    _fail_early(task_dir, _Status(secrets), exc)
+
+
 def _fail_early(task: Path, status: _Status, exc: RuntimeFailure) -> None:
     """The error becomes the task's status (status.txt too, when the directory exists)."""
     status.send(f"error: {exc}", echo=False)
@@ -201,7 +208,7 @@ def _prepare(opts: Options, task: Path, work: Path, private: Path) -> _Prepared:
     debug = values.get("debug", False)
     if not isinstance(debug, bool):
         raise RuntimeFailure(f'{opts.params_name}: "debug" must be true or false, not {debug!r}')
-    version = versioninfo.read(model_dir)
+    version = opts.version if opts.version is not None else versioninfo.read(model_dir)
     outputs.write_text(task / "version.txt", versioninfo.text(version))
     private.mkdir(exist_ok=True)
     (private / "logs").mkdir(exist_ok=True)
@@ -244,7 +251,11 @@ def _killpg(pgid: int, sig: int) -> bool:
 
 
 def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
+    from . import proctree
+
     sampler = None
+    # Orphans of the model come back to us, so they can be counted, ended and reaped.
+    adopting = proctree.become_subreaper()
     children_before = _children_cpu()
     started = time.monotonic()
     logs = private / "logs"
@@ -264,6 +275,11 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         )
         _fail_early(task, status, failure)
         raise failure from None
+    # One blocking wait in a thread reaps the model and every adopted orphan, so
+    # the main thread wakes twice a second rather than polling; signal handlers
+    # still run at once (event waits are interruptible).
+    reaper = proctree.Reaper(proc.pid)
+    reaper.start()
     pumps = [
         _Pump(
             proc.stdout,
@@ -288,7 +304,10 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         from . import stats
 
         sampler = stats.Sampler(
-            proc.pid, interval=opts.sample_interval, csv_path=str(task / "stats.csv")
+            proc.pid,
+            interval=opts.sample_interval,
+            csv_path=str(task / "stats.csv"),
+            adopter=os.getpid() if adopting else None,
         )
         sampler.start()
     except Exception as exc:
@@ -298,30 +317,27 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     notice = _watch_preemption(opts, status) if opts.watch_preemption else []
     signals.pgid = proc.pid  # start_new_session: the model leads its own group
     signals.forward()
-    # A blocking wait in a thread, so the main thread wakes twice a second rather
-    # than polling; signal handlers still run at once (lock waits are interruptible).
-    exited = threading.Event()
-
-    def reap() -> None:
-        proc.wait()
-        exited.set()
-
-    threading.Thread(target=reap, name="everest-reap", daemon=True).start()
     killed = False
-    while not exited.wait(0.5 if signals.first_at is None else 0.1):
+    while not reaper.exited.wait(0.5 if signals.first_at is None else 0.1):
         overdue = signals.first_at is not None and time.monotonic() - signals.first_at >= opts.grace
         if overdue and not killed:
             _log(f"grace period of {opts.grace:g} s over; killing the model")
             killed = _killpg(proc.pid, signal.SIGKILL)
+            proctree.signal_all(proctree.descendants(os.getpid()), signal.SIGKILL)
     wall = time.monotonic() - started
-    # Leftover background processes of the model must not outlive the task.
-    if _killpg(proc.pid, signal.SIGTERM):
-        time.sleep(0.2)
-        _killpg(proc.pid, signal.SIGKILL)
+    proc.returncode = reaper.returncode if reaper.returncode is not None else 0
+    # What the model left behind (its group, and anything that left the group or
+    # the session) must not outlive the task; once it is gone nobody holds the
+    # output pipes, so the pumps end on their own.
+    leftovers = proctree.end_tree(os.getpid(), grace=1.0)
+    if leftovers:
+        _log(f"ended {leftovers} background process(es) the model left running")
+    reaper.idle.wait(2.0)
     for pump in pumps:
-        pump.join(timeout=5.0)
+        pump.join(timeout=1.0)  # a process outside our reach may hold a pipe: never hang
 
     summary = _stats(sampler, wall, task, _children_cpu() - children_before)
+    _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}")
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     final = _final_status(rc, started, wall, signals, killed, status.last, opts.grace)
     n_results = _collect(prep, task, work, private, summary, secrets)
@@ -425,6 +441,16 @@ def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any
     return summary
 
 
+def _chart(task: Path, title: str) -> None:
+    """stats.svg beside stats.csv; a failure is logged, never raised."""
+    try:
+        from . import chart
+
+        chart.write_svg(task / "stats.csv", task / "stats.svg", title)
+    except Exception as exc:
+        _log(f"drawing stats.svg failed ({exc})")
+
+
 def _collect(prep: _Prepared, task, work, private, summary, secrets) -> int:
     """results.zip always; debug.zip when params ask for it. Never raises."""
     n = 0
@@ -440,7 +466,7 @@ def _collect(prep: _Prepared, task, work, private, summary, secrets) -> int:
             path = private / "logs" / name
             if path.exists():
                 members.append((path, "logs/" + name))
-        for name in ("stats.csv", "stats.json", "version.txt"):
+        for name in ("stats.csv", "stats.json", "stats.svg", "version.txt"):
             if (task / name).exists():
                 members.append((task / name, name))
         resolved = {"params": prep.params, "argv": prep.argv, "contract": prep.contract._asdict()}

@@ -13,6 +13,8 @@ stats.csv columns (one row per sample):
   cpu_seconds    CPU (user+system) used by the tree so far
   cpu_cores      CPU used since the previous sample / wall time since it (1.0 = one core busy)
   rss_bytes      sum of the resident set sizes (pages shared between processes count once each)
+  pss_bytes      sum of the proportional set sizes (/proc/<pid>/smaps_rollup): a shared page
+                 counts once over the tree; empty where the kernel does not provide it
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from .outputs import write_text
 from .stderrlog import write_line
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-CSV_COLUMNS = ("elapsed_s", "unix_time", "processes", "cpu_seconds", "cpu_cores", "rss_bytes")
+CSV_COLUMNS = (
+    "elapsed_s",
+    "unix_time",
+    "processes",
+    "cpu_seconds",
+    "cpu_cores",
+    "rss_bytes",
+    "pss_bytes",
+)
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -59,6 +66,18 @@ def read_stat(pid: int, proc: str = "/proc") -> ProcStat | None:
     return ProcStat(pid, int(fields[1]), int(fields[19]), ticks / _TICK, int(fields[21]) * _PAGE)
 
 
+def read_pss(pid: int, proc: str = "/proc") -> int | None:
+    """Proportional set size in bytes (Linux 4.14+), or None where unavailable."""
+    try:
+        with open(f"{proc}/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def scan(proc: str = "/proc") -> dict[int, ProcStat]:
     stats = {}
     for name in os.listdir(proc):
@@ -79,8 +98,11 @@ class Sampler:
         csv_path: str | os.PathLike[str] | None = None,
         log: Callable[[str], None] | None = None,
         proc: str = "/proc",
+        adopter: int | None = None,
     ) -> None:
         self.root_pid = root_pid
+        # A child subreaper whose other children are all orphans of the tree.
+        self.adopter = adopter
         self.interval = interval
         self.csv_path = csv_path
         self.proc = proc
@@ -89,6 +111,8 @@ class Sampler:
         self._exited_cpu = 0.0
         self._cpu = 0.0
         self._peak_rss = 0
+        self._peak_pss: int | None = None
+        self._pss_missing = False
         self._peak_processes = 0
         self._samples = 0
         self._last: tuple[float, float] | None = None  # (monotonic, cpu)
@@ -136,6 +160,7 @@ class Sampler:
         with self._lock:
             return {
                 "peak_rss_bytes": self._peak_rss,
+                "peak_pss_bytes": self._peak_pss,
                 "cpu_seconds": round(self._cpu, 3),
                 "wall_seconds": round(self._wall, 3),
                 "utilisation": _ratio(self._cpu, self._wall),
@@ -170,8 +195,11 @@ class Sampler:
         self._known = tree
         cpu = self._exited_cpu + sum(p.cpu for p in tree.values())
         rss = sum(p.rss for p in tree.values())
+        pss = self._pss(tree)
         self._cpu = max(self._cpu, cpu)
         self._peak_rss = max(self._peak_rss, rss)
+        if pss is not None:
+            self._peak_pss = max(self._peak_pss or 0, pss)
         self._peak_processes = max(self._peak_processes, len(tree))
         self._samples += 1
         self._wall = now - self._started
@@ -182,11 +210,27 @@ class Sampler:
         if self._csv is not None:
             try:
                 row = (round(self._wall, 3), round(time.time(), 3), len(tree))
-                self._csv.writerow((*row, round(self._cpu, 3), round(cores, 3), rss))
+                pss_cell = "" if pss is None else pss
+                self._csv.writerow((*row, round(self._cpu, 3), round(cores, 3), rss, pss_cell))
                 self._csv_file.flush()  # type: ignore[union-attr]
             except (OSError, ValueError) as error:
                 self._csv = None
                 self._failed(f"cannot write {self.csv_path}: {error}")
+
+    def _pss(self, tree: dict[int, ProcStat]) -> int | None:
+        """The tree's PSS; None when smaps_rollup is missing (a process that ended
+        between the scan and this read counts as 0)."""
+        if self._pss_missing:
+            return None
+        total = 0
+        for pid in tree:
+            value = read_pss(pid, self.proc)
+            if value is None and os.path.exists(f"{self.proc}/{pid}"):
+                self._pss_missing = not os.path.exists(f"{self.proc}/{pid}/smaps_rollup")
+                if self._pss_missing:
+                    return None
+            total += value or 0
+        return total
 
     def _tree(self, stats: dict[int, ProcStat]) -> dict[int, ProcStat]:
         def same(pid: int) -> bool:
@@ -199,6 +243,8 @@ class Sampler:
         children: dict[int, list[int]] = {}
         for stat in stats.values():
             children.setdefault(stat.ppid, []).append(stat.pid)
+        if self.adopter is not None:
+            members.update(children.get(self.adopter, ()))
         todo = list(members)
         while todo:
             for child in children.get(todo.pop(), ()):
@@ -220,26 +266,3 @@ def _ratio(cpu: float, wall: float) -> float:
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> None:
     """stats.json, written to a temporary name then renamed (never half a file)."""
     write_text(Path(path), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """One line for the task's stderr summary."""
-    return "peak memory {}, CPU {:.1f} s over {:.1f} s wall ({:.2f} cores)".format(
-        human_bytes(summary["peak_rss_bytes"]),
-        summary["cpu_seconds"],
-        summary["wall_seconds"],
-        summary["utilisation"],
-    )
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
-
-
-def read_csv(path: str | os.PathLike[str]) -> Iterable[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))

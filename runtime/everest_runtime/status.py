@@ -5,15 +5,22 @@ whole frames and reconnects with backoff, so whatever the agent does (down,
 slow, restarting) the model is never blocked or crashed by a status update.
 When the queue is full the OLDEST status is dropped: the last status is the one
 the job shows. Shared-variable requests are never dropped before statuses.
+
+The protocol has no acknowledgements: a frame is known to have arrived only when
+the session ends cleanly (we shut down writing, the agent reads the rest and
+closes). So every frame sent ends up in exactly one count: ``delivered`` (written
+on a session that then ended cleanly), ``unconfirmed`` (written on a connection
+the agent dropped, by reset or an unasked close: it may be lost) or ``dropped``
+(never written: queue full, or still queued at close). A batch about to be
+written after the agent has closed its side is put back and goes on the next
+connection.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import collections
 import contextlib
-import os
 import random
 import socket
 import sys
@@ -21,7 +28,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from . import __version__, agentproto
+from . import agentproto
+from .agentproto import DEFAULT_ADDRESS, agent_from_env
 from .stderrlog import prefixed
 
 if TYPE_CHECKING:  # annotations only: the runtime still runs on Python 3.8
@@ -30,7 +38,6 @@ if TYPE_CHECKING:  # annotations only: the runtime still runs on Python 3.8
     VarCallback = Callable[[str, str | None], None]
     _Entry = tuple[bool, bytes]  # (droppable, frame bytes)
 
-DEFAULT_ADDRESS = "localhost"
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 # One write carries at most this much, so a requeue after a failure stays cheap.
@@ -56,8 +63,10 @@ class StatusClient:
         self.address = address or DEFAULT_ADDRESS
         self.port = int(port)
         self.task_id = str(task_id)
-        self.dropped = 0
-        self.sent = 0
+        self.dropped = 0  # never written (queue full, or still queued at close)
+        self.unconfirmed = 0  # written on a connection the agent dropped: maybe lost
+        self.delivered = 0  # written on a session that ended cleanly
+        self.sent = 0  # written to a connection (delivered or unconfirmed, or not yet known)
         self.connects = 0
         self._queue_size = max(1, queue_size)
         self._connect_timeout = connect_timeout
@@ -70,6 +79,8 @@ class StatusClient:
         self._work = threading.Condition(self._lock)  # wakes the sender
         self._changed = threading.Condition(self._lock)  # wakes flush() and get_var()
         self._sock: socket.socket | None = None
+        self._written = 0  # frames written on _sock: confirmed only by a clean close
+        self._ended_cleanly = False  # the agent closed after our shutdown (close())
         self._reader: threading.Thread | None = None
         self._dead: list[socket.socket] = []  # dropped by the reader; the sender closes them
         self._stop = False
@@ -140,44 +151,65 @@ class StatusClient:
             return len(self._queue) + len(self._inflight)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far is written; False on timeout."""
+        """Wait until everything queued so far is written to the agent's connection.
+        False on timeout, or when a frame was dropped or a connection lost meanwhile.
+        Written is not delivered: only close() can confirm that."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            lost_before = self.dropped + self.unconfirmed
             while self._queue or self._inflight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop:
                     return False
                 self._changed.wait(remaining)
-            return True
+            return self.dropped + self.unconfirmed == lost_before
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Deliver what is queued, then end the session as the protocol says
-        (shut down writing, read until the agent closes). True if all was written."""
+        """Deliver what is queued, then end the session as the protocol says (shut
+        down writing, read until the agent closes). True only when every frame ever
+        sent was delivered: written on a session the agent then closed cleanly."""
         deadline = time.monotonic() + timeout
-        delivered = self.flush(timeout)
+        self.flush(timeout)
         with self._lock:
             if self._stop:
-                return delivered
+                return self.dropped == 0 and self.unconfirmed == 0
             self._stop = True
-            lost = len(self._queue) + len(self._inflight)
             sock = self._sock
             self._work.notify_all()
         self._sender.join(max(0.0, deadline - time.monotonic()))
+        stuck = self._sender.is_alive()  # still inside a write the agent does not read
         if sock is not None:
-            _shutdown(sock, socket.SHUT_RDWR if self._sender.is_alive() else socket.SHUT_WR)
+            _shutdown(sock, socket.SHUT_RDWR if stuck else socket.SHUT_WR)
             reader = self._reader
             if reader is not None:
                 reader.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            clean = sock is not None and self._ended_cleanly and not stuck
+            if clean:
+                self.delivered += self._written
+            else:
+                self.unconfirmed += self._written + (len(self._inflight) if stuck else 0)
+            self._written = 0
+            lost = len(self._queue) + (0 if stuck else len(self._inflight))
+            self.dropped += lost
+            self._queue.clear()
+        if sock is not None:
             sock.close()
         for old in self._dead:
             old.close()
+        where = f"the agent at {self.address}:{self.port}"
         if lost:
+            self._log(f"{lost} status message(s) never reached {where}")
+        if self.unconfirmed:
             self._log(
-                f"{lost} status message(s) not delivered to the agent at {self.address}:{self.port}"
+                f"{self.unconfirmed} status message(s) were written to {where} but the "
+                "connection was lost before it confirmed them; some may be missing"
             )
-        if self.dropped:
-            self._log(f"dropped {self.dropped} older status message(s) while the queue was full")
-        return delivered
+        if self.dropped - lost:
+            self._log(
+                f"dropped {self.dropped - lost} older status message(s) while the queue was full"
+            )
+        return self.dropped == 0 and self.unconfirmed == 0
 
     def __enter__(self) -> StatusClient:
         return self
@@ -230,6 +262,11 @@ class StatusClient:
                 self._inflight = batch
             for old in dead:
                 old.close()
+            if sock is not None and batch and _peer_closed(sock):
+                # The agent has closed its side: what we would write now is lost.
+                self._requeue(batch)
+                self._disconnect(sock)
+                continue
             if sock is None:
                 if self._connect():
                     delay = BACKOFF_MIN
@@ -244,17 +281,25 @@ class StatusClient:
             except Exception:
                 # Some bytes of the batch may have reached the old connection; the
                 # whole batch goes again, from a frame boundary, on a new one.
-                with self._lock:
-                    self._inflight = []
-                    self._queue.extendleft(reversed(batch))
-                    while len(self._queue) > self._queue_size:
-                        self._drop_oldest()
+                self._requeue(batch)
                 self._disconnect(sock)
                 continue
             with self._lock:
                 self._inflight = []
                 self.sent += len(batch)
+                if self._sock is sock:
+                    self._written += len(batch)
+                else:  # the reader saw the connection go while we wrote
+                    self.unconfirmed += len(batch)
                 self._changed.notify_all()
+
+    def _requeue(self, batch: list[_Entry]) -> None:
+        with self._lock:
+            self._inflight = []
+            self._queue.extendleft(reversed(batch))
+            while len(self._queue) > self._queue_size:
+                self._drop_oldest()
+            self._changed.notify_all()
 
     def _connect(self) -> bool:
         try:
@@ -281,6 +326,8 @@ class StatusClient:
                 sock.close()
                 return True
             self._sock = sock
+            self._written = 0
+            self._ended_cleanly = False
             self._reader = reader
             self.connects += 1
         reader.start()
@@ -294,15 +341,24 @@ class StatusClient:
                 "status is queued and retried"
             )
 
+    def _lose(self, sock: socket.socket) -> None:
+        """The agent dropped ``sock`` (caller holds the lock): what was written on
+        it is unconfirmed."""
+        if self._sock is sock:
+            self._sock = None
+            self.unconfirmed += self._written
+            self._written = 0
+            self._changed.notify_all()
+
     def _disconnect(self, sock: socket.socket) -> None:
         with self._lock:
-            if self._sock is sock:
-                self._sock = None
+            self._lose(sock)
         _shutdown(sock, socket.SHUT_RDWR)
         sock.close()
 
     def _read(self, sock: socket.socket) -> None:
         reader = agentproto.FrameReader()
+        clean = False
         try:
             while True:
                 try:
@@ -310,15 +366,20 @@ class StatusClient:
                 except socket.timeout:  # TimeoutError only from 3.10 on; the runtime runs on 3.8
                     continue
                 if not data:
+                    clean = True
                     break
                 for payload in reader.feed(data):
                     self._on_frame(payload)
         except Exception:
             pass
         with self._lock:
-            if self._sock is sock and not self._stop:
-                # The agent went away: let the sender reconnect (it owns closing).
-                self._sock = None
+            if self._sock is not sock:
+                return
+            if self._stop:
+                self._ended_cleanly = clean  # close() shut down writing: this ends the session
+            else:
+                # The agent went away unasked: let the sender reconnect (it owns closing).
+                self._lose(sock)
                 self._dead.append(sock)
                 _shutdown(sock, socket.SHUT_RDWR)
                 self._work.notify()
@@ -345,6 +406,23 @@ def _check_var_name(name: str) -> None:
         raise ValueError(f"shared variable name must be non-empty without spaces: {name!r}")
 
 
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the agent has closed its side (FIN or reset) of ``sock``, looked at
+    without consuming anything the reader thread has yet to read."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 def _shutdown(sock: socket.socket, how: int) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(how)
@@ -360,26 +438,6 @@ def _describe(error: BaseException) -> str:
 _default: StatusClient | None = None
 _default_lock = threading.Lock()
 _default_resolved = False
-
-
-def agent_from_env(environ: dict[str, str] | None = None) -> tuple[str, int, str] | None:
-    """(address, port, task id) from EVEREST_AGENT_*, or None when not configured."""
-    env = os.environ if environ is None else environ
-    port_text = env.get("EVEREST_AGENT_PORT", "").strip()
-    task_id = env.get("EVEREST_AGENT_TASK_ID", "").strip()
-    if not port_text or not task_id:
-        return None
-    try:
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        _stderr_log(
-            f"EVEREST_AGENT_PORT={port_text!r} is not a TCP port number; status goes to stderr"
-        )
-        return None
-    address = env.get("EVEREST_AGENT_ADDRESS", "").strip() or DEFAULT_ADDRESS
-    return address, port, task_id
 
 
 def default_client() -> StatusClient | None:
@@ -416,78 +474,3 @@ def flush(timeout: float = 5.0) -> bool:
 def close(timeout: float = 5.0) -> bool:
     client = default_client()
     return True if client is None else client.close(timeout)
-
-
-# -- everest-status MESSAGE --------------------------------------------------
-
-
-def deliver_once(
-    agent: tuple[str, int, str], messages: list[str], timeout: float = 5.0
-) -> str | None:
-    """Open a session, send the messages, end it; the error text, or None on success."""
-    address, port, task_id = agent
-    deadline = time.monotonic() + timeout
-    payload = agentproto.handshake(task_id) + b"".join(map(agentproto.text_frame, messages))
-    try:
-        with socket.create_connection((address, port), timeout) as sock:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-            # Read until the agent closes, as the protocol asks; the data is written already.
-            try:
-                while sock.recv(65536):
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
-            except (socket.timeout, ConnectionError):
-                pass
-    except Exception as error:
-        return _describe(error)
-    return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="everest-status",
-        description="Send a live status message to this task's Everest agent "
-        "(EVEREST_AGENT_ADDRESS, EVEREST_AGENT_PORT, EVEREST_AGENT_TASK_ID). "
-        "Without an agent the message goes to stderr. Always exits 0 once the "
-        "arguments are valid.",
-    )
-    parser.add_argument("message", nargs="+", help="the status text; '-' sends each stdin line")
-    parser.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to try delivering (default 5)"
-    )
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 0
-    agent = agent_from_env()
-    from_stdin = args.message == ["-"]
-    if agent is None:
-        if not from_stdin:
-            sys.stderr.write("status: {}\n".format(" ".join(args.message)))
-        else:
-            for line in sys.stdin:
-                sys.stderr.write("status: {}\n".format(line.rstrip("\n")))
-        return 0
-    if from_stdin:
-        with StatusClient(*agent) as client:
-            for line in sys.stdin:
-                if line.strip():
-                    client.send(line.rstrip("\n"))
-            delivered = client.close(args.timeout)
-        if not delivered:
-            _stderr_log("warning: not every status reached the agent at {}:{}".format(*agent))
-        return 0
-    message = " ".join(args.message)
-    error = deliver_once(agent, [message], args.timeout)
-    if error is not None:
-        _stderr_log(
-            f"warning: status not delivered to the agent at {agent[0]}:{agent[1]} "
-            f"({error}): {message}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import ArchiveError, DamagedArchive
 from .limits import DEFAULT_LIMITS, Limits
@@ -40,12 +40,14 @@ def extract(
     limits: Limits = DEFAULT_LIMITS,
     strip_single_root: bool = False,
     replace: bool = False,
+    label: str = "",
 ) -> int:
     """Extract `archive` into `target` (which must not exist unless `replace`).
 
     Returns the number of members extracted. With `strip_single_root`, an archive
     whose only top-level entry is a directory (GitLab's `project-sha/`) has that
-    directory become `target`.
+    directory become `target`. ``label`` names the archive in messages (default:
+    its file name).
     """
     archive, target = Path(archive), Path(target)
     if target.exists() and not replace:
@@ -53,7 +55,7 @@ def extract(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
-        writer = _Writer(tmp, archive.name, limits)
+        writer = _Writer(tmp, label or archive.name, limits)
         if detect_format(archive) == "zip":
             _extract_zip(archive, writer)
         else:
@@ -196,35 +198,135 @@ class _Writer:
 
 def _extract_tar(archive: Path, w: _Writer) -> None:
     try:
-        with tarfile.open(str(archive), mode="r|*") as tf:
-            for member in tf:
-                w.count()
-                rel = _member_path(member.name, w.archive)
-                if member.isdir():
-                    w.directory(rel)
-                elif member.isreg():
-                    if not rel:
-                        raise ArchiveError(f"{w.archive}: file member with an empty name")
-                    data = tf.extractfile(member)
-                    assert data is not None
-                    w.regular(rel, data, member.mode)
-                elif member.issym():
-                    w.symlink(rel, member.linkname)
-                elif member.islnk():
-                    w.hardlink(rel, member.linkname)
-                else:
-                    # TarInfo.isdev() is true for fifos too: name them first.
-                    if member.isfifo():
-                        kind = "fifo"
-                    elif member.ischr() or member.isblk():
-                        kind = "device file"
-                    else:
-                        kind = "special file"
-                    raise ArchiveError(f"{w.archive}: member {member.name!r} is a {kind}; refused")
+        with open(archive, "rb") as raw:
+            stream = _CheckedStream(raw, w.archive)
+            with tarfile.open(fileobj=stream, mode="r|") as tf:  # type: ignore[call-overload]
+                for member in tf:
+                    _tar_member(tf, member, w)
+                # Streaming tarfile stops quietly at the end of the data, so an
+                # archive cut between members looks complete: demand the
+                # end-of-archive block and the compressed stream's own end.
+                stream.check_end(tf.offset)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         raise DamagedArchive(f"{w.archive} is damaged or truncated ({exc})") from None
+
+
+def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, w: _Writer) -> None:
+    w.count()
+    rel = _member_path(member.name, w.archive)
+    if member.isdir():
+        w.directory(rel)
+    elif member.isreg():
+        if not rel:
+            raise ArchiveError(f"{w.archive}: file member with an empty name")
+        data = tf.extractfile(member)
+        assert data is not None
+        w.regular(rel, data, member.mode)
+    elif member.issym():
+        w.symlink(rel, member.linkname)
+    elif member.islnk():
+        w.hardlink(rel, member.linkname)
+    else:
+        # TarInfo.isdev() is true for fifos too: name them first.
+        if member.isfifo():
+            kind = "fifo"
+        elif member.ischr() or member.isblk():
+            kind = "device file"
+        else:
+            kind = "special file"
+        raise ArchiveError(f"{w.archive}: member {member.name!r} is a {kind}; refused")
+
+
+_BLOCK = tarfile.BLOCKSIZE
+_WINDOW = 64 * 1024  # more than tarfile reads ahead (one 10 KiB record)
+
+
+class _CheckedStream:
+    """The decompressed bytes of a (gzip, bzip2, xz or plain) tar, for streaming
+    tarfile, that insists on the compressed stream's end marker and keeps the
+    last bytes it returned so the end-of-archive block can be checked. Output is
+    made CHUNK by CHUNK, so a compression bomb never sits in memory."""
+
+    MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        self.raw, self.name = raw, name
+        self.position = 0  # decompressed bytes handed out
+        self.recent = bytearray()  # the last _WINDOW of them
+        self._pending = bytearray()
+        self._input = raw.read(6)
+        self._kind = next((kind for magic, kind in self.MAGIC if self._input.startswith(magic)), "")
+        self._decoder: Any = self._new_decoder() if self._kind else None
+
+    def _new_decoder(self) -> Any:
+        if self._kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._kind == "bzip2":
+            import bz2
+
+            return bz2.BZ2Decompressor()
+        import lzma
+
+        return lzma.LZMADecompressor()
+
+    def _more(self) -> bytes:
+        """The next decompressed bytes; b"" only at a proper end of the stream."""
+        if self._decoder is None:
+            data, self._input = self._input or self.raw.read(CHUNK), b""
+            return data
+        while True:
+            decoder = self._decoder
+            if decoder.eof:
+                rest = decoder.unused_data + self._input or self.raw.read(CHUNK)
+                if not rest:
+                    return b""
+                decoder = self._decoder = self._new_decoder()  # gzip allows several members
+                self._input = rest
+            if not self._input and getattr(decoder, "needs_input", True):
+                self._input = self.raw.read(CHUNK)
+                if not self._input:
+                    tail = decoder.flush() if self._kind == "gzip" else b""
+                    if tail or decoder.eof:
+                        return tail
+                    raise DamagedArchive(
+                        f"{self.name} is damaged or truncated "
+                        f"(the {self._kind} stream ends before its end marker)"
+                    )
+            out = decoder.decompress(self._input, CHUNK)
+            self._input = decoder.unconsumed_tail if self._kind == "gzip" else b""
+            if out:
+                return out
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._pending) < size:
+            chunk = self._more()
+            if not chunk:
+                break
+            self._pending += chunk
+        cut = len(self._pending) if size < 0 else size
+        data = bytes(self._pending[:cut])
+        del self._pending[:cut]  # cheap: bytearray drops its head without copying
+        self.position += len(data)
+        self.recent += data
+        del self.recent[:-_WINDOW]
+        return data
+
+    def check_end(self, offset: int) -> None:
+        """Where tarfile stopped (``offset``) there must be a zero block, and the
+        compressed stream must then end properly."""
+        if self.position < offset + _BLOCK:
+            self.read(offset + _BLOCK - self.position)
+        start = offset - (self.position - len(self.recent))
+        block = bytes(self.recent[start : start + _BLOCK]) if start >= 0 else b""
+        if block != bytes(_BLOCK):
+            raise DamagedArchive(
+                f"{self.name} is damaged or truncated (no end-of-archive block after "
+                "the last member)"
+            )
+        while self.read(CHUNK):
+            pass  # the padding after it, up to the compressed stream's end marker
 
 
 def _extract_zip(archive: Path, w: _Writer) -> None:

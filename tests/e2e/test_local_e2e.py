@@ -59,7 +59,9 @@ def monkeypatch_module():
         yield patch
 
 
-def test_default_image_runs_the_transport_job(default_image: dict, tmp_path: Path) -> None:
+def test_default_image_runs_the_transport_job(
+    default_image: dict, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     tarball = Path(default_image["artifact"]["path"])
     before = hashlib.sha256(tarball.read_bytes()).hexdigest()
     statuses: list[str] = []
@@ -85,6 +87,9 @@ def test_default_image_runs_the_transport_job(default_image: dict, tmp_path: Pat
     assert (run / "version.txt").read_text().strip()
     stats = json.loads((run / "stats.json").read_text())
     assert stats["wall_seconds"] > 0 and stats["cpu_seconds"] >= 0 and stats["peak_rss_bytes"] > 0
+    # The chart is there, and run-local says where.
+    assert (run / "stats.svg").read_text().startswith("<svg ")
+    assert f"CPU and memory over time: {run / 'stats.svg'}" in capfd.readouterr().err
     # The image itself is untouched and the scratch copy is gone, mounts released.
     assert hashlib.sha256(tarball.read_bytes()).hexdigest() == before
     assert not (run / "root").exists()

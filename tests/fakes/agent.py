@@ -17,15 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from everbake.agent_standin import (
-    FrameError,
-    FrameParser,
-    accept_forever,
-    encode_frame,
-    encode_text,
+from everest_runtime.agentproto import (
+    FrameReader,
+    ProtocolError,
+    frame,
     parse_handshake,
+    text_frame,
     var_value,
 )
+
+from everbake.agent_standin import accept_forever
 
 
 @dataclass
@@ -150,7 +151,7 @@ class FaultyAgent:
         self._spawn(self._serve, conn, record)
 
     def _serve(self, conn: socket.socket, record: Connection) -> None:
-        parser = FrameParser()
+        parser = FrameReader()
         limit = None
         with self._cond:
             if self.reset_after_bytes is not None and self.resets_left > 0:
@@ -179,7 +180,7 @@ class FaultyAgent:
                 record.raw += chunk
                 for payload in parser.feed(chunk):
                     self._frame(conn, record, payload)
-        except FrameError as error:
+        except ProtocolError as error:
             self._bad(record, str(error))
         except OSError:
             pass
@@ -193,12 +194,12 @@ class FaultyAgent:
         if record.task_id is None:
             try:
                 record.task_id = parse_handshake(payload)
-            except (FrameError, UnicodeDecodeError) as error:
+            except (ProtocolError, UnicodeDecodeError) as error:
                 self._bad(record, f"bad handshake: {error}")
                 record.task_id = ""
                 return
             with self._cond:
-                record.handshake = encode_frame(payload)
+                record.handshake = frame(payload)
                 self._cond.notify_all()
             if self.expect_task_id is not None and record.task_id != self.expect_task_id:
                 self._bad(record, f"handshake task id {record.task_id!r}")
@@ -234,16 +235,18 @@ _send_lock = threading.Lock()  # pushes and replies come from different threads
 def _send_var(conn: socket.socket, name: str, value: str | None) -> None:
     try:
         with _send_lock:
-            conn.sendall(encode_text(var_value(name, value)))
+            conn.sendall(text_frame(var_value(name, value)))
     except OSError:
         pass
 
 
 def _abort(conn: socket.socket) -> None:
-    """Close with RST (linger 0), the way a crashing agent looks to the client."""
+    """Make the coming close() a bare RST (linger 0), the way a crashing agent
+    looks to the client: no FIN first. SHUT_RD wakes a recv() blocked in the
+    serving thread (which then closes) without sending anything."""
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.shutdown(socket.SHUT_RDWR)
+        conn.shutdown(socket.SHUT_RD)
     except OSError:
         pass
 

@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_damaged_archive_is_fetched_again_then_refused(tmp_path):
         fake.project().add_commit(SHA, {}, refs=["v1.0"], archive=b"\x1f\x8b" + b"garbage" * 100)
         result = bootstrap(fake, tmp_path, "--ref", "v1.0")
         assert result.returncode == 3
-        assert "downloaded source for" in result.stderr and "is unusable" in result.stderr
+        assert f"downloaded source is unusable: the source of commit {SHA}" in result.stderr
         assert fake.count("archive") == 3  # first try + 2 re-downloads
     assert cache_entries(tmp_path) == []
 
@@ -304,3 +305,92 @@ def test_malicious_source_archive_is_refused_and_not_cached(tmp_path):
     assert "contains '..'; refused" in result.stderr
     assert cache_entries(tmp_path) == []
     assert not list(tmp_path.rglob("evil"))
+
+
+def cut_between_members(files: dict[str, bytes], root: str) -> bytes:
+    """GitLab-style .tar.gz cut where it decompresses to whole members only (a
+    full flush after each member, as a streaming server may do), served with a
+    Content-Length that matches: nothing at the HTTP level is wrong."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{root}/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    raw.seek(0)
+    with tarfile.open(fileobj=raw) as tf:
+        first = tf.getmembers()[0]
+    keep = first.offset_data + ((first.size + 511) // 512) * 512
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return packer.compress(raw.getvalue()[:keep]) + packer.flush(zlib.Z_FULL_FLUSH)
+
+
+def test_archive_cut_between_members_is_never_cached(tmp_path):
+    with GitLabFake(token=TOKEN) as fake:
+        archive = cut_between_members(MODEL_FILES, f"model-{SHA}")
+        fake.project().add_commit(SHA, {}, refs=["v1.0"], archive=archive)
+        result = bootstrap(fake, tmp_path, "--ref", "v1.0")
+        assert fake.count("archive") == 3  # first try + 2 re-downloads
+    assert result.returncode == 3, result.stderr
+    assert cache_entries(tmp_path) == []
+    # The message names the commit and where it came from, not a deleted temp file.
+    assert f"source of commit {SHA} from {fake.url}/api/v4/projects/group%2Fmodel" in result.stderr
+    assert ".download.part" not in result.stderr
+    assert "end-of-archive" in result.stderr or "ends before" in result.stderr
+
+
+def test_damaged_cache_entry_is_fetched_again_never_run(gitlab, tmp_path):
+    assert bootstrap(gitlab, tmp_path, "--ref", "v1.0").returncode == 0
+    entry = tmp_path / "cache" / SHA
+    (entry / "everest.toml").unlink()
+    (entry / "run-task.sh").write_text("echo stale > results/x\n")  # what must never run
+    result = bootstrap(gitlab, tmp_path, "--ref", SHA)  # warm path: no network before
+    assert result.returncode == 0, result.stderr
+    assert "damaged (everest.toml missing); fetching it again" in result.stderr
+    assert gitlab.count("archive") == 2
+    assert (entry / "everest.toml").is_file() and not (entry / "run-task.sh").exists()
+    assert (tmp_path / "task" / "status.txt").read_text().strip() == "done: cost 135"
+
+    model = entry / "transport.py"
+    model.write_text(model.read_text() + "# edited\n")  # another size: the quick check sees it
+    assert bootstrap(gitlab, tmp_path, "--ref", "v1.0").returncode == 0
+    assert gitlab.count("archive") == 3
+
+    same_size = model.read_bytes().replace(b"cost", b"COST")
+    model.write_bytes(same_size)  # same size: only --verify-cache reads the contents
+    assert bootstrap(gitlab, tmp_path, "--ref", "v1.0").returncode == 0
+    assert gitlab.count("archive") == 3
+    checked = bootstrap(gitlab, tmp_path, "--ref", "v1.0", "--verify-cache")
+    assert checked.returncode == 0, checked.stderr
+    assert "damaged (transport.py changed)" in checked.stderr
+    assert gitlab.count("archive") == 4
+    assert b"COST" not in model.read_bytes()
+    assert cache_entries(tmp_path) == [SHA]
+
+
+VERSION_MODEL = {
+    "everest.toml": '[model]\ncommand = ["python", "m.py"]\nresults = []\n',
+    "m.py": "import os\nprint(os.environ['EVEREST_MODEL_VERSION'], file=open('version', 'w'))\n",
+}
+
+
+@pytest.mark.parametrize("ref", [SHA[:8], SHA])
+def test_version_names_this_runs_ref_not_the_one_that_cached_it(tmp_path, ref):
+    with GitLabFake(token=TOKEN) as fake:
+        fake.project().add_commit(SHA, VERSION_MODEL, refs=["main"])
+        assert bootstrap(fake, tmp_path, "--ref", "main").returncode == 0
+        result = bootstrap(fake, tmp_path, "--ref", ref)
+    assert result.returncode == 0, result.stderr
+    task = tmp_path / "task"
+    wanted = SHA[:8] if ref == SHA else f"{ref} ({SHA[:8]})"
+    assert (task / "version.txt").read_text().splitlines()[0] == f"version: {wanted}"
+    assert "main" not in (task / "version.txt").read_text()
+    assert (task / "work" / "version").read_text() == wanted + "\n"
+
+
+def test_fetch_failure_is_the_tasks_last_status(gitlab, tmp_path):
+    result = bootstrap(gitlab, tmp_path, "--ref", "v9.9")
+    assert result.returncode == 3
+    status = (tmp_path / "task" / "status.txt").read_text().strip()
+    assert status.startswith("error: ") and "HTTP 404" in status
+    assert TOKEN not in status

@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from everest_runtime import manifest
 
+from tests.fakes.metadata import MetadataFake
 from tests.runtime.cli_env import PYTHON
 from tests.runtime.cli_env import clean_env as env
 
@@ -100,12 +102,12 @@ def test_traceback_only_with_everest_debug(tmp_path):
     assert "Traceback" in loud.stderr and "RuntimeFailure" in loud.stderr
 
 
-def imported_modules(*args: str, cwd=None) -> set[str]:
+def imported_modules(*args: str, cwd=None, **extra: str) -> set[str]:
     result = subprocess.run(
         [PYTHON, "-X", "importtime", "-m", "everest_runtime", *args],
         capture_output=True,
         text=True,
-        env=env(),
+        env=env(**extra),
         cwd=cwd,
         timeout=60,
     )
@@ -118,10 +120,36 @@ def test_start_up_imports_only_what_the_command_needs(tmp_path):
     assert "ssl" not in help_imports and "urllib.request" not in help_imports
     # Warm cache by full SHA: bootstrap never touches the network stack.
     sha = "0" * 40
-    (tmp_path / "cache" / sha).mkdir(parents=True)
+    entry = tmp_path / "cache" / sha
+    entry.mkdir(parents=True)
+    (entry / "everest.toml").write_text('[model]\ncommand = ["true"]\n')
+    manifest.write(entry)  # an intact entry (one without a manifest is fetched again)
     warm = imported_modules(
         "bootstrap", "--ref", sha, "--project", "p", "--cache-dir", str(tmp_path / "cache"),
         "--fetch-only", cwd=tmp_path,
     )  # fmt: skip
     assert "everest_runtime.bootstrap" in warm
     assert "urllib.request" not in warm and "ssl" not in warm
+
+
+def test_the_preemption_watch_does_not_load_urllib(tmp_path):
+    # Importing urllib.request (http.client, email, ssl) cost more CPU than the
+    # watch's long polls; it runs beside every task on GCE.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "everest.toml").write_text(
+        '[model]\ncommand = ["python", "-c", "import time; time.sleep(1)"]\n'
+    )
+    (tmp_path / "params.json").write_text("{}")
+    with MetadataFake() as meta:
+        loaded = imported_modules(
+            "run-task",
+            "--model",
+            str(model),
+            cwd=tmp_path,
+            EVEREST_METADATA_URL=meta.url,
+            EVEREST_PREEMPTION_WATCH="1",
+        )
+        assert any(path.endswith("/instance/preempted") for path, _ in meta.requests)
+    assert "everest_runtime.preemption" in loaded
+    assert "urllib.request" not in loaded and "http.client" not in loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import tarfile
@@ -326,3 +327,58 @@ def test_unusable_task_directory_is_one_line(tmp_path):
     assert clash.returncode == 2 and "Traceback" not in clash.stderr
     assert "work: File exists" in clash.stderr
     assert (task / "status.txt").read_text().startswith("error: ")
+
+
+# The model starts a helper through a double fork into a new session (outside its
+# process group, and orphaned before the first statistics sample); the helper
+# burns CPU, then idles holding the model's stdout and stderr.
+DETACHING_MODEL = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open("helper.pid", "w") as f:
+            f.write(str(os.getpid()))
+        end = time.process_time() + 1.0
+        while time.process_time() < end:
+            pass
+        open("burned", "w").close()
+        print("helper still here", flush=True)
+        time.sleep(60)
+    os._exit(0)
+while not os.path.exists("burned"):
+    time.sleep(0.05)
+print("##status model done", flush=True)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie has ended; its parent just has not reaped it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_helper_in_its_own_session_is_ended_with_the_task_and_counted(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "m.py").write_text(DETACHING_MODEL)
+    (model / "everest.toml").write_text('[model]\ncommand = ["python", "m.py"]\nresults = []\n')
+    task = task_dir(tmp_path, {})
+    started = time.monotonic()
+    result = run_task(task, "--no-preemption-watch", model=model, timeout=90)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    helper = int((task / "work" / "helper.pid").read_text())
+    try:
+        assert not alive(helper), "the helper outlived the task"
+        # The runner did not sit out the helper's 60 s (nor a wait on its pipes).
+        assert took < 30, took
+        summary = json.loads((task / "stats.json").read_text())
+        assert summary["cpu_seconds"] >= 0.9, summary  # the helper's second of CPU
+        assert (task / "status.txt").read_text().strip() == "model done"
+    finally:
+        if alive(helper):
+            os.kill(helper, signal.SIGKILL)

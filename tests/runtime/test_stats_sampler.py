@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "runtime") not in sys.path:
@@ -65,7 +68,8 @@ def test_peak_rss_and_cpu_of_a_forked_tree(tmp_path):
     assert 1.1 <= summary["cpu_seconds"] <= summary["wall_seconds"] * 2 + 0.2
     assert summary["peak_processes"] == 3
     assert 0 < summary["utilisation"] <= 2.1
-    rows = stats.read_csv(tmp_path / "stats.csv")
+    with open(tmp_path / "stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(stats.CSV_COLUMNS)
     assert len(rows) == summary["samples"]
     assert max(int(r["rss_bytes"]) for r in rows) == summary["peak_rss_bytes"]
@@ -137,5 +141,37 @@ def test_write_summary_is_atomic_json(tmp_path):
     stats.write_summary(path, summary)
     assert json.loads(path.read_text()) == summary
     assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
-    line = stats.format_summary({**summary, "peak_rss_bytes": 3 * MIB})
-    assert line == "peak memory 3.0 MiB, CPU 2.0 s over 4.0 s wall (0.50 cores)"
+
+
+# The root touches 80 MiB, then forks two children that only sleep: the three
+# share those pages, so RSS summed over the tree counts them three times.
+SHARED = textwrap.dedent(
+    """
+    import os, time
+    block = bytearray(80 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(1.0)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="no smaps_rollup")
+def test_pss_counts_shared_pages_once(tmp_path):
+    root = subprocess.Popen([sys.executable, "-c", SHARED])
+    sampler = stats.Sampler(root.pid, interval=0.1, csv_path=tmp_path / "stats.csv").start()
+    root.wait()
+    summary = sampler.stop()
+    assert summary["peak_rss_bytes"] >= 3 * 80 * MIB
+    assert 80 * MIB <= summary["peak_pss_bytes"] < 1.5 * 80 * MIB + 40 * MIB
+    with open(tmp_path / "stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert max(int(r["pss_bytes"]) for r in rows) == summary["peak_pss_bytes"]

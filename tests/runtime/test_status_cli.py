@@ -19,7 +19,7 @@ from tests.fakes.agent import FaultyAgent, free_port  # noqa: E402
 
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python")
 INTERPRETERS = [sys.executable] + ([str(PY38)] if PY38.exists() else [])
-CLI = "import sys; from everest_runtime.status import main; sys.exit(main())"
+CLI = "import sys; from everest_runtime.cli import status_main; sys.exit(status_main())"
 
 
 def run(python: str, code: str, *args: str, agent_port: int | None, stdin: str = ""):
@@ -64,6 +64,16 @@ def test_cli_exits_zero_with_a_warning_when_the_agent_is_down(python):
     assert f"warning: status not delivered to the agent at 127.0.0.1:{port}" in done.stderr
     assert "still running" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_warns_when_the_agent_resets_before_confirming(python):
+    # The agent reads the first bytes, then resets: the status may be lost, and
+    # the session never ended with the agent's clean close.
+    with FaultyAgent(reset_after_bytes=4) as agent:
+        done = run(python, CLI, "maybe lost", agent_port=agent.port)
+    assert done.returncode == 0
+    assert "warning: status not delivered to the agent at 127.0.0.1:" in done.stderr
+    assert "maybe lost" in done.stderr
 
 
 def test_cli_without_an_agent_prints_the_status_to_stderr(python):

@@ -9,6 +9,7 @@ import stat
 import sys
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,78 @@ def test_truncated_archives_are_damaged_not_half_extracted(tmp_path):
     zcut.write_bytes(zgood.read_bytes()[:150_000])
     with pytest.raises(DamagedArchive):
         extract(zcut, tmp_path / "input")
+    assert_clean(tmp_path, tmp_path / "input")
+
+
+def model_tree_tar(path: Path) -> Path:
+    """Several small text files under one root, like a model's source (plain tar)."""
+    files = [("model-abc", "dir", None)]
+    for i in range(12):
+        body = "".join(f"line {j} of file {i}: x = {j * i}\n" for j in range(400))
+        files.append((f"model-abc/src/part{i}.py", "file", body))
+    files.append(("model-abc/src/solve.py", "file", "print('solved')\n" * 50))
+    return make_tar(path, files, gz=False)
+
+
+def flushed_gzip(raw_tar: Path) -> tuple[bytes, list[int]]:
+    """The tar gzipped with a full flush after every member, as streaming servers
+    do, and the compressed offsets of those flushes: a cut there decompresses to
+    exactly the members before it."""
+    with tarfile.open(raw_tar) as tf:
+        ends = [m.offset_data + ((m.size + 511) // 512) * 512 for m in tf.getmembers()]
+    raw = raw_tar.read_bytes()
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    out, cuts, start = b"", [], 0
+    for end in ends:
+        out += packer.compress(raw[start:end]) + packer.flush(zlib.Z_FULL_FLUSH)
+        cuts.append(len(out))
+        start = end
+    return out + packer.compress(raw[start:]) + packer.flush(), cuts
+
+
+@pytest.mark.parametrize("where", ["between members", *range(5, 100, 5)])
+def test_tar_gz_cut_anywhere_is_damaged_never_a_partial_tree(tmp_path, where):
+    # A gzip stream cut where it decompresses to whole members used to extract
+    # as a shorter tree without complaint.
+    data, flushes = flushed_gzip(model_tree_tar(tmp_path / "good.tar"))
+    cuts = flushes[:-1] if where == "between members" else [len(data) * int(where) // 100]
+    for size in cuts:
+        cut = tmp_path / "cut.tar.gz"
+        cut.write_bytes(data[:size])
+        with pytest.raises(DamagedArchive, match=r"cut\.tar\.gz is damaged or truncated"):
+            extract(cut, tmp_path / "input", strip_single_root=True)
+        assert_clean(tmp_path, tmp_path / "input")
+    whole = tmp_path / "whole.tar.gz"
+    whole.write_bytes(data)
+    assert extract(whole, tmp_path / "input", strip_single_root=True) == 14
+    assert (tmp_path / "input" / "src" / "solve.py").is_file()
+
+
+def test_plain_tar_without_its_end_of_archive_blocks_is_damaged(tmp_path):
+    good = model_tree_tar(tmp_path / "good.tar")
+    with tarfile.open(good) as tf:
+        last = tf.getmembers()[-1]
+        end = last.offset_data + ((last.size + 511) // 512) * 512
+    raw = good.read_bytes()
+    assert raw[end : end + 1024] == bytes(1024)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(raw[:end])  # every member whole, the end-of-archive blocks missing
+    with pytest.raises(DamagedArchive, match="end-of-archive"):
+        extract(cut, tmp_path / "input")
+    assert_clean(tmp_path, tmp_path / "input")
+    whole = tmp_path / "whole.tar"
+    whole.write_bytes(raw)
+    assert extract(whole, tmp_path / "input") == 14
+
+
+@pytest.mark.parametrize("percent", range(5, 100, 10))
+def test_zip_cut_anywhere_is_damaged(tmp_path, percent):
+    members = [(f"src/part{i}.py", "file", f"x = {i}\n" * 3000) for i in range(8)]
+    data = make_zip(tmp_path / "good.zip", members).read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: len(data) * percent // 100])
+    with pytest.raises(DamagedArchive):
+        extract(cut, tmp_path / "input")
     assert_clean(tmp_path, tmp_path / "input")
 
 

@@ -1,0 +1,216 @@
+"""stats.svg: the task's CPU utilisation and memory over time, from stats.csv.
+
+Standard library only: the SVG is written by hand. Two panels sharing the time
+axis (CPU in cores, memory in MiB/GiB as RSS and, where the kernel gives it, PSS),
+a title naming the model and its version, and each peak marked and labelled.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+from .outputs import write_text
+
+WIDTH, HEIGHT = 900, 610
+LEFT, RIGHT, TOP = 84, 30, 100
+TITLE_CHARS = 72  # longer titles (a local path as the version) lose their middle
+PANEL, GAP = 180, 70  # panel height, room between panels for tick labels and titles
+CPU_COLOUR, RSS_COLOUR, PSS_COLOUR = "#1f77b4", "#d62728", "#9467bd"
+
+
+def write_svg(csv_path: Path, svg_path: Path, title: str) -> bool:
+    """Draw ``csv_path`` into ``svg_path`` (temp file, then rename); False when
+    there are no samples to draw."""
+    rows = _read(csv_path)
+    if not rows:
+        return False
+    write_text(svg_path, render(rows, title))
+    return True
+
+
+def _read(path: Path) -> list[dict[str, float | None]]:
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, float | None] = {}
+            for key in ("elapsed_s", "cpu_cores", "rss_bytes", "pss_bytes"):
+                text = (raw.get(key) or "").strip()
+                row[key] = float(text) if text else None
+            if row["elapsed_s"] is not None:
+                rows.append(row)
+    return rows
+
+
+def render(rows: list[dict[str, float | None]], title: str) -> str:
+    times = [r["elapsed_s"] or 0.0 for r in rows]
+    cpu = [r["cpu_cores"] or 0.0 for r in rows]
+    rss = [r["rss_bytes"] or 0.0 for r in rows]
+    pss = [r["pss_bytes"] for r in rows]
+    has_pss = any(v is not None for v in pss)
+    minutes = times[-1] >= 180
+    time_unit, time_scale = ("min", 60.0) if minutes else ("s", 1.0)
+    x_ticks = _ticks(times[-1] / time_scale)
+    span = x_ticks[-1] * time_scale  # the axis ends on a round number
+    mem_unit, mem_scale = ("GiB", 2.0**30) if max(rss) >= 2 * 2.0**30 else ("MiB", 2.0**20)
+    cores = os.cpu_count() or 1
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="DejaVu Sans, Arial, sans-serif">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        _text(LEFT, 32, _shorten(title), size=19, weight="bold"),
+        _text(
+            LEFT,
+            56,
+            f"{len(rows)} samples over {_num(times[-1] / time_scale)} {time_unit}; "
+            f"this machine has {cores} CPU core{'s' if cores != 1 else ''}",
+            size=13,
+            fill="#555",
+        ),
+    ]
+    cpu_top = max(max(cpu), 1.0)
+    cpu_panel = _Panel(TOP, span, cpu_top)
+    out += cpu_panel.frame("CPU utilisation (cores; 1 = one core busy)", x_ticks, time_scale)
+    out += cpu_panel.series(times, cpu, CPU_COLOUR)
+    peak = max(range(len(cpu)), key=cpu.__getitem__)
+    out += cpu_panel.peak(
+        times[peak], cpu[peak], f"peak {_num(cpu[peak])} cores at {_when(times[peak])}"
+    )
+
+    mem_top = max(max(rss), max((v or 0.0) for v in pss), 1.0) / mem_scale
+    mem_panel = _Panel(TOP + PANEL + GAP, span, mem_top)
+    out += mem_panel.frame(f"memory ({mem_unit})", x_ticks, time_scale, f"time ({time_unit})")
+    out += mem_panel.series(times, [v / mem_scale for v in rss], RSS_COLOUR)
+    peak = max(range(len(rss)), key=rss.__getitem__)
+    label = f"peak RSS {_num(rss[peak] / mem_scale)} {mem_unit} at {_when(times[peak])}"
+    out += mem_panel.peak(times[peak], rss[peak] / mem_scale, label)
+    legend = [("RSS (resident, shared pages counted per process)", RSS_COLOUR)]
+    if has_pss:
+        known = [(t, v / mem_scale) for t, v in zip(times, pss) if v is not None]
+        out += mem_panel.series([t for t, _ in known], [v for _, v in known], PSS_COLOUR)
+        top = max(known, key=lambda item: item[1])
+        out += mem_panel.peak(
+            top[0], top[1], f"peak PSS {_num(top[1])} {mem_unit}", below=True, colour=PSS_COLOUR
+        )
+        legend.append(("PSS (shared pages divided among processes)", PSS_COLOUR))
+    y = HEIGHT - 10
+    x = LEFT
+    for text, colour in legend:
+        out.append(f'<rect x="{x}" y="{y - 9}" width="18" height="4" fill="{colour}"/>')
+        out.append(_text(x + 24, y - 3, text, size=12))
+        x += 30 + 7 * len(text)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+class _Panel:
+    """One plot area: data (seconds, value) to pixels."""
+
+    def __init__(self, top: int, span: float, y_max: float) -> None:
+        self.top, self.span = top, span
+        self.y_ticks = _ticks(y_max)
+        self.y_max = self.y_ticks[-1]
+        self.width = WIDTH - LEFT - RIGHT
+
+    def x(self, seconds: float) -> float:
+        return LEFT + self.width * seconds / self.span
+
+    def y(self, value: float) -> float:
+        return self.top + PANEL - PANEL * value / self.y_max
+
+    def frame(self, name: str, x_ticks: list[float], scale: float, x_name: str = "") -> list[str]:
+        out = [_text(LEFT, self.top - 10, name, size=14, weight="bold")]
+        for tick in self.y_ticks:
+            y = self.y(tick)
+            out.append(_line(LEFT, y, LEFT + self.width, y, "#e3e3e3"))
+            out.append(_text(LEFT - 8, y + 4, _num(tick), size=12, anchor="end"))
+        for tick in x_ticks:
+            x = self.x(tick * scale)
+            out.append(_line(x, self.top, x, self.top + PANEL, "#eeeeee"))
+            out.append(_text(x, self.top + PANEL + 17, _num(tick), size=12, anchor="middle"))
+        out.append(_line(LEFT, self.top + PANEL, LEFT + self.width, self.top + PANEL, "#333"))
+        out.append(_line(LEFT, self.top, LEFT, self.top + PANEL, "#333"))
+        if x_name:
+            middle = LEFT + self.width / 2
+            out.append(_text(middle, self.top + PANEL + 36, x_name, size=13, anchor="middle"))
+        return out
+
+    def series(self, times: list[float], values: list[float], colour: str) -> list[str]:
+        points = " ".join(f"{self.x(t):.1f},{self.y(v):.1f}" for t, v in zip(times, values))
+        if len(times) == 1:
+            return [f'<circle cx="{self.x(times[0]):.1f}" cy="{self.y(values[0]):.1f}" '
+                    f'r="3" fill="{colour}"/>']  # fmt: skip
+        return [
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2" '
+            'stroke-linejoin="round"/>'
+        ]
+
+    def peak(
+        self, seconds: float, value: float, label: str, below: bool = False, colour: str = "#000"
+    ) -> list[str]:
+        x, y = self.x(seconds), self.y(value)
+        anchor = "end" if x > LEFT + self.width * 0.6 else "start"
+        dx = -8 if anchor == "end" else 8
+        dy = 18 if below or y < self.top + 14 else -8
+        return [
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="white" stroke="{colour}" '
+            'stroke-width="2"/>',
+            _text(x + dx, y + dy, label, size=13, anchor=anchor, weight="bold", fill=colour),
+        ]
+
+
+def _shorten(title: str) -> str:
+    if len(title) <= TITLE_CHARS:
+        return title
+    keep = (TITLE_CHARS - 1) // 2
+    return title[:keep] + "…" + title[-keep:]
+
+
+def _ticks(top: float) -> list[float]:
+    """0 and round steps up to at least ``top`` (about five of them)."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / 5
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    count = math.ceil(top / step - 1e-9)
+    return [round(i * step, 10) for i in range(count + 1)]
+
+
+def _num(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _when(seconds: float) -> str:
+    if seconds >= 180:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, colour: str) -> str:
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}"/>'
+
+
+def _text(
+    x: float,
+    y: float,
+    text: str,
+    size: int = 12,
+    anchor: str = "start",
+    weight: str = "normal",
+    fill: str = "#222",
+) -> str:
+    body = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
+        f'font-weight="{weight}" fill="{fill}">{body}</text>'
+    )
