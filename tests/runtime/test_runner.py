@@ -382,3 +382,26 @@ def test_a_helper_in_its_own_session_is_ended_with_the_task_and_counted(tmp_path
     finally:
         if alive(helper):
             os.kill(helper, signal.SIGKILL)
+
+
+def test_preemption_ends_a_helper_in_its_own_session_too(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    # As above, but the model keeps running until it is stopped.
+    (model / "m.py").write_text(DETACHING_MODEL + "time.sleep(60)\n")
+    (model / "everest.toml").write_text('[model]\ncommand = ["python", "m.py"]\nresults = []\n')
+    task = task_dir(tmp_path, {})
+    proc = start_runner(task, "--no-preemption-watch", model=model)
+    try:
+        wait_for_line(proc.stdout, "helper still here")
+        helper = int((task / "work" / "helper.pid").read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert "preempted: SIGTERM" in err
+        assert not alive(helper), "the helper outlived the preempted task"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pid_file = task / "work" / "helper.pid"
+        if pid_file.exists() and alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
