@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from everbake.build.record import read_record, record_path
-from everbake.errors import CredentialsError, EverbakeError
+from everbake.errors import CredentialsError
 from everbake.everest import resource
 from everbake.everest.client import EverestClient, EverestError, EverestNotFound, base_url
+from everbake.everest.records import find_build, newest_record
 from everbake.everest.token import client_for
 from everbake.files import write_json
 from everbake.fingerprint import fingerprints
-from everbake.spec import ImageSpec, load_spec, repo_root_of
 from everbake.ui import say
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -92,45 +91,6 @@ def publish_resource(
 
 
 # ------------------------------------------------------------------ records
-
-
-def find_build(image: str, provider: str, images_dir: Path | None) -> tuple[ImageSpec, dict]:
-    """(spec, record) for ``--image``: an image name with a build record, or a spec name
-    (its newest build record for ``provider``)."""
-    try:
-        spec = load_spec(image, images_dir)
-    except EverbakeError as spec_error:
-        spec = None
-        problem = spec_error
-    if spec is not None:
-        newest = newest_record(spec, provider)
-        if newest is None:
-            raise EverbakeError(
-                f"--image {image}: no {provider} build record of spec {spec.name} in "
-                f"{record_path(spec.repo_root, provider, '').parent}; build it first: "
-                f"invoke build-image --provider {provider} --image {spec.name}"
-            )
-        return spec, newest
-    # An image name: its record names the spec it came from.
-    named = read_record(record_path(repo_root_of(images_dir), provider, image))
-    if named is None:
-        raise EverbakeError(f"--image {image}: not a spec name nor a built image ({problem})")
-    return load_spec(str(named.get("spec", "")), images_dir), named
-
-
-def newest_record(spec: ImageSpec, provider: str) -> dict | None:
-    """The newest build record of ``spec`` for ``provider`` (by its ``created`` time)."""
-    folder = record_path(spec.repo_root, provider, "x").parent
-    found = []
-    for path in folder.glob("*.json"):
-        if path.name.endswith(".manifest.json"):
-            continue
-        data = read_record(path)
-        if data and data.get("spec") == spec.name and data.get("provider", provider) == provider:
-            found.append((str(data.get("created", "")), path.stat().st_mtime, data))
-    if not found:
-        return None
-    return max(found, key=lambda item: (item[0], item[1]))[2]
 
 
 def _previous_record(folder: Path, name: str) -> dict[str, Any] | None:
@@ -254,7 +214,7 @@ def diff_lines(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> 
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(data, Mapping) and data:
+    if isinstance(data, Mapping) and (data or not prefix):
         out: dict[str, str] = {}
         for key, value in data.items():
             out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
