@@ -236,8 +236,11 @@ def _read_inputs(job: Path) -> dict[str, Any]:
     path = job / "inputs.json"
     if not path.is_file():
         return {}
-    data = read_json_object(path)
-    if not data:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise AppError(f"{path}: not JSON ({exc}); give an object of input values") from None
+    if not isinstance(data, dict):
         raise AppError(f"{path}: not a JSON object of input values")
     return data
 
