@@ -6,6 +6,7 @@ config does not allow is refused before anything runs."""
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -56,6 +57,19 @@ def test_the_exported_app_runs_the_example_job_like_run_local(image: str, tmp_pa
     assert "debug_archive" not in outputs  # debug=false by default
     assert (b / "stdout").stat().st_size + (b / "stderr").stat().st_size > 0
     assert mounts_under(tmp_path) == []
+
+
+def test_the_debug_input_returns_the_debug_archive(image: str, tmp_path: Path) -> None:
+    app_dir = export_app("optimization", output=tmp_path / "app").directory
+    job = tmp_path / "job"
+    shutil.copytree(JOB, job)
+    (job / "inputs.json").write_text(json.dumps({"version": "local", "debug": "true"}))
+    done = run_app(app_dir, job, image=image, runs_dir=tmp_path / "runs")
+    assert done.exit_code == 0
+    outputs = json.loads((done.run_dir / "outputs.json").read_text())
+    assert outputs["debug_archive"] == ["debug.zip"]
+    with zipfile.ZipFile(done.run_dir / "debug.zip") as debug:
+        assert any(name.endswith("stdout.log") for name in debug.namelist())
 
 
 def test_a_command_the_image_does_not_allow_is_refused(image: str, tmp_path: Path) -> None:
