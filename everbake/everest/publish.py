@@ -66,6 +66,8 @@ def publish_resource(
     images_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Published:
+    """Check, then send (when ``target.sends``) and record the resource config of
+    ``image`` (a spec name or a built image name) on ``provider``."""
     env = os.environ if env is None else env
     spec, record = find_build(image, provider, images_dir)
     newest = newest_record(spec, provider)
