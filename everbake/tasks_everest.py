@@ -113,9 +113,13 @@ def publish_resource(c, image=None, provider=None, dry_run=False, output=None):
         "provider": "whose build record to use: local (default), gcp or yandex",
         "output": "directory to write (default: dist/apps/<image name>/)",
         "project": "the model's GitLab project (id or group/name); default everest.gitlab_project",
+        "update": "also update this application on Everest (id or owner/alias), showing the diff",
+        "dry_run": "show what would change; write and send nothing",
     }
 )
-def export_app(c, image=None, provider="local", output=None, project=None):
+def export_app(
+    c, image=None, provider="local", output=None, project=None, update=None, dry_run=False
+):
     """Write the Everest application (application.json, zip, bootstrap.sh) for an image."""
     from everbake.everest.app import export_app as export
 
@@ -126,10 +130,18 @@ def export_app(c, image=None, provider="local", output=None, project=None):
         project=project or _everest(c).gitlab_project,
         gitlab_url=_everest(c).gitlab_url,
         images_dir=_images_dir(c),
+        update=update or "",
+        url=_url(c),
+        dry_run=dry_run,
     )
     say(f"agent config: {done.agent_config}; the command is allowed")
+    if update:
+        print("\n".join(done.diff) if done.diff else "no changes")
+        say(f"application {update}: {done.action}")
     for name in done.files:
         print(done.directory / name)
+    if dry_run:
+        say("dry run: nothing written or sent")
 
 
 def register(ns: Collection) -> None:

@@ -17,7 +17,7 @@ import shlex
 import shutil
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class Exported:
     files: list[str]
     image: str
     agent_config: str  # how the agent config was found, one line
+    action: str = ""  # with --update: unchanged, updated, would update
+    diff: list[str] = field(default_factory=list)  # with --update: what differed
 
 
 def application(spec: ImageSpec, record: Mapping[str, Any], *, project: str = "") -> dict[str, Any]:
@@ -190,7 +192,14 @@ def export_app(
     project: str = "",
     gitlab_url: str = DEFAULT_GITLAB_URL,
     images_dir: Path | None = None,
+    update: str = "",
+    url: str = "",
+    dry_run: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Exported:
+    """Write the export for ``image``'s newest ``provider`` build (nothing on a dry
+    run); with ``update`` (id or owner/alias), bring that application on the
+    Everest at ``url`` in line with it first."""
     spec, record = find_build(image, provider, images_dir)
     image_name = str(record.get("image_name") or record.get("image"))
     app = application(spec, record, project=project)
@@ -203,8 +212,19 @@ def export_app(
         APP_FILE: json.dumps(app, indent=2) + "\n",
         BOOTSTRAP: render_bootstrap(spec, image_name, project=project, gitlab_url=gitlab_url),
     }
-    _write_dir(directory, files, f"{spec.name}-app.zip")
-    return Exported(directory, sorted([*files, f"{spec.name}-app.zip"]), image_name, how)
+    action, diff = "", list[str]()
+    if update:
+        from everbake.everest.appsync import update_app
+        from everbake.everest.client import URL_FIX
+        from everbake.everest.token import client_for
+
+        if not url:
+            raise AppError(f"--update needs the Everest URL: {URL_FIX}")
+        action, diff = update_app(client_for(url, env), update, app, dry_run=dry_run)
+    written = [] if dry_run else sorted([*files, f"{spec.name}-app.zip"])
+    if not dry_run:
+        _write_dir(directory, files, f"{spec.name}-app.zip")
+    return Exported(directory, written, image_name, how, action, diff)
 
 
 def _write_dir(directory: Path, files: Mapping[str, str], zip_name: str) -> None:

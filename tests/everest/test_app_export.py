@@ -16,8 +16,10 @@ import pytest
 from everbake.build.record import record_path, write_record
 from everbake.everest.agentconf import AppError
 from everbake.everest.app import COMMAND, export_app, load_app
+from everbake.everest.client import EverestAuthError, EverestNotFound
 from everbake.fingerprint import fingerprints
 from everbake.spec import load_spec
+from tests.fakes.everest import EverestFake
 
 
 def _local_record(root: Path, *, tarball: Path | None = None, fingerprint: str = "") -> dict:
@@ -201,3 +203,54 @@ def test_bootstrap_sh_passes_inputs_and_settings_on(repo_copy: Path, tmp_path: P
         bad = _run_bootstrap(app, task, *args)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr
         assert not (task / "seen").exists()
+
+
+def test_update_brings_the_app_on_everest_in_line(
+    everest: EverestFake, token: str, repo_copy: Path, tmp_path: Path
+) -> None:
+    _local_record(repo_copy)
+    kwargs = {"images_dir": repo_copy / "images", "url": everest.url}
+    first = export_app("optimization", output=tmp_path / "a", **kwargs)
+    descriptor = json.loads((first.directory / "application.json").read_text())
+    stale = {**descriptor, "config": {**descriptor["config"], "command": "bash old.sh"}}
+    app_id = everest.add_app(stale, alias="optimization")
+    everest.apps[app_id]["server_field"] = "kept"
+    with pytest.raises(EverestNotFound, match=r"no such application on .*import the exported zip"):
+        export_app("optimization", output=tmp_path / "b", update="alice/other", **kwargs)
+    dry = export_app(
+        "optimization", output=tmp_path / "c", update="alice/optimization", dry_run=True, **kwargs
+    )
+    assert (dry.action, dry.files) == ("would update", [])
+    assert dry.diff == [
+        '~ config.command: "bash old.sh" -> "bash bootstrap.sh ${version} ${debug}"'
+    ]
+    assert not (tmp_path / "c").exists()
+    assert everest.apps[app_id]["config"]["command"] == "bash old.sh"
+    done = export_app("optimization", output=tmp_path / "d", update=app_id, **kwargs)
+    assert done.action == "updated" and done.diff == dry.diff
+    assert everest.apps[app_id]["config"] == descriptor["config"]
+    assert everest.apps[app_id]["server_field"] == "kept"
+    again = export_app("optimization", output=tmp_path / "d", update=app_id, **kwargs)
+    assert (again.action, again.diff) == ("unchanged", [])
+    assert everest.count("PUT", r"/api/apps/.*") == 1
+
+
+def test_update_by_someone_else_is_refused_in_one_line(
+    everest: EverestFake, repo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _local_record(repo_copy)
+    monkeypatch.setenv("EVEREST_TOKEN", everest.issue_token("bob"))
+    app_id = everest.add_app({"name": "x", "config": {"command": "old"}}, owner="alice")
+    with pytest.raises(EverestAuthError) as refused:
+        export_app(
+            "optimization",
+            output=tmp_path / "app",
+            update=app_id,
+            url=everest.url,
+            images_dir=repo_copy / "images",
+        )
+    assert str(refused.value) == (
+        f"Everest at {everest.url} forbids PUT /api/apps/{app_id} (403): Only the owner can "
+        "change the application; log in as a user with access to it"
+    )
+    assert not (tmp_path / "app").exists()
