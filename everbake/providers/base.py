@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming
+from everbake.errors import EverbakeError
 
 if TYPE_CHECKING:
     from everbake.bake.skeleton import BakeSteps
@@ -182,3 +183,11 @@ class Provider:
             "image_description": naming.description(spec, fps, layer),
             "image_labels": naming.labels(spec, fps, layer),
         }
+
+    def resource_fields(self, spec: ImageSpec, record: Mapping[str, Any]) -> dict[str, Any]:
+        """This provider's part of the Everest resource config (everbake.everest.resource):
+        ``location``, ``machine``, ``network`` and extra ``image``/``scheduling`` fields."""
+        raise EverbakeError(
+            f"--provider {self.name}: no Everest resource runs {self.name} images; "
+            "publish a gcp or yandex image (local images run with `invoke run-local`)"
+        )
