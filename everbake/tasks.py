@@ -150,3 +150,6 @@ from everbake import tasks_build, tasks_cloud  # noqa: E402
 ns.add_task(tasks_build.build_image)
 ns.add_task(tasks_build.run_local)
 ns.add_task(tasks_cloud.gc_images)
+from everbake.tasks_jobs import register as register_job_tasks  # noqa: E402
+
+register_job_tasks(ns)

@@ -1,0 +1,1 @@
+"""Everest: the REST API client, jobs and sweeps."""

@@ -1,0 +1,228 @@
+"""Jobs for the Everest stand-in (tests/fakes/everest.py): submit, follow, cancel, log.
+
+`EverestJobs(fake)` adds these routes to an EverestFake:
+  POST /api/apps/<id or owner/alias>  {name, inputs, resources?} -> 201 {id, state}
+      (facts "Apps"; everest.py __submitJob checks for 201 and reads id, state)
+  GET  /api/jobs                      -> [job, ...]   (everest.py getJobs)
+  GET  /api/jobs/<id>                 -> job          (everest.py getJobStatus)
+  POST /api/jobs/<id>/cancel                          (everest.py cancelJob)
+  DELETE /api/jobs/<id>                               (everest.py deleteJob)
+  GET  /api/jobs/<id>/log             -> text         (everest.py getJobLog)
+A job document has id, name, appId, appAlias, inputs, state and, once it ended,
+result {output: value} (everest.py Job.fromjson and __checkJobs); file outputs are
+/api/files/jobs/<job>/<file> (facts "Files"), served by the fake's files table.
+
+Each job follows a script chosen by ``plan(inputs, n)`` (n: how many jobs were
+submitted before it): steps of (state, live status) a few milliseconds apart, on a
+fast clock, then its end. Scripts imitate what the runtime writes: status.txt holds
+its last status, "preempted: SIGTERM after ..." after a preemption
+(runtime/everest_runtime/runner.py _final_status).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes.everest import Call, EverestFake, Reply, error
+
+STEP_SECONDS = 0.03  # the fake's clock: one script step per this many seconds
+
+
+@dataclass
+class Script:
+    """What a job does: its live statuses while RUNNING, then how it ends."""
+
+    end: str = "DONE"  # DONE | FAILED | CANCELLED | "never" (runs until cancelled)
+    statuses: list[str] = field(default_factory=lambda: ["solving", "solving: gap 1.0%"])
+    final_status: str = "optimal: objective 42"
+    log: list[str] = field(default_factory=lambda: ["task started", "task finished"])
+    queued_steps: int = 2  # SUBMITTED, then SCHEDULED, before RUNNING
+
+
+def done(objective: float = 42.0) -> Script:
+    return Script(final_status=f"optimal: objective {objective:g}")
+
+
+def failed() -> Script:
+    return Script(
+        end="FAILED",
+        statuses=["solving"],
+        final_status="failed: exit 3 after 0.1 s (last status: solving)",
+        log=[f"model line {n}" for n in range(1, 40)] + ["Traceback: ValueError: bad freight"],
+    )
+
+
+def preempted() -> Script:
+    return Script(
+        end="FAILED",
+        statuses=["solving", "preemption notice: the cloud is reclaiming this VM; stopping soon"],
+        final_status="preempted: SIGTERM after 0.1 s; partial results collected",
+        log=["task started", "SIGTERM"],
+    )
+
+
+def never_ends() -> Script:
+    return Script(end="never", statuses=["solving"], final_status="")
+
+
+@dataclass
+class FakeJob:
+    id: str
+    name: str
+    app: dict[str, Any]
+    inputs: dict[str, Any]
+    resources: list[str]
+    script: Script
+    submitted: float
+    cancelled_at: float | None = None
+
+
+class EverestJobs:
+    def __init__(
+        self,
+        fake: EverestFake,
+        plan: Callable[[dict[str, Any], int], Script] | None = None,
+        step_seconds: float = STEP_SECONDS,
+    ) -> None:
+        self.fake = fake
+        self.plan = plan or (lambda inputs, n: done())
+        self.step = step_seconds
+        self.jobs: dict[str, FakeJob] = {}
+        self.submissions: list[dict[str, Any]] = []  # every accepted POST body, in order
+        self.lock = threading.RLock()
+        app = r"/api/apps/(?P<app>[0-9a-f]{24}|[^/]+/[^/]+)"
+        fake.route("POST", app, self._submit)
+        fake.route("GET", r"/api/jobs", self._list)
+        job = r"/api/jobs/(?P<job>[0-9a-f]{24})"
+        fake.route("GET", job, self._get)
+        fake.route("DELETE", job, self._delete)
+        fake.route("POST", job + "/cancel", self._cancel)
+        fake.route("GET", job + "/log", self._log)
+
+    # ------------------------------------------------------------ test API
+
+    def state(self, job_id: str) -> str:
+        return self._doc(self.jobs[job_id])["state"]
+
+    # ------------------------------------------------------------- routes
+
+    def _submit(self, call: Call) -> Reply:
+        body = call.json()
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
+            return error(400, "job inputs are required")  # guess: text
+        with self.fake.lock:
+            found = self.fake._find_app(call.match["app"])
+            app = self.fake.apps.get(found or "")
+        if app is None:
+            return error(404, "Application not found")  # guess: text
+        with self.lock:
+            job = FakeJob(
+                id=secrets.token_hex(12),  # 24-hex ids (facts "Resources")
+                name=str(body.get("name") or ""),
+                app=app,
+                inputs=body["inputs"],
+                resources=list(body.get("resources") or []),
+                script=self.plan(body["inputs"], len(self.submissions)),
+                submitted=time.monotonic(),
+            )
+            self.jobs[job.id] = job
+            self.submissions.append(body)
+        # everest.py __submitJob: 201 with {id, state}
+        return Reply(201, {"id": job.id, "state": "SUBMITTED"})
+
+    def _list(self, call: Call) -> Reply:
+        with self.lock:
+            return Reply(200, [self._doc(j) for j in self.jobs.values()])
+
+    def _get(self, call: Call) -> Reply:
+        job = self._find(call)
+        return Reply(200, self._doc(job))
+
+    def _delete(self, call: Call) -> Reply:
+        job = self._find(call)
+        with self.lock:
+            del self.jobs[job.id]
+        return Reply(200)  # guess: the status of a delete is not public
+
+    def _cancel(self, call: Call) -> Reply:
+        job = self._find(call)
+        with self.lock:
+            if self._doc(job)["state"] not in ("DONE", "FAILED", "CANCELLED"):
+                job.cancelled_at = time.monotonic()
+        return Reply(200)  # guess: everest.py only checks that it is not an error
+
+    def _log(self, call: Call) -> Reply:
+        job = self._find(call)
+        text = "".join(line + "\n" for line in job.script.log)
+        return Reply(200, text.encode(), "text/plain")  # everest.py streams it to a file
+
+    # ------------------------------------------------------------ the clock
+
+    def _find(self, call: Call) -> FakeJob:
+        with self.lock:
+            job = self.jobs.get(call.match["job"])
+        if job is None:
+            raise error(404, "Job not found")  # guess: text
+        return job
+
+    def _doc(self, job: FakeJob) -> dict[str, Any]:
+        script = job.script
+        now = time.monotonic()
+        steps = int((now - job.submitted) / self.step)
+        doc: dict[str, Any] = {
+            "id": job.id,
+            "name": job.name,
+            "appId": job.app["id"],
+            "appAlias": f"{job.app['owner']}/{job.app['alias']}" if job.app["alias"] else None,
+            "inputs": job.inputs,
+            "resources": job.resources,  # guess: not in everest.py's Job.fromjson
+        }
+        if job.cancelled_at is not None and now - job.cancelled_at >= self.step:
+            return self._ended(job, doc, "CANCELLED", "cancelled: SIGINT after 0.1 s")
+        if steps < script.queued_steps:
+            doc["state"] = "SUBMITTED" if steps == 0 else "SCHEDULED"
+            return doc
+        running = steps - script.queued_steps
+        if script.end == "never" or running < len(script.statuses):
+            doc["state"] = "RUNNING"
+            # guess: the live status field's name; see everbake/everest/jobs.py
+            doc["info"] = script.statuses[min(running, len(script.statuses) - 1)]
+            return doc
+        return self._ended(job, doc, script.end, script.final_status)
+
+    def _ended(self, job: FakeJob, doc: dict[str, Any], state: str, status: str) -> dict:
+        doc["state"] = state
+        doc["info"] = status  # guess: as above
+        if state == "CANCELLED":
+            return doc
+        base = f"/api/files/jobs/{job.id}"
+        files = {
+            "results.zip": _zip({"solution.json": f'{{"status": "{status}"}}'}),
+            "status.txt": (status + "\n").encode(),
+            "stdout": "".join(line + "\n" for line in job.script.log).encode(),
+        }
+        with self.fake.lock:
+            for name, content in files.items():
+                self.fake.files.setdefault(f"{base}/{name}", content)
+        # Output names as the exported app maps them (issue 11: results.zip, stdout, status.txt).
+        doc["result"] = {
+            "results": f"{base}/results.zip",
+            "status": f"{base}/status.txt",
+            "stdout": f"{base}/stdout",
+        }
+        return doc
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
