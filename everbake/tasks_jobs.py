@@ -64,7 +64,8 @@ def run_job(
         debug=debug,
     )
     outcome = runjob.run_job(_api(c), sub, RUNS_DIR, wait=not no_wait)
-    _exit(outcome.state, outcome.job_id)
+    if not no_wait:
+        _exit(outcome.state, outcome.job_id)
 
 
 @task(help={"job": "job id"})
