@@ -97,20 +97,26 @@ def watch(api: JobsApi, tracker: Tracker, view: LiveView, name: str = "job") -> 
         changed = False
 
 
-def finish(api: JobsApi, tracker: Tracker, dest: Path, say: Say = ui.say) -> Outcome:
-    files = fetch_outputs(api, tracker.doc, dest, say)
+def finish(
+    api: JobsApi, tracker: Tracker, dest: Path, say: Say = ui.say, quiet: bool = False
+) -> Outcome:
+    """Fetch the ended job's outputs and its final status; ``quiet`` (sweeps) prints
+    neither the paths nor the log tail, which the summary replaces."""
+    files = fetch_outputs(api, tracker.doc, dest, say, print_paths=not quiet)
     status_file = dest / jobs.STATUS_FILE
     if status_file.is_file():
         tracker.note_final_status(status_file.read_text(encoding="utf-8", errors="replace"))
     elapsed = format_elapsed(tracker.elapsed())
     say(f"job {tracker.job_id}: {tracker.state} after {elapsed}: {tracker.last_status or '-'}")
-    if tracker.state == "FAILED":
+    if tracker.state == "FAILED" and not quiet:
         show_log_tail(api, tracker.job_id, say)
     return Outcome(tracker.job_id, tracker.state, tracker.last_status, files, tracker.preempted)
 
 
-def fetch_outputs(api: JobsApi, doc: dict, dest: Path, say: Say = ui.say) -> list[Path]:
-    """Download every file output of the job into ``dest``, printing each path."""
+def fetch_outputs(
+    api: JobsApi, doc: dict, dest: Path, say: Say = ui.say, print_paths: bool = True
+) -> list[Path]:
+    """Download every file output of the job into ``dest``; then each path on stdout."""
     outputs = jobs.output_files(doc)
     if not outputs:
         return []
@@ -122,7 +128,7 @@ def fetch_outputs(api: JobsApi, doc: dict, dest: Path, say: Say = ui.say) -> lis
         size = api.download(uri, target)
         say(f"  {target} ({_size(size)})")
         done.append(target)
-    for path in done:
+    for path in done if print_paths else []:
         print(path, flush=True)
     return done
 

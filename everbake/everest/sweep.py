@@ -170,7 +170,9 @@ def _poll(api: JobsApi, sweep: Sweep) -> bool:
 
 
 def _ended_now(api: JobsApi, sweep: Sweep, item: Item, tracker: Tracker) -> None:
-    outcome = finish(api, tracker, sweep.directory / tracker.job_id, say=lambda _m: None)
+    outcome = finish(
+        api, tracker, sweep.directory / tracker.job_id, say=lambda _m: None, quiet=True
+    )
     if outcome.preempted and item.resubmissions < sweep.retries:
         ui.say(
             f"{item.variation.label}: job {tracker.job_id} was preempted; resubmitting "

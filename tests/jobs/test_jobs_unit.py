@@ -132,3 +132,26 @@ def test_sweep_state_round_trips_and_is_written_atomically(tmp_path):
 def test_resume_of_a_directory_without_state_says_what_to_give(tmp_path):
     with pytest.raises(jobs.JobError, match="no sweep.json there; give a runs/sweep-<id>"):
         load_sweep(tmp_path)
+
+
+def test_live_view_redraws_in_place_on_a_terminal_and_prints_changes_elsewhere():
+    import io
+
+    from everbake.everest.liveview import LiveView, Row
+
+    t = Tracker("a" * 24)
+    t.update({"state": "RUNNING", "info": "solving"})
+    term = io.StringIO()
+    view = LiveView(term, tty=True)
+    view.show([Row("x=1", t)], force=True)
+    t.update({"state": "RUNNING", "info": "gap 1%"})
+    view.show([Row("x=1", t)], force=True)
+    drawn = term.getvalue()
+    assert drawn.count("\x1b[1F\x1b[J") == 1  # second frame replaces the first line
+    assert drawn.rstrip().endswith("gap 1%")
+
+    log = io.StringIO()
+    plain = LiveView(log, tty=False)
+    for _ in range(3):
+        plain.show([Row("x=1", t)])  # unchanged: one line only
+    assert "\x1b" not in log.getvalue() and len(log.getvalue().splitlines()) == 1

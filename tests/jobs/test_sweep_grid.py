@@ -86,7 +86,10 @@ def test_json_grid_and_remote_data_uri_kept(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[prodcut]\nversion = ['a']\n", "grid.toml: prodcut: unknown key; did you mean 'product'?"),
+        (
+            "[prodcut]\nversion = ['a']\n",
+            "grid.toml: prodcut: unknown key; did you mean 'product'?",
+        ),
         ("[product]\nversion = []\n", "grid.toml: product.version: must be a non-empty list"),
         ("[product.params]\nx = 3\n", "grid.toml: product.params.x: must be a non-empty list"),
         ("[[variations]]\nparams = {x = 1}\n", "grid.toml: variations[0]: no version"),

@@ -1,0 +1,162 @@
+"""Sweeps against the Everest stand-in: 12 variations, 3 preemptions, kill and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.fakes import everest_jobs as fj
+from tests.jobs.conftest import APP, Site
+
+GRID = """\
+[base]
+params = { integer = true }
+data = "data.tar.gz"
+
+[product]
+version = ["v1", "v2", "v3"]
+[product.params]
+freight = [70, 80, 90, 100]
+"""
+PREEMPTED_ONCE = {("v1", 80), ("v2", 100), ("v3", 70)}
+
+
+def grid_file(tmp_path: Path, data_archive: Path) -> Path:
+    assert data_archive.parent == tmp_path
+    path = tmp_path / "grid.toml"
+    path.write_text(textwrap.dedent(GRID))
+    return path
+
+
+def preempt_some_once(site: Site) -> None:
+    seen: set[tuple[str, int]] = set()
+
+    def plan(inputs: dict, n: int) -> fj.Script:
+        key = (inputs["version"], inputs["params"]["freight"])
+        if key in PREEMPTED_ONCE and key not in seen:
+            seen.add(key)
+            return fj.preempted()
+        return fj.done(objective=key[1] * 10 + int(key[0][1:]))
+
+    site.jobs.plan = plan
+
+
+def sweep_dir(cwd: Path) -> Path:
+    [found] = (cwd / "runs").glob("sweep-*")
+    return found
+
+
+def check_finished_sweep(site: Site, directory: Path) -> list[dict]:
+    table = json.loads((directory / "summary.json").read_text())["jobs"]
+    assert len(table) == 12
+    assert {row["state"] for row in table} == {"DONE"}
+    assert sum(row["resubmissions"] for row in table) == 3
+    for row in table:
+        version = row["version"]
+        freight = int(row["variation"].split("freight=")[1].split()[0])
+        assert row["last_status"] == f"optimal: objective {freight * 10 + int(version[1:])}"
+        assert row["resubmissions"] == (1 if (version, freight) in PREEMPTED_ONCE else 0)
+        assert row["elapsed"] > 0
+        assert (directory / row["job"] / "results.zip").is_file()
+    with open(directory / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == [r["job"] for r in table]
+    assert rows[0].keys() >= {"variation", "version", "state", "last_status", "elapsed"}
+    # Every variation was submitted once, plus once more per preemption: 15 jobs.
+    per_variation = Counter(
+        (b["inputs"]["version"], b["inputs"]["params"]["freight"]) for b in site.jobs.submissions
+    )
+    assert sum(per_variation.values()) == 15
+    assert {k for k, n in per_variation.items() if n == 2} == PREEMPTED_ONCE
+    assert all(b["inputs"]["params"]["integer"] is True for b in site.jobs.submissions)
+    return table
+
+
+def test_sweep_of_12_with_3_preemptions_ends_all_done(site, tmp_path, data_archive):
+    preempt_some_once(site)
+    grid = grid_file(tmp_path, data_archive)
+    result = site.everbake(
+        "sweep", "--app", APP, "--grid", str(grid), "--max-parallel", "5", "--retries", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    directory = sweep_dir(tmp_path)
+    check_finished_sweep(site, directory)
+    assert result.stderr.count("was preempted; resubmitting (1 of 2)") == 3
+    assert site.fake.count("POST", "/api/files/temp") == 1  # one upload for all 12
+    # The summary table is printed too, one line per variation under a header.
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["variation", "version", "state"] and len(lines) == 13
+    assert site.token not in result.stdout + result.stderr
+    assert site.token not in (directory / "sweep.json").read_text()
+
+
+def test_sweep_killed_midway_resumes_without_resubmitting_finished_jobs(
+    site, tmp_path, data_archive
+):
+    preempt_some_once(site)
+    site.jobs.step = 0.06
+    grid = grid_file(tmp_path, data_archive)
+    proc = site.spawn(
+        "sweep", "--app", APP, "--grid", str(grid), "--max-parallel", "2", cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 60
+        finished = 0
+        while finished < 4:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.05)
+            try:
+                state = json.loads((sweep_dir(tmp_path) / "sweep.json").read_text())
+            except (ValueError, FileNotFoundError):
+                continue  # not written yet
+            finished = sum(1 for item in state["items"] if item["final"])
+        proc.send_signal(signal.SIGKILL)  # no chance to tidy up
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.communicate()
+    directory = sweep_dir(tmp_path)
+    before = json.loads((directory / "sweep.json").read_text())
+    assert not all(item["final"] for item in before["items"])
+    done_before = {item["attempts"][-1]["job_id"] for item in before["items"] if item["final"]}
+    submitted_before = len(site.jobs.submissions)
+
+    result = site.everbake("sweep", "--resume", str(directory.relative_to(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming, " in result.stderr
+    table = check_finished_sweep(site, directory)
+    assert done_before <= {row["job"] for row in table}  # finished jobs kept, not rerun
+    assert len(site.jobs.submissions) > submitted_before  # the rest was submitted now
+
+
+def test_a_variation_preempted_more_often_than_retries_ends_failed(site, tmp_path):
+    site.jobs.plan = lambda inputs, n: (
+        fj.preempted() if inputs["params"]["x"] == 2 else fj.done(objective=inputs["params"]["x"])
+    )
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2]}}}))
+    result = site.everbake(
+        "sweep", "--app", APP, "--grid", str(grid), "--retries", "1", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "did not end DONE" in result.stderr
+    table = json.loads((sweep_dir(tmp_path) / "summary.json").read_text())["jobs"]
+    assert [(r["state"], r["resubmissions"]) for r in table] == [("DONE", 0), ("FAILED", 1)]
+    assert table[1]["last_status"].startswith("preempted: SIGTERM")
+    assert len(site.jobs.submissions) == 3
+
+
+def test_a_bad_grid_fails_before_anything_is_submitted(site, tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[base]\nversion = "v1"\ndata = "missing.zip"\n[product.params]\nx = [1]\n')
+    result = site.everbake("sweep", "--app", APP, "--grid", str(grid), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "missing.zip: no such file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert site.jobs.submissions == [] and not (tmp_path / "runs").exists()
