@@ -11,7 +11,6 @@ from pathlib import Path
 from everbake.everest import runjob
 from everbake.everest.liveview import LiveView
 from tests.fakes import everest_jobs as fj
-
 from tests.jobs.conftest import APP, Site
 
 

@@ -130,7 +130,7 @@ def test_sweep_state_round_trips_and_is_written_atomically(tmp_path):
 
 
 def test_resume_of_a_directory_without_state_says_what_to_give(tmp_path):
-    with pytest.raises(jobs.JobError, match="no sweep.json there; give a runs/sweep-<id>"):
+    with pytest.raises(jobs.JobError, match=r"no sweep\.json there; give a runs/sweep-<id>"):
         load_sweep(tmp_path)
 
 
