@@ -10,9 +10,9 @@ from pathlib import Path
 from everbake import ui
 from everbake.errors import EverbakeError
 from everbake.everest import jobs
-from everbake.everest.jobsapi import JobsApi, is_transient
+from everbake.everest.jobsapi import JobsApi
 from everbake.everest.liveview import LiveView, Row
-from everbake.everest.watch import Backoff, Tracker, format_elapsed, give_up_seconds
+from everbake.everest.watch import Backoff, Patience, Tracker, format_elapsed
 
 LOG_TAIL_LINES = 20
 Say = Callable[[str], None]
@@ -74,22 +74,17 @@ def follow(api: JobsApi, job_id: str, runs_dir: Path, view: LiveView | None = No
 
 def watch(api: JobsApi, tracker: Tracker, view: LiveView, name: str = "job") -> Tracker:
     backoff = Backoff.from_env()
-    failing_since: float | None = None
+    patience = Patience(
+        f"job {tracker.job_id}",
+        f"the job still runs on Everest: follow it with 'invoke job-status {tracker.job_id}'",
+    )
     changed = True
     while True:
         try:
             changed = tracker.update(api.job(tracker.job_id)) or changed
-            failing_since = None
+            patience.ok()
         except EverbakeError as exc:
-            if not is_transient(exc):
-                raise
-            failing_since = failing_since or time.monotonic()
-            if time.monotonic() - failing_since > give_up_seconds():
-                raise jobs.JobError(
-                    f"job {tracker.job_id}: the server stayed unreachable ({exc}); the job "
-                    f"still runs on Everest: follow it with 'invoke job-status {tracker.job_id}'"
-                ) from None
-            ui.say(f"job {tracker.job_id}: {exc}; still watching")
+            patience.failed(exc)
         view.show([Row(name, tracker)], force=changed)
         if tracker.done:
             return tracker

@@ -15,11 +15,11 @@ from everbake import ui
 from everbake.errors import EverbakeError
 from everbake.everest import jobs, summary
 from everbake.everest.grid import load_grid
-from everbake.everest.jobsapi import JobsApi, is_transient
+from everbake.everest.jobsapi import JobsApi
 from everbake.everest.liveview import LiveView, Row
 from everbake.everest.runjob import finish, submit
 from everbake.everest.sweepstate import Attempt, Item, Sweep, load_sweep, new_sweep
-from everbake.everest.watch import Backoff, Tracker, give_up_seconds
+from everbake.everest.watch import Backoff, Patience, Tracker
 
 
 @dataclass(frozen=True)
@@ -65,25 +65,19 @@ def resume(directory: Path, app: str | None, grid: Path | None) -> Sweep:
 def run(api: JobsApi, sweep: Sweep, view: LiveView | None = None) -> SweepOutcome:
     """Drive the sweep to its end; saves after every change (safe to kill anywhere)."""
     view = view or LiveView()
-    _adopt_half_submitted(api, sweep)
     backoff = Backoff.from_env()
-    failing_since: float | None = None
+    patience = Patience(
+        f"sweep {sweep.sweep_id}", f"jobs keep running; resume with --resume {sweep.directory}"
+    )
     changed = True
     while not all(item.final for item in sweep.items):
-        changed = _submit_more(api, sweep) or changed
         try:
+            _adopt_half_submitted(api, sweep)
+            changed = _submit_more(api, sweep) or changed
             changed = _poll(api, sweep) or changed
-            failing_since = None
+            patience.ok()
         except EverbakeError as exc:
-            if not is_transient(exc):
-                raise
-            failing_since = failing_since or time.monotonic()
-            if time.monotonic() - failing_since > give_up_seconds():
-                raise EverbakeError(
-                    f"sweep {sweep.sweep_id}: the server stayed unreachable ({exc}); resume "
-                    f"with --resume {sweep.directory}"
-                ) from None
-            ui.say(f"sweep {sweep.sweep_id}: {exc}; still watching")
+            patience.failed(exc)
         view.show(_rows(sweep), force=changed)
         if all(item.final for item in sweep.items):
             break
@@ -97,8 +91,8 @@ def run(api: JobsApi, sweep: Sweep, view: LiveView | None = None) -> SweepOutcom
 
 
 def _adopt_half_submitted(api: JobsApi, sweep: Sweep) -> None:
-    """An attempt saved without a job id was killed around its POST: find its job by
-    name, or forget the attempt so it is submitted (once) again."""
+    """An attempt saved without a job id was killed (or its answer lost) around its
+    POST: find its job by name, or forget the attempt so it is submitted again."""
     pending = [item for item in sweep.items if item.current and item.current.tracker is None]
     if not pending:
         return
@@ -108,7 +102,7 @@ def _adopt_half_submitted(api: JobsApi, sweep: Sweep) -> None:
         assert attempt is not None
         doc = by_name.get(attempt.name)
         if doc:
-            attempt.tracker = Tracker(str(doc["id"]))
+            attempt.tracker = Tracker(str(doc["id"]), submitted_at=attempt.started)
             if attempt.tracker.update(doc) and attempt.tracker.done:
                 _ended_now(api, sweep, item, attempt.tracker)
         else:

@@ -28,11 +28,13 @@ FORMAT = 1
 class Attempt:
     name: str  # the job name we submit under: findable after a crash mid-submit
     tracker: Tracker | None = None  # None until the server gave the job an id
+    started: float = field(default_factory=time.time)  # when we began submitting it
 
     def as_json(self) -> dict[str, Any]:
         t = self.tracker
         return {
             "name": self.name,
+            "started": self.started,
             "job_id": t.job_id if t else None,
             "state": t.state if t else None,
             "statuses": t.statuses[-5:] if t else [],
@@ -51,7 +53,7 @@ class Attempt:
                 submitted_at=float(data.get("submitted_at") or time.time()),
                 ended_at=data.get("ended_at"),
             )
-        return cls(name=data["name"], tracker=tracker)
+        return cls(name=data["name"], tracker=tracker, started=float(data["started"]))
 
 
 @dataclass

@@ -9,7 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from everbake import ui
+from everbake.errors import EverbakeError
 from everbake.everest import jobs
+from everbake.everest.jobsapi import is_transient
 
 DEFAULT_POLL_SECONDS = 2.0
 DEFAULT_POLL_MAX_SECONDS = 30.0
@@ -52,6 +55,27 @@ class Backoff:
 
 def give_up_seconds() -> float:
     return _env_seconds("EVERBAKE_WATCH_GIVE_UP_SECONDS", DEFAULT_GIVE_UP_SECONDS)
+
+
+class Patience:
+    """How a watch rides out a server that errs: each transient error is said and
+    forgiven, until they have lasted ``give_up_seconds()`` in a row; then one line
+    says what still runs and how to pick it up (``fix``)."""
+
+    def __init__(self, what: str, fix: str):
+        self.what, self.fix = what, fix
+        self.since: float | None = None
+
+    def ok(self) -> None:
+        self.since = None
+
+    def failed(self, exc: EverbakeError) -> None:
+        if not is_transient(exc):
+            raise exc
+        self.since = self.since or time.monotonic()
+        if time.monotonic() - self.since > give_up_seconds():
+            raise jobs.JobError(f"{self.what}: the server stayed unreachable ({exc}); {self.fix}")
+        ui.say(f"{self.what}: {exc}; still watching")
 
 
 @dataclass

@@ -160,3 +160,46 @@ def test_a_bad_grid_fails_before_anything_is_submitted(site, tmp_path):
     assert "missing.zip: no such file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert site.jobs.submissions == [] and not (tmp_path / "runs").exists()
+
+
+def small_sweep(site: Site, tmp_path: Path):
+    from everbake.everest import sweep
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(
+        json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2, 3]}}})
+    )
+    api = site.api(backoff=0.001)
+    return sweep, api, sweep.start(api, APP, grid, tmp_path / "runs", 3, 0)
+
+
+def test_a_submission_whose_answer_was_lost_is_found_by_name_not_sent_twice(site, tmp_path):
+    from everbake.everest.liveview import LiveView
+
+    lost = []
+
+    def submit_then_drop(call):
+        reply = site.jobs._submit(call)
+        if not lost:
+            lost.append(reply.body["id"])
+            raise ConnectionAbortedError  # the job exists; its answer never arrives
+        return reply
+
+    site.fake.route("POST", r"/api/apps/(?P<app>[^/]+/[^/]+)", submit_then_drop)
+    sweep, api, state = small_sweep(site, tmp_path)
+    outcome = sweep.run(api, state, LiveView(tty=False))
+    assert [row["state"] for row in outcome.table] == ["DONE"] * 3
+    assert len(site.jobs.submissions) == 3  # the lost one was adopted, not resubmitted
+    assert lost[0] in {row["job"] for row in outcome.table}
+    assert site.fake.count("GET", "/api/jobs") >= 1
+
+
+def test_a_submission_refused_with_503_is_sent_again(site, tmp_path):
+    from everbake.everest.liveview import LiveView
+
+    site.fake.fail("POST", r"/api/apps/.*", 503, times=1)
+    sweep, api, state = small_sweep(site, tmp_path)
+    outcome = sweep.run(api, state, LiveView(tty=False))
+    assert [row["state"] for row in outcome.table] == ["DONE"] * 3
+    assert len(site.jobs.submissions) == 3
+    assert site.fake.count("POST", r"/api/apps/.*") == 4
