@@ -63,7 +63,14 @@ def run_job(api: JobsApi, sub: jobs.Submission, runs_dir: Path, wait: bool = Tru
     print(job_id, flush=True)
     if not wait:
         return Outcome(job_id, "SUBMITTED", "")
-    return follow(api, job_id, runs_dir)
+    try:
+        return follow(api, job_id, runs_dir)
+    except KeyboardInterrupt:
+        ui.say(
+            f"job {job_id} keeps running on Everest: 'invoke job-status {job_id}', "
+            f"'invoke fetch-job {job_id}' or 'invoke cancel-job {job_id}'"
+        )
+        raise
 
 
 def follow(api: JobsApi, job_id: str, runs_dir: Path, view: LiveView | None = None) -> Outcome:

@@ -203,3 +203,25 @@ def test_a_submission_refused_with_503_is_sent_again(site, tmp_path):
     assert [row["state"] for row in outcome.table] == ["DONE"] * 3
     assert len(site.jobs.submissions) == 3
     assert site.fake.count("POST", r"/api/apps/.*") == 4
+
+
+def test_ctrl_c_stops_the_sweep_with_130_and_says_how_to_resume(site, tmp_path):
+    site.jobs.plan = lambda inputs, n: fj.never_ends()
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2]}}}))
+    proc = site.spawn("sweep", "--app", APP, "--grid", str(grid), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while len(site.jobs.submissions) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    directory = sweep_dir(tmp_path)
+    assert f"Resume with: invoke sweep --resume {directory.relative_to(tmp_path)}" in err
+    state = json.loads((directory / "sweep.json").read_text())
+    assert all(item["attempts"][0]["job_id"] for item in state["items"])
