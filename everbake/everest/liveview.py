@@ -57,8 +57,9 @@ class LiveView:
         if not force and now - self._last_draw < 0.25:
             return
         self._last_draw = now
-        width = shutil.get_terminal_size((100, 24)).columns
-        table = [row.cells(now) for row in rows]
+        size = shutil.get_terminal_size((100, 24))
+        width = size.columns
+        table = [row.cells(now) for row in _fit(rows, max(3, size.lines - 2))]
         name_w = max((len(t[0]) for t in table), default=4)
         lines = []
         for name, state, elapsed, status in table:
@@ -69,3 +70,19 @@ class LiveView:
         self.out.write(prefix + "".join(line + "\n" for line in lines))
         self.out.flush()
         self._drawn = len(lines)
+
+
+def _fit(rows: Sequence[Row], most: int) -> list[Row]:
+    """At most ``most`` rows (the cursor cannot climb above the screen): the jobs
+    still going first, then a count of the ended ones in place of the rest."""
+    if len(rows) <= most:
+        return list(rows)
+    going = [r for r in rows if not r.tracker.done][: most - 1]
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.tracker.done:
+            counts[r.tracker.state] = counts.get(r.tracker.state, 0) + 1
+    hidden = len(rows) - len(going)
+    text = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    summary = Tracker(job_id="", state="ended", statuses=[f"{hidden} more: {text}"])
+    return [*going, Row("...", summary)]

@@ -53,7 +53,9 @@ class Attempt:
                 submitted_at=float(data.get("submitted_at") or time.time()),
                 ended_at=data.get("ended_at"),
             )
-        return cls(name=data["name"], tracker=tracker, started=float(data["started"]))
+        return cls(
+            name=data["name"], tracker=tracker, started=float(data.get("started") or time.time())
+        )
 
 
 @dataclass

@@ -155,3 +155,23 @@ def test_live_view_redraws_in_place_on_a_terminal_and_prints_changes_elsewhere()
     for _ in range(3):
         plain.show([Row("x=1", t)])  # unchanged: one line only
     assert "\x1b" not in log.getvalue() and len(log.getvalue().splitlines()) == 1
+
+
+def test_live_view_on_a_short_terminal_shows_running_jobs_and_counts_the_rest(monkeypatch):
+    import io
+
+    from everbake.everest.liveview import LiveView, Row
+
+    monkeypatch.setenv("LINES", "6")
+    monkeypatch.setenv("COLUMNS", "80")
+    rows = []
+    for n in range(10):
+        t = Tracker(f"{n:024x}")
+        t.update({"state": "DONE" if n < 7 else "RUNNING", "info": f"s{n}"})
+        rows.append(Row(f"x={n}", t))
+    term = io.StringIO()
+    LiveView(term, tty=True).show(rows, force=True)
+    lines = term.getvalue().splitlines()
+    assert len(lines) == 4
+    assert [line.split()[0] for line in lines] == ["x=7", "x=8", "x=9", "..."]
+    assert "7 more: 7 DONE" in lines[-1]
