@@ -79,8 +79,8 @@ class Submission:
         inputs.update({INPUT_VERSION: self.version, INPUT_PARAMS: self.params})
         if data_uri:
             inputs[INPUT_DATA] = data_uri
-        if self.debug:
-            inputs[INPUT_DEBUG] = True
+        if self.debug or not self.original:  # a resubmission keeps what it had
+            inputs[INPUT_DEBUG] = self.debug
         return inputs
 
     def body(self, data_uri: str | None) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def test_run_job_follows_the_job_and_downloads_its_outputs(site, tmp_path, data_
     [body] = site.jobs.submissions
     assert body["name"] == "first"
     assert body["inputs"]["version"] == "v1.2" and body["inputs"]["params"] == {"freight": 90}
+    assert body["inputs"]["debug"] is False  # the app's bootstrap.sh takes it as an argument
     assert site.fake.files[body["inputs"]["data"]] == data_archive.read_bytes()
     assert "resources" not in body
     no_secret(site, result.stdout, result.stderr, tree=tmp_path / "runs")
