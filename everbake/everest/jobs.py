@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,18 @@ def output_files(job: dict[str, Any]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if not isinstance(result, dict):
         return found
-    for value in result.values():
+    for key, value in result.items():
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and item.startswith("/api/files/"):
-                found.append((item.rstrip("/").rsplit("/", 1)[-1], item))
+                found.append((_local_name(item, str(key)), item))
     return found
+
+
+def _local_name(uri: str, output: str) -> str:
+    """The file name to save ``uri`` under: its last segment, decoded, never a path
+    (a server's '..' or 'a/b' must not leave the job's directory)."""
+    name = urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1]).replace("\\", "/")
+    name = name.rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or name.startswith("."):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", output).lstrip(".") or "output"
+    return name

@@ -175,3 +175,24 @@ def test_live_view_on_a_short_terminal_shows_running_jobs_and_counts_the_rest(mo
     assert len(lines) == 4
     assert [line.split()[0] for line in lines] == ["x=7", "x=8", "x=9", "..."]
     assert "7 more: 7 DONE" in lines[-1]
+
+
+def test_output_file_names_never_leave_the_jobs_directory():
+    base = "/api/files/jobs/" + "a" * 24
+    doc = {
+        "result": {
+            "results": f"{base}/results.zip",
+            "odd": f"{base}/..",
+            "hidden": f"{base}/.bashrc",
+            "encoded": f"{base}/a%2F..%2Fb.txt",
+            "many": [f"{base}/x.csv", 3, None],
+            "number": 42.0,
+        }
+    }
+    assert jobs.output_files(doc) == [
+        ("results.zip", f"{base}/results.zip"),
+        ("odd", f"{base}/.."),
+        ("hidden", f"{base}/.bashrc"),
+        ("b.txt", f"{base}/a%2F..%2Fb.txt"),
+        ("x.csv", f"{base}/x.csv"),
+    ]
