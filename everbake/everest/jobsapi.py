@@ -57,6 +57,12 @@ class JobsApi:
 
 
 def is_transient(exc: Exception) -> bool:
-    """Worth polling through: 5xx, 429, unreachable (the client's plain EverestError),
-    not a refused token, a missing job or a conflict (its subclasses)."""
-    return type(exc) is EverestError
+    """Worth polling through: a 5xx or 429 after the client's own retries, or a
+    server it could not reach. Not a refused token, a missing job, a conflict (the
+    client's subclasses) nor another 4xx: sending those again changes nothing.
+    The client says which is which only in its one-line messages (client.py
+    _http_error and request); tests/jobs covers both texts."""
+    if type(exc) is not EverestError:
+        return False
+    text = str(exc)
+    return text.startswith("cannot reach Everest") or text.endswith("; try again later")

@@ -50,6 +50,8 @@ def upload_data(
     if uploads is not None and data in uploads:
         return uploads[data]
     path = Path(data)
+    if not path.is_file():
+        raise jobs.JobError(f"{data}: the data archive is gone; put it back or change the input")
     with ui.phase(f"upload {path.name} ({_size(path.stat().st_size)})"):
         uri = api.upload(path)
     if uploads is not None:

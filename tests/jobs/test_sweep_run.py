@@ -225,3 +225,16 @@ def test_ctrl_c_stops_the_sweep_with_130_and_says_how_to_resume(site, tmp_path):
     assert f"Resume with: invoke sweep --resume {directory.relative_to(tmp_path)}" in err
     state = json.loads((directory / "sweep.json").read_text())
     assert all(item["attempts"][0]["job_id"] for item in state["items"])
+
+
+def test_a_submission_refused_with_400_stops_the_sweep_at_once(site, tmp_path):
+    import pytest
+
+    from everbake.errors import EverbakeError
+    from everbake.everest.liveview import LiveView
+
+    site.fake.fail("POST", r"/api/apps/.*", 400, times=1)
+    sweep, api, state = small_sweep(site, tmp_path)
+    with pytest.raises(EverbakeError, match="answered 400"):
+        sweep.run(api, state, LiveView(tty=False))
+    assert site.fake.count("POST", r"/api/apps/.*") == 1  # not sent again and again
