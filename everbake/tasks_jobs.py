@@ -28,12 +28,11 @@ def _api(c: invoke.Context):  # -> JobsApi; imports kept lazy for a fast --list
     return JobsApi(open_client(c))
 
 
-def _exit(state: str, job_id: str, what: str = "job") -> None:
-    from everbake.everest.jobs import exit_code
-
-    code = exit_code(state)
-    if code:
-        raise invoke.Exit(f"{what} {job_id} ended {state}", code)
+def _exit(outcome) -> None:  # a runjob.Outcome
+    if outcome.exit_code:
+        why = f" (its VM was preempted: 'invoke resubmit {outcome.job_id}')"
+        message = f"job {outcome.job_id} ended {outcome.state}" + (why if outcome.preempted else "")
+        raise invoke.Exit(message, outcome.exit_code)
 
 
 @task(
@@ -65,7 +64,7 @@ def run_job(
     )
     outcome = runjob.run_job(_api(c), sub, RUNS_DIR, wait=not no_wait)
     if not no_wait:
-        _exit(outcome.state, outcome.job_id)
+        _exit(outcome)
 
 
 @task(help={"job": "job id"})
@@ -113,8 +112,7 @@ def resubmit(c, job, version=None, params=None, data=None, resource=None):
         data=jobs.check_data(data),
         resource=resource,
     )
-    outcome = runjob.run_job(api, sub, RUNS_DIR)
-    _exit(outcome.state, outcome.job_id)
+    _exit(runjob.run_job(api, sub, RUNS_DIR))
 
 
 @task(

@@ -33,7 +33,7 @@ class Outcome:
 
 def submit(api: JobsApi, sub: jobs.Submission, uploads: dict[str, str] | None = None) -> str:
     """Upload the data archive (once per path when ``uploads`` caches), submit, return
-    the job id. The id is printed at once: whatever happens next, the job is findable."""
+    the job id."""
     data_uri = upload_data(api, sub.data, uploads)
     answer = api.submit(sub.app, sub.body(data_uri))
     job_id = str(answer.get("id") or "")
@@ -62,7 +62,7 @@ def upload_data(
 def run_job(api: JobsApi, sub: jobs.Submission, runs_dir: Path, wait: bool = True) -> Outcome:
     job_id = submit(api, sub)
     ui.say(f"submitted job {job_id} (app {sub.app}, version {sub.version})")
-    print(job_id, flush=True)
+    print(job_id, flush=True)  # at once: whatever happens next, the job can be found
     if not wait:
         return Outcome(job_id, "SUBMITTED", "")
     try:

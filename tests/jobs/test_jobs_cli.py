@@ -178,3 +178,16 @@ def test_user_errors_are_one_line_and_never_show_the_token(site, tmp_path):
     unknown = site.everbake("job-status", "ef" * 12, cwd=tmp_path)
     assert unknown.returncode == 1 and "not found (404)" in unknown.stderr
     assert json.dumps(site.token) not in missing.stderr + unknown.stderr
+
+
+def test_a_preempted_job_says_so_and_how_to_run_it_again(site, tmp_path):
+    site.jobs.plan = lambda inputs, n: fj.preempted()
+    result = site.everbake(
+        "run-job", "--app", APP, "--version", "v1", "--params", "{}", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    job_id = result.stdout.split()[0]
+    assert f"job {job_id} ended FAILED (its VM was preempted: 'invoke resubmit {job_id}')" in (
+        result.stderr
+    )
+    assert "preempted: SIGTERM after 0.1 s; partial results collected" in result.stderr
