@@ -127,11 +127,13 @@ def apply(store: ImageStore, actions: Iterable[Action], say: Callable[[str], Non
 def published_names(dist: Path, provider: str) -> dict[Path, set[str]]:
     """Image names and ids per published resource config; unreadable ones are skipped.
 
-    Reads dist/resources/*.json: ``image.name``/``image.id`` of configs for
+    Reads dist/resources/*.json and dist/resources/<provider>/*.json (what
+    publish-resource writes): ``image.name``/``image.id`` of configs for
     ``provider`` (or naming no provider).
     """
     found: dict[Path, set[str]] = {}
-    for path in sorted((dist / "resources").glob("*.json")):
+    folder = dist / "resources"
+    for path in sorted([*folder.glob("*.json"), *(folder / provider).glob("*.json")]):
         record = _read_json(path)
         if record.get("provider", provider) != provider:
             continue

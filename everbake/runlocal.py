@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from everbake import naming
 from everbake.agent_standin import AgentStandin
@@ -45,6 +45,17 @@ DEFAULT_MODEL = "examples/transport"
 DEFAULT_IMAGE = "optimization"
 # The runner forwards SIGTERM to the model and still collects outputs; give it time.
 CANCEL_GRACE_SECONDS = 30.0
+
+
+class TaskSteps(Protocol):
+    """What happens in the image's task directory, when not run-local's own steps
+    (run-local --app: everbake.everest.runapp)."""
+
+    def check_job(self, job: Path) -> None: ...
+    def stage(self, job: Path, task_dir: Path, root: Path) -> list[str]: ...
+    def command(self, root: Path, model_in_image: str) -> tuple[list[str], dict[str, str]]: ...
+    def run(self, argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]: ...
+    def collect(self, task_dir: Path, run_dir: Path) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -197,6 +208,7 @@ def run_local(
     user: str = "everest",
     keep_root: bool = False,
     on_status: Callable[[str], None] | None = None,
+    steps: TaskSteps | None = None,
 ) -> RunOutcome:
     """Run one task of ``job_dir`` in a scratch copy of ``image``; outputs -> runs/<id>/."""
     repo_root = REPO_ROOT
@@ -206,7 +218,9 @@ def run_local(
     # Bad arguments fail before the image is unpacked or mounted and a run dir exists.
     if not job.is_dir():
         raise EverbakeError(f"--job {job_dir}: no such directory")
-    if not (job / "params.json").is_file():
+    if steps is not None:
+        steps.check_job(job)
+    elif not (job / "params.json").is_file():
         raise EverbakeError(f"--job {job}: no params.json in it (a job is params.json + data)")
     if not (model_path.is_dir() or model_path.is_file()):
         raise EverbakeError(f"--model {model_path}: no such directory or archive")
@@ -229,7 +243,7 @@ def run_local(
             with phase(f"unpack {tarball.name} into {root}"):
                 unpack(tarball, root)
         task_dir.mkdir(parents=True)
-        inputs = _copy_job(job, task_dir)
+        inputs = steps.stage(job, task_dir, root) if steps else _copy_job(job, task_dir)
         model_in_image = _copy_model(model_path, inside)
         # An image without the agent user runs the task as root.
         ids = _passwd_ids(root, user)
@@ -238,21 +252,29 @@ def run_local(
             _chown_to(inside, *ids)
         standin.start()
         say(f"agent stand-in on 127.0.0.1:{standin.port}; task {run_id}")
-        env = Chroot.env({**standin.env(run_id), "HOME": "/tmp"})
-        command = [
-            "everest-bootstrap",
-            "--local",
-            model_in_image,
-            "--task-dir",
-            f"{RUN_DIR_IN_IMAGE}/task",
-            "--cache-dir",
-            f"{RUN_DIR_IN_IMAGE}/cache",
-        ]
+        extra: dict[str, str] = {}
+        if steps is not None:
+            command, extra = steps.command(root, model_in_image)
+        else:
+            command = [
+                "everest-bootstrap",
+                "--local",
+                model_in_image,
+                "--task-dir",
+                f"{RUN_DIR_IN_IMAGE}/task",
+                "--cache-dir",
+                f"{RUN_DIR_IN_IMAGE}/cache",
+            ]
+        env = Chroot.env({**standin.env(run_id), "HOME": "/tmp", **extra})
         with chroot(root) as ch:
             argv = ch.argv(["/usr/sbin/runuser", "-u", task_user, "--", *command])
             with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):
-                code, cancelled = _run_task(argv, env, run_dir / "task.log")
-        outputs = _collect(task_dir, run_dir, skip=set(inputs))
+                run = steps.run if steps else _run_task
+                code, cancelled = run(argv, env, run_dir / "task.log")
+        if steps is not None:
+            outputs = steps.collect(task_dir, run_dir)
+        else:
+            outputs = _collect(task_dir, run_dir, skip=set(inputs))
     finally:
         standin.stop()
         if overlaid:

@@ -35,13 +35,19 @@ def build_image(c, provider="local", image="optimization", force=False, replace_
         "image": "spec name (its current build), image name or .tar.zst (default: optimization)",
         "job": "job directory: params.json and a data archive",
         "model": "model directory or archive (default: examples/transport)",
+        "app": "an exported app directory (invoke export-app): run the task as Everest would",
     },
 )
-def run_local(c, job, image="optimization", model=None):
+def run_local(c, job, image="optimization", model=None, app=None):
     """Run one task of a job inside a scratch copy of a local image, with live status."""
+    from everbake.everest.runapp import run_app
     from everbake.runlocal import run_local as run
 
-    outcome = run(image, Path(job), model=Path(model) if model else None)
+    model_path = Path(model) if model else None
+    if app:
+        outcome = run_app(Path(app), Path(job), image=image, model=model_path)
+    else:
+        outcome = run(image, Path(job), model=model_path)
     if outcome.cancelled:
         raise invoke.Exit("cancelled", 130)
     if outcome.exit_code != 0:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from everbake import naming
+from everbake.errors import EverbakeError
 from everbake.fingerprint import Fingerprints
 from everbake.location import PLACES, find
 from everbake.spec import ImageSpec
@@ -102,6 +104,14 @@ class Provider:
             "scripts": [str(p) for p in _paths_list(paths, "scripts")],
             "manifest_path": str(paths["manifest"]),
         }
+
+    def resource_fields(self, spec: ImageSpec, record: Mapping[str, Any]) -> dict[str, Any]:
+        """This provider's part of the Everest resource config (everbake.everest.resource):
+        ``location``, ``machine``, ``network`` and extra ``image``/``scheduling`` fields."""
+        raise EverbakeError(
+            f"--provider {self.name}: no Everest resource runs {self.name} images; "
+            "publish a gcp or yandex image (local images run with `invoke run-local`)"
+        )
 
 
 def _paths_list(paths: dict[str, Any], key: str) -> list[Path]:

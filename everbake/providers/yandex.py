@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,29 @@ class Yandex(Provider):
             values["source_image_family"] = spec.base.yandex.image_family
             values["source_image_folder_id"] = spec.base.yandex.image_folder_id
         return values
+
+    def resource_fields(self, spec: ImageSpec, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Yandex Cloud: folder, zone, platform/cores/memory/core fraction, subnet, the
+        image id and minimum disk."""
+        res = spec.resource.yandex
+        folder = str(record.get("folder_id") or "")
+        network = {}
+        subnet = res.subnet_id or spec.build.yandex.subnet_id
+        if subnet:
+            network["subnet_id"] = subnet
+        built = (record.get("spec_canonical") or {}).get("build", {}).get("yandex", {})
+        return {
+            "location": {"folder_id": res.folder_id or folder, "zones": [res.zone]},
+            "machine": {
+                "platform_id": res.platform_id,
+                "cores": res.cores,
+                "memory_gb": res.memory_gb,
+                # [resource.yandex] has no core_fraction: resource VMs get whole cores.
+                "core_fraction": 100,
+            },
+            "network": network,
+            "image": {
+                "folder_id": folder,
+                "min_disk_size_gb": int(built.get("disk_size_gb", spec.build.yandex.disk_size_gb)),
+            },
+        }

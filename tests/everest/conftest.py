@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from everbake.build.record import record_path, write_record
+from everbake.fingerprint import fingerprints
+from everbake.spec import load_spec
 from tests.fakes.everest import EverestFake
 
 
@@ -40,3 +44,43 @@ def files_under(*roots: Path) -> Iterator[Path]:
             yield root
         elif root.is_dir():
             yield from (p for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def images_dir(repo_copy: Path) -> Path:
+    return repo_copy / "images"
+
+
+@pytest.fixture
+def built(repo_copy: Path) -> Callable[..., dict[str, Any]]:
+    """Write a cloud build record as everbake.cloudbuild writes it (no cloud involved)."""
+
+    def make(
+        provider: str = "gcp",
+        spec_name: str = "optimization",
+        *,
+        fingerprint: str | None = None,
+        created: str = "2026-12-01T10:00:00+00:00",
+    ) -> dict[str, Any]:
+        spec = load_spec(spec_name, repo_copy / "images")
+        fps = fingerprints(spec)
+        fp = fingerprint or fps.image
+        name = f"{spec.family}-{fp[:12]}"
+        place = {"gcp": ("project", "test-project"), "yandex": ("folder_id", "b1gtestfolder")}
+        key, value = place[provider]
+        record = {
+            "image": name,
+            "image_name": name,
+            "image_id": "4567890123456789012" if provider == "gcp" else "fd8" + fp[:17],
+            "family": spec.family,
+            "provider": provider,
+            key: value,
+            "spec": spec.name,
+            "spec_canonical": spec.to_canonical(),
+            "fingerprints": {"base": fps.base, "image": fp},
+            "created": created,
+        }
+        write_record(record_path(repo_copy, provider, name), record)
+        return record
+
+    return make

@@ -1,0 +1,260 @@
+"""run-local --app: one task run the way Everest runs the exported application.
+
+run-local's machinery (a scratch copy of the image, the agent stand-in, the
+chroot, Ctrl-C handling) with these steps in the task directory instead of its own:
+- inputs mapped by the app's ``inputMappings``: each file input copied to its
+  mapped name, each value input written to it; the app's files (bootstrap.sh)
+  beside them;
+- the fixed command with the job's values substituted (shell-quoted), checked
+  against the ``security.allowedCommands`` of the agent config in the image, run
+  in the task directory as the task user; its stdout and stderr captured into
+  the files ``stdout`` and ``stderr`` there, as the agent does, and shown live;
+- outputs collected by the app's ``outputMappings`` into runs/<run-id>/, with
+  ``outputs.json`` saying which parameter got which file.
+
+A job directory holds the inputs: ``inputs.json`` (values by input name; file
+inputs as paths relative to the job) and, for what it leaves out, run-local's
+layout: ``params.json`` for ``parameters``, ``data.zip``/``data.tar.gz`` for
+``data``. ``version`` defaults to ``local``: the model comes from ``--model``
+through EVEREST_MODEL_LOCAL, which everest-bootstrap prefers to GitLab.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from everbake.errors import EverbakeError
+from everbake.everest import agentconf
+from everbake.everest.agentconf import AgentConfig, AppError
+from everbake.everest.app import BOOTSTRAP, expand, load_app
+from everbake.fingerprint import fingerprints
+from everbake.localbuild.staging import render_agent_conf
+from everbake.runlocal import (
+    RUN_DIR_IN_IMAGE,
+    RunOutcome,
+    _terminate_group,
+    run_local,
+)
+from everbake.spec import load_spec
+from everbake.ui import say
+
+TASK_DIR_IN_IMAGE = f"{RUN_DIR_IN_IMAGE}/task"
+# run-local's job layout, for the inputs inputs.json leaves out.
+JOB_FILES = {"parameters": ("params.json",), "data": ("data.zip", "data.tar.gz")}
+DEFAULT_VALUES = {"version": "local"}
+OUTPUTS_FILE = "outputs.json"
+
+
+class AppSteps:
+    """runlocal.TaskSteps for an exported application."""
+
+    def __init__(self, app_dir: Path) -> None:
+        self.app_dir = app_dir
+        self.app = load_app(app_dir)
+        self.config: dict[str, Any] = self.app["config"]
+        self.inputs: dict[str, Any] = dict(self.app.get("inputs") or {})
+        self.values: dict[str, str] = {}
+        self.task_dir = Path()
+
+    # -------------------------------------------------------------- inputs
+
+    def check_job(self, job: Path) -> None:
+        given = _read_inputs(job)
+        unknown = sorted(set(given) - set(self.inputs))
+        if unknown:
+            raise AppError(
+                f"{job / 'inputs.json'}: {', '.join(unknown)} is not an input of the app; "
+                f"its inputs: {', '.join(sorted(self.inputs))}"
+            )
+        values: dict[str, str] = {}
+        for name, declared in self.inputs.items():
+            value = given.get(name)
+            if value is None and _is_file(declared):
+                found = [f for f in JOB_FILES.get(name, ()) if (job / f).is_file()]
+                value = found[0] if found else None
+            if value is None:
+                value = declared.get("default", DEFAULT_VALUES.get(name))
+            if value is None:
+                if declared.get("optional"):
+                    continue
+                raise AppError(
+                    f"--job {job}: no value for the app's input '{name}'; add it to inputs.json"
+                )
+            if _is_file(declared) and not (job / str(value)).is_file():
+                raise AppError(f"--job {job}: input '{name}' names {value}, which is not a file")
+            values[name] = str(value)
+        self.values = values
+
+    def stage(self, job: Path, task_dir: Path, root: Path) -> list[str]:
+        self.task_dir = task_dir
+        staged = []
+        for mapping in self.config.get("inputMappings") or []:
+            name, target = mapping["param"], mapping.get("file")
+            if name not in self.values or not target:
+                continue
+            dest = _inside(task_dir, target)
+            if _is_file(self.inputs.get(name, {})):
+                shutil.copyfile(job / self.values[name], dest)
+            else:
+                dest.write_text(self.values[name], encoding="utf-8")
+            staged.append(target)
+        for name in (self.app.get("everbake") or {}).get("files") or [BOOTSTRAP]:
+            source = self.app_dir / name
+            if not source.is_file():
+                raise AppError(f"--app {self.app_dir}: the app's file {name} is missing")
+            shutil.copy2(source, _inside(task_dir, name))
+            staged.append(name)
+        return staged
+
+    # ------------------------------------------------------------- command
+
+    def command(self, root: Path, model_in_image: str) -> tuple[list[str], dict[str, str]]:
+        plain = {k: v for k, v in self.values.items() if not _is_file(self.inputs.get(k, {}))}
+        line = expand(self.config["command"], plain)
+        config, how = image_agent_config(root)
+        say(f"agent config: {how}")
+        agentconf.check([line], config, "the image spec's [agent] config_template")
+        say(f"command (allowed by the image's agent config): {line}")
+        argv = ["/usr/bin/env", "-C", TASK_DIR_IN_IMAGE, *shlex.split(line)]
+        extra = {
+            "EVEREST_MODEL_LOCAL": model_in_image,
+            "EVEREST_CACHE_DIR": f"{RUN_DIR_IN_IMAGE}/cache",
+        }
+        return argv, extra
+
+    def run(self, argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]:
+        """Like run-local's, with stdout and stderr kept apart in the task directory."""
+        with (
+            open(log, "ab") as log_file,
+            open(self.task_dir / "stdout", "wb") as out,
+            open(self.task_dir / "stderr", "wb") as err,
+        ):
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            assert proc.stdout is not None and proc.stderr is not None
+            lock = threading.Lock()
+            pumps = [
+                threading.Thread(target=_pump, args=(proc.stdout, out, log_file, "task | ", lock)),
+                threading.Thread(target=_pump, args=(proc.stderr, err, log_file, "task ! ", lock)),
+            ]
+            for pump in pumps:
+                pump.start()
+            cancelled = False
+            try:
+                code = proc.wait()
+            except KeyboardInterrupt:
+                say("cancelling: SIGTERM to the task's process group, collecting outputs")
+                _terminate_group(proc)
+                code, cancelled = proc.wait(), True
+            for pump in pumps:
+                pump.join()
+        return code, cancelled
+
+    # ------------------------------------------------------------- outputs
+
+    def collect(self, task_dir: Path, run_dir: Path) -> list[str]:
+        collected: dict[str, list[str]] = {}
+        for mapping in self.config.get("outputMappings") or []:
+            pattern = mapping.get("file") or mapping.get("pattern")
+            found = sorted(p for p in task_dir.glob(pattern) if p.is_file())
+            for path in found:
+                shutil.copy2(path, run_dir / path.name)
+            if found:
+                collected[mapping["param"]] = [p.name for p in found]
+        (run_dir / OUTPUTS_FILE).write_text(json.dumps(collected, indent=2) + "\n")
+        return sorted({name for names in collected.values() for name in names})
+
+
+def image_agent_config(root: Path) -> tuple[AgentConfig, str]:
+    """The agent config inside a mounted image; for an image built without the agent,
+    its spec's template, when the image's fingerprint says it is the same spec."""
+    info = _read_json(root / "etc/everest/image.json")
+    spec = None
+    try:
+        spec = load_spec(str(info.get("spec", ""))) if info.get("spec") else None
+    except EverbakeError:
+        spec = None
+    canonical = spec.to_canonical() if spec else {}
+    found = agentconf.from_root(root, canonical)
+    if found is not None:
+        return found, f"read from the image ({found.where})"
+    image_fp = (info.get("fingerprints") or {}).get("image")
+    if spec is None or image_fp != fingerprints(spec).image:
+        raise AppError(
+            "the image holds no agent config and its spec is not the current one; build it "
+            "with the agent ([agent] required = true) or rebuild it from the current spec"
+        )
+    where = spec.agent.config_template
+    how = f"the spec's {where} (the image has no agent; same fingerprint)"
+    return agentconf.parse(render_agent_conf(spec), where), how
+
+
+def run_app(
+    app_dir: Path,
+    job_dir: Path,
+    *,
+    image: str | Path = "optimization",
+    model: Path | None = None,
+    runs_dir: Path | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """One task of ``job_dir`` through the exported app in ``app_dir``, in ``image``."""
+    steps = AppSteps(app_dir)
+    return run_local(
+        image, job_dir, model=model, runs_dir=runs_dir, on_status=on_status, steps=steps
+    )
+
+
+def _is_file(declared: Mapping[str, Any]) -> bool:
+    return declared.get("format") == "uri"
+
+
+def _inside(task_dir: Path, name: str) -> Path:
+    path = (task_dir / name).resolve()
+    if not path.is_relative_to(task_dir.resolve()) or path == task_dir.resolve():
+        raise AppError(f"mapping file {name!r} leaves the task directory; fix application.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _read_inputs(job: Path) -> dict[str, Any]:
+    path = job / "inputs.json"
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    if not data:
+        raise AppError(f"{path}: not a JSON object of input values")
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _pump(
+    source: IO[bytes], dest: IO[bytes], log: IO[bytes], prefix: str, lock: threading.Lock
+) -> None:
+    for raw in source:
+        dest.write(raw)
+        with lock:
+            log.write(raw)
+            sys.stderr.write(prefix + raw.decode("utf-8", "replace"))
+            sys.stderr.flush()

@@ -1,0 +1,139 @@
+"""invoke tasks for Everest: everest-login, publish-resource, export-app.
+
+Config (``ns.configure`` via ``register``; invoke.yaml or INVOKE_EVEREST_* override):
+``everest.url`` (EVEREST_URL wins), ``everest.resource_endpoint`` (a path on the
+server; empty: print the web-UI fields instead), ``everest.username``,
+``everest.gitlab_project`` and ``everest.gitlab_url`` (bootstrap.sh's defaults).
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Context
+
+from everbake.errors import EverbakeError
+from everbake.taskutil import task
+from everbake.ui import say
+
+DEFAULTS: dict[str, Any] = {
+    "everest": {
+        "url": "",
+        "resource_endpoint": "",
+        "username": "",
+        "gitlab_project": "",
+        "gitlab_url": "https://gitlab.com",
+    }
+}
+
+
+def _everest(c: Context) -> Any:
+    return c.config.everest
+
+
+def _images_dir(c: Context) -> Path | None:
+    value = c.config.everbake.images_dir
+    return Path(value) if value else None
+
+
+def _url(c: Context) -> str:
+    from everbake.everest.client import resolve_url
+
+    return resolve_url(_everest(c).url)
+
+
+@task(
+    help={
+        "username": "Everest user name (default: everest.username, else asked)",
+        "label": "a label for the token, shown in Everest's token list (default: everbake)",
+        "lifetime": "token lifetime in seconds (default: Everest's, one week)",
+    }
+)
+def everest_login(c, username=None, label="everbake", lifetime=None):
+    """Ask for the Everest password and store an access token (0600) for later tasks."""
+    from everbake.everest.client import URL_FIX
+    from everbake.everest.token import login, token_path
+
+    url = _url(c)
+    if not url:
+        raise EverbakeError(f"no Everest URL: {URL_FIX}")
+    user = username or _everest(c).username or input("Everest user name: ").strip()
+    password = getpass.getpass(f"Everest password for {user} at {url}: ")
+    path = login(
+        url,
+        user,
+        password,
+        label=label,
+        lifetime=int(lifetime) if lifetime else None,
+        path=token_path(),
+    )
+    say(f"token stored in {path} (mode 0600); EVEREST_TOKEN, when set, takes precedence")
+
+
+@task(
+    help={
+        "image": "spec name (its newest build for --provider) or a built image name",
+        "provider": "gcp or yandex",
+        "dry_run": "show the diff against what is published; change nothing",
+        "output": "write the published record here instead of dist/resources/<provider>/",
+    }
+)
+def publish_resource(c, image=None, provider=None, dry_run=False, output=None):
+    """Check the Everest resource config against its image, then publish it."""
+    from everbake.everest.publish import Target
+    from everbake.everest.publish import publish_resource as publish
+
+    if provider not in ("gcp", "yandex"):
+        raise EverbakeError(f"--provider {provider or '(missing)'}: give gcp or yandex")
+    target = Target(_url(c), _everest(c).resource_endpoint)
+    done = publish(
+        image or c.config.everbake.image,
+        provider,
+        target=target,
+        dry_run=dry_run,
+        output=Path(output) if output else None,
+        images_dir=_images_dir(c),
+    )
+    print("\n".join(done.diff) if done.diff else "no changes")
+    if done.web_ui:
+        print("\n".join(done.web_ui))
+    name = done.config["name"]
+    if target.sends:
+        say(f"resource {name}: {done.action} at {target.url}{target.endpoint}")
+    for path in done.removed:
+        say(f"superseded record removed: {path}")
+    say(f"published record: {done.path}" if done.path else "dry run: nothing written or sent")
+
+
+@task(
+    help={
+        "image": "spec name (its newest build for --provider) or a built image name",
+        "provider": "whose build record to use: local (default), gcp or yandex",
+        "output": "directory to write (default: dist/apps/<image name>/)",
+        "project": "the model's GitLab project (id or group/name); default everest.gitlab_project",
+    }
+)
+def export_app(c, image=None, provider="local", output=None, project=None):
+    """Write the Everest application (application.json, zip, bootstrap.sh) for an image."""
+    from everbake.everest.app import export_app as export
+
+    done = export(
+        image or c.config.everbake.image,
+        provider=provider,
+        output=Path(output) if output else None,
+        project=project or _everest(c).gitlab_project,
+        gitlab_url=_everest(c).gitlab_url,
+        images_dir=_images_dir(c),
+    )
+    say(f"agent config: {done.agent_config}; the command is allowed")
+    for name in done.files:
+        print(done.directory / name)
+
+
+def register(ns: Collection) -> None:
+    """Add the Everest tasks and their config defaults to the top collection."""
+    for each in (everest_login, publish_resource, export_app):
+        ns.add_task(each)
+    ns.configure(DEFAULTS)
