@@ -22,12 +22,13 @@ STATES = ("SUBMITTED", "DEFERRED", "READY", "SCHEDULED", "RUNNING", "DONE", "FAI
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 EXIT_CODES = {"DONE": 0, "FAILED": 1, "CANCELLED": 130}
 
-# The inputs of the application export-app writes (issue 11: model version, JSON
-# parameters, input archive, debug flag).
+# The inputs of the application export-app writes (everbake/everest/app.py
+# application(): "parameters" and "data" are files, "debug" is "true"/"false").
 INPUT_VERSION = "version"
-INPUT_PARAMS = "params"
+INPUT_PARAMS = "parameters"
 INPUT_DATA = "data"
 INPUT_DEBUG = "debug"
+PARAMS_FILE = "params.json"
 
 # guess: the job document's field with the task's live status message. The REST
 # docs' job example is not public; the last status also arrives as status.txt.
@@ -62,30 +63,34 @@ def live_status(job: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class Submission:
     """What one job submits: POST /api/apps/<app> with {name, inputs, resources}
-    (everest.py `__submitJob`; facts "Apps")."""
+    (everest.py `__submitJob`; facts "Apps"). Parameters and data are uploaded
+    first; their URIs go into the inputs."""
 
     app: str
     version: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] | None = None  # None: keep the original's parameters file
     data: str | None = None  # a local archive (uploaded first) or an Everest file URI
     resource: str | None = None
     name: str = ""
-    debug: bool = False
-    # A resubmission starts from the original job's inputs, so inputs we do not
-    # know by name travel unchanged.
+    debug: bool | None = None  # None: keep the original's
+    # A resubmission starts from the original job's inputs, so whatever is not
+    # overridden (inputs we do not even know by name included) travels unchanged.
     original: dict[str, Any] = field(default_factory=dict)
 
-    def inputs(self, data_uri: str | None) -> dict[str, Any]:
+    def inputs(self, params_uri: str | None, data_uri: str | None) -> dict[str, Any]:
         inputs = dict(self.original)
-        inputs.update({INPUT_VERSION: self.version, INPUT_PARAMS: self.params})
+        inputs[INPUT_VERSION] = self.version
+        if params_uri:
+            inputs[INPUT_PARAMS] = params_uri
         if data_uri:
             inputs[INPUT_DATA] = data_uri
-        if self.debug or not self.original:  # a resubmission keeps what it had
-            inputs[INPUT_DEBUG] = self.debug
+        if self.debug is not None or not self.original:
+            inputs[INPUT_DEBUG] = "true" if self.debug else "false"
         return inputs
 
-    def body(self, data_uri: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name or self.app, "inputs": self.inputs(data_uri)}
+    def body(self, params_uri: str | None, data_uri: str | None) -> dict[str, Any]:
+        inputs = self.inputs(params_uri, data_uri)
+        body: dict[str, Any] = {"name": self.name or self.app, "inputs": inputs}
         if self.resource:
             body["resources"] = [self.resource]
         return body
@@ -150,11 +155,10 @@ def resubmission(
     return Submission(
         app=str(app),
         version=version or str(inputs[INPUT_VERSION]),
-        params=params if params is not None else dict(inputs.get(INPUT_PARAMS) or {}),
-        data=data if data is not None else inputs.get(INPUT_DATA),
+        params=params,
+        data=data,
         resource=resource or old_resource,
         name=str(job.get("name") or app),
-        debug=bool(inputs.get(INPUT_DEBUG, False)),
         original=dict(inputs),
     )
 

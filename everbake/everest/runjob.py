@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,14 +35,34 @@ class Outcome:
 
 
 def submit(api: JobsApi, sub: jobs.Submission, uploads: dict[str, str] | None = None) -> str:
-    """Upload the data archive (once per path when ``uploads`` caches), submit, return
-    the job id."""
+    """Upload the parameters and the data archive (each once when ``uploads`` caches
+    them), submit, return the job id."""
+    params_uri = upload_params(api, sub.params, uploads)
     data_uri = upload_data(api, sub.data, uploads)
-    answer = api.submit(sub.app, sub.body(data_uri))
+    answer = api.submit(sub.app, sub.body(params_uri, data_uri))
     job_id = str(answer.get("id") or "")
     if not job_id:
         raise jobs.JobError(f"app {sub.app}: the server accepted the job but sent no id")
     return job_id
+
+
+def upload_params(
+    api: JobsApi, params: dict | None, uploads: dict[str, str] | None = None
+) -> str | None:
+    """The parameters as the app's params.json file input (app.py: "parameters")."""
+    if params is None:
+        return None
+    text = json.dumps(params, indent=2, sort_keys=True) + "\n"
+    key = "params.json sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    if uploads is not None and key in uploads:
+        return uploads[key]
+    with tempfile.TemporaryDirectory(prefix="everbake-params-") as tmp:
+        path = Path(tmp) / jobs.PARAMS_FILE
+        path.write_text(text, encoding="utf-8")
+        uri = api.upload(path)
+    if uploads is not None:
+        uploads[key] = uri
+    return uri
 
 
 def upload_data(

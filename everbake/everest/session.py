@@ -1,5 +1,6 @@
 """The client for the configured Everest: URL from EVEREST_URL or the invoke config's
-``everest.url``, token from EVEREST_TOKEN or the stored login (never printed)."""
+``everest.url`` (tasks_everest's defaults), token from EVEREST_TOKEN or the stored
+login (never printed)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,8 @@ from everbake.everest.client import URL_FIX, EverestClient, EverestError, resolv
 from everbake.everest.token import client_for
 
 
-def configured_url(config: Any) -> str:
-    """``everest.url`` from an invoke config (top level, or under ``everbake``)."""
-    for root in (config, config.get("everbake") or {}):
-        section = root.get("everest") or {}
-        if section.get("url"):
-            return str(section["url"])
-    return ""
-
-
 def open_client(c: Any) -> EverestClient:
-    url = resolve_url(configured_url(c.config))
+    url = resolve_url((c.config.get("everest") or {}).get("url", ""))
     if not url:
         raise EverestError(f"no Everest URL; {URL_FIX}")
     return client_for(url)

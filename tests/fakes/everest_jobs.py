@@ -12,16 +12,20 @@ A job document has id, name, appId, appAlias, inputs, state and, once it ended,
 result {output: value} (everest.py Job.fromjson and __checkJobs); file outputs are
 /api/files/jobs/<job>/<file> (facts "Files"), served by the fake's files table.
 
-Each job follows a script chosen by ``plan(inputs, n)`` (n: how many jobs were
-submitted before it): steps of (state, live status) a few milliseconds apart, on a
-fast clock, then its end. Scripts imitate what the runtime writes: status.txt holds
-its last status, "preempted: SIGTERM after ..." after a preemption
-(runtime/everest_runtime/runner.py _final_status).
+Each job follows a script chosen by ``plan(inputs, n)`` (inputs plus "params": the
+parsed params.json the job was given; n: how many jobs were submitted before it):
+steps of (state, live status) a few milliseconds apart, on a fast clock, then its
+end. Scripts imitate what the runtime writes: status.txt holds its last status,
+"preempted: SIGTERM after ..." after a preemption (runtime/everest_runtime/
+runner.py _final_status). Inputs are checked against the app's declared inputs,
+so tests that add the exported app (everbake/everest/app.py) prove we send what it
+declares.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import threading
 import time
@@ -111,6 +115,13 @@ class EverestJobs:
     def state(self, job_id: str) -> str:
         return self._doc(self.jobs[job_id])["state"]
 
+    def end_now(self, job_id: str, script: Script) -> None:
+        """Let a job run ``script`` to its end at once (for jobs planned never to end)."""
+        with self.lock:
+            job = self.jobs[job_id]
+            job.script = script
+            job.submitted -= self.step * (script.queued_steps + len(script.statuses) + 1)
+
     # ------------------------------------------------------------- routes
 
     def _submit(self, call: Call) -> Reply:
@@ -122,20 +133,36 @@ class EverestJobs:
             app = self.fake.apps.get(found or "")
         if app is None:
             return error(404, "Application not found")  # guess: text
+        inputs = body["inputs"]
+        declared = app.get("inputs") or {}
+        # guess: Everest checks job inputs against the app's declared inputs; the
+        # texts of its refusals are not public.
+        for name in inputs:
+            if declared and name not in declared:
+                return error(400, f"Unknown input: {name}")
+        for name, decl in declared.items():
+            if name not in inputs and not decl.get("optional") and "default" not in decl:
+                return error(400, f"Missing input: {name}")
         with self.lock:
             job = FakeJob(
                 id=secrets.token_hex(12),  # 24-hex ids (facts "Resources")
                 name=str(body.get("name") or ""),
                 app=app,
-                inputs=body["inputs"],
+                inputs=inputs,
                 resources=list(body.get("resources") or []),
-                script=self.plan(body["inputs"], len(self.submissions)),
+                script=self.plan({**inputs, "params": self.params(inputs)}, len(self.submissions)),
                 submitted=time.monotonic(),
             )
             self.jobs[job.id] = job
             self.submissions.append(body)
         # everest.py __submitJob: 201 with {id, state}
         return Reply(201, {"id": job.id, "state": "SUBMITTED"})
+
+    def params(self, inputs: dict[str, Any]) -> Any:
+        """The parameters a job was given: the JSON of its uploaded params.json."""
+        with self.fake.lock:
+            raw = self.fake.files.get(str(inputs.get("parameters")))
+        return json.loads(raw) if raw is not None else None
 
     def _list(self, call: Call) -> Reply:
         with self.lock:
@@ -203,20 +230,34 @@ class EverestJobs:
         if state == "CANCELLED":
             return doc
         base = f"/api/files/jobs/{job.id}"
-        files = {
-            "results.zip": _zip({"solution.json": f'{{"status": "{status}"}}'}),
-            "status.txt": (status + "\n").encode(),
-            "stdout": "".join(line + "\n" for line in job.script.log).encode(),
+        log = "".join(line + "\n" for line in job.script.log)
+        content = {
+            "results.zip": _zip({"solution.json": json.dumps({"status": status})}),
+            "status.txt": status + "\n",
+            "stdout": log,
+            "stderr": "",
+            "version.txt": f"{job.inputs.get('version')} (0123abcd)\n",
+            "stats.json": '{"cpu_seconds": 0.1, "wall_seconds": 0.2}\n',
         }
+        if job.inputs.get("debug") == "true":
+            content["debug.zip"] = _zip({"logs/stdout.log": log})
+        # The app's outputMappings (everbake/everest/app.py) name the files; a file the
+        # task did not write is no output (guess: how Everest reports a missing file).
+        mappings = job.app.get("config", {}).get("outputMappings") or [
+            {"param": "results", "file": "results.zip"},
+            {"param": "status", "file": "status.txt"},
+            {"param": "stdout", "file": "stdout"},
+        ]
+        result = {}
         with self.fake.lock:
-            for name, content in files.items():
-                self.fake.files.setdefault(f"{base}/{name}", content)
-        # Output names as the exported app maps them (issue 11: results.zip, stdout, status.txt).
-        doc["result"] = {
-            "results": f"{base}/results.zip",
-            "status": f"{base}/status.txt",
-            "stdout": f"{base}/stdout",
-        }
+            for mapping in mappings:
+                data = content.get(mapping["file"])
+                if data is None:
+                    continue
+                uri = f"{base}/{mapping['file']}"
+                self.fake.files.setdefault(uri, data if isinstance(data, bytes) else data.encode())
+                result[mapping["param"]] = uri
+        doc["result"] = result
         return doc
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from everbake.everest.app import application
 from everbake.everest.client import EverestClient
 from everbake.everest.jobsapi import JobsApi
+from everbake.spec import load_spec
 from tests.fakes.everest import EverestFake
 from tests.fakes.everest_jobs import EverestJobs
 
@@ -75,7 +77,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     home.mkdir()
     with EverestFake() as fake:
         jobs = EverestJobs(fake)
-        app_id = fake.add_app({"name": "transport", "inputs": {}}, alias="transport")
+        # The application export-app writes: the fake checks job inputs against it.
+        app = application(load_spec("optimization"), {"image_name": "everbake-optimization"})
+        app_id = fake.add_app(app, alias="transport")
         yield Site(fake, jobs, fake.issue_token(), app_id, home)
 
 

@@ -49,13 +49,15 @@ def test_run_job_follows_the_job_and_downloads_its_outputs(site, tmp_path, data_
     # stdout: the job id, then the path of every file downloaded
     out = result.stdout.split()
     assert out[0] == job_id
-    assert sorted(out[1:]) == sorted(str(Path("runs") / job_id / n) for n in
-                                     ("results.zip", "status.txt", "stdout"))  # fmt: skip
+    outputs = ("results.zip", "status.txt", "stdout", "stderr", "version.txt", "stats.json")
+    assert sorted(out[1:]) == sorted(str(Path("runs") / job_id / n) for n in outputs)
     # What was submitted: the uploaded archive's URI, the version and the parameters.
     [body] = site.jobs.submissions
     assert body["name"] == "first"
-    assert body["inputs"]["version"] == "v1.2" and body["inputs"]["params"] == {"freight": 90}
-    assert body["inputs"]["debug"] is False  # the app's bootstrap.sh takes it as an argument
+    assert body["inputs"]["version"] == "v1.2" and site.jobs.params(body["inputs"]) == {
+        "freight": 90
+    }
+    assert body["inputs"]["debug"] == "false"  # bootstrap.sh's argument: "true" or "false"
     assert site.fake.files[body["inputs"]["data"]] == data_archive.read_bytes()
     assert "resources" not in body
     no_secret(site, result.stdout, result.stderr, tree=tmp_path / "runs")
@@ -96,7 +98,7 @@ def test_cancel_job_ends_a_running_job_and_run_job_exits_130(site, tmp_path):
 
 
 def test_no_wait_prints_the_id_and_job_status_and_fetch_job_find_it_later(site, tmp_path):
-    site.jobs.step = 0.5  # slow enough to ask before the end
+    site.jobs.plan = lambda inputs, n: fj.never_ends()
     result = site.everbake(
         "run-job", "--app", APP, "--version", "v1", "--params", "{}", "--no-wait", cwd=tmp_path
     )
@@ -106,10 +108,7 @@ def test_no_wait_prints_the_id_and_job_status_and_fetch_job_find_it_later(site, 
     early = site.everbake("fetch-job", job_id, cwd=tmp_path)
     assert early.returncode == 1
     assert re.search(rf"error: job {job_id} is [A-Z]+: outputs exist once it ends", early.stderr)
-    deadline = time.monotonic() + 10
-    while site.jobs.state(job_id) != "DONE":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    site.jobs.end_now(job_id, fj.done())
     status = site.everbake("job-status", job_id, cwd=tmp_path)
     assert status.returncode == 0
     assert f"job {job_id}: DONE" in status.stdout
@@ -122,7 +121,7 @@ def test_no_wait_prints_the_id_and_job_status_and_fetch_job_find_it_later(site, 
 
 def test_watch_rides_out_5xx_and_dropped_connections_without_losing_the_job(site, tmp_path):
     api = site.api(backoff=0.001)
-    job_id = runjob.submit(api, runjob.jobs.Submission(app=APP, version="v1"))
+    job_id = runjob.submit(api, runjob.jobs.Submission(app=APP, version="v1", params={}))
     # More failures in a row than the client retries (4), so the watch itself must cope.
     site.fake.fail("GET", rf"/api/jobs/{job_id}", 503, times=6)
     site.fake.fail("GET", rf"/api/jobs/{job_id}", 0, times=6)
@@ -154,10 +153,15 @@ def test_resubmit_sends_the_original_inputs_with_only_the_overrides(site, tmp_pa
     )
     assert third.returncode == 0, third.stderr
     body = site.jobs.submissions[2]
-    assert body["inputs"] == {**original["inputs"], "params": {"freight": 1}}
+    assert body["inputs"].keys() == original["inputs"].keys()
+    assert body["inputs"] == {**original["inputs"], "parameters": body["inputs"]["parameters"]}
+    assert site.jobs.params(body["inputs"]) == {"freight": 1}
+    assert site.jobs.params(original["inputs"]) == {"freight": 90, "integer": True}
     assert body["resources"] == ["cd" * 12] and body["name"] == original["name"]
     assert len(site.jobs.submissions) == 3
-    assert site.fake.count("POST", "/api/files/temp") == 1  # the data URI is reused
+    # The data archive and the first parameters once, the new parameters once: the
+    # resubmissions reuse the original's file URIs.
+    assert site.fake.count("POST", "/api/files/temp") == 3
 
 
 def test_user_errors_are_one_line_and_never_show_the_token(site, tmp_path):

@@ -76,20 +76,21 @@ def test_resubmission_keeps_every_input_and_changes_only_the_given_ones():
         "appAlias": "alice/transport",
         "inputs": {
             "version": "v1",
-            "params": {"freight": 90},
+            "parameters": "/api/files/temp/p/params.json",
+            "debug": "false",
             "data": "/api/files/temp/x/data.tar.gz",
             "extra": "kept",
         },
         "resources": ["d" * 24],
     }
     same = jobs.resubmission(job)
-    assert same.body(same.data) == {
+    assert same.body(None, None) == {
         "name": "night run",
         "inputs": job["inputs"],
         "resources": ["d" * 24],
     }
     other = jobs.resubmission(job, version="v2", resource="e" * 24)
-    body = other.body(other.data)
+    body = other.body(None, None)
     assert body["inputs"] == {**job["inputs"], "version": "v2"}
     assert body["resources"] == ["e" * 24]
     assert other.app == "alice/transport"

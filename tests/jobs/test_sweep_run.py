@@ -69,11 +69,12 @@ def check_finished_sweep(site: Site, directory: Path) -> list[dict]:
     assert rows[0].keys() >= {"variation", "version", "state", "last_status", "elapsed"}
     # Every variation was submitted once, plus once more per preemption: 15 jobs.
     per_variation = Counter(
-        (b["inputs"]["version"], b["inputs"]["params"]["freight"]) for b in site.jobs.submissions
+        (b["inputs"]["version"], site.jobs.params(b["inputs"])["freight"])
+        for b in site.jobs.submissions
     )
     assert sum(per_variation.values()) == 15
     assert {k for k, n in per_variation.items() if n == 2} == PREEMPTED_ONCE
-    assert all(b["inputs"]["params"]["integer"] is True for b in site.jobs.submissions)
+    assert all(site.jobs.params(b["inputs"])["integer"] is True for b in site.jobs.submissions)
     return table
 
 
@@ -88,7 +89,9 @@ def test_sweep_of_12_with_3_preemptions_ends_all_done(site, tmp_path, data_archi
     directory = sweep_dir(tmp_path)
     check_finished_sweep(site, directory)
     assert result.stderr.count("was preempted; resubmitting (1 of 2)") == 3
-    assert site.fake.count("POST", "/api/files/temp") == 1  # one upload for all 12
+    # One data upload for all, one params.json per distinct parameters (4 freights),
+    # never one per attempt.
+    assert site.fake.count("POST", "/api/files/temp") == 1 + 4
     # The summary table is printed too, one line per variation under a header.
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["variation", "version", "state"] and len(lines) == 13
