@@ -86,6 +86,8 @@ class FakeJob:
     script: Script
     submitted: float
     cancelled_at: float | None = None
+    # Set by a runner that does the task for real (no script): state, info, result.
+    live: dict[str, Any] | None = None
 
 
 class EverestJobs:
@@ -94,9 +96,13 @@ class EverestJobs:
         fake: EverestFake,
         plan: Callable[[dict[str, Any], int], Script] | None = None,
         step_seconds: float = STEP_SECONDS,
+        runner: Callable[[EverestJobs, FakeJob], None] | None = None,
     ) -> None:
         self.fake = fake
         self.plan = plan or (lambda inputs, n: done())
+        # A runner does each task for real in a thread of its own, reporting through
+        # drive(); without one, jobs follow their scripts on the fast clock.
+        self.runner = runner
         self.step = step_seconds
         self.jobs: dict[str, FakeJob] = {}
         self.submissions: list[dict[str, Any]] = []  # every accepted POST body, in order
@@ -114,6 +120,27 @@ class EverestJobs:
 
     def state(self, job_id: str) -> str:
         return self._doc(self.jobs[job_id])["state"]
+
+    def drive(
+        self,
+        job_id: str,
+        state: str,
+        info: str = "",
+        outputs: dict[str, tuple[str, bytes]] | None = None,
+    ) -> None:
+        """What a runner reports: the state, the live status and, at the end, the
+        output files by parameter name (served at /api/files/jobs/<job>/<file>)."""
+        with self.lock:
+            job = self.jobs[job_id]
+            live: dict[str, Any] = {"state": state, "info": info}
+            if outputs is not None:
+                live["result"] = {}
+                for param, (name, data) in outputs.items():
+                    uri = f"/api/files/jobs/{job_id}/{name}"
+                    with self.fake.lock:
+                        self.fake.files[uri] = data
+                    live["result"][param] = uri
+            job.live = live
 
     def end_now(self, job_id: str, script: Script) -> None:
         """Let a job run ``script`` to its end at once (for jobs planned never to end)."""
@@ -155,6 +182,9 @@ class EverestJobs:
             )
             self.jobs[job.id] = job
             self.submissions.append(body)
+        if self.runner is not None:
+            job.live = {"state": "SUBMITTED"}
+            threading.Thread(target=self.runner, args=(self, job), daemon=True).start()
         # everest.py __submitJob: 201 with {id, state}
         return Reply(201, {"id": job.id, "state": "SUBMITTED"})
 
@@ -211,6 +241,8 @@ class EverestJobs:
             "inputs": job.inputs,
             "resources": job.resources,  # guess: not in everest.py's Job.fromjson
         }
+        if job.live is not None:
+            return {**doc, **job.live}
         if job.cancelled_at is not None and now - job.cancelled_at >= self.step:
             return self._ended(job, doc, "CANCELLED", "cancelled: SIGINT after 0.1 s")
         if steps < script.queued_steps:
