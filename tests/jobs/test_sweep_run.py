@@ -215,10 +215,15 @@ def test_ctrl_c_stops_the_sweep_with_130_and_says_how_to_resume(site, tmp_path):
     proc = site.spawn("sweep", "--app", APP, "--grid", str(grid), cwd=tmp_path)
     try:
         deadline = time.monotonic() + 30
-        while len(site.jobs.submissions) < 2:
+        ids: list = []
+        while len(ids) < 2 or not all(ids):  # both jobs submitted and saved
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-        time.sleep(0.2)
+            try:
+                state = json.loads((sweep_dir(tmp_path) / "sweep.json").read_text())
+            except (ValueError, FileNotFoundError):
+                continue
+            ids = [a["job_id"] for item in state["items"] for a in item["attempts"]]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
