@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -21,3 +22,12 @@ def write_atomic(path: Path, text: str) -> None:
 def write_json(path: Path, data: object) -> None:
     """``data`` as indented JSON with sorted keys (stable diffs), written atomically."""
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -12,14 +12,14 @@ protect every image and retire nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from everbake.errors import EverbakeError
+from everbake.files import read_json_object
 from everbake.stores import CloudImage, ImageStore, newest_first, parse_time
 
 Kind = Literal["keep", "deprecate", "delete"]
@@ -134,7 +134,7 @@ def published_names(dist: Path, provider: str) -> dict[Path, set[str]]:
     found: dict[Path, set[str]] = {}
     folder = dist / "resources"
     for path in sorted([*folder.glob("*.json"), *(folder / provider).glob("*.json")]):
-        record = _read_json(path)
+        record = read_json_object(path)
         if record.get("provider", provider) != provider:
             continue
         image = record.get("image")
@@ -148,14 +148,6 @@ def published_names(dist: Path, provider: str) -> dict[Path, set[str]]:
 def protected_images(dist: Path, provider: str) -> set[str]:
     """Every image name and id a published resource config names."""
     return set().union(*published_names(dist, provider).values())
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _strings(*values: object) -> list[str]:

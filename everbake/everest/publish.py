@@ -27,7 +27,7 @@ from everbake.everest import resource
 from everbake.everest.client import EverestClient, EverestError, EverestNotFound, base_url
 from everbake.everest.records import find_build, newest_record
 from everbake.everest.token import client_for
-from everbake.files import write_json
+from everbake.files import read_json_object, write_json
 from everbake.fingerprint import fingerprints
 from everbake.ui import say
 
@@ -66,6 +66,8 @@ def publish_resource(
     images_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Published:
+    """Check, then send (when ``target.sends``) and record the resource config of
+    ``image`` (a spec name or a built image name) on ``provider``."""
     env = os.environ if env is None else env
     spec, record = find_build(image, provider, images_dir)
     newest = newest_record(spec, provider)
@@ -97,7 +99,7 @@ def _previous_record(folder: Path, name: str) -> dict[str, Any] | None:
     """The newest published record of resource ``name`` in ``folder``."""
     found = []
     for path in folder.glob("*.json"):
-        data = _read_json(path)
+        data = read_json_object(path)
         if data.get("name") == name:
             found.append((path.stat().st_mtime, data))
     return max(found, key=lambda item: item[0])[1] if found else None
@@ -107,18 +109,10 @@ def _drop_superseded(folder: Path, name: str, keep: Path) -> list[Path]:
     """Records of the same resource naming older images: no longer what is published."""
     removed = []
     for path in sorted(folder.glob("*.json")):
-        if path != keep and _read_json(path).get("name") == name:
+        if path != keep and read_json_object(path).get("name") == name:
             path.unlink()
             removed.append(path)
     return removed
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # --------------------------------------------------------------- the image

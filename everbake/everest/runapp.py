@@ -35,6 +35,7 @@ from everbake.errors import EverbakeError
 from everbake.everest import agentconf
 from everbake.everest.agentconf import AgentConfig, AppError
 from everbake.everest.app import BOOTSTRAP, expand, load_app
+from everbake.files import read_json_object
 from everbake.fingerprint import fingerprints
 from everbake.localbuild.staging import render_agent_conf
 from everbake.runlocal import (
@@ -182,7 +183,7 @@ class AppSteps:
 def image_agent_config(root: Path) -> tuple[AgentConfig, str]:
     """The agent config inside a mounted image; for an image built without the agent,
     its spec's template, when the image's fingerprint says it is the same spec."""
-    info = _read_json(root / "etc/everest/image.json")
+    info = read_json_object(root / "etc/everest/image.json")
     spec = None
     try:
         spec = load_spec(str(info.get("spec", ""))) if info.get("spec") else None
@@ -235,18 +236,13 @@ def _read_inputs(job: Path) -> dict[str, Any]:
     path = job / "inputs.json"
     if not path.is_file():
         return {}
-    data = _read_json(path)
-    if not data:
-        raise AppError(f"{path}: not a JSON object of input values")
-    return data
-
-
-def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except ValueError as exc:
+        raise AppError(f"{path}: not JSON ({exc}); give an object of input values") from None
+    if not isinstance(data, dict):
+        raise AppError(f"{path}: not a JSON object of input values")
+    return data
 
 
 def _pump(

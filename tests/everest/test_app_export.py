@@ -147,3 +147,57 @@ def test_load_app_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "application.json").write_text('{"config": {}}')
     with pytest.raises(AppError, match=r"config\.command is missing"):
         load_app(tmp_path)
+
+
+STUB = """#!/bin/sh
+# A stand-in for everest-bootstrap: records its arguments, environment and parameters.
+{ printf '%s\\n' "$@"; echo "--"; env | grep '^EVEREST_' | sort; echo "--"
+  cat params.json; } > seen
+"""
+
+
+def _run_bootstrap(app: Path, task: Path, *args: str, env: dict[str, str] | None = None):
+    stub_dir = task.parent / "bin"
+    stub_dir.mkdir(exist_ok=True)
+    (stub_dir / "everest-bootstrap").write_text(STUB)
+    (stub_dir / "everest-bootstrap").chmod(0o755)
+    path = f"{stub_dir}:/usr/local/bin:/usr/bin:/bin"
+    return subprocess.run(
+        ["/bin/sh", str(app / "bootstrap.sh"), *args],
+        cwd=task,
+        env={"PATH": path, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_bootstrap_sh_passes_inputs_and_settings_on(repo_copy: Path, tmp_path: Path) -> None:
+    _local_record(repo_copy)
+    app = export_app(
+        "optimization", output=tmp_path / "app", project="g/m", images_dir=repo_copy / "images"
+    ).directory
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "params.json").write_text('{"freight": 90}')
+    done = _run_bootstrap(app, task, "v1.2", "true", env={"EVEREST_GITLAB_URL": "https://gl.x"})
+    assert done.returncode == 0, done.stderr
+    argv, env, params = (task / "seen").read_text().split("--\n")
+    assert argv.split("\n")[:8] == [
+        "--ref", "v1.2", "--task-dir", str(task), "--params-file", "params.json",
+        "--input", "data.archive",
+    ]  # fmt: skip
+    assert "EVEREST_GITLAB_PROJECT=g/m" in env.splitlines()
+    assert "EVEREST_GITLAB_URL=https://gl.x" in env.splitlines()  # the environment wins
+    assert "EVEREST_CACHE_DIR=/var/tmp/everest/models" in env.splitlines()
+    assert json.loads(params) == {"freight": 90, "debug": True}
+    # Bad inputs stop it before everest-bootstrap runs.
+    (task / "seen").unlink()
+    for args, message in (
+        (("v1; rm -rf /", "false"), "is not a commit, tag or branch name"),
+        (("v1", "yes"), "debug must be true or false"),
+        ((), 'the model version (input "version") is missing'),
+    ):
+        bad = _run_bootstrap(app, task, *args)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr
+        assert not (task / "seen").exists()

@@ -181,3 +181,40 @@ def test_gc_images_and_force_honour_the_published_record(
     assert protected_images(dist, "gcp") == {record["image"], record["image_id"]}
     assert protected_images(dist, "yandex") == set()
     assert done.path is not None and done.path.parent == dist / "resources" / "gcp"
+
+
+def test_the_image_is_looked_up_when_credentials_exist(
+    everest: EverestFake,
+    token: str,
+    images_dir: Path,
+    built: Callable[..., dict],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.cloud.conftest import PROJECT, service_account_key
+    from tests.fakes.gce import FakeGce
+
+    record = built("gcp")
+    assert record["project"] == PROJECT
+    with FakeGce() as gce:
+        email = f"pub@{PROJECT}.iam.gserviceaccount.com"
+        key = service_account_key(tmp_path / "sa.json", f"{gce.endpoint}/token", email)
+        gce.state.require_token = gce.state.issued_token
+        gce.state.accept_jwt_issuer = email
+        # The SDK reads its credentials from the process environment.
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+        monkeypatch.setenv("EVERBAKE_GCE_ENDPOINT", gce.endpoint)
+        target = Target(everest.url, EP)
+        with pytest.raises(resource.ResourceConfigError) as refused:
+            publish_resource("optimization", "gcp", target=target, images_dir=images_dir)
+        assert str(refused.value) == (
+            f"image.name: {record['image']} no longer exists in gcp {PROJECT}; rebuild it: "
+            "invoke build-image --provider gcp --image optimization"
+        )
+        assert everest.calls == []
+        fp = record["fingerprints"]["image"]
+        gce.add_image(PROJECT, record["image"], record["family"], {"everbake-fingerprint": fp[:48]})
+        done = publish_resource("optimization", "gcp", target=target, images_dir=images_dir)
+        assert done.action == "created"
+    assert f"image {record['image']}: exists in gcp {PROJECT}" in capsys.readouterr().err

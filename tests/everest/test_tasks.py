@@ -83,7 +83,7 @@ def test_publish_create_no_op_and_dry_run(
     }
     dry = everbake("publish-resource", "--provider", "gcp", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
-    assert f"+ image.name: \"{record['image']}\"" in dry.stdout.splitlines()
+    assert f'+ image.name: "{record["image"]}"' in dry.stdout.splitlines()
     assert "dry run: nothing written or sent" in dry.stderr
     assert everest.resources == {}
     first = everbake("publish-resource", "--provider", "gcp", env=env)

@@ -11,7 +11,7 @@ What it imitates and where that comes from:
   client __uploadFile); ``GET /api/files/...`` serves what was stored (python
   client getFile fetches ``/api/files/...`` URIs with the session).
 - The resource endpoint is NOT Everest's (its resource API is not public): it is
-  everbake's own documented protocol (docs/everest.md "Resource endpoint"), at a
+  everbake's own documented protocol (README.md "From image to Everest", Publishing), at a
   configurable path, so an operator can put it behind a proxy that speaks to
   their Everest. GET <ep>/<name> -> 200 config | 404; POST <ep> {config} -> 201
   | 409 when the name exists; PATCH <ep>/<name> (JSON merge patch, RFC 7396)
@@ -212,7 +212,7 @@ class EverestFake(LoopbackHttpServer):
             return error(404, "File not found")
         return Reply(200, content, "application/octet-stream")
 
-    # Our own resource protocol (docs/everest.md "Resource endpoint").
+    # Our own resource protocol (README.md "From image to Everest", Publishing).
     def _list_resources(self, call: Call) -> Reply:
         with self.lock:
             return Reply(200, list(self.resources.values()))

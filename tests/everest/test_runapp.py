@@ -1,0 +1,115 @@
+"""run-local --app's steps without an image: job inputs by the app's mappings, the
+command checked against an image root's agent config, outputs by the mappings.
+(The real run in a local image is the slow tier: tests/e2e/test_app_e2e.py.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from everbake.everest.agentconf import AppError
+from everbake.everest.app import export_app
+from everbake.everest.runapp import AppSteps
+from everbake.spec import REPO_ROOT
+from tests.everest.test_app_export import _local_record
+
+JOB = REPO_ROOT / "examples/transport/job"
+
+
+@pytest.fixture
+def app_dir(repo_copy: Path, tmp_path: Path) -> Path:
+    _local_record(repo_copy)
+    return export_app(
+        "optimization", output=tmp_path / "app", images_dir=repo_copy / "images"
+    ).directory
+
+
+def _root(tmp_path: Path, allowed: list[str]) -> Path:
+    root = tmp_path / "root"
+    conf = root / "opt/everest/agent/conf/agent.conf.template"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(json.dumps({"security": {"allowedCommands": allowed}}))
+    (root / "etc/everest").mkdir(parents=True)
+    (root / "etc/everest/image.json").write_text(json.dumps({"spec": "optimization"}))
+    return root
+
+
+def test_run_local_s_job_layout_maps_onto_the_app(app_dir: Path, tmp_path: Path) -> None:
+    steps = AppSteps(app_dir)
+    steps.check_job(JOB)
+    assert steps.values == {
+        "version": "local",
+        "parameters": "params.json",
+        "data": "data.tar.gz",
+        "debug": "false",
+    }
+    task = tmp_path / "task"
+    task.mkdir()
+    staged = steps.stage(JOB, task, tmp_path)
+    assert staged == ["params.json", "data.archive", "bootstrap.sh"]
+    assert (task / "data.archive").read_bytes() == (JOB / "data.tar.gz").read_bytes()
+    argv, extra = steps.command(_root(tmp_path, ["bash bootstrap\\.sh .*"]), "/m")
+    assert argv == [
+        "/usr/bin/env", "-C", "/var/tmp/everbake-run/task", "bash", "bootstrap.sh", "local",
+        "false",
+    ]  # fmt: skip
+    assert extra["EVEREST_MODEL_LOCAL"] == "/m"
+
+
+def test_inputs_json_overrides_and_is_checked(app_dir: Path, tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    shutil.copytree(JOB, job)
+    (job / "inputs.json").write_text(json.dumps({"version": "v2.0", "debug": "true"}))
+    steps = AppSteps(app_dir)
+    steps.check_job(job)
+    assert steps.values["version"] == "v2.0" and steps.values["debug"] == "true"
+    (job / "inputs.json").write_text(json.dumps({"verison": "v2.0"}))
+    with pytest.raises(AppError, match=r"verison is not an input of the app; its inputs: data"):
+        steps.check_job(job)
+    (job / "inputs.json").write_text("{}")
+    (job / "params.json").unlink()
+    with pytest.raises(AppError, match=r"no value for the app's input 'parameters'"):
+        steps.check_job(job)
+
+
+def test_a_command_the_image_does_not_allow_is_refused(app_dir: Path, tmp_path: Path) -> None:
+    steps = AppSteps(app_dir)
+    steps.check_job(JOB)
+    with pytest.raises(AppError) as refused:
+        steps.command(_root(tmp_path, ["everest-bootstrap .*"]), "/m")
+    assert "command 'bash bootstrap.sh local false' matches no security.allowedCommands" in str(
+        refused.value
+    )
+    assert "(/opt/everest/agent/conf/agent.conf.template)" in str(refused.value)
+
+
+def test_outputs_are_collected_by_the_mappings(app_dir: Path, tmp_path: Path) -> None:
+    task, run = tmp_path / "task", tmp_path / "run"
+    task.mkdir()
+    run.mkdir()
+    for name in ("results.zip", "status.txt", "stdout", "stderr", "work.tmp"):
+        (task / name).write_text(name)
+    collected = AppSteps(app_dir).collect(task, run)
+    assert collected == ["results.zip", "status.txt", "stderr", "stdout"]
+    assert json.loads((run / "outputs.json").read_text()) == {
+        "results": ["results.zip"],
+        "stdout": ["stdout"],
+        "stderr": ["stderr"],
+        "status": ["status.txt"],
+    }
+    assert not (run / "work.tmp").exists()
+
+
+def test_a_mapping_that_leaves_the_task_dir_is_refused(app_dir: Path, tmp_path: Path) -> None:
+    descriptor = json.loads((app_dir / "application.json").read_text())
+    descriptor["config"]["inputMappings"][0]["file"] = "../escape.json"
+    (app_dir / "application.json").write_text(json.dumps(descriptor))
+    steps = AppSteps(app_dir)
+    steps.check_job(JOB)
+    (tmp_path / "task").mkdir()
+    with pytest.raises(AppError, match="leaves the task directory"):
+        steps.stage(JOB, tmp_path / "task", tmp_path)
+    assert not (tmp_path / "escape.json").exists()
