@@ -95,7 +95,7 @@ def cancel_job(c, job):
     help={
         "job": "the job to run again",
         "version": "another model version",
-        "params": "other parameters: " + HELP_PARAMS,
+        "params": "other parameters: a JSON file, or a JSON object inline",
         "data": "another " + HELP_DATA,
         "resource": "another resource (24-hex id)",
     }
@@ -118,7 +118,7 @@ def resubmit(c, job, version=None, params=None, data=None, resource=None):
 @task(
     help={
         "app": HELP_APP,
-        "grid": "the variations: a TOML or JSON grid file (README 'Sweeps')",
+        "grid": "the variations: a TOML or JSON grid file (docs/jobs.md 'Sweeps')",
         "max_parallel": "at most this many jobs submitted and not ended at once (default 4)",
         "retries": "resubmit a job whose VM was preempted up to this many times (default 2)",
         "resume": "carry on with runs/sweep-<id> without resubmitting finished jobs",
