@@ -14,6 +14,7 @@ from pathlib import Path
 from everbake import ui
 from everbake.errors import EverbakeError
 from everbake.everest import jobs, summary
+from everbake.everest.client import EverestNotFound
 from everbake.everest.grid import load_grid
 from everbake.everest.jobsapi import JobsApi
 from everbake.everest.liveview import LiveView, Row
@@ -154,7 +155,16 @@ def _poll(api: JobsApi, sweep: Sweep) -> bool:
         if item.final or attempt is None or attempt.tracker is None or attempt.tracker.done:
             continue
         tracker = attempt.tracker
-        if not tracker.update(api.job(tracker.job_id)):
+        try:
+            doc = api.job(tracker.job_id)
+        except EverestNotFound:
+            # Deleted on Everest (web UI, another client): nothing left to follow.
+            tracker.state, tracker.ended_at = "MISSING", time.time()
+            tracker.statuses.append("the job is gone from Everest (404)")
+            item.final, changed = True, True
+            sweep.save()
+            continue
+        if not tracker.update(doc):
             continue
         changed = True
         if tracker.done:

@@ -246,3 +246,30 @@ def test_a_submission_refused_with_400_stops_the_sweep_at_once(site, tmp_path):
     with pytest.raises(EverbakeError, match="answered 400"):
         sweep.run(api, state, LiveView(tty=False))
     assert site.fake.count("POST", r"/api/apps/.*") == 1  # not sent again and again
+
+
+def test_a_job_deleted_on_everest_ends_missing_while_the_rest_finish(site, tmp_path):
+    import threading
+
+    from everbake.everest.liveview import LiveView
+
+    site.jobs.plan = lambda inputs, n: fj.never_ends() if inputs["params"]["x"] == 2 else fj.done()
+    sweep, api, state = small_sweep(site, tmp_path)
+    outcome = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(sweep.run(api, state, LiveView(tty=False)))
+    )
+    runner.start()
+    deadline = time.monotonic() + 30
+    while len(site.jobs.jobs) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    doomed = next(j.id for j in site.jobs.jobs.values() if j.script.end == "never")
+    with site.jobs.lock:
+        del site.jobs.jobs[doomed]  # as DELETE /api/jobs/<id> would
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    table = outcome[0].table
+    assert [row["state"] for row in table] == ["DONE", "MISSING", "DONE"]
+    assert table[1]["last_status"] == "the job is gone from Everest (404)"
+    assert outcome[0].exit_code == 1
