@@ -1,0 +1,141 @@
+"""invoke tasks: Everest jobs from the terminal (run, status, fetch, cancel, resubmit, sweep).
+
+Thin: flags -> one library call (everbake.everest.runjob / sweep) -> exit status
+from the job's final state (DONE 0, FAILED 1, CANCELLED 130). Outputs land in
+runs/<job-id>/ and runs/sweep-<id>/ under the current directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import invoke
+
+from everbake.taskutil import task
+
+RUNS_DIR = Path("runs")
+
+HELP_APP = "the Everest application: OWNER/ALIAS or its 24-hex id"
+HELP_PARAMS = "the model's parameters: a JSON file, or a JSON object inline"
+HELP_DATA = "input data archive (.zip or .tar.gz), uploaded first"
+HELP_RESOURCE = "run on this Everest resource (24-hex id); default: the app's"
+
+
+def _api(c: invoke.Context):  # -> JobsApi; imports kept lazy for a fast --list
+    from everbake.everest.jobsapi import JobsApi
+    from everbake.everest.session import open_client
+
+    return JobsApi(open_client(c))
+
+
+def _exit(outcome) -> None:  # a runjob.Outcome
+    if outcome.exit_code:
+        why = f" (its VM was preempted: 'invoke resubmit {outcome.job_id}')"
+        message = f"job {outcome.job_id} ended {outcome.state}" + (why if outcome.preempted else "")
+        raise invoke.Exit(message, outcome.exit_code)
+
+
+@task(
+    help={
+        "app": HELP_APP,
+        "version": "model version: a commit SHA, tag or branch",
+        "params": HELP_PARAMS,
+        "data": HELP_DATA,
+        "resource": HELP_RESOURCE,
+        "name": "job name shown in Everest (default: the app)",
+        "debug": "ask the runtime for debug.zip",
+        "no_wait": "submit, print the job id and return",
+    }
+)
+def run_job(
+    c, app, version, params, data=None, resource=None, name=None, debug=False, no_wait=False
+):
+    """Submit a job, follow it live, download its outputs into runs/<job-id>/."""
+    from everbake.everest import jobs, runjob
+
+    sub = jobs.Submission(
+        app=app,
+        version=version,
+        params=jobs.load_params(params),
+        data=jobs.check_data(data),
+        resource=resource,
+        name=name or "",
+        debug=debug,
+    )
+    outcome = runjob.run_job(_api(c), sub, RUNS_DIR, wait=not no_wait)
+    if not no_wait:
+        _exit(outcome)
+
+
+@task(help={"job": "job id"})
+def job_status(c, job):
+    """Show a job's state, last status and outputs."""
+    from everbake.everest import runjob
+
+    runjob.job_status(_api(c), job)
+
+
+@task(help={"job": "job id"})
+def fetch_job(c, job):
+    """Download an ended job's outputs into runs/<job-id>/."""
+    from everbake.everest import runjob
+
+    runjob.fetch_job(_api(c), job, RUNS_DIR)
+
+
+@task(help={"job": "job id"})
+def cancel_job(c, job):
+    """Ask Everest to cancel a job."""
+    from everbake.everest import runjob
+
+    runjob.cancel_job(_api(c), job)
+
+
+@task(
+    help={
+        "job": "the job to run again",
+        "version": "another model version",
+        "params": "other parameters: a JSON file, or a JSON object inline",
+        "data": "another " + HELP_DATA,
+        "resource": "another resource (24-hex id)",
+    }
+)
+def resubmit(c, job, version=None, params=None, data=None, resource=None):
+    """Run a job again with the same inputs, changing only the ones given; follow it."""
+    from everbake.everest import jobs, runjob
+
+    api = _api(c)
+    sub = jobs.resubmission(
+        api.job(job),
+        version=version,
+        params=jobs.load_params(params) if params is not None else None,
+        data=jobs.check_data(data),
+        resource=resource,
+    )
+    _exit(runjob.run_job(api, sub, RUNS_DIR))
+
+
+@task(
+    help={
+        "app": HELP_APP,
+        "grid": "the variations: a TOML or JSON grid file (docs/jobs.md 'Sweeps')",
+        "max_parallel": "at most this many jobs submitted and not ended at once (default 4)",
+        "retries": "resubmit a job whose VM was preempted up to this many times (default 2)",
+        "resume": "carry on with runs/sweep-<id> without resubmitting finished jobs",
+    }
+)
+def sweep(c, app=None, grid=None, max_parallel=4, retries=2, resume=None):
+    """Run every variation of a grid as a job; resubmit preempted ones; write a summary."""
+    from everbake.everest.sweep import sweep_from_flags
+
+    outcome = sweep_from_flags(
+        _api(c), app, grid, RUNS_DIR, int(max_parallel), int(retries), resume
+    )
+    if outcome.exit_code:
+        bad = sum(1 for row in outcome.table if row["state"] != "DONE")
+        raise invoke.Exit(f"sweep {outcome.sweep.sweep_id}: {bad} job(s) did not end DONE", 1)
+
+
+def register(ns: invoke.Collection) -> None:
+    for each in (run_job, job_status, fetch_job, cancel_job, resubmit, sweep):
+        ns.add_task(each)

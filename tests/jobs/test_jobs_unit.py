@@ -1,0 +1,199 @@
+"""Jobs as data: parameters, resubmission inputs, preemption, backoff, sweep state."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from everest_runtime import runner
+
+from everbake.everest import jobs
+from everbake.everest.grid import Variation
+from everbake.everest.sweepstate import Attempt, load_sweep, new_sweep
+from everbake.everest.watch import Backoff, Tracker
+
+
+def test_params_inline_or_file(tmp_path):
+    assert jobs.load_params('{"freight": 90}') == {"freight": 90}
+    path = tmp_path / "params.json"
+    path.write_text('{"integer": true}')
+    assert jobs.load_params(str(path)) == {"integer": True}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"freight": }', "--params: the inline JSON is not valid JSON"),
+        ("missing.json", "--params missing.json: neither a JSON object nor a readable file"),
+        ("[1]", "--params [1]: neither a JSON object nor a readable file"),
+    ],
+)
+def test_params_errors_are_one_line(value, message):
+    with pytest.raises(jobs.JobError) as caught:
+        jobs.load_params(value)
+    assert message in str(caught.value)
+
+
+def test_params_file_must_hold_an_object(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(jobs.JobError, match="must hold a JSON object"):
+        jobs.load_params(str(path))
+
+
+def _final(sig: int | None, rc: int) -> str:
+    """The runtime's own final status for a model stopped by ``sig`` (or exiting ``rc``)."""
+    signals = runner._Signals()
+    if sig is not None:
+        signals.received = [sig]
+        signals.first_at = 112.3
+    return runner._final_status(rc, 100.0, 13.0, signals, False, "solving", 20)
+
+
+def test_preemption_is_read_from_the_runtimes_own_final_status():
+    assert jobs.is_preempted(["solving", _final(signal.SIGTERM, 143)])
+    assert not jobs.is_preempted(["solving", _final(signal.SIGINT, 130)])  # a cancel
+    assert not jobs.is_preempted(["solving", _final(None, 3)])  # the model failed
+    notice = "preemption notice: the cloud is reclaiming this VM; stopping soon"
+    assert jobs.is_preempted([notice, "failed: killed by SIGKILL after 30.0 s"])
+
+
+def test_tracker_counts_a_preempted_failure_only():
+    t = Tracker("a" * 24)
+    t.update({"state": "RUNNING", "info": "solving"})
+    t.update({"state": "FAILED", "info": "solving"})
+    assert not t.preempted
+    t.note_final_status("preempted: SIGTERM after 1.0 s; partial results collected\n")
+    assert t.preempted and t.last_status.startswith("preempted:")
+
+
+def test_resubmission_keeps_every_input_and_changes_only_the_given_ones():
+    job = {
+        "id": "b" * 24,
+        "name": "night run",
+        "appId": "c" * 24,
+        "appAlias": "alice/transport",
+        "inputs": {
+            "version": "v1",
+            "parameters": "/api/files/temp/p/params.json",
+            "debug": "false",
+            "data": "/api/files/temp/x/data.tar.gz",
+            "extra": "kept",
+        },
+        "resources": ["d" * 24],
+    }
+    same = jobs.resubmission(job)
+    assert same.body(None, None) == {
+        "name": "night run",
+        "inputs": job["inputs"],
+        "resources": ["d" * 24],
+    }
+    other = jobs.resubmission(job, version="v2", resource="e" * 24)
+    body = other.body(None, None)
+    assert body["inputs"] == {**job["inputs"], "version": "v2"}
+    assert body["resources"] == ["e" * 24]
+    assert other.app == "alice/transport"
+
+
+def test_resubmission_of_a_foreign_job_is_refused():
+    with pytest.raises(jobs.JobError, match="no 'version'"):
+        jobs.resubmission({"id": "x", "inputs": {"n": 1}, "appId": "a"})
+
+
+def test_backoff_stretches_while_quiet_and_snaps_back_on_change():
+    b = Backoff(first=1.0, most=4.0)
+    waits = [b.next(False) for _ in range(6)]
+    assert waits[0] == pytest.approx(1.0, rel=0.11)
+    assert waits[-1] == pytest.approx(4.0, rel=0.11)
+    assert all(w <= 4.4 for w in waits)
+    assert b.next(True) == pytest.approx(1.0, rel=0.11)
+
+
+def test_sweep_state_round_trips_and_is_written_atomically(tmp_path):
+    variations = [Variation(i, f"x={i}", "v1", {"x": i}) for i in range(3)]
+    grid = tmp_path / "grid.toml"
+    grid.write_text("")
+    sweep = new_sweep("alice/app", grid, variations, tmp_path / "runs", retries=2, parallel=2)
+    item = sweep.items[1]
+    item.attempts.append(Attempt(sweep.job_name(item), Tracker("f" * 24, "RUNNING", ["solving"])))
+    item.attempts.append(Attempt(sweep.job_name(item)))  # saved before its POST
+    sweep.uploads["/data.zip"] = "/api/files/temp/1/data.zip"
+    sweep.save()
+    assert [p.name for p in sweep.directory.iterdir()] == ["sweep.json"]  # no temp left
+    again = load_sweep(sweep.directory)
+    assert again.sweep_id == sweep.sweep_id and again.uploads == sweep.uploads
+    names = [a.name for a in again.items[1].attempts]
+    assert names == [f"sweep-{sweep.sweep_id}-1-0", f"sweep-{sweep.sweep_id}-1-1"]
+    assert again.items[1].attempts[0].tracker.last_status == "solving"
+    assert again.items[1].attempts[1].tracker is None
+    assert json.loads(sweep.path.read_text())["items"][0]["attempts"] == []
+
+
+def test_resume_of_a_directory_without_state_says_what_to_give(tmp_path):
+    with pytest.raises(jobs.JobError, match=r"no sweep\.json there; give a runs/sweep-<id>"):
+        load_sweep(tmp_path)
+
+
+def test_live_view_redraws_in_place_on_a_terminal_and_prints_changes_elsewhere():
+    import io
+
+    from everbake.everest.liveview import LiveView, Row
+
+    t = Tracker("a" * 24)
+    t.update({"state": "RUNNING", "info": "solving"})
+    term = io.StringIO()
+    view = LiveView(term, tty=True)
+    view.show([Row("x=1", t)], force=True)
+    t.update({"state": "RUNNING", "info": "gap 1%"})
+    view.show([Row("x=1", t)], force=True)
+    drawn = term.getvalue()
+    assert drawn.count("\x1b[1F\x1b[J") == 1  # second frame replaces the first line
+    assert drawn.rstrip().endswith("gap 1%")
+
+    log = io.StringIO()
+    plain = LiveView(log, tty=False)
+    for _ in range(3):
+        plain.show([Row("x=1", t)])  # unchanged: one line only
+    assert "\x1b" not in log.getvalue() and len(log.getvalue().splitlines()) == 1
+
+
+def test_live_view_on_a_short_terminal_shows_running_jobs_and_counts_the_rest(monkeypatch):
+    import io
+
+    from everbake.everest.liveview import LiveView, Row
+
+    monkeypatch.setenv("LINES", "6")
+    monkeypatch.setenv("COLUMNS", "80")
+    rows = []
+    for n in range(10):
+        t = Tracker(f"{n:024x}")
+        t.update({"state": "DONE" if n < 7 else "RUNNING", "info": f"s{n}"})
+        rows.append(Row(f"x={n}", t))
+    term = io.StringIO()
+    LiveView(term, tty=True).show(rows, force=True)
+    lines = term.getvalue().splitlines()
+    assert len(lines) == 4
+    assert [line.split()[0] for line in lines] == ["x=7", "x=8", "x=9", "..."]
+    assert "7 more: 7 DONE" in lines[-1]
+
+
+def test_output_file_names_never_leave_the_jobs_directory():
+    base = "/api/files/jobs/" + "a" * 24
+    doc = {
+        "result": {
+            "results": f"{base}/results.zip",
+            "odd": f"{base}/..",
+            "hidden": f"{base}/.bashrc",
+            "encoded": f"{base}/a%2F..%2Fb.txt",
+            "many": [f"{base}/x.csv", 3, None],
+            "number": 42.0,
+        }
+    }
+    assert jobs.output_files(doc) == [
+        ("results.zip", f"{base}/results.zip"),
+        ("odd", f"{base}/.."),
+        ("hidden", f"{base}/.bashrc"),
+        ("b.txt", f"{base}/a%2F..%2Fb.txt"),
+        ("x.csv", f"{base}/x.csv"),
+    ]
