@@ -166,14 +166,14 @@ class PipelineRepo:
         return Run(done.returncode, log.read_text(), logs, plan)
 
     def baked(self) -> dict[str, float]:
-        """Every image tarball, build record and base cache, with its mtime."""
-        found = {}
-        for folder in (self.work / "dist" / "local", self.work / "dist" / "builds", self.cache):
-            if folder.exists():
-                for path in folder.rglob("*"):
-                    if path.is_file() and path.suffix in (".zst", ".json"):
-                        found[str(path.relative_to(self.root))] = path.stat().st_mtime
-        return found
+        """Every image tarball, build record and base cache tarball, with its mtime."""
+        dist = self.work / "dist"
+        found = [
+            *(dist / "local").glob("*.tar.zst"),
+            *(dist / "builds").rglob("*.json"),
+            *self.cache.glob("*.tar.zst"),
+        ]
+        return {str(path.relative_to(self.root)): path.stat().st_mtime for path in found}
 
 
 def _tail(run: Run) -> str:
@@ -181,7 +181,10 @@ def _tail(run: Run) -> str:
 
 
 def _passed(run: Run, job: str) -> bool:
-    return re.search(rf"^\s*PASS\s+{re.escape(job)}\s*$", run.output, re.MULTILINE) is not None
+    """gitlab-ci-local's summary has " PASS  <job>"; a child pipeline's job reads
+    " PASS  [<trigger job>] -> <job>"."""
+    line = rf"^\s*PASS\s+(\[[^]]+\] -> )?{re.escape(job)}\s*$"
+    return re.search(line, run.output, re.MULTILINE) is not None
 
 
 def _actions(run: Run, image: str) -> set[str]:
