@@ -6,7 +6,13 @@ origin (its HEAD gives CI_DEFAULT_BRANCH), for the local provider.
 The first pipeline bakes every image; a commit bumping one solver version
 bakes both layers of that image and nothing else; a commit touching only a
 comment, a zone and the README bakes nothing, and every build job says "up to
-date". The `tests` job (`.ci/run` without the slow tier: .ci/run runs this file) is
+date". A pipeline for gcp without credentials fails each build job at
+`invoke check --provider gcp`, which prints the fix.
+
+gitlab-ci-local 4.60.0 runs the keywords the pipeline uses (workflow rules,
+rules, needs, artifacts, `trigger: include: artifact`) except one: it does not
+honour `trigger: strategy: depend` (a trigger job always passes), so a failed
+child job is read from its summary, not from the exit status. The `tests` job (`.ci/run` without the slow tier: .ci/run runs this file) is
 left out with the pipeline's own switch EVERBAKE_CI_TESTS=false; every other
 job of a push to the default branch runs.
 
@@ -40,6 +46,15 @@ GITLAB_CI_LOCAL = REPO / "node_modules" / ".bin" / "gitlab-ci-local"
 # child pipeline, which has no such jobs ("validate,plan,build could not be found").
 JOBS = ("validate", "plan", "build")
 IMAGES = ("optimization", "scip")
+# What could hand the jobs a cloud login (everbake.location, everbake.stores.factory).
+CLOUD_ENV = (
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+    "CLOUDSDK_CORE_PROJECT",
+    "YC_TOKEN",
+    "YC_SERVICE_ACCOUNT_KEY_FILE",
+    "YC_FOLDER_ID",
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -138,16 +153,18 @@ class PipelineRepo:
         self.git("commit", "-q", "-a", "-m", message)
         self.git("push", "-q", "origin", "main")
 
-    def run_pipeline(self) -> Run:
+    def run_pipeline(self, providers: str = "local") -> Run:
         self.runs += 1
         env = {
             **os.environ,
-            "HOME": str(self.home),  # no ~/.gitlab-ci-local/variables.yml of the user's
+            # No ~/.gitlab-ci-local/variables.yml and no cloud login of the user's.
+            "HOME": str(self.home),
             "EVERBAKE_LOCAL_CACHE": str(self.cache),
             "FORCE_COLOR": "0",
         }
-        env.pop("VIRTUAL_ENV", None)
-        argv = [str(GITLAB_CI_LOCAL), "--variable", "EVERBAKE_PROVIDERS=local"]
+        for name in (*CLOUD_ENV, "VIRTUAL_ENV"):
+            env.pop(name, None)
+        argv = [str(GITLAB_CI_LOCAL), "--variable", f"EVERBAKE_PROVIDERS={providers}"]
         argv += ["--variable", "EVERBAKE_CI_TESTS=false"]
         log = self.root / f"pipeline-{self.runs}.log"
         with log.open("w") as out:
@@ -158,9 +175,10 @@ class PipelineRepo:
         state = self.work / ".gitlab-ci-local"
         logs = {}
         for image in IMAGES:
-            name = f"build {image} local"
-            path = state / "output" / f"{_safe_job_name(name)}.log"
-            logs[name] = path.read_text() if path.exists() else ""
+            for provider in providers.split(","):
+                name = f"build {image} {provider}"
+                path = state / "output" / f"{_safe_job_name(name)}.log"
+                logs[name] = path.read_text() if path.exists() else ""
         plan_file = state / "artifacts" / "plan" / "plan.json"
         plan = json.loads(plan_file.read_text()) if plan_file.exists() else []
         return Run(done.returncode, log.read_text(), logs, plan)
@@ -180,10 +198,10 @@ def _tail(run: Run) -> str:
     return "\n".join(run.output.splitlines()[-60:])
 
 
-def _passed(run: Run, job: str) -> bool:
+def _passed(run: Run, job: str, status: str = "PASS") -> bool:
     """gitlab-ci-local's summary has " PASS  <job>"; a child pipeline's job reads
-    " PASS  [<trigger job>] -> <job>"."""
-    line = rf"^\s*PASS\s+(\[[^]]+\] -> )?{re.escape(job)}\s*$"
+    " PASS  [<trigger job>] -> <job>" (a failed one " FAIL  <job>")."""
+    line = rf"^\s*{status}\s+(\[[^]]+\] -> )?{re.escape(job)}\s*$"
     return re.search(line, run.output, re.MULTILINE) is not None
 
 
@@ -268,3 +286,31 @@ def test_comment_zone_and_readme_edits_bake_nothing(pipeline_repo: PipelineRepo)
     for name, log in run.logs.items():
         assert re.search(r"up to date: everbake-[a-z]+-[0-9a-f]{12} ", log), f"{name}:\n{log}"
     assert pipeline_repo.baked() == before
+
+
+def test_a_missing_cloud_credential_fails_its_build_job_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    """No bake: a fresh copy and gcp only, with no cloud login anywhere in reach."""
+    reason = _not_ready()
+    if reason:
+        pytest.skip(reason)
+    repo = PipelineRepo(tmp_path)
+    repo.create()
+    run = repo.run_pipeline(providers="gcp")
+    # gitlab-ci-local does not carry a child's failure up (`trigger: strategy: depend`
+    # is not honoured: the trigger job always passes, and so does its exit status);
+    # on GitLab the `build` job and the pipeline fail. So the child's jobs are read.
+    assert _passed(run, "validate") and _passed(run, "plan"), _tail(run)
+    # The plan could not look gcp up and says why (no guess of "missing").
+    assert {row["action"].split(":")[0] for row in run.plan} == {"unknown (no credentials"}
+    for image in IMAGES:
+        log = run.logs[f"build {image} gcp"]
+        assert _passed(run, f"build {image} gcp", "FAIL"), _tail(run)
+        # `invoke check --provider gcp` failed the job, printing what to set.
+        assert "MISSING gcp: credentials" in log and "fix: " in log, log[-2000:]
+        assert "check(s) failed" in log
+        assert "build-image" not in log.split("check --provider gcp", 1)[1]
+        # Its publish job never ran.
+        assert not _passed(run, f"publish {image} gcp")
+    assert repo.baked() == {}
