@@ -12,14 +12,16 @@ date". A pipeline for gcp without credentials fails each build job at
 gitlab-ci-local 4.60.0 runs the keywords the pipeline uses (workflow rules,
 rules, needs, artifacts, `trigger: include: artifact`) except one: it does not
 honour `trigger: strategy: depend` (a trigger job always passes), so a failed
-child job is read from its summary, not from the exit status. The `tests` job (`.ci/run` without the slow tier: .ci/run runs this file) is
+child job is read from its summary, not from the exit status.
+
+The `tests` job (`.ci/run` without the slow tier; .ci/run runs this file) is
 left out with the pipeline's own switch EVERBAKE_CI_TESTS=false; every other
 job of a push to the default branch runs.
 
 Speed: the jobs run `scripts/setup` like real CI, with the repository's `.venv`
 linked in (the copy has the same pyproject files, so set-up finds it current and
 installs nothing); the base-layer cache (EVERBAKE_LOCAL_CACHE) lives beside the
-repository for all three pipelines. The publish stage has no job for the local
+repository for the three pipelines that bake. The publish stage has no job for the local
 provider: an Everest resource starts cloud VMs (everbake.ci.PUBLISHED).
 """
 
