@@ -121,10 +121,11 @@ ns = Collection(check, render, validate, plan)
 ns.configure(DEFAULTS)
 
 # Build, run and retire images: their own modules, one collection.
-from everbake import tasks_build, tasks_cloud, tasks_everest, tasks_jobs  # noqa: E402
+from everbake import tasks_build, tasks_ci, tasks_cloud, tasks_everest, tasks_jobs  # noqa: E402
 
 ns.add_task(tasks_build.build_image)
 ns.add_task(tasks_build.run_local)
 ns.add_task(tasks_cloud.gc_images)
 tasks_everest.register(ns)
 tasks_jobs.register(ns)
+ns.add_task(tasks_ci.ci_pipeline)
