@@ -54,7 +54,9 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
         "python": data["python"],
         "solvers": data["solvers"],
         "disk_size_gb": {p: data["build"][p]["disk_size_gb"] for p in ("gcp", "yandex")},
-        "scripts": _files(root, provision_env.scripts(root, "base")),
+        # The cloud-only first-boot step runs in both layers; the image
+        # fingerprint covers it through the base fingerprint.
+        "scripts": _files(root, provision_env.cloud_scripts(root, "base")),
         "solver_scripts": _files(
             root, [root / s for s in provision_env.solver_scripts(spec).values()]
         ),

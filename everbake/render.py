@@ -150,16 +150,18 @@ def _render_layer(
     if cloud:
         paths["staging"] = (directory / "staging").resolve()
         paths["staging"].mkdir(exist_ok=True)
-        paths["scripts"] = [p.resolve() for p in provision_env.scripts(spec.repo_root, layer)]
-        if not paths["scripts"]:
+        if not provision_env.scripts(spec.repo_root, layer):
             raise RenderError(
                 f"no provisioning scripts for the {layer} layer in "
                 f"{spec.repo_root / 'provisioning'}; restore provisioning/NN-*.sh"
             )
+        paths["scripts"] = [p.resolve() for p in provision_env.cloud_scripts(spec.repo_root, layer)]
     values = provider.template_vars(spec, fps, layer, paths, settings)
     if cloud:
         values["remote_staging"] = provision_env.DEFAULT_STAGING
-        env_vars = provision_env.provisioning_env(spec, layer, provision_env.DEFAULT_STAGING)
+        env_vars = provision_env.provisioning_env(
+            spec, layer, provision_env.DEFAULT_STAGING, build_user=values["ssh_username"]
+        )
         values["script_env"] = [f"{k}={v}" for k, v in env_vars.items()]
     secrets = []
     if layer == "image" or not cloud:

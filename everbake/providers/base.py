@@ -42,6 +42,8 @@ class Provider:
     name: ClassVar[str]
     # Layers rendered as separate Packer directories (clouds: base and image).
     layers: ClassVar[tuple[str, ...]]
+    # The user Packer logs in as on a cloud build VM (hygiene removes it).
+    ssh_username: ClassVar[str] = ""
 
     def template_vars(
         self,
@@ -98,6 +100,7 @@ class Provider:
                 naming.SPEC_LABEL: naming.label_value(spec.name),
                 naming.LAYER_LABEL: layer,
             },
+            "ssh_username": self.ssh_username,
             "staging_dir": str(paths["staging"]),
             "scripts": [str(p) for p in _paths_list(paths, "scripts")],
             "manifest_path": str(paths["manifest"]),

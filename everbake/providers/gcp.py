@@ -14,6 +14,7 @@ from everbake.spec import ImageSpec
 class Gcp(Provider):
     name = "gcp"
     layers = ("base", "image")
+    ssh_username = "packer"
 
     def template_vars(
         self,

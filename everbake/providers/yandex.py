@@ -72,6 +72,7 @@ YANDEX_FIELDS = frozenset(
 class Yandex(Provider):
     name = "yandex"
     layers = ("base", "image")
+    ssh_username = "debian"
 
     def template_vars(
         self,
