@@ -103,7 +103,7 @@ def main() -> None:
         f"{yc_import / bare:6.1f}x baseline, +{(yc_import - bare) * 1000:.0f} ms"
     )
 
-    with FakeGce() as gce, FakeYandex() as yc:
+    with FakeGce(projects=[PROJECT]) as gce, FakeYandex() as yc:
         fingerprints = seed(gce, yc, args.seed)
         from google.auth.credentials import AnonymousCredentials
 
@@ -213,7 +213,7 @@ def flows(bare: float) -> None:
     """`invoke plan` and up-to-date build-image in fresh processes, as a user runs them."""
     from tests.cloud.test_build_flow_cloud import service_account_key
 
-    with FakeGce() as gce, FakeYandex() as yc, tempfile.TemporaryDirectory() as tmp:
+    with FakeGce(projects=[PROJECT]) as gce, FakeYandex() as yc, tempfile.TemporaryDirectory() as tmp:
         specs = seed_specs(gce, yc)
         ca = Path(tmp) / "ca.pem"
         ca.write_bytes(yc.root_certificates)

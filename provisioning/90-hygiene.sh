@@ -51,9 +51,15 @@ remove_build_user() {
   done < <(sudoers_naming "$user")
   # The GCE guest agent's list of the accounts it made.
   if [[ -f /var/lib/google/google_users ]]; then sed -i "/^$user\$/d" /var/lib/google/google_users; fi
-  echo "$me: removed the build user $user (account, home, sudoers)"
+  echo "$me: removed the build user $user (account, home, sudoers entries)"
 }
-[[ -z $EB_BUILD_USER ]] || remove_build_user "$EB_BUILD_USER"
+if [[ -n $EB_BUILD_USER ]]; then
+  if id -u "$EB_BUILD_USER" >/dev/null 2>&1 || [[ -n $(sudoers_naming "$EB_BUILD_USER") ]]; then
+    remove_build_user "$EB_BUILD_USER"
+  else
+    echo "$me: the build user $EB_BUILD_USER is already gone"
+  fi
+fi
 
 rm -f /etc/ssh/ssh_host_*
 if [[ -e /etc/machine-id ]]; then : >/etc/machine-id; fi # empty: systemd makes a new one at first boot

@@ -220,6 +220,9 @@ class GcpImageStore:
         try:
             return func()
         except api.NotFound as exc:
+            if f"The resource 'projects/{self.project}' was not found" in str(exc):
+                # The project itself: never read as "no images" (cloud-sdks.md).
+                raise CloudError(project_not_found(self.project)) from None
             if "not_found" in fallback:
                 return fallback["not_found"]
             raise CloudError(
@@ -250,6 +253,17 @@ class GcpImageStore:
             raise CloudError(
                 f"gcp: cannot {what} in project {self.project}: network error: {exc}"
             ) from None
+
+
+def project_not_found(project: str) -> str:
+    """One line for GCE's 404 on the project itself, with what usually causes it."""
+    return (
+        f"gcp: project {project} was not found or these credentials cannot see it: check "
+        "the project id (build.gcp.project or GOOGLE_CLOUD_PROJECT), that the Compute "
+        f"Engine API is enabled (gcloud services enable compute.googleapis.com --project "
+        f"{project}) and that the account has a role on the project "
+        "(e.g. roles/compute.storageAdmin)"
+    )
 
 
 def _short(exc: BaseException) -> str:

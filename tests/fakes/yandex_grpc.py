@@ -6,6 +6,11 @@ ImageService Get/GetLatestByFamily/List/Create/Delete and OperationService.Get. 
 call except discovery and token exchange must carry ``Bearer <iam_token>``.
 Operations come back not done and are done on the first Get, so a client must
 really wait; ``fail(code, method)`` injects gRPC errors.
+
+Error statuses are the gRPC codes of Yandex's API error model
+(https://yandex.cloud/en/docs/api-design-guide/concepts/errors: NOT_FOUND,
+ALREADY_EXISTS, INVALID_ARGUMENT, UNAUTHENTICATED); the message texts beside
+them are marked ``# guess:`` where no public source quotes them.
 """
 
 from __future__ import annotations
@@ -111,6 +116,13 @@ class FakeYandex:
         with self._lock:
             return {i.name for i in self.images.values() if i.folder_id == folder_id}
 
+    def name_taken(self, folder_id: str, name: str, but: image_pb2.Image | None = None) -> bool:
+        with self._lock:
+            return any(
+                i.folder_id == folder_id and i.name == name and i is not but
+                for i in self.images.values()
+            )
+
     def fail(
         self,
         code: grpc.StatusCode,
@@ -137,6 +149,8 @@ class FakeYandex:
                     failure.remaining -= 1
                     context.abort(failure.code, failure.message)
         if needs_auth and metadata.get("authorization") != f"Bearer {self.iam_token}":
+            # guess: the status is what yandexcloud's auth docs describe for a
+            # bad IAM token; the text is ours.
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "The token is invalid")
 
     def new_operation(self, description: str) -> operation_pb2.Operation:
@@ -169,6 +183,7 @@ class _Iam(iam_token_service_pb2_grpc.IamTokenServiceServicer):
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("IamTokenService/Create", context, needs_auth=False)
         if not (request.yandex_passport_oauth_token or request.jwt):
+            # guess: text ours; the request names neither credential.
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no credentials")
         response = iam_token_service_pb2.CreateIamTokenResponse(iam_token=self.fake.iam_token)
         response.expires_at.GetCurrentTime()
@@ -184,6 +199,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         self.fake.enter("ImageService/Get", context)
         image = self.fake.images.get(request.image_id)
         if image is None:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
         return image
 
@@ -197,6 +213,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
             and i.status == image_pb2.Image.READY
         ]
         if not ready:
+            # guess: message text
             context.abort(
                 grpc.StatusCode.NOT_FOUND, f"Image with family {request.family} not found"
             )
@@ -208,6 +225,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         if request.filter:
             match = _NAME_FILTER.match(request.filter)
             if not match:
+                # guess: message text
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {request.filter}")
             name = match.group(1)
         chosen = sorted(
@@ -227,7 +245,11 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
 
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/Create", context)
-        if any(i.name == request.name for i in self.fake.images.values()):
+        if self.fake.name_taken(request.folder_id, request.name):
+            # Names are unique per folder: Yandex's API reference says "The name
+            # must be unique within the folder" of named resources (e.g. VPC
+            # CreateNetworkRequest.name, DNS zones, snapshot schedules).
+            # guess: that images follow it with ALREADY_EXISTS and this text.
             context.abort(grpc.StatusCode.ALREADY_EXISTS, f"Image {request.name} already exists")
         image = self.fake.add_image(
             request.folder_id, request.name, request.family, dict(request.labels)
@@ -241,9 +263,11 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         self.fake.enter("ImageService/Update", context)
         image = self.fake.images.get(request.image_id)
         if image is None:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
         if "name" in request.update_mask.paths:
-            if any(i.name == request.name for i in self.fake.images.values() if i is not image):
+            if self.fake.name_taken(image.folder_id, request.name, but=image):
+                # guess: as for Create above.
                 context.abort(
                     grpc.StatusCode.ALREADY_EXISTS, f"Image {request.name} already exists"
                 )
@@ -256,6 +280,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/Delete", context)
         if request.image_id not in self.fake.images:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
         op = self.fake.new_operation("Delete image")
         if self.fake.operation_error is None:
@@ -271,6 +296,7 @@ class _Operations(operation_service_pb2_grpc.OperationServiceServicer):
         self.fake.enter("OperationService/Get", context)
         op = self.fake.operations.get(request.operation_id)
         if op is None:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Operation {request.operation_id} not found")
         done = operation_pb2.Operation()
         done.CopyFrom(op)
