@@ -145,8 +145,9 @@ ns = Collection(check, render, validate, plan)
 ns.configure(DEFAULTS)
 
 # Build, run and retire images: their own modules, one collection.
-from everbake import tasks_build, tasks_cloud  # noqa: E402
+from everbake import tasks_agent, tasks_build, tasks_cloud  # noqa: E402
 
 ns.add_task(tasks_build.build_image)
 ns.add_task(tasks_build.run_local)
 ns.add_task(tasks_cloud.gc_images)
+ns.add_task(tasks_agent.pin_agent)

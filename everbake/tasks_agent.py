@@ -1,0 +1,27 @@
+"""invoke task: pin-agent (thin: flags -> everbake.pinagent -> one line per result)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from everbake.taskutil import task
+
+
+@task(
+    help={
+        "image": "image spec name in images/ or a path to a .toml (default: the configured "
+        "image); its own file gets the pin",
+        "ref": "agent ref (tag, branch or commit) to download and pin (default: the spec's ref)",
+    }
+)
+def pin_agent(c, image=None, ref=None):
+    """Download the Everest agent archive, print its sha256, write ref and sha256 into the spec."""
+    from everbake.pinagent import pin_agent as pin
+
+    settings = c.config.get("everbake", {})
+    images_dir = settings.get("images_dir") or None
+    pinned = pin(
+        image or settings.get("image", "optimization"), images_dir and Path(images_dir), ref
+    )
+    print(f"{pinned.sha256}  {pinned.source}")
+    print(f'pinned in {pinned.spec_file}: [agent] ref = "{pinned.ref}", sha256 = "{pinned.sha256}"')
