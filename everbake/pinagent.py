@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import tomllib
 
 from everbake.errors import EverbakeError, SpecError
 from everbake.localbuild.staging import AgentSource, fetch_agent
-from everbake.spec import load_spec, resolve_path
+from everbake.providers import get
+from everbake.spec import ImageSpec, load_spec, resolve_path
 from everbake.ui import phase
 
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
@@ -54,6 +56,25 @@ def pin_agent(
     text = path.read_text(encoding="utf-8")
     _write_checked(path, set_agent_keys(text, {"ref": ref, "sha256": sha256}), ref, sha256)
     return Pinned(path, where, ref, sha256)
+
+
+def unpinned_agent(spec: ImageSpec, provider: str) -> str | None:
+    """Why ``provider`` refuses ``spec``'s agent (no [agent] sha256), or None."""
+    if spec.agent.sha256 or not get(provider).needs_pinned_agent:
+        return None
+    return (
+        f"{spec.source_path}: [agent] sha256 is not set, and {provider} builds bake only a "
+        f"pinned agent: run 'invoke pin-agent --image {spec.name}' (it downloads the "
+        "archive and writes ref and sha256 into the spec)"
+    )
+
+
+def require_pinned_agents(specs: Iterable[ImageSpec], providers: Iterable[str]) -> None:
+    """Refuse, before anything starts, every spec a provider would build unpinned."""
+    names = list(providers)
+    problems = [p for s in specs for n in names if (p := unpinned_agent(s, n))]
+    if problems:
+        raise SpecError(problems)
 
 
 def set_agent_keys(text: str, values: dict[str, str]) -> str:

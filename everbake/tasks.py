@@ -72,6 +72,17 @@ def _render_layers(
     )
 
 
+def _warn_unpinned(specs: list[ImageSpec], providers: list[str]) -> None:
+    """What build-image would refuse, said as a warning (specs still validate offline)."""
+    from everbake.pinagent import unpinned_agent
+
+    for spec in specs:
+        for name in providers:
+            problem = unpinned_agent(spec, name)
+            if problem:
+                say(f"warning: {problem}")
+
+
 HELP_IMAGE = "image name in images/ or path to a .toml (comma-separated for several)"
 HELP_PROVIDER = f"one of {', '.join(NAMES)} (comma-separated for several)"
 
@@ -105,7 +116,9 @@ def validate(c, image=None, provider=None):
     """Render and validate every image x provider (packer fmt -check + packer validate)."""
     version = packer.detect_version()
     failures = []
-    for spec in _specs(c, image, default_all=True):
+    specs = _specs(c, image, default_all=True)
+    _warn_unpinned(specs, _providers(c, provider))
+    for spec in specs:
         for name in _providers(c, provider):
             with phase(f"validate {spec.name} for {name}"):
                 try:
@@ -132,6 +145,7 @@ def plan(c, image=None, provider=None, format="table", offline=False):
     if format not in ("table", "json"):
         raise EverbakeError(f"--format {format}: use 'table' or 'json'")
     specs = _specs(c, image, default_all=True)
+    _warn_unpinned(specs, _providers(c, provider))
     rows = planning.plan_rows(specs, _providers(c, provider))
     planning.add_status(rows, specs, offline=offline)
     if format == "json":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from everbake.build import BuildOutcome, build_spec, check_provider
 from everbake.errors import EverbakeError, SpecError
+from everbake.pinagent import require_pinned_agents
 from everbake.spec import list_images, load_spec
 from everbake.ui import say
 
@@ -43,6 +44,7 @@ def build_images(
             problems.extend(exc.problems)
     if problems:
         raise SpecError(problems)
+    require_pinned_agents(specs, providers)  # before any build starts
     outcomes: list[BuildOutcome] = []
     try:
         for spec in specs:

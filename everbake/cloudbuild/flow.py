@@ -30,6 +30,7 @@ from everbake.errors import BuildError, CloudError
 from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.gc import published_names
 from everbake.location import PLACES, location_of
+from everbake.pinagent import require_pinned_agents
 from everbake.providers import BuildSettings
 from everbake.spec import ImageSpec
 from everbake.stores import CloudImage, ImageStore
@@ -61,6 +62,7 @@ def build_cloud(
     env: Mapping[str, str] | None = None,
 ) -> BuildOutcome:
     """Make sure the image of ``spec`` exists on ``provider``; build what is missing."""
+    require_pinned_agents([spec], [provider])  # before any lookup or VM
     env = os.environ if env is None else env
     started = time.monotonic()
     fps = fingerprints(spec)

@@ -44,6 +44,9 @@ class Provider:
     layers: ClassVar[tuple[str, ...]]
     # The user Packer logs in as on a cloud build VM (hygiene removes it).
     ssh_username: ClassVar[str] = ""
+    # Builds refuse a spec whose [agent] sha256 is unset (clouds: an image
+    # published to many VMs must not bake whatever a moving ref holds today).
+    needs_pinned_agent: ClassVar[bool] = False
 
     def template_vars(
         self,

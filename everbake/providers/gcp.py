@@ -15,6 +15,7 @@ class Gcp(Provider):
     name = "gcp"
     layers = ("base", "image")
     ssh_username = "packer"
+    needs_pinned_agent = True
 
     def template_vars(
         self,

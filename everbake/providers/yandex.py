@@ -73,6 +73,7 @@ class Yandex(Provider):
     name = "yandex"
     layers = ("base", "image")
     ssh_username = "debian"
+    needs_pinned_agent = True
 
     def template_vars(
         self,

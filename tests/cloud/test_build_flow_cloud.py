@@ -18,6 +18,8 @@ from everbake import naming
 from everbake.build import build_image
 from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
+from everbake.localbuild.staging import AgentSource, fetch_agent
+from everbake.pinagent import set_agent_keys
 from everbake.spec import load_spec
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
 
@@ -63,6 +65,11 @@ def make_repo(root: Path) -> Path:
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     shutil.copytree(ROOT / "tests" / "fixtures" / "agent-src", root / "agent-src", ignore=ignore)
     (root / "images" / "cloudtest.toml").write_text(SPEC)
+    # Cloud builds bake only a pinned agent: pin the fixture as pin-agent would.
+    archive = fetch_agent(AgentSource("agent-src", "test", None, True), root / "agent.tgz", root)
+    assert archive is not None
+    (root / "agent.tgz").unlink()
+    (root / "images" / "cloudtest.toml").write_text(set_agent_keys(SPEC, {"sha256": archive[1]}))
     return root
 
 
@@ -489,3 +496,15 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(repo, cloud, ca
     worker.join(60)
     assert outcome and outcome[0].up_to_date
     assert runs(cloud) == []  # nothing built twice
+
+
+@pytest.mark.parametrize("provider", ["gcp", "yandex"])
+def test_an_unpinned_agent_is_refused_before_anything_starts(provider, repo, cloud):
+    path = repo / "images" / "cloudtest.toml"
+    path.write_text(SPEC)  # no [agent] sha256
+    with pytest.raises(SpecError) as caught:
+        build_image("cloudtest", provider, images_dir=repo / "images")
+    message = str(caught.value)
+    assert "\n" not in message and "[agent] sha256 is not set" in message
+    assert "invoke pin-agent --image cloudtest" in message and str(path) in message
+    assert runs(cloud) == [] and cloud["gce"].state.requests == [] and cloud["yc"].calls == []

@@ -126,3 +126,12 @@ def test_check_prints_fixes():
     assert result.returncode == 1
     assert "fix: gcloud auth application-default login" in result.stdout
     assert run("check", env=env).returncode == 0  # without --provider: information only
+
+
+def test_plan_warns_about_an_unpinned_agent_for_clouds_only():
+    done = run("plan", "--offline", "--provider", "gcp,local", "--image", "optimization")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, done.stderr  # gcp; local builds need no pin
+    assert "[agent] sha256 is not set, and gcp builds" in warnings[0]
+    assert "invoke pin-agent --image optimization" in warnings[0]
