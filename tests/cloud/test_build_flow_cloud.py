@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import grpc
@@ -20,13 +19,13 @@ from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
 from everbake.spec import load_spec
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
+from tests.fakes import packer_standin
 
 pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed"),
 ]
 
-STANDIN_DIR = ROOT / "tests" / "fakes" / "packer_standin"
 SECRET = "s3cr3t-licence-9d41c7e0b2"
 SPEC = """
 name = "cloudtest"
@@ -80,7 +79,8 @@ def cloud(gce, yc, tmp_path, monkeypatch):
     ca = tmp_path / "yc-ca.pem"
     ca.write_bytes(yc.root_certificates)
     log = tmp_path / "standin.jsonl"
-    path = os.pathsep.join([str(STANDIN_DIR), str(Path(sys.executable).parent), os.environ["PATH"]])
+    bin_dir = packer_standin.install(tmp_path / "bin").parent
+    path = os.pathsep.join([str(bin_dir), os.environ["PATH"]])
     env = {
         "PATH": path,
         "HOME": str(tmp_path / "home"),
