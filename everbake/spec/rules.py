@@ -11,6 +11,7 @@ from pathlib import Path
 
 from everbake.spec.schema import (
     CLOUD_NAME_RE,
+    COMPRESSION_LEVELS,
     COMPRESSIONS,
     ENV_NAME_RE,
     INSTALL_METHODS,
@@ -292,6 +293,19 @@ class _Rules:
                 "agent.source", f"'{agent.source}' is neither a URL nor an existing path; fix it"
             )
 
+    def check_compression_level(self, method: str, level: int) -> None:
+        levels = COMPRESSION_LEVELS[method]
+        key = "build.local.compression_level"
+        if levels is None:
+            if level:
+                self.problem(key, f'compression "{method}" has no levels; remove compression_level')
+        elif level and not levels[0] <= level <= levels[1]:
+            self.problem(
+                key,
+                f"{level} is out of range for {method}; use {levels[0]}..{levels[1]} "
+                f"(or leave it out for {method}'s default, {levels[2]})",
+            )
+
     def check_build(self, spec: ImageSpec) -> None:
         build, base = spec.build, spec.base
         if build.local.compression not in COMPRESSIONS:
@@ -300,6 +314,8 @@ class _Rules:
                 f"'{build.local.compression}' is not supported; use one of: "
                 f"{', '.join(COMPRESSIONS)}",
             )
+        else:
+            self.check_compression_level(build.local.compression, build.local.compression_level)
         for provider, zones in (("gcp", build.gcp.zones), ("yandex", build.yandex.zones)):
             if not zones:
                 self.problem(f"build.{provider}.zones", "empty; list at least one zone to build in")

@@ -31,7 +31,13 @@ PIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-
 PY_VERSION_RE = re.compile(r"^3\.\d{1,2}$")
 INSTALL_METHODS = ("pip", "apt", "script")
 SECRET_MODES = ("embed", "env", "metadata")
-COMPRESSIONS = ("zstd", "gzip", "none")
+# build.local.compression -> its levels (lowest, highest, default); "none" has none.
+COMPRESSION_LEVELS: dict[str, tuple[int, int, int] | None] = {
+    "zstd": (1, 19, 3),  # 3 is zstd's own default; 20-22 would need --ultra
+    "gzip": (1, 9, 6),  # 6 is gzip's own default
+    "none": None,
+}
+COMPRESSIONS = tuple(COMPRESSION_LEVELS)
 # Keys that would carry a secret's value: never accepted in a spec.
 VALUE_KEYS = ("value", "token", "password", "secret", "content", "data")
 
@@ -117,6 +123,13 @@ class Base:
 @dataclass(frozen=True)
 class LocalBuild:
     compression: str = "zstd"
+    compression_level: int = 0  # 0: the method's default (COMPRESSION_LEVELS)
+
+    @property
+    def level(self) -> int:
+        """The level the image tarball is written with (0 for "none")."""
+        levels = COMPRESSION_LEVELS.get(self.compression)
+        return (self.compression_level or levels[2]) if levels else 0
 
 
 @dataclass(frozen=True)
