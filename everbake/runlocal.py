@@ -34,7 +34,7 @@ from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
-from everbake.localbuild.export import unpack
+from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
 from everbake.localbuild.plan import image_tarball
 from everbake.spec import REPO_ROOT, load_spec
 from everbake.ui import phase, say
@@ -61,11 +61,12 @@ def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
     """An image tarball from a path, an image name, or a spec name (its current build)."""
     text = str(image)
     path = Path(text)
-    if text.endswith(".tar.zst") and path.is_file():
+    if text.endswith(SUFFIXES) and path.is_file():
         return path.resolve()
-    named = image_tarball(repo_root, text)
-    if named.is_file():
-        return named
+    for compression in FORMATS:
+        named = image_tarball(repo_root, text, compression)
+        if named.is_file():
+            return named
     try:
         spec = load_spec(text, repo_root / "images")
     except EverbakeError:
@@ -73,7 +74,8 @@ def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
             f"--image {text}: not an image tarball, a built image name or an image spec; "
             "see images/ for spec names"
         ) from None
-    tarball = image_tarball(repo_root, naming.image_name(spec, fingerprints(spec)))
+    image_name = naming.image_name(spec, fingerprints(spec))
+    tarball = image_tarball(repo_root, image_name, spec.build.local.compression)
     if not tarball.is_file():
         from everbake.stores.local import LocalImageStore
 

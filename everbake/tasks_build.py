@@ -32,7 +32,7 @@ def build_image(c, provider="local", image="optimization", force=False, replace_
 
 @task(
     help={
-        "image": "spec name (its current build), image name or .tar.zst (default: optimization)",
+        "image": "spec name (its current build), image name or tarball (default: optimization)",
         "job": "job directory: params.json and a data archive",
         "model": "model directory or archive (default: examples/transport)",
     },

@@ -146,7 +146,7 @@ def _bake(
 
     repo_root = spec.repo_root
     image = naming.image_name(spec, fps)
-    output = image_tarball(repo_root, image)
+    output = image_tarball(repo_root, image, spec.build.local.compression)
     had_output = output.exists()
     try:
         with phase(f"render build/local/{spec.name}"):

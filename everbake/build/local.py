@@ -18,9 +18,6 @@ from everbake.localbuild.plan import (
 )
 from everbake.spec import ImageSpec
 
-# zstd levels: 3 is zstd's own default, a good size/time balance for images.
-COMPRESSION_LEVEL = 3
-
 
 def prepare(
     spec: ImageSpec,
@@ -50,12 +47,12 @@ def prepare(
         mirror=spec.base.local.mirror,
         build_dir=build_dir,
         cache_dir=cache_dir or default_cache_dir(repo_root),
-        output=image_tarball(repo_root, image),
+        output=image_tarball(repo_root, image, spec.build.local.compression),
         staging_host=build_dir / "staging",
         scripts=scripts,
         env=env,
         embed_secrets=provision_env.embed_secrets(spec),
-        compression_level=COMPRESSION_LEVEL,
+        compression_level=spec.build.local.level,
     )
     plan.write(build_dir / PLAN_FILE)
     return plan, staged

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import grpc
@@ -22,13 +21,13 @@ from everbake.localbuild.staging import AgentSource, fetch_agent
 from everbake.pinagent import set_agent_keys
 from everbake.spec import load_spec
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
+from tests.fakes import packer_standin
 
 pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed"),
 ]
 
-STANDIN_DIR = ROOT / "tests" / "fakes" / "packer_standin"
 SECRET = "s3cr3t-licence-9d41c7e0b2"
 SPEC = """
 name = "cloudtest"
@@ -87,7 +86,8 @@ def cloud(gce, yc, tmp_path, monkeypatch):
     ca = tmp_path / "yc-ca.pem"
     ca.write_bytes(yc.root_certificates)
     log = tmp_path / "standin.jsonl"
-    path = os.pathsep.join([str(STANDIN_DIR), str(Path(sys.executable).parent), os.environ["PATH"]])
+    bin_dir = packer_standin.install(tmp_path / "bin").parent
+    path = os.pathsep.join([str(bin_dir), os.environ["PATH"]])
     env = {
         "PATH": path,
         "HOME": str(tmp_path / "home"),

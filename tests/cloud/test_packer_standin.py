@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 
 pytestmark = pytest.mark.timeout(60)
 
-STANDIN = ROOT / "tests" / "fakes" / "packer_standin" / "packer"
+STANDIN = ROOT / "tests" / "fakes" / "packer_standin.py"
 FP = "c0ffee" * 10 + "abcd"
 
 
@@ -48,7 +49,7 @@ def build_dir(tmp_path: Path, provider: str, zone: str, preemptible: bool) -> Pa
 def packer_build(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
-        [str(STANDIN), "build", "-on-error=cleanup", "-color=false", "."],
+        [sys.executable, str(STANDIN), "build", "-on-error=cleanup", "-color=false", "."],
         cwd=directory,
         env=full,
         capture_output=True,

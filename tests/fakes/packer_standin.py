@@ -1,11 +1,14 @@
-#!/usr/bin/env python3
 """A stand-in `packer` for cloud build tests: it plays the build step only.
 
 `packer build ... DIR` reads DIR/inputs.auto.pkrvars.json (as the real build
 would through the template), prints Packer-like output, creates the image in
 the cloud fake through its real API when one is configured, and appends a run
 to the manifest exactly as the manifest post-processor does. Every other
-subcommand (version, validate, fmt, init) runs the real packer found on PATH.
+subcommand (version, validate, fmt, init) runs the real packer.
+
+It runs under the interpreter of the tests (which has grpc), never under the
+python3 that PATH finds: start it as `sys.executable packer_standin.py ...`, or
+put the launcher that install() writes first on PATH as `packer`.
 
 Environment:
   EVERBAKE_STANDIN_PREEMPT  zones (comma-separated) where a preemptible build VM
@@ -16,12 +19,14 @@ Environment:
   EVERBAKE_GCE_ENDPOINT     GCE fake: insert the image there (project from vars)
   EVERBAKE_YANDEX_ENDPOINT, EVERBAKE_YANDEX_CA_FILE, YC_TOKEN
                             Yandex fake: create the image there
+  EVERBAKE_STANDIN_REAL_PACKER  the real packer for the other subcommands (install sets it)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -30,15 +35,30 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+
+def install(bin_dir: Path) -> Path:
+    """Write bin_dir/packer, a launcher running this stand-in under sys.executable;
+    the real packer (found now, outside bin_dir) serves the other subcommands."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = os.environ.get("PATH", "")
+    others = os.pathsep.join(p for p in path.split(os.pathsep) if Path(p or ".") != bin_dir)
+    real = shutil.which("packer", path=others) or ""
+    launcher = bin_dir / "packer"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f"EVERBAKE_STANDIN_REAL_PACKER={shlex.quote(real)}\n"
+        "export EVERBAKE_STANDIN_REAL_PACKER\n"
+        f'exec {shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).resolve()))} "$@"\n',
+        encoding="utf-8",
+    )
+    launcher.chmod(0o755)
+    return launcher
 
 
 def real_packer() -> str:
-    path = os.environ.get("PATH", "")
-    rest = os.pathsep.join(p for p in path.split(os.pathsep) if Path(p or ".").resolve() != HERE)
-    found = shutil.which("packer", path=rest)
-    if found is None:
-        sys.exit("packer stand-in: no real packer on PATH for this subcommand")
+    found = os.environ.get("EVERBAKE_STANDIN_REAL_PACKER", "")
+    if not found:
+        sys.exit("packer stand-in: no real packer for this subcommand (start it through install())")
     return found
 
 
@@ -55,7 +75,8 @@ def log(record: dict) -> None:
 
 def delete_gce_image(endpoint: str, values: dict) -> None:
     """What googlecompute does under -force before it creates an image of that name."""
-    url = f"{endpoint}/compute/v1/projects/{values['project_id']}/global/images/{values['image_name']}"
+    project, name = values["project_id"], values["image_name"]
+    url = f"{endpoint}/compute/v1/projects/{project}/global/images/{name}"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(urllib.request.Request(url, method="DELETE"), timeout=10) as response:
