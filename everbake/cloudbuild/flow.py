@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,15 @@ from typing import Any
 from everbake import naming, packer, render
 from everbake.build import BuildOutcome, build_lock
 from everbake.build.record import read_record, record_path, write_record
-from everbake.cloudbuild.attempts import Attempt, plan_attempts, preemption_reason
+from everbake.cloudbuild.attempts import (
+    PREEMPTED,
+    SUSPECT,
+    Attempt,
+    Loss,
+    first_attempt,
+    next_attempt,
+    read_loss,
+)
 from everbake.cloudbuild.staging import apply_agent, stage_layer
 from everbake.errors import BuildError, CloudError
 from everbake.fingerprint import Fingerprints, fingerprints
@@ -33,7 +42,7 @@ from everbake.location import PLACES, location_of
 from everbake.pinagent import require_pinned_agents
 from everbake.providers import BuildSettings
 from everbake.spec import ImageSpec
-from everbake.stores import CloudImage, ImageStore
+from everbake.stores import BuildVmStore, CloudImage, ImageStore
 from everbake.stores.factory import open_store
 from everbake.ui import phase, say
 
@@ -160,17 +169,18 @@ def _build_layer(
     spec, provider = ctx.spec, ctx.provider
     build = spec.build.gcp if provider == "gcp" else spec.build.yandex
     name = naming.image_name(spec, ctx.fps, layer)
-    attempts = plan_attempts(provider, build.zones, build.preemptible)
+    attempt: Attempt | None = first_attempt(provider, build.zones, build.preemptible)
+    history: list[tuple[Attempt, Loss]] = []
     made = ctx.attempts_made.setdefault(layer, [])
     root = spec.repo_root
     agent_sha: str | None = None
     staged = False
-    for attempt in attempts:
-        say(
-            f"{provider}: {layer} layer {name}, attempt {attempt.number}/{len(attempts)}: "
-            f"{attempt.sentence}"
+    while attempt is not None:
+        say(f"{provider}: {layer} layer {name}, attempt {attempt.number}: {attempt.sentence}")
+        instance = instance_name(layer)
+        settings = BuildSettings(
+            attempt.zone, attempt.preemptible, ctx.location, image_name, instance
         )
-        settings = BuildSettings(attempt.zone, attempt.preemptible, ctx.location, image_name)
         rendered = _render(ctx, layer, settings, root)
         if not staged:
             with phase(f"stage files for the {layer} layer"):
@@ -198,25 +208,52 @@ def _build_layer(
                     force=packer_force and provider == "gcp",
                 )
         except BuildError as exc:
-            lines = _read_lines(log_path)
-            lost = preemption_reason(provider, lines)
-            made.append(_attempt_data(attempt, "preempted" if lost else "failed"))
-            if not lost:
+            failed = f"{provider}: the {layer} layer of {spec.name} failed in {attempt.zone}"
+            tail = f"{_hint(provider, ctx.packer_version)}\n{exc}"
+            loss = read_loss(provider, _read_lines(log_path))
+            if loss is not None and loss.kind == SUSPECT:
+                loss = _confirm_lost(ctx, attempt, instance, loss)
+                if loss.kind == SUSPECT:
+                    made.append(_attempt_data(attempt, "failed"))
+                    raise BuildError(
+                        f"{failed}: the build VM {loss.reason}, but {ctx.location} does not "
+                        f"show {instance} taken by the cloud, so not retried (full log: "
+                        f"{log_path}){tail}"
+                    ) from None
+            made.append(_attempt_data(attempt, loss.kind if loss else "failed"))
+            if loss is None:
                 raise BuildError(
-                    f"{provider}: the {layer} layer of {spec.name} failed in {attempt.zone} "
-                    f"(the build VM was not lost, so not retried; full log: {log_path})"
-                    f"{_hint(provider, ctx.packer_version)}\n{exc}"
+                    f"{failed} (the build VM was not lost, so not retried; full log: "
+                    f"{log_path}){tail}"
                 ) from None
-            say(f"{provider}: the build VM in {attempt.zone} {lost} (log: {log_path})")
+            say(f"{provider}: the build VM in {attempt.zone} {loss.reason} (log: {log_path})")
+            history.append((attempt, loss))
+            attempt = next_attempt(build.zones, build.preemptible, history)
             continue
         made.append(_attempt_data(attempt, "built"))
         image, entry = _confirm(ctx, layer, since)
         return image, entry, attempt
     raise BuildError(
         f"{provider}: the {layer} layer of {spec.name} lost its build VM on every attempt "
-        f"({len(attempts)}: zones {', '.join(build.zones)}, then a standard VM); "
+        f"({len(history)}: zones {', '.join(build.zones)}, then a standard VM); "
         "retry later or list more zones in build." + provider + ".zones"
     )
+
+
+def instance_name(layer: str) -> str:
+    """A fresh build VM name per attempt (GCE and Yandex name rules, < 64 characters)."""
+    return f"everbake-{layer}-{uuid.uuid4().hex[:16]}"
+
+
+def _confirm_lost(ctx: _Context, attempt: Attempt, instance: str, loss: Loss) -> Loss:
+    """Ask the cloud whether it took the suspect VM; a confirmed loss counts as preempted."""
+    if not isinstance(ctx.store, BuildVmStore):
+        return loss
+    with phase(f"{ctx.provider}: ask whether {instance} in {attempt.zone} was taken"):
+        taken = ctx.store.build_vm_lost(attempt.zone, instance)
+    if not taken:
+        return loss
+    return Loss(PREEMPTED, f"{loss.reason}: the cloud confirms it took the VM", loss.line)
 
 
 def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:

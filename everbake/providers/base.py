@@ -36,6 +36,8 @@ class BuildSettings:
     # A temporary name for the new image while it replaces one of the same
     # fingerprint (Yandex --force: names are unique, so build first, swap after).
     image_name: str | None = None
+    # The build VM's name, unique per attempt, so a lost VM can be looked up.
+    instance_name: str | None = None
 
 
 class Provider:
@@ -88,6 +90,8 @@ class Provider:
         common = self.common_vars(spec, fps, layer)
         if settings.image_name:
             common["image_name"] = settings.image_name
+        if settings.instance_name:
+            common["instance_name"] = settings.instance_name
         # The project/folder: the build settings', the spec's, or the environment's.
         place = settings.project or find(spec, self.name)
         if place:

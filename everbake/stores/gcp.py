@@ -109,6 +109,7 @@ class GcpImageStore:
             timeout=timeout,
         )
         options = {"api_endpoint": endpoint} if endpoint else None
+        self._credentials, self._options = credentials, options
         try:
             self._images = compute_v1.ImagesClient(credentials=credentials, client_options=options)
             self._operations = compute_v1.GlobalOperationsClient(
@@ -160,6 +161,29 @@ class GcpImageStore:
             return newest_first([_image_from_api(image) for image in pages])
 
         return self._call(what, run, not_found=[])
+
+    # -- build VMs ----------------------------------------------------------
+
+    def build_vm_lost(self, zone: str, instance: str) -> bool:
+        """Whether GCE preempted the build VM ``instance`` in ``zone``: the zone's
+        operations hold one of type "compute.instances.preempted" targeting it
+        (https://cloud.google.com/compute/docs/instances/preemptible#detecting_if_an_instance_was_preempted).
+        """
+        what = f"list the operations of zone {zone}"
+
+        def run() -> bool:
+            client = self._compute.ZoneOperationsClient(
+                credentials=self._credentials, client_options=self._options
+            )
+            request = self._compute.ListZoneOperationsRequest(
+                project=self.project,
+                zone=zone,
+                filter='operationType = "compute.instances.preempted"',
+            )
+            ops = client.list(request=request, retry=self._retry, timeout=self._timeout)
+            return any(op.target_link.endswith(f"/instances/{instance}") for op in ops)
+
+        return self._call(what, run)
 
     # -- mutations ---------------------------------------------------------
 
