@@ -172,7 +172,7 @@ print(plan.format_table(rows, plan.STATUS_COLUMNS))
 """
 
 UP_TO_DATE = """
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.spec import list_images
 for name in list_images():
     for provider in ("gcp", "yandex"):
@@ -213,7 +213,11 @@ def flows(bare: float) -> None:
     """`invoke plan` and up-to-date build-image in fresh processes, as a user runs them."""
     from tests.cloud.test_build_flow_cloud import service_account_key
 
-    with FakeGce(projects=[PROJECT]) as gce, FakeYandex() as yc, tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeGce(projects=[PROJECT]) as gce,
+        FakeYandex() as yc,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         specs = seed_specs(gce, yc)
         ca = Path(tmp) / "ca.pem"
         ca.write_bytes(yc.root_certificates)

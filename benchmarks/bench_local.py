@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 _SKIP_ANYWHERE = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-_SKIP_TOP = {"build", "dist", "runs"}  # outputs; everbake/build is code and stays
+_SKIP_TOP = {"build", "dist", "runs"}  # outputs; everbake/bake is code and stays
 
 
 def _skip(directory: str, names: list[str]) -> set[str]:
@@ -53,7 +53,7 @@ def main() -> int:
     shutil.copytree(REPO, copy, ignore=_skip, symlinks=True)
     os.environ["EVERBAKE_LOCAL_CACHE"] = str(scratch / "cache")
     sys.path.insert(0, str(copy))
-    from everbake.build import build_image
+    from everbake.bake import build_image
 
     images = copy / "images"
     try:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from everbake import provision_env
-from everbake.packer import PLUGINS
 from everbake.spec import ImageSpec
 
 # Bump when the meaning of the inputs changes (forces new names everywhere).
@@ -45,6 +44,8 @@ def fingerprints(spec: ImageSpec) -> Fingerprints:
 
 def base_inputs(spec: ImageSpec) -> dict[str, Any]:
     """OS, Python, solvers, extra packages: what the base layer bakes."""
+    from everbake.providers import plugins  # the registry imports this module's types
+
     data = spec.to_canonical()
     root = spec.repo_root
     return {
@@ -53,7 +54,7 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
         "system": data["system"],
         "python": data["python"],
         "solvers": data["solvers"],
-        "disk_size_gb": {p: data["build"][p]["disk_size_gb"] for p in ("gcp", "yandex")},
+        "disk_size_gb": {p: data["build"][p]["disk_size_gb"] for p in _clouds()},
         # The cloud-only first-boot step runs in both layers; the image
         # fingerprint covers it through the base fingerprint.
         "scripts": _files(root, provision_env.cloud_scripts(root, "base")),
@@ -62,7 +63,7 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
         ),
         "ca_certificates": _ca_files(spec),
         "templates": _tree(root / "templates", root, skip={"agent"}),
-        "plugins": {name: list(v) for name, v in sorted(PLUGINS.items())},
+        "plugins": {name: [p.source, p.version] for name, p in sorted(plugins().items())},
     }
 
 
@@ -80,9 +81,18 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str) -> dict[str, Any]:
         "agent_template": _files(root, [root / spec.agent.config_template]),
         "runtime": _tree(root / spec.runtime.source, root),
         "secrets": data["secrets"],
+        # The local export's setting (the clouds have none): a schema key, not a comparison.
         "compression": data["build"]["local"]["compression"],
         "scripts": _files(root, provision_env.scripts(root, "image")),
     }
+
+
+def _clouds() -> list[str]:
+    """The providers whose build table holds a disk size (the clouds)."""
+    from everbake.providers import PROVIDERS
+    from everbake.providers.cloud import CloudProvider
+
+    return [name for name, cls in PROVIDERS.items() if issubclass(cls, CloudProvider)]
 
 
 def _digest(inputs: dict[str, Any]) -> str:

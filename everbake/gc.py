@@ -27,17 +27,10 @@ Kind = Literal["keep", "deprecate", "delete"]
 
 @dataclass(frozen=True)
 class Policy:
-    """How a provider retires images."""
+    """How a provider retires images (`Provider.retirement`)."""
 
     deprecate_first: bool  # GCP: deprecate, delete later; Yandex: delete at once
     delete_after_days: float = 30.0
-
-
-POLICIES = {
-    "gcp": Policy(deprecate_first=True, delete_after_days=30.0),
-    "yandex": Policy(deprecate_first=False),
-    "local": Policy(deprecate_first=False),
-}
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,8 @@ from everbake.errors import BuildError, CredentialsError, RenderError, ToolError
 from everbake.proc import Result, require_tool, stream
 from everbake.spec import ImageSpec
 
-# Plugins the cloud templates need with current Packer (`packer init`). Their
-# versions are fingerprint inputs: a new plugin may bake differently.
-PLUGINS: dict[str, tuple[str, str]] = {
-    "googlecompute": ("github.com/hashicorp/googlecompute", "~> 1.2"),
-    "yandex": ("github.com/hashicorp/yandex", "~> 1.1"),
-}
 INSTALL_FIX = "apt-get install -y packer  (or https://developer.hashicorp.com/packer/install)"
-PLUGINS_FROM = (1, 7, 0)
+PLUGINS_FROM = (1, 7, 0)  # the first Packer with `packer init` and required_plugins
 
 
 def packer_path() -> str:

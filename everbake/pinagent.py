@@ -20,9 +20,9 @@ from pathlib import Path
 import tomllib
 
 from everbake.errors import EverbakeError, SpecError
-from everbake.localbuild.staging import AgentSource, fetch_agent
 from everbake.providers import get
 from everbake.spec import ImageSpec, load_spec, resolve_path
+from everbake.staging import AgentSource, fetch_agent
 from everbake.ui import phase
 
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")

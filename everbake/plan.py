@@ -16,23 +16,23 @@ from typing import Any
 
 from everbake import naming
 from everbake.fingerprint import fingerprints
-from everbake.providers import get
+from everbake.providers import Provider, get
+from everbake.settings import Settings
 from everbake.spec import ImageSpec
 
 COLUMNS = ["image", "provider", "layer", "fingerprint", "image_name"]
 STATUS_COLUMNS = [*COLUMNS, "exists", "action"]
-LOCAL_LAYERS = ("base", "image")  # the local base layer is a cached rootfs tarball
+LAYERS = ("base", "image")
 
 
 def plan_rows(specs: Iterable[ImageSpec], providers: Iterable[str]) -> list[dict[str, Any]]:
     rows = []
-    provider_names = list(providers)
+    chosen = [get(name) for name in providers]
     for spec in specs:
         fps = fingerprints(spec)
-        for name in provider_names:
-            provider = get(name)
-            layers = LOCAL_LAYERS if provider.name == "local" else provider.layers
-            for layer in layers:
+        for provider in chosen:
+            # Both layers everywhere: the local base layer is a cached rootfs tarball.
+            for layer in LAYERS:
                 rows.append(
                     {
                         "image": spec.name,
@@ -52,24 +52,21 @@ def add_status(
     *,
     offline: bool = False,
     env: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
     """Set ``exists`` (True, False or None: unknown) and ``action`` on every row."""
     env = os.environ if env is None else env
+    settings = settings or Settings()
     by_name = {spec.name: spec for spec in specs}
     stores: dict[tuple[str, str], Any] = {}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["image"], row["provider"]), []).append(row)
-    for (image, provider), group in groups.items():
-        spec = by_name[image]
+    for (image, name), group in groups.items():
+        provider = get(name)
         # The rows already carry each layer's fingerprint, name and family.
         layers = {row["layer"]: row for row in group}
-        if provider == "local":
-            found = _local_exists(spec, layers)
-        elif offline:
-            found = dict.fromkeys(("base", "image"), "--offline")
-        else:
-            found = _cloud_exists(spec, provider, env, stores, layers)
+        found = provider.layer_status(by_name[image], layers, settings, env, stores, offline)
         for row in group:
             state = found[row["layer"]]
             row["exists"] = state if isinstance(state, bool) else None
@@ -77,54 +74,7 @@ def add_status(
     return rows
 
 
-def _local_exists(
-    spec: ImageSpec, layers: Mapping[str, Mapping[str, Any]]
-) -> dict[str, bool | str]:
-    from everbake.build.record import local_up_to_date, read_record, record_path
-    from everbake.localbuild.plan import base_cache_name, default_cache_dir
-
-    image = layers["image"]
-    record = read_record(record_path(spec.repo_root, "local", image["image_name"]))
-    cache = default_cache_dir(spec.repo_root) / base_cache_name(layers["base"]["fingerprint"])
-    return {
-        "base": cache.is_file(),
-        "image": local_up_to_date(record, image["fingerprint"]) is not None,
-    }
-
-
-def _cloud_exists(
-    spec: ImageSpec,
-    provider: str,
-    env: Mapping[str, str],
-    stores: dict[tuple[str, str], Any],
-    layers: Mapping[str, Mapping[str, Any]],
-) -> dict[str, bool | str]:
-    """Per layer: found or not, or the reason it is unknown."""
-    from everbake.errors import EverbakeError
-    from everbake.location import location_of
-    from everbake.stores.factory import credentials_hint, open_store
-
-    hint = credentials_hint(provider, env)
-    if not hint.ok:
-        return dict.fromkeys(("base", "image"), f"no credentials: {hint.fix}")
-    out: dict[str, bool | str] = {}
-    try:
-        location = location_of(spec, provider, env)
-        key = (provider, location)
-        if key not in stores:
-            stores[key] = open_store(provider, location, env)
-        for layer in ("base", "image"):
-            row = layers[layer]
-            out[layer] = (
-                stores[key].find_by_fingerprint(row["fingerprint"], row["family"]) is not None
-            )
-    except EverbakeError as exc:
-        reason = str(exc).splitlines()[0]
-        return {layer: out.get(layer, f"lookup failed: {reason}") for layer in ("base", "image")}
-    return out
-
-
-def _action(layer: str, found: Mapping[str, bool | str], provider: str) -> str:
+def _action(layer: str, found: Mapping[str, bool | str], provider: Provider) -> str:
     state = found[layer]
     if not isinstance(state, bool):
         return f"unknown ({state})"
@@ -132,7 +82,7 @@ def _action(layer: str, found: Mapping[str, bool | str], provider: str) -> str:
         if found["image"] is True:
             return "none (image up to date)"  # build-image stops at the image lookup
         if state:
-            return "reuse (cached)" if provider == "local" else "reuse"
+            return provider.reuse_action
         return "build"
     if state:
         return "up to date"

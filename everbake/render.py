@@ -1,10 +1,16 @@
-"""Spec + provider -> Packer HCL2 under build/<provider>/<image>/.
+"""Spec + provider + explicit settings -> the files of each Packer directory.
 
 Layout: the local provider renders one directory, build/local/<image>/; the
 clouds render one directory per layer, build/<provider>/<image>/{base,image}/.
 Each holds variables.pkr.hcl, source.pkr.hcl, build.pkr.hcl,
 inputs.auto.pkrvars.json (all values), versions.pkr.hcl (only for Packer >= 1.7)
 and, for clouds, an empty staging/ directory the build code fills.
+
+Three separate steps: `render_layer` returns the files (name -> text) and writes
+nothing, reading neither the process environment nor the packer on PATH (both
+are passed in); `write` is the one writer; `check_rendered` and
+`validate_rendered` check what was written. Builds stage first and pass what
+staging found in the settings, so no rendered file is patched afterwards.
 
 Jinja shapes structure only, with [[ ]] / [% %] delimiters because Packer's own
 Go templates use {{ }}. Values go to the JSON var file, so no value is ever
@@ -16,165 +22,109 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import jinja2
 
 from everbake import provision_env
 from everbake.errors import RenderError
 from everbake.files import write_atomic
 from everbake.fingerprint import Fingerprints, fingerprints
-from everbake.location import packer_var
-from everbake.packer import PLUGINS, supports_plugins
+from everbake.packer import supports_plugins
 from everbake.providers import BuildSettings, Provider, get
-from everbake.providers.yandex import YANDEX_FIELDS
 from everbake.spec import ImageSpec
+from everbake.templating import environment, render_template
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 VAR_FILE = "inputs.auto.pkrvars.json"
-PLAN_FILE = "local-plan.json"
-SOURCE_TYPES = {"gcp": "googlecompute", "yandex": "yandex", "local": "null"}
-_PLUGIN_OF = {"gcp": "googlecompute", "yandex": "yandex"}
-
-
-def hcl_string(value: Any) -> str:
-    """A JSON/HCL literal with Packer interpolation (${ and %{) escaped."""
-    text = json.dumps(value)
-    return text.replace("${", "$${").replace("%{", "%%{")
-
-
-def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
-        undefined=jinja2.StrictUndefined,
-        block_start_string="[%",
-        block_end_string="%]",
-        variable_start_string="[[",
-        variable_end_string="]]",
-        comment_start_string="[#",
-        comment_end_string="#]",
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["hcl"] = hcl_string
-    return env
+VERSIONS_FILE = "versions.pkr.hcl"
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """One Packer directory: a provider's layer of an image."""
+    """One Packer directory: a provider's layer of an image, and its files."""
 
     provider: str
     layer: str
     directory: Path
     values: dict[str, Any]
     sensitive: tuple[str, ...]  # variable names whose values come only from PKR_VAR_*
-
-
-def layer_dir(out_root: Path, provider: Provider, spec: ImageSpec, layer: str) -> Path:
-    top = out_root / provider.name / spec.name
-    return top if provider.name == "local" else top / layer
-
-
-def manifest_path(dist_root: Path, provider: str, spec: ImageSpec, layer: str) -> Path:
-    """dist/builds/local/<image>.manifest.json; clouds: <cloud>/<image>-<layer>.manifest.json."""
-    name = spec.name if provider == "local" else f"{spec.name}-{layer}"
-    return dist_root / "builds" / provider / f"{name}.manifest.json"
-
-
-def render(
-    spec: ImageSpec,
-    provider: str,
-    out_root: Path = Path("build"),
-    packer_version: tuple[int, int, int] | None = None,
-    *,
-    settings: BuildSettings | None = None,
-    dist_root: Path = Path("dist"),
-    fps: Fingerprints | None = None,
-) -> Path:
-    """Render every layer of ``spec`` for ``provider``; return build/<provider>/<image>."""
-    render_layers(spec, provider, out_root, packer_version, settings, dist_root, fps)
-    return out_root / provider / spec.name
+    files: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Directories the writer makes besides ``directory`` (the manifest's, staging/).
+    dirs: tuple[Path, ...] = ()
 
 
 def render_layers(
     spec: ImageSpec,
-    provider_name: str,
+    provider: str | Provider,
     out_root: Path = Path("build"),
     packer_version: tuple[int, int, int] | None = None,
     settings: BuildSettings | None = None,
     dist_root: Path = Path("dist"),
     fps: Fingerprints | None = None,
     layers: tuple[str, ...] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> list[Rendered]:
-    """Render ``layers`` (default: every layer of the provider)."""
-    provider = get(provider_name)
-    settings = settings or BuildSettings()
-    fps = fps or fingerprints(spec)
+    """Render and write ``layers`` (default: every layer of the provider).
+
+    ``environ`` is where a project/folder the spec leaves out may come from
+    (none by default); ``packer_version`` None means the packer on PATH.
+    """
+    chosen = get(provider)
     if packer_version is None:
         from everbake.packer import detect_version_or_none
 
         packer_version = detect_version_or_none() or (99, 0, 0)
-    env = environment(spec.repo_root / "templates")
+    fps = fps or fingerprints(spec)
     done = []
-    for layer in layers or provider.layers:
-        directory = layer_dir(out_root, provider, spec, layer)
-        done.append(
-            _render_layer(
-                env, spec, fps, provider, layer, directory, packer_version, settings, dist_root
-            )
+    for layer in layers or chosen.layers:
+        rendered = render_layer(
+            spec,
+            chosen,
+            layer,
+            fps=fps,
+            packer_version=packer_version,
+            settings=settings or BuildSettings(),
+            environ={} if environ is None else environ,
+            out_root=out_root,
+            dist_root=dist_root,
         )
+        write(rendered)
+        done.append(rendered)
     return done
 
 
-def _render_layer(
-    env: jinja2.Environment,
+def render_layer(
     spec: ImageSpec,
-    fps: Fingerprints,
     provider: Provider,
     layer: str,
-    directory: Path,
+    *,
+    fps: Fingerprints,
     packer_version: tuple[int, int, int],
     settings: BuildSettings,
+    environ: Mapping[str, str],
+    out_root: Path,
     dist_root: Path,
 ) -> Rendered:
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest = manifest_path(dist_root, provider.name, spec, layer).resolve()
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Any] = {"manifest": manifest, "plan_file": (directory / PLAN_FILE).resolve()}
-    cloud = provider.name != "local"
-    if cloud:
-        paths["staging"] = (directory / "staging").resolve()
-        paths["staging"].mkdir(exist_ok=True)
-        if not provision_env.scripts(spec.repo_root, layer):
-            raise RenderError(
-                f"no provisioning scripts for the {layer} layer in "
-                f"{spec.repo_root / 'provisioning'}; restore provisioning/NN-*.sh"
-            )
-        paths["scripts"] = [p.resolve() for p in provision_env.cloud_scripts(spec.repo_root, layer)]
-    values = provider.template_vars(spec, fps, layer, paths, settings)
-    if cloud:
-        values["remote_staging"] = provision_env.DEFAULT_STAGING
-        env_vars = provision_env.provisioning_env(
-            spec, layer, provision_env.DEFAULT_STAGING, build_user=values["ssh_username"]
-        )
-        values["script_env"] = [f"{k}={v}" for k, v in env_vars.items()]
+    """The files of one layer's Packer directory; nothing is written."""
+    directory = provider.layer_dir(out_root, spec, layer)
+    manifest = provider.manifest_path(dist_root, spec, layer).resolve()
+    paths: dict[str, Any] = {"manifest": manifest, **provider.render_paths(spec, layer, directory)}
+    values = provider.template_vars(spec, fps, layer, paths, settings, environ)
+    # Embed-mode secrets are written by the image layer (the local provider's only one).
     secrets = []
-    if layer == "image" or not cloud:
+    if layer == "image":
         secrets = [
             {"name": name, "env": provision_env.secret_env_name(name)}
             for name in provision_env.embed_secrets(spec)
         ]
     sensitive = tuple(f"secret_{s['name']}" for s in secrets)
     variables = [{"name": k, "type": _hcl_type(v), "sensitive": False} for k, v in values.items()]
-    # Where a cloud builds comes from PKR_VAR_* when the spec leaves it out.
-    location = packer_var(provider.name)
-    if location and location not in values:
-        variables.append({"name": location, "type": "string", "sensitive": False})
+    variables += [
+        {"name": name, "type": "string", "sensitive": False}
+        for name in provider.undeclared_vars(values)
+    ]
     variables += [{"name": name, "type": "string", "sensitive": True} for name in sensitive]
     variables.sort(key=lambda v: str(v["name"]))
     context = {
@@ -183,34 +133,34 @@ def _render_layer(
         "values": values,
         "variables": variables,
         "secrets": secrets,
-        "source_type": SOURCE_TYPES[provider.name],
+        "source_type": provider.source_type,
     }
-    build_template = f"{provider.name}/build.pkr.hcl.j2" if not cloud else "cloud_build.pkr.hcl.j2"
+    env = environment(spec.repo_root / "templates")
     files = {
-        "variables.pkr.hcl": _render(env, "variables.pkr.hcl.j2", context),
-        "source.pkr.hcl": _render(env, f"{provider.name}/source.pkr.hcl.j2", context),
-        "build.pkr.hcl": _render(env, build_template, context),
+        "variables.pkr.hcl": render_template(env, "variables.pkr.hcl.j2", context),
+        "source.pkr.hcl": render_template(env, provider.source_template, context),
+        "build.pkr.hcl": render_template(env, provider.build_template, context),
         VAR_FILE: json.dumps(values, indent=2, sort_keys=True) + "\n",
     }
     if supports_plugins(packer_version):
-        plugin = _PLUGIN_OF.get(provider.name)
-        plugins = [(plugin, PLUGINS[plugin])] if plugin else []
-        files["versions.pkr.hcl"] = _render(env, "versions.pkr.hcl.j2", {"plugins": plugins})
-    stale = directory / "versions.pkr.hcl"
-    if "versions.pkr.hcl" not in files and stale.exists():
+        plugin = provider.plugin
+        plugins = [(plugin.name, (plugin.source, plugin.version))] if plugin else []
+        files[VERSIONS_FILE] = render_template(env, "versions.pkr.hcl.j2", {"plugins": plugins})
+    dirs = (manifest.parent, *([paths["staging"]] if "staging" in paths else []))
+    return Rendered(provider.name, layer, directory, values, sensitive, files, dirs)
+
+
+def write(rendered: Rendered) -> None:
+    """Write the files of ``rendered`` (each atomically); drop a versions file this
+    Packer must not see."""
+    rendered.directory.mkdir(parents=True, exist_ok=True)
+    for extra in rendered.dirs:
+        extra.mkdir(parents=True, exist_ok=True)
+    stale = rendered.directory / VERSIONS_FILE
+    if VERSIONS_FILE not in rendered.files and stale.exists():
         stale.unlink()
-    for name, text in files.items():
-        write_atomic(directory / name, text)
-    return Rendered(provider.name, layer, directory, values, sensitive)
-
-
-def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
-    try:
-        return env.get_template(name).render(**context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"templates/{name}:{exc.lineno}: {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"templates/{name}: {exc.message} (context: {sorted(context)})") from None
+    for name, text in rendered.files.items():
+        write_atomic(rendered.directory / name, text)
 
 
 def _hcl_type(value: Any) -> str:
@@ -257,7 +207,7 @@ def normalize(data: Any) -> Any:
     return data
 
 
-def check_rendered(directory: Path, provider: str) -> None:
+def check_rendered(directory: Path, provider: str | Provider) -> None:
     """Structure Packer's -syntax-only does not check: a build block, its sources,
     declared variables, and (yandex) every source argument against the plugin."""
     problems = []
@@ -282,11 +232,7 @@ def check_rendered(directory: Path, provider: str) -> None:
         for ref in build.get("sources", []):
             if _unquote(ref) not in sources:
                 problems.append(f"build uses {ref}, which is not defined")
-    if provider == "yandex":
-        for block in parsed.get("source", []):
-            for args in block.get("yandex", {}).values():
-                for arg in sorted(set(args) - YANDEX_FIELDS):
-                    problems.append(f'source "yandex": unknown argument {arg}')
+    problems.extend(get(provider).source_problems(parsed))
     if problems:
         raise RenderError("; ".join(f"{directory}: {p}" for p in problems))
 
@@ -304,9 +250,8 @@ def validation_env(rendered: Rendered, base: dict[str, str] | None = None) -> di
     """Environment for `packer validate`: placeholders for values only known at build
     time (project/folder, secrets), so validation needs no credentials or secrets."""
     env = dict(os.environ if base is None else base)
-    location = packer_var(rendered.provider)
-    if location and location not in rendered.values:
-        env.setdefault(f"PKR_VAR_{location}", PLACEHOLDER)
+    for name, value in get(rendered.provider).validation_placeholders(rendered.values).items():
+        env.setdefault(name, value)
     for name in rendered.sensitive:
         env[f"PKR_VAR_{name}"] = PLACEHOLDER
     return env
@@ -323,7 +268,7 @@ def validate_rendered(rendered: Rendered, packer_version: tuple[int, int, int]) 
     check_rendered(rendered.directory, rendered.provider)
     packer.fmt_check(rendered.directory)
     env = validation_env(rendered)
-    syntax_only = rendered.provider == "yandex" and not packer.supports_plugins(packer_version)
+    syntax_only = get(rendered.provider).syntax_only(packer_version)
     if packer.supports_plugins(packer_version):
         packer.init(rendered.directory, env)
     packer.validate(rendered.directory, syntax_only=syntax_only, env=env)

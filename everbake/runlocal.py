@@ -36,13 +36,12 @@ from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
 from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
 from everbake.localbuild.plan import image_tarball
-from everbake.spec import REPO_ROOT, load_spec
+from everbake.settings import Settings
 from everbake.ui import phase, say
 
 RUN_DIR_IN_IMAGE = "/var/tmp/everbake-run"
 JOB_INPUTS = ("params.json", "data.zip", "data.tar.gz")
 DEFAULT_MODEL = "examples/transport"
-DEFAULT_IMAGE = "optimization"
 # The runner forwards SIGTERM to the model and still collects outputs; give it time.
 CANCEL_GRACE_SECONDS = 30.0
 
@@ -57,25 +56,26 @@ class RunOutcome:
     outputs: list[str]
 
 
-def resolve_image(image: str | Path, repo_root: Path = REPO_ROOT) -> Path:
+def resolve_image(image: str | Path, settings: Settings) -> Path:
     """An image tarball from a path, an image name, or a spec name (its current build)."""
     text = str(image)
     path = Path(text)
     if text.endswith(SUFFIXES) and path.is_file():
         return path.resolve()
+    dist = settings.dist_root_of_repo()
     for compression in FORMATS:
-        named = image_tarball(repo_root, text, compression)
+        named = image_tarball(dist, text, compression)
         if named.is_file():
             return named
     try:
-        spec = load_spec(text, repo_root / "images")
+        spec = settings.load_spec(text)
     except EverbakeError:
         raise EverbakeError(
             f"--image {text}: not an image tarball, a built image name or an image spec; "
             "see images/ for spec names"
         ) from None
     image_name = naming.image_name(spec, fingerprints(spec))
-    tarball = image_tarball(repo_root, image_name, spec.build.local.compression)
+    tarball = image_tarball(settings.dist_root(spec), image_name, spec.build.local.compression)
     if not tarball.is_file():
         from everbake.stores.local import LocalImageStore
 
@@ -191,7 +191,7 @@ def _collect(task_dir: Path, run_dir: Path, skip: set[str]) -> list[str]:
 
 
 def run_local(
-    image: str | Path = DEFAULT_IMAGE,
+    image: str | Path | None = None,
     job_dir: Path | str = "examples/transport/job",
     *,
     model: Path | str | None = None,
@@ -199,12 +199,14 @@ def run_local(
     user: str = "everest",
     keep_root: bool = False,
     on_status: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
 ) -> RunOutcome:
-    """Run one task of ``job_dir`` in a scratch copy of ``image``; outputs -> runs/<id>/."""
-    repo_root = REPO_ROOT
-    tarball = resolve_image(image, repo_root)
+    """Run one task of ``job_dir`` in a scratch copy of ``image`` (default: the
+    settings' image); outputs -> <runs>/<id>/ (``runs_dir``, else the settings')."""
+    settings = settings or Settings()
+    tarball = resolve_image(settings.image if image is None else image, settings)
     job = Path(job_dir).resolve()
-    model_path = Path(model).resolve() if model else repo_root / DEFAULT_MODEL
+    model_path = Path(model).resolve() if model else settings.repo_root / DEFAULT_MODEL
     # Bad arguments fail before the image is unpacked or mounted and a run dir exists.
     if not job.is_dir():
         raise EverbakeError(f"--job {job_dir}: no such directory")
@@ -213,7 +215,7 @@ def run_local(
     if not (model_path.is_dir() or model_path.is_file()):
         raise EverbakeError(f"--model {model_path}: no such directory or archive")
     run_id = _new_run_id()
-    run_dir = (runs_dir or repo_root / "runs") / run_id
+    run_dir = (runs_dir or settings.runs_root()) / run_id
     root = run_dir / "root"
     run_dir.mkdir(parents=True)
     inside = root / RUN_DIR_IN_IMAGE.lstrip("/")

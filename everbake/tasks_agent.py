@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from everbake.taskutil import task
+from everbake.taskutil import settings_of, task
 
 
 @task(
@@ -18,10 +16,7 @@ def pin_agent(c, image=None, ref=None):
     """Download the Everest agent archive, print its sha256, write ref and sha256 into the spec."""
     from everbake.pinagent import pin_agent as pin
 
-    settings = c.config.get("everbake", {})
-    images_dir = settings.get("images_dir") or None
-    pinned = pin(
-        image or settings.get("image", "optimization"), images_dir and Path(images_dir), ref
-    )
+    settings = settings_of(c)
+    pinned = pin(image or settings.image, settings.images_dir, ref)
     print(f"{pinned.sha256}  {pinned.source}")
     print(f'pinned in {pinned.spec_file}: [agent] ref = "{pinned.ref}", sha256 = "{pinned.sha256}"')

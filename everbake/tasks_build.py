@@ -6,42 +6,46 @@ from pathlib import Path
 
 import invoke
 
-from everbake.taskutil import split_list, task
+from everbake.taskutil import settings_of, split_list, task
 
 
 @task(
     help={
-        "provider": "local (default), gcp or yandex; comma-separated for several",
-        "image": "image spec name in images/ or a path to a .toml (default: optimization); "
-        "comma-separated for several, or 'all' for every spec in images/",
+        "provider": "local (default), gcp or yandex; comma-separated for several "
+        "(default: the configured provider)",
+        "image": "image spec name in images/ or a path to a .toml (default: the configured "
+        "image, optimization); comma-separated for several, or 'all' for every spec in images/",
         "force": "rebuild even when an image with this fingerprint exists",
         "replace_published": "with --force, replace a cloud image that a published record names",
     }
 )
-def build_image(c, provider="local", image="optimization", force=False, replace_published=False):
+def build_image(c, provider=None, image=None, force=False, replace_published=False):
     """Bake images from their specs; does nothing for a fingerprint already built."""
-    from everbake.build.many import build_images
+    from everbake.bake.many import build_images
 
+    settings = settings_of(c)
     build_images(
-        split_list(image),
-        split_list(provider),
+        split_list(image) or [settings.image],
+        split_list(provider) or [settings.provider],
         force=force,
         replace_published=replace_published,
+        settings=settings,
     )
 
 
 @task(
     help={
-        "image": "spec name (its current build), image name or tarball (default: optimization)",
+        "image": "spec name (its current build), image name or tarball (default: the "
+        "configured image, optimization)",
         "job": "job directory: params.json and a data archive",
         "model": "model directory or archive (default: examples/transport)",
     },
 )
-def run_local(c, job, image="optimization", model=None):
+def run_local(c, job, image=None, model=None):
     """Run one task of a job inside a scratch copy of a local image, with live status."""
     from everbake.runlocal import run_local as run
 
-    outcome = run(image, Path(job), model=Path(model) if model else None)
+    outcome = run(image, Path(job), model=Path(model) if model else None, settings=settings_of(c))
     if outcome.cancelled:
         raise invoke.Exit("cancelled", 130)
     if outcome.exit_code != 0:

@@ -10,6 +10,37 @@ from typing import Any
 import invoke
 
 from everbake.errors import EverbakeError
+from everbake.providers import DEFAULT, NAMES, get
+from everbake.settings import DEFAULT_IMAGE, Settings
+
+# The one set of task defaults (everbake/tasks.py: ns.configure); invoke.yaml or
+# INVOKE_EVERBAKE_* variables override them. Relative dirs are the current dir's.
+DEFAULTS: dict[str, Any] = {
+    "everbake": {
+        "image": DEFAULT_IMAGE,  # the default image of single-image tasks
+        "provider": DEFAULT,  # the default provider of build-image
+        "providers": list(NAMES),  # what validate/plan/check cover by default
+        "build_dir": "build",
+        "dist_dir": "dist",
+        "runs_dir": "runs",
+        "images_dir": "",  # empty: the images/ folder next to the everbake package
+    }
+}
+
+
+def settings_of(c: invoke.Context) -> Settings:
+    """The settings of a task's context (a collection without our defaults gets them)."""
+    config = dict(DEFAULTS["everbake"])
+    config.update(c.config.get("everbake") or {})
+    return Settings.from_config(config)
+
+
+def providers_of(settings: Settings, provider: str | None) -> list[str]:
+    """The --provider names (comma-separated), else the configured ones; checked."""
+    names = split_list(provider) or list(settings.providers)
+    for name in names:
+        get(name)  # an unknown name lists the choices
+    return names
 
 
 def debug_enabled() -> bool:

@@ -16,7 +16,8 @@ What Packer really prints decides (shared/facts/packer.md, last section):
   makes the VM a *suspect*: the provider must confirm with the cloud API
   (`confirm`) before the build moves on, and an unconfirmed suspect stops the
   build like any other failure (retrying it blindly would just fail again).
-These are small pure functions so that they can move into the provider classes.
+Each provider class lists the signals it knows (`lost_vm_signals`) and how it
+confirms a suspect (`confirm_lost`); the planning here is shared.
 """
 
 from __future__ import annotations
@@ -60,29 +61,26 @@ _SSH_TIMEOUT = re.compile(r"dial tcp \S+:22: i/o timeout")
 # ZONE_RESOURCE_POOL_EXHAUSTED itself is not printed.
 _FAILED_START = re.compile(r"Instance failed to start due to preemption")
 _NO_CAPACITY = re.compile(r"does not have enough resources available to fulfill the request")
-_SESSION_LOST = [
+# A signal: (pattern, kind, what the log then says about the VM).
+Signal = tuple[re.Pattern[str], str, str]
+# Both clouds, mid-provisioning: the VM is a suspect until the cloud confirms.
+SESSION_LOST: tuple[Signal, ...] = (
     (_DISCONNECT, SUSPECT, "lost its SSH session in the middle of a script"),
     (_SSH_TIMEOUT, SUSPECT, "stopped answering SSH"),
-]
-_SIGNALS: dict[str, list[tuple[re.Pattern[str], str, str]]] = {
-    "gcp": [
-        (_FAILED_START, PREEMPTED, "was preempted as it started"),
-        (_NO_CAPACITY, STOCKOUT, "could not be had: the zone is out of capacity"),
-        *_SESSION_LOST,
-    ],
-    # guess: Yandex's own creation-time texts are not known; only the session signals.
-    "yandex": list(_SESSION_LOST),
-}
+)
+# GCE at creation: certain without asking.
+GCE_CREATION: tuple[Signal, ...] = (
+    (_FAILED_START, PREEMPTED, "was preempted as it started"),
+    (_NO_CAPACITY, STOCKOUT, "could not be had: the zone is out of capacity"),
+)
 
 
-def read_loss(provider: str, output: Iterable[str]) -> Loss | None:
+def read_loss(signals: Iterable[Signal], output: Iterable[str]) -> Loss | None:
     """The first sign in Packer's console output that the build VM was lost, or None
     when the output shows an ordinary failure."""
-    signals = _SIGNALS.get(provider)
-    if signals is None:
-        raise EverbakeError(f"unknown provider '{provider}': choose gcp or yandex")
+    chosen = list(signals)
     for line in output:
-        for pattern, kind, reason in signals:
+        for pattern, kind, reason in chosen:
             if pattern.search(line):
                 return Loss(kind, reason, line.strip())
     return None

@@ -7,8 +7,8 @@ secrets are named here and their values reach the image step only through its
 environment (EB_SECRET_<NAME>).
 
 Base layer cache: <cache_dir>/base-<base fingerprint>.tar.zst.
-The cache dir defaults to dist/cache/local in the repository (EVERBAKE_LOCAL_CACHE
-overrides it), so `rm -rf dist` forgets every local build at once.
+The cache dir defaults to <dist>/cache/local (EVERBAKE_LOCAL_CACHE overrides it),
+so `rm -rf dist` forgets every local build at once.
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ CACHE_ENV = "EVERBAKE_LOCAL_CACHE"
 LAYERS = ("base", "image")
 
 
-def default_cache_dir(repo_root: Path) -> Path:
-    return cache_dir_in(repo_root / "dist")
-
-
 def cache_dir_in(dist: Path) -> Path:
-    """$EVERBAKE_LOCAL_CACHE, else <dist>/cache/local."""
+    """$EVERBAKE_LOCAL_CACHE, else <dist>/cache/local (this provider's folder names)."""
     override = os.environ.get(CACHE_ENV)
     return Path(override).resolve() if override else dist / "cache" / "local"
+
+
+def images_dir_in(dist: Path) -> Path:
+    """Where local images (tarballs) live: <dist>/local."""
+    return dist / "local"
 
 
 def base_cache_name(base_fingerprint: str) -> str:
@@ -45,9 +46,9 @@ def base_cache_name(base_fingerprint: str) -> str:
     return f"base-{base_fingerprint}.tar.zst"
 
 
-def image_tarball(repo_root: Path, image: str, compression: str = "zstd") -> Path:
+def image_tarball(dist: Path, image: str, compression: str = "zstd") -> Path:
     """dist/local/<image>.tar.zst, .tar.gz or .tar (build.local.compression)."""
-    return repo_root / "dist" / "local" / f"{image}{export.suffix(compression)}"
+    return images_dir_in(dist) / f"{image}{export.suffix(compression)}"
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,29 @@
-"""Provider registry: local, gcp, yandex. An unknown name lists the choices."""
+"""Provider registry: local, gcp, yandex. An unknown name lists the choices.
+
+Each provider is one class in one module here (docs/internals.md: "Adding a
+provider"); everything else asks the object `get(name)` returns.
+"""
 
 from __future__ import annotations
 
 import difflib
 
 from everbake.errors import EverbakeError
-from everbake.providers.base import BuildSettings, CheckLine, Provider
+from everbake.providers.base import BuildSettings, CheckLine, Plugin, Provider
 from everbake.providers.gcp import Gcp
 from everbake.providers.local import Local
 from everbake.providers.yandex import Yandex
 
-PROVIDERS: dict[str, type[Provider]] = {"local": Local, "gcp": Gcp, "yandex": Yandex}
+PROVIDERS: dict[str, type[Provider]] = {cls.name: cls for cls in (Local, Gcp, Yandex)}
 NAMES = tuple(PROVIDERS)
+DEFAULT = Local.name  # the provider that needs no cloud account
 
-__all__ = ["NAMES", "PROVIDERS", "BuildSettings", "CheckLine", "Provider", "get"]
+__all__ = ["DEFAULT", "NAMES", "PROVIDERS", "BuildSettings", "CheckLine", "Provider", "get"]
 
 
-def get(name: str) -> Provider:
+def get(name: str | Provider) -> Provider:
+    if isinstance(name, Provider):
+        return name
     try:
         return PROVIDERS[name]()
     except KeyError:
@@ -25,3 +32,8 @@ def get(name: str) -> Provider:
         raise EverbakeError(
             f"--provider {name}: unknown provider; {hint}choose one of: {', '.join(NAMES)}"
         ) from None
+
+
+def plugins() -> dict[str, Plugin]:
+    """The Packer plugins of every provider, by plugin name (fingerprint inputs)."""
+    return {cls.plugin.name: cls.plugin for cls in PROVIDERS.values() if cls.plugin}

@@ -1,15 +1,30 @@
-"""What every provider offers the build side: template variables and offline checks."""
+"""What a provider is: everything the build side needs to know about one place to bake.
+
+A provider class says how its Packer source is written (source type, plugin,
+template variables, where each layer's files go), where it builds and how that
+is found, how `invoke check` judges it, how its image store is opened, how a
+lost build VM is recognised and confirmed, how old images are retired, how an
+image is replaced, and which steps bake an image there. Code outside
+``everbake.providers`` and ``everbake.stores`` asks these objects and never
+compares provider names (docs/internals.md: "Adding a provider").
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming
-from everbake.fingerprint import Fingerprints
-from everbake.location import PLACES, find
-from everbake.spec import ImageSpec
+
+if TYPE_CHECKING:
+    from everbake.bake.skeleton import BakeSteps
+    from everbake.fingerprint import Fingerprints
+    from everbake.gc import Policy
+    from everbake.settings import Settings
+    from everbake.spec import ImageSpec
+    from everbake.stores import ImageStore
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,18 @@ class CheckLine:
     ok: bool
     detail: str
     fix: str = ""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A Packer plugin the provider's source needs with current Packer (`packer init`).
+
+    Its version constraint is a fingerprint input: a new plugin may bake differently.
+    """
+
+    name: str
+    source: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -38,33 +65,120 @@ class BuildSettings:
     image_name: str | None = None
     # The build VM's name, unique per attempt, so a lost VM can be looked up.
     instance_name: str | None = None
+    # What staging found and the scripts must be told (everbake.staging.agent_env):
+    # staging runs before rendering, so no rendered file is patched afterwards.
+    agent_env: Mapping[str, str] | None = None
 
 
 class Provider:
     name: ClassVar[str]
     # Layers rendered as separate Packer directories (clouds: base and image).
     layers: ClassVar[tuple[str, ...]]
+    source_type: ClassVar[str]  # the Packer source (builder) type
+    plugin: ClassVar[Plugin | None] = None  # None: built into Packer
+    # What `plan` calls a base layer that exists.
+    reuse_action: ClassVar[str] = "reuse"
+    # Templates under templates/: the source block and the build block.
+    source_template: ClassVar[str]
+    build_template: ClassVar[str]
+
     # The user Packer logs in as on a cloud build VM (hygiene removes it).
     ssh_username: ClassVar[str] = ""
     # Builds refuse a spec whose [agent] sha256 is unset (clouds: an image
     # published to many VMs must not bake whatever a moving ref holds today).
     needs_pinned_agent: ClassVar[bool] = False
 
+    # -- rendering -------------------------------------------------------
+
     def template_vars(
         self,
         spec: ImageSpec,
         fps: Fingerprints,
         layer: str,
-        paths: dict[str, Path],
+        paths: dict[str, Any],
         settings: BuildSettings,
+        environ: Mapping[str, str],
     ) -> dict[str, Any]:
         """Values for inputs.auto.pkrvars.json (never a secret value)."""
         raise NotImplementedError
 
-    def check(self) -> list[CheckLine]:
-        """Offline checks of the local tools; the clouds' checks (SDK, credentials,
-        project/folder, one API call) are everbake.check.cloud_checks."""
+    def layer_dir(self, out_root: Path, spec: ImageSpec, layer: str) -> Path:
+        """The Packer directory of ``layer``: build/<provider>/<image>/<layer>."""
+        return out_root / self.name / spec.name / layer
+
+    def manifest_path(self, dist_root: Path, spec: ImageSpec, layer: str) -> Path:
+        """dist/builds/<provider>/<image>-<layer>.manifest.json."""
+        return dist_root / "builds" / self.name / f"{spec.name}-{layer}.manifest.json"
+
+    def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
+        """Paths the template variables name, besides the manifest and the plan file."""
+        return {}
+
+    def validation_placeholders(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """PKR_VAR_* stand-ins `packer validate` needs for values known only at build time."""
+        return {}
+
+    def undeclared_vars(self, values: Mapping[str, Any]) -> list[str]:
+        """Variables the templates use that the var file leaves to PKR_VAR_*."""
         return []
+
+    def source_problems(self, parsed: Mapping[str, Any]) -> list[str]:
+        """Structure problems of the parsed source blocks that packer validate misses."""
+        return []
+
+    def syntax_only(self, packer_version: tuple[int, int, int]) -> bool:
+        """Whether this Packer can only check the syntax (it lacks the builder)."""
+        return False
+
+    def packer_hint(self, packer_version: tuple[int, int, int]) -> str:
+        """What to add to a failed build's message about this Packer ('' for nothing)."""
+        return ""
+
+    # -- checks and stores -----------------------------------------------
+
+    needs_specs_to_check: ClassVar[bool] = False
+
+    def check(self, specs: Sequence[ImageSpec], environ: Mapping[str, str]) -> list[CheckLine]:
+        """`invoke check` lines for this provider, cheap to expensive."""
+        return []
+
+    def retirement(self) -> Policy:
+        """How gc-images retires old images here."""
+        raise NotImplementedError
+
+    def gc_target(
+        self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
+    ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
+        """(store, family, protected names or None for the published ones) for gc-images."""
+        raise NotImplementedError
+
+    # -- baking ----------------------------------------------------------
+
+    def bake_steps(
+        self,
+        spec: ImageSpec,
+        settings: Settings,
+        environ: Mapping[str, str],
+        *,
+        force: bool,
+        replace_published: bool,
+    ) -> BakeSteps:
+        """The steps the bake skeleton (everbake.bake.skeleton) runs for ``spec`` here."""
+        raise NotImplementedError
+
+    def layer_status(
+        self,
+        spec: ImageSpec,
+        layers: Mapping[str, Mapping[str, Any]],
+        settings: Settings,
+        environ: Mapping[str, str],
+        stores: dict[tuple[str, str], Any],
+        offline: bool,
+    ) -> dict[str, bool | str]:
+        """Per layer: whether it exists, or why that cannot be told (for `plan`)."""
+        raise NotImplementedError
+
+    # -- shared helpers --------------------------------------------------
 
     def common_vars(self, spec: ImageSpec, fps: Fingerprints, layer: str) -> dict[str, Any]:
         return {
@@ -76,44 +190,3 @@ class Provider:
             "image_description": naming.description(spec, fps, layer),
             "image_labels": naming.labels(spec, fps, layer),
         }
-
-    def cloud_vars(
-        self,
-        spec: ImageSpec,
-        fps: Fingerprints,
-        layer: str,
-        paths: dict[str, Path],
-        settings: BuildSettings,
-        build: Any,
-    ) -> dict[str, Any]:
-        """What both clouds set alike; ``build`` is the spec's build.<cloud> table."""
-        common = self.common_vars(spec, fps, layer)
-        if settings.image_name:
-            common["image_name"] = settings.image_name
-        if settings.instance_name:
-            common["instance_name"] = settings.instance_name
-        # The project/folder: the build settings', the spec's, or the environment's.
-        place = settings.project or find(spec, self.name)
-        if place:
-            common[PLACES[self.name].packer_var] = place
-        return {
-            **common,
-            "zone": settings.zone or build.zones[0],
-            "preemptible": build.preemptible
-            if settings.preemptible is None
-            else settings.preemptible,
-            "disk_size_gb": build.disk_size_gb,
-            "build_labels": {
-                naming.SPEC_LABEL: naming.label_value(spec.name),
-                naming.LAYER_LABEL: layer,
-            },
-            "ssh_username": self.ssh_username,
-            "staging_dir": str(paths["staging"]),
-            "scripts": [str(p) for p in _paths_list(paths, "scripts")],
-            "manifest_path": str(paths["manifest"]),
-        }
-
-
-def _paths_list(paths: dict[str, Any], key: str) -> list[Path]:
-    value = paths.get(key, [])
-    return list(value) if isinstance(value, list | tuple) else []

@@ -1,21 +1,83 @@
-"""Google Compute Engine: googlecompute source vars."""
+"""Google Compute Engine: the googlecompute source, a project to build in, images
+through google-cloud-compute, deprecation before deletion, and `packer build
+-force` to replace an image of the same name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from everbake import naming
-from everbake.fingerprint import Fingerprints
-from everbake.providers.base import BuildSettings, Provider
-from everbake.spec import ImageSpec
+from everbake.cloudbuild.attempts import GCE_CREATION, SESSION_LOST
+from everbake.providers.base import BuildSettings, Plugin
+from everbake.providers.cloud import (
+    BuildLayer,
+    CloudProvider,
+    Place,
+    Sdk,
+)
+
+if TYPE_CHECKING:
+    from everbake.fingerprint import Fingerprints
+    from everbake.gc import Policy
+    from everbake.spec import ImageSpec
+    from everbake.stores import CloudImage, CredentialsHint, ImageStore
 
 
-class Gcp(Provider):
+class Gcp(CloudProvider):
     name = "gcp"
-    layers = ("base", "image")
     ssh_username = "packer"
     needs_pinned_agent = True
+    source_type = "googlecompute"
+    plugin = Plugin("googlecompute", "github.com/hashicorp/googlecompute", "~> 1.2")
+    source_template = "gcp/source.pkr.hcl.j2"
+    place = Place(
+        "project",
+        "project",
+        "build.gcp.project",
+        ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"),
+        "export GOOGLE_CLOUD_PROJECT=<project>  (or set build.gcp.project in the image spec)",
+        "project_id",
+    )
+    sdk = Sdk("google.cloud.compute_v1", "pip install 'everbake[gcp]'  (google-cloud-compute)")
+    lost_vm_signals = (*GCE_CREATION, *SESSION_LOST)
+
+    def location_in_spec(self, spec: ImageSpec) -> str:
+        return spec.build.gcp.project
+
+    def build_table(self, spec: ImageSpec) -> Any:
+        return spec.build.gcp
+
+    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
+        from everbake.stores.gcp import gcp_credentials_hint
+
+        return gcp_credentials_hint(dict(environ))
+
+    def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
+        from everbake.stores.gcp import GcpImageStore
+
+        return GcpImageStore(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+
+    def retirement(self) -> Policy:
+        from everbake.gc import Policy
+
+        return Policy(deprecate_first=True, delete_after_days=30.0)
+
+    def artifact_id(self, image: CloudImage) -> str:
+        return image.name  # googlecompute's artifact id is the image name
+
+    def replace(
+        self,
+        store: ImageStore,
+        existing: CloudImage,
+        name: str,
+        family: str,
+        build: BuildLayer,
+    ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
+        # `packer build -force` deletes the old image only once the new one is made.
+        image, entry, attempt = build(packer_force=True)
+        return image, entry, attempt, existing
 
     def template_vars(
         self,
@@ -24,9 +86,10 @@ class Gcp(Provider):
         layer: str,
         paths: dict[str, Path],
         settings: BuildSettings,
+        environ: Mapping[str, str],
     ) -> dict[str, Any]:
         build = spec.build.gcp
-        values = self.cloud_vars(spec, fps, layer, paths, settings, build)
+        values = self.cloud_vars(spec, fps, layer, paths, settings, environ)
         values["machine_type"] = build.machine_type
         values["on_host_maintenance"] = "TERMINATE" if values["preemptible"] else "MIGRATE"
         values["network"] = build.network

@@ -1,14 +1,29 @@
-"""Yandex Cloud: yandex source vars and the plugin's field list."""
+"""Yandex Cloud: the yandex source (plugin only: Packer 1.6.6 has none, so its
+arguments are checked against the plugin's field list), a folder to build in,
+images through yandexcloud, deletion without deprecation, and build-new-then-swap
+to replace an image (names are unique and the plugin has no -force)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from everbake import naming
-from everbake.fingerprint import Fingerprints
-from everbake.providers.base import BuildSettings, Provider
-from everbake.spec import ImageSpec
+from everbake.errors import CloudError
+from everbake.providers.base import BuildSettings, CheckLine, Plugin
+from everbake.providers.cloud import (
+    BuildLayer,
+    CloudProvider,
+    Place,
+    Sdk,
+)
+from everbake.ui import phase
+
+if TYPE_CHECKING:
+    from everbake.fingerprint import Fingerprints
+    from everbake.spec import ImageSpec
+    from everbake.stores import CloudImage, CredentialsHint, ImageStore
 
 # Arguments of the yandex builder (plugin 1.1.x, shared/facts/packer.md): Packer
 # 1.6.6 has no yandex builder, so rendered sources are checked against this list.
@@ -69,11 +84,115 @@ YANDEX_FIELDS = frozenset(
 )
 
 
-class Yandex(Provider):
+TEMPORARY_SUFFIX = "-new"  # fits: families leave room for "-base-" + 12 hex
+PACKER_FIX = (
+    "install Packer >= 1.7 (https://developer.hashicorp.com/packer/install); "
+    "build-image runs 'packer init' for the yandex plugin"
+)
+
+
+class Yandex(CloudProvider):
     name = "yandex"
-    layers = ("base", "image")
     ssh_username = "debian"
     needs_pinned_agent = True
+    source_type = "yandex"
+    plugin = Plugin("yandex", "github.com/hashicorp/yandex", "~> 1.1")
+    source_template = "yandex/source.pkr.hcl.j2"
+    place = Place(
+        "folder_id",
+        "folder",
+        "build.yandex.folder_id",
+        ("YC_FOLDER_ID",),
+        "export YC_FOLDER_ID=$(yc config get folder-id)  "
+        "(or set build.yandex.folder_id in the image spec)",
+        "folder_id",
+    )
+    sdk = Sdk("yandexcloud", "pip install 'everbake[yandex]'  (yandexcloud)")
+
+    def location_in_spec(self, spec: ImageSpec) -> str:
+        return spec.build.yandex.folder_id
+
+    def build_table(self, spec: ImageSpec) -> Any:
+        return spec.build.yandex
+
+    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
+        from everbake.stores.yandex import yandex_credentials_hint
+
+        return yandex_credentials_hint(environ)
+
+    def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
+        from everbake.stores.yandex import YandexImageStore
+
+        ca_file = environ.get("EVERBAKE_YANDEX_CA_FILE")
+        try:
+            roots = Path(ca_file).read_bytes() if ca_file else None
+        except OSError as exc:
+            raise CloudError(
+                f"EVERBAKE_YANDEX_CA_FILE={ca_file}: {exc.strerror}; point it at a PEM file "
+                "or unset it"
+            ) from None
+        # The credentials of ``environ``, the same ones credentials_hint() judged.
+        return YandexImageStore(
+            location,
+            token=environ.get("YC_TOKEN") or None,
+            service_account_key=environ.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None,
+            endpoint=environ.get("EVERBAKE_YANDEX_ENDPOINT") or None,
+            root_certificates=roots,
+        )
+
+    def artifact_id(self, image: CloudImage) -> str:
+        return image.id  # the yandex builder's artifact id is the image id
+
+    def syntax_only(self, packer_version: tuple[int, int, int]) -> bool:
+        from everbake.packer import supports_plugins
+
+        return not supports_plugins(packer_version)
+
+    def packer_hint(self, packer_version: tuple[int, int, int]) -> str:
+        if not self.syntax_only(packer_version):
+            return ""
+        shown = ".".join(map(str, packer_version))
+        return (
+            f"; packer {shown} has no yandex builder: install Packer >= 1.7 "
+            "(https://developer.hashicorp.com/packer/install)"
+        )
+
+    def packer_checks(self) -> list[CheckLine]:
+        from everbake.packer import detect_version_or_none, supports_plugins
+
+        version = detect_version_or_none()
+        if version is None:
+            return []
+        ok = supports_plugins(version)
+        shown = ".".join(map(str, version))
+        detail = f"packer {shown}" + ("" if ok else " has no yandex builder")
+        return [CheckLine("yandex: packer builder", ok, detail, PACKER_FIX)]
+
+    def source_problems(self, parsed: Mapping[str, Any]) -> list[str]:
+        problems = []
+        for block in parsed.get("source", []):
+            for args in block.get(self.source_type, {}).values():
+                for arg in sorted(set(args) - YANDEX_FIELDS):
+                    problems.append(f'source "yandex": unknown argument {arg}')
+        return problems
+
+    def replace(
+        self,
+        store: ImageStore,
+        existing: CloudImage,
+        name: str,
+        family: str,
+        build: BuildLayer,
+    ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
+        """Build under a temporary name and swap only once the new image exists, so a
+        failed rebuild leaves the old image in place."""
+        temporary = name + TEMPORARY_SUFFIX
+        old: CloudImage | None = existing
+        if existing.name == temporary:
+            old = _finish_swap(store, family, existing, name)
+        _drop_leftover(store, family, temporary)
+        image, entry, attempt = build(image_name=temporary)
+        return _swap_in(store, old, image, name), entry, attempt, old
 
     def template_vars(
         self,
@@ -82,9 +201,10 @@ class Yandex(Provider):
         layer: str,
         paths: dict[str, Path],
         settings: BuildSettings,
+        environ: Mapping[str, str],
     ) -> dict[str, Any]:
         build = spec.build.yandex
-        values = self.cloud_vars(spec, fps, layer, paths, settings, build)
+        values = self.cloud_vars(spec, fps, layer, paths, settings, environ)
         values["platform_id"] = build.platform_id
         values["cores"] = build.cores
         values["memory_gb"] = build.memory_gb
@@ -99,3 +219,36 @@ class Yandex(Provider):
             values["source_image_family"] = spec.base.yandex.image_family
             values["source_image_folder_id"] = spec.base.yandex.image_folder_id
         return values
+
+
+def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:
+    """Delete a temporary image an interrupted replacement left behind (never published)."""
+    for image in store.list_family(family):
+        if image.name == temporary:
+            with phase(f"yandex: deleting {image.name} ({image.id}), left by an earlier --force"):
+                store.delete(image)
+
+
+def _finish_swap(store: ImageStore, family: str, new: CloudImage, name: str) -> CloudImage:
+    """An earlier replacement stopped after building ``new`` (the newest image of the
+    fingerprint, still under its temporary name): finish it before building again."""
+    olds = [i for i in store.list_family(family) if i.name == name]
+    return _swap_in(store, olds[0] if olds else None, new, name)
+
+
+def _swap_in(store: ImageStore, old: CloudImage | None, new: CloudImage, name: str) -> CloudImage:
+    """Delete ``old``, then give ``new`` its name; say what is left when a step fails."""
+    from everbake.stores.yandex import YandexImageStore
+
+    assert isinstance(store, YandexImageStore)
+    what = f"{old.name} ({old.id})" if old else "nothing"
+    with phase(f"yandex: replacing {what} by {new.id}, named {name}"):
+        try:
+            if old is not None:
+                store.delete(old)
+            return store.rename(new, name)
+        except CloudError as exc:
+            raise CloudError(
+                f"{exc}; the new image {new.id} exists as {new.name}: run build-image "
+                "--provider yandex --force again to finish the swap"
+            ) from None

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.location import from_env, missing
 from everbake.stores import (
     FINGERPRINT_LABEL,
     CloudImage,
@@ -58,10 +57,6 @@ def gcp_credentials_hint(env: dict[str, str] | None = None) -> CredentialsHint:
     )
 
 
-def default_project(env: dict[str, str] | None = None) -> str | None:
-    return from_env("gcp", env) or None
-
-
 def _image_from_api(image: Any) -> CloudImage:
     deprecated = None
     deprecated_at = None
@@ -92,7 +87,10 @@ class GcpImageStore:
         timeout: float = 60.0,
     ):
         if not project:
-            raise CloudError(missing("gcp"))
+            raise CloudError(
+                "gcp: no project: set build.gcp.project in the image spec or export "
+                "GOOGLE_CLOUD_PROJECT=<project>"
+            )
         from google.api_core import retry as retries
         from google.api_core.exceptions import ServiceUnavailable
         from google.auth.exceptions import DefaultCredentialsError

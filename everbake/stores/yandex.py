@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.location import from_env, missing
 from everbake.stores import CloudImage, CredentialsHint, fingerprint_label_value, newest_first
 
 T = TypeVar("T")
@@ -54,10 +53,6 @@ def yandex_credentials_hint(env: Mapping[str, str] | None = None) -> Credentials
         "neither YC_TOKEN nor YC_SERVICE_ACCOUNT_KEY_FILE is set",
         "export YC_TOKEN=$(yc iam create-token)",
     )
-
-
-def default_folder(env: Mapping[str, str] | None = None) -> str | None:
-    return from_env("yandex", env) or None
 
 
 def auth_kwargs(
@@ -118,7 +113,10 @@ class YandexImageStore:
         attempts: int = 3,
     ):
         if not folder_id:
-            raise CloudError(missing("yandex"))
+            raise CloudError(
+                "yandex: no folder: set build.yandex.folder_id in the image spec or export "
+                "YC_FOLDER_ID=<folder_id>"
+            )
         self.folder_id = folder_id
         self._timeout = timeout
         self._attempts = max(1, attempts)

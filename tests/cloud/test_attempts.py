@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from everbake.cloudbuild.attempts import is_preemption, plan_attempts, preemption_reason
+from everbake.cloudbuild.attempts import plan_attempts
 from everbake.errors import EverbakeError
+from everbake.providers import get
 
 CASES = Path(__file__).parent / "cases"
 
@@ -31,9 +32,10 @@ def test_attempt_order(case):
 
 @pytest.mark.parametrize("case", load("preemption.json"))
 def test_preemption_classifier(case):
-    assert is_preemption(case["provider"], case["output"]) is case["preempted"]
+    reason = get(case["provider"]).lost_vm(case["output"])
+    assert (reason is not None) is case["preempted"]
     if "reason" in case:
-        assert preemption_reason(case["provider"], case["output"]) == case["reason"]
+        assert reason == case["reason"]
 
 
 def test_no_zones_is_a_spec_error():
@@ -42,5 +44,5 @@ def test_no_zones_is_a_spec_error():
 
 
 def test_unknown_provider():
-    with pytest.raises(EverbakeError, match="choose gcp or yandex"):
-        is_preemption("aws", ["preempted"])
+    with pytest.raises(EverbakeError, match="unknown provider; choose one of: local, gcp, yandex"):
+        get("aws")

@@ -14,12 +14,12 @@ import grpc
 import pytest
 
 from everbake import naming
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
-from everbake.localbuild.staging import AgentSource, fetch_agent
 from everbake.pinagent import set_agent_keys
 from everbake.spec import load_spec
+from everbake.staging import AgentSource, fetch_agent
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
 from tests.fakes import packer_standin
 
@@ -210,7 +210,7 @@ def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
     values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
     env = dict(item.split("=", 1) for item in values["script_env"])
     staged = repo / "build/gcp/cloudtest/image/staging/agent.tar.gz"
-    from everbake.localbuild.staging import sha256_file
+    from everbake.staging import sha256_file
 
     assert env["EB_AGENT_SHA256"] == sha256_file(staged)
     assert (repo / "build/gcp/cloudtest/image/staging/image.json").is_file()
@@ -429,7 +429,7 @@ def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
 
 
 def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
-    from everbake.build.many import build_images
+    from everbake.bake.many import build_images
 
     (repo / "images" / "cloudtwo.toml").write_text(
         SPEC.replace('name = "cloudtest"', 'name = "cloudtwo"').replace(
@@ -459,7 +459,7 @@ def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
 
 
 def test_ci_run_with_a_bad_spec_builds_nothing(repo, cloud):
-    from everbake.build.many import build_images
+    from everbake.bake.many import build_images
 
     (repo / "images" / "broken.toml").write_text('name = "broken"\nfamliy = "x"\n')
     with pytest.raises(SpecError) as failure:

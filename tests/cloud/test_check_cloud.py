@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from everbake import check, packer
+from everbake.providers import get
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def lines_of(provider, spec):
-    return {line.what: line for line in check.cloud_checks(provider, [spec], os.environ)}
+    return {line.what: line for line in get(provider).check([spec], os.environ)}
 
 
 def test_everything_present_ends_with_a_real_listing(repo, cloud):  # noqa: F811
@@ -27,7 +28,7 @@ def test_everything_present_ends_with_a_real_listing(repo, cloud):  # noqa: F811
     cloud["gce"].add_image(PROJECT, "everbake-cloudtest-1", "everbake-cloudtest")
     cloud["yc"].add_image(FOLDER, "everbake-cloudtest-1", "everbake-cloudtest")
     cloud["yc"].add_image(FOLDER, "everbake-cloudtest-2", "everbake-cloudtest")
-    gcp = check.cloud_checks("gcp", [spec], os.environ)
+    gcp = get("gcp").check([spec], os.environ)
     assert [line.what for line in gcp] == [
         "gcp: sdk",
         "gcp: credentials",

@@ -9,6 +9,7 @@ import pytest
 
 from everbake import gc
 from everbake.errors import EverbakeError
+from everbake.providers import get
 from everbake.stores import CloudImage
 from tests.cloud.conftest import FOLDER, PROJECT
 
@@ -48,7 +49,7 @@ def test_gcp_keeps_newest_deprecates_then_deletes():
         image("other-1", 90, family="other"),
     ]
     actions = gc.plan(
-        images, family="fam", keep=2, protected=set(), now=NOW, policy=gc.POLICIES["gcp"]
+        images, family="fam", keep=2, protected=set(), now=NOW, policy=get("gcp").retirement()
     )
     assert kinds(actions) == {
         "fam-1": "keep",
@@ -70,7 +71,7 @@ def test_yandex_deletes_beyond_keep_but_not_protected():
         keep=2,
         protected={"fam-4", "id-fam-5"},
         now=NOW,
-        policy=gc.POLICIES["yandex"],
+        policy=get("yandex").retirement(),
     )
     assert kinds(actions) == {
         "fam-1": "keep",
@@ -85,14 +86,14 @@ def test_yandex_deletes_beyond_keep_but_not_protected():
 def test_newest_is_never_touched_even_when_input_is_unordered():
     images = [image("fam-old", 10), image("fam-new", 1), image("fam-mid", 5)]
     actions = gc.plan(
-        images, family="fam", keep=1, protected=(), now=NOW, policy=gc.POLICIES["yandex"]
+        images, family="fam", keep=1, protected=(), now=NOW, policy=get("yandex").retirement()
     )
     assert kinds(actions) == {"fam-new": "keep", "fam-mid": "delete", "fam-old": "delete"}
 
 
 def test_keep_zero_is_refused():
     with pytest.raises(EverbakeError, match="--keep 0"):
-        gc.plan([], family="fam", keep=0, protected=(), now=NOW, policy=gc.POLICIES["gcp"])
+        gc.plan([], family="fam", keep=0, protected=(), now=NOW, policy=get("gcp").retirement())
 
 
 def test_protected_images_read_defensively(tmp_path):
@@ -133,7 +134,7 @@ def test_apply_on_gce(gce, gcp_store):
         keep=2,
         protected={"fam-0"},
         now=NOW,
-        policy=gc.POLICIES["gcp"],
+        policy=get("gcp").retirement(),
     )
     lines: list[str] = []
     assert gc.apply(gcp_store, actions, say=lines.append) == 2
@@ -154,7 +155,7 @@ def test_apply_on_yandex(yc, yandex_store):
         keep=1,
         protected={"fam-1"},
         now=NOW,
-        policy=gc.POLICIES["yandex"],
+        policy=get("yandex").retirement(),
     )
     assert gc.apply(yandex_store, actions, say=lambda _: None) == 2
     assert yc.image_names(FOLDER) == {"fam-1", "fam-3", "other-0"}
@@ -169,7 +170,7 @@ def test_dry_run_plan_changes_nothing(gce, gcp_store):
         keep=1,
         protected=(),
         now=NOW,
-        policy=gc.POLICIES["gcp"],
+        policy=get("gcp").retirement(),
     )
     assert [a.describe().split()[0] for a in actions] == ["keep", "deprecate", "deprecate"]
     assert all(r.method == "GET" for r in gce.state.requests)

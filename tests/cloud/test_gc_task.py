@@ -133,7 +133,7 @@ def test_missing_credentials_is_one_clear_line(tmp_path):
 def test_unknown_provider_lists_choices(tmp_path):
     result = run(["--provider", "aws", "--image", "optimization"], {}, tmp_path)
     assert result.returncode == 1
-    assert "choose one of gcp, yandex" in result.stderr
+    assert "choose one of: local, gcp, yandex" in result.stderr
 
 
 # ------------------------------------------------------------------ local images

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from everbake.cloudbuild.attempts import is_preemption, plan_attempts
+from everbake.cloudbuild.attempts import plan_attempts
+from everbake.providers import get
 from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 
@@ -122,7 +123,7 @@ def test_preemption_walks_the_attempt_plan(tmp_path, provider, zones, preempt, e
         tried.append((attempt.zone, attempt.preemptible))
         if result.returncode == 0:
             break
-        assert is_preemption(provider, result.stdout.splitlines())
+        assert get(provider).lost_vm(result.stdout.splitlines())
     assert tried == expected
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["zone"], r["preemptible"]) for r in records] == expected
@@ -133,4 +134,4 @@ def test_real_failure_is_not_a_preemption(tmp_path):
     directory = build_dir(tmp_path, "gcp", "z-a", True)
     result = packer_build(directory, {"EVERBAKE_STANDIN_FAIL": "pip install highspy==9.9"})
     assert result.returncode == 1
-    assert not is_preemption("gcp", result.stdout.splitlines())
+    assert get("gcp").lost_vm(result.stdout.splitlines()) is None

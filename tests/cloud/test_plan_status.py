@@ -10,7 +10,7 @@ import pytest
 from everbake import naming
 from everbake import plan as planning
 from everbake.fingerprint import fingerprints
-from everbake.localbuild.plan import base_cache_name, default_cache_dir
+from everbake.localbuild.plan import base_cache_name, cache_dir_in
 from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from tests.cloud.conftest import FOLDER, PROJECT
 from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
@@ -104,7 +104,7 @@ def test_local_status_from_cache_and_record(repo, cloud):  # noqa: F811
         ("local", "base"): (False, "build"),
         ("local", "image"): (False, "build (base missing)"),
     }
-    cache = default_cache_dir(repo) / base_cache_name(fingerprints(spec).base)
+    cache = cache_dir_in(repo / "dist") / base_cache_name(fingerprints(spec).base)
     cache.parent.mkdir(parents=True)
     cache.write_bytes(b"tarball")
     assert status(spec, ["local"])[("local", "base")] == (True, "reuse (cached)")

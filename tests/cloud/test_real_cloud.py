@@ -9,13 +9,15 @@ that fingerprint, retires it and deletes it, whatever happens in between.
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import pytest
 
+from everbake.providers import get
 from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
-from everbake.stores.gcp import default_project, gcp_credentials_hint
-from everbake.stores.yandex import default_folder, yandex_credentials_hint
+from everbake.stores.gcp import gcp_credentials_hint
+from everbake.stores.yandex import yandex_credentials_hint
 
 pytestmark = [pytest.mark.cloud, pytest.mark.timeout(900)]
 
@@ -28,7 +30,7 @@ def need(hint, location, variable):
 
 
 def test_gcp_image_round_trip():
-    project = default_project()
+    project = get("gcp").location_in_env(os.environ)
     need(gcp_credentials_hint(), project, "GOOGLE_CLOUD_PROJECT")
     from google.cloud import compute_v1
 
@@ -56,7 +58,7 @@ def test_gcp_image_round_trip():
 
 
 def test_yandex_image_round_trip():
-    folder = default_folder()
+    folder = get("yandex").location_in_env(os.environ)
     need(yandex_credentials_hint(), folder, "YC_FOLDER_ID")
     from yandex.cloud.compute.v1 import image_service_pb2, image_service_pb2_grpc
 

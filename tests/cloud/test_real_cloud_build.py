@@ -10,16 +10,17 @@ each test skips with the reason. Costs a few minutes of a small VM per provider.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 import pytest
 
 from everbake import packer
-from everbake.build import build_image
-from everbake.stores.factory import open_store
-from everbake.stores.gcp import default_project, gcp_credentials_hint
-from everbake.stores.yandex import default_folder, yandex_credentials_hint
+from everbake.bake import build_image
+from everbake.providers import get
+from everbake.stores.gcp import gcp_credentials_hint
+from everbake.stores.yandex import yandex_credentials_hint
 from tests.cloud.test_build_flow_cloud import make_repo
 
 pytestmark = [pytest.mark.cloud, pytest.mark.timeout(3600)]
@@ -46,7 +47,7 @@ def build_and_delete(provider: str, location: str, tmp_path: Path) -> None:
     family = f"everbake-ci-{secrets.token_hex(4)}"
     repo = make_repo(tmp_path / "repo")
     name = tiny_spec(repo, family)
-    store = open_store(provider, location)
+    store = get(provider).open_store(location, os.environ)
     try:
         outcome = build_image(name, provider, images_dir=repo / "images")
         assert not outcome.up_to_date
@@ -63,14 +64,14 @@ def build_and_delete(provider: str, location: str, tmp_path: Path) -> None:
 
 
 def test_gcp_build_image_round_trip(tmp_path):
-    project = default_project()
+    project = get("gcp").location_in_env(os.environ)
     need(gcp_credentials_hint(), project, "GOOGLE_CLOUD_PROJECT")
     assert project is not None
     build_and_delete("gcp", project, tmp_path)
 
 
 def test_yandex_build_image_round_trip(tmp_path):
-    folder = default_folder()
+    folder = get("yandex").location_in_env(os.environ)
     need(yandex_credentials_hint(), folder, "YC_FOLDER_ID")
     version = packer.detect_version()
     if not packer.supports_plugins(version):

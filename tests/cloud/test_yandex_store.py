@@ -164,7 +164,7 @@ def test_credentials_hint_offline(tmp_path):
 
 
 def test_open_store_logs_in_with_the_env_it_is_given(yc, tmp_path, monkeypatch):
-    from everbake.stores.factory import open_store
+    from everbake.providers import get
 
     monkeypatch.setenv("YC_TOKEN", "t1.wrong")  # the process's own, not the one asked for
     ca = tmp_path / "ca.pem"
@@ -175,7 +175,7 @@ def test_open_store_logs_in_with_the_env_it_is_given(yc, tmp_path, monkeypatch):
         "EVERBAKE_YANDEX_CA_FILE": str(ca),
     }
     seed(yc, "fam-aaaa", FP_A)
-    assert open_store("yandex", FOLDER, env).find_by_fingerprint(FP_A).name == "fam-aaaa"
+    assert get("yandex").open_store(FOLDER, env).find_by_fingerprint(FP_A).name == "fam-aaaa"
 
 
 def test_fake_image_names_are_unique_per_folder_only(yc):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.localbuild.chroot import mounts_under
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT
@@ -237,3 +237,49 @@ def test_ctrl_c_cancels_cleanly_and_keeps_partial_outputs(
     assert "SIGTERM" in (outcome.run_dir / "status.txt").read_text()
     assert mounts_under(runs) == []
     assert not (outcome.run_dir / "root").exists()
+
+
+def test_invoke_config_alone_picks_the_spec_to_bake_run_and_plan(
+    default_image: dict, base_cache: Path, tmp_path: Path
+) -> None:
+    """INVOKE_EVERBAKE_IMAGES_DIR + INVOKE_EVERBAKE_IMAGE (and the dirs) reach build-image,
+    run-local and plan: the spec in that dir is baked, run and planned, no flags."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_tasks import configured_images
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **configured_images(tmp_path, "e2ecfg")}
+    env.pop("EVERBAKE_DEBUG", None)
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    built = invoke("build-image")
+    assert built.returncode == 0, built.stderr[-3000:]
+    tarballs = list((tmp_path / "dist" / "local").glob("everbake-e2ecfg-*.tar.zst"))
+    assert len(tarballs) == 1
+    assert list((tmp_path / "dist" / "builds" / "local").glob("everbake-e2ecfg-*.json"))
+    assert (tmp_path / "build" / "local" / "e2ecfg" / "build.pkr.hcl").is_file()
+    assert not (REPO_ROOT / "build" / "local" / "e2ecfg").exists()
+
+    planned = invoke("plan", "--format", "json", "--provider", "local")
+    assert planned.returncode == 0, planned.stderr
+    rows = json.loads(planned.stdout)
+    assert [(r["image"], r["layer"], r["exists"]) for r in rows] == [
+        ("e2ecfg", "base", True),
+        ("e2ecfg", "image", True),
+    ]
+
+    ran = invoke("run-local", "--job", "examples/transport/job")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "results.zip").is_file()
+    assert mounts_under(tmp_path) == []

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from everbake import packer, render
+from everbake.localbuild.plan import PLAN_FILE
 from everbake.spec import load_spec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -80,7 +81,7 @@ def test_local_build_steps_get_secrets_safely(tmp_path, capfd):
 
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["argv"][2] for r in records] == ["base", "image", "export"]
-    plan = str(rendered.directory.resolve() / render.PLAN_FILE)
+    plan = str(rendered.directory.resolve() / PLAN_FILE)
     assert all(
         r["argv"] == ["-m", "everbake.localbuild", r["argv"][2], "--plan", plan] for r in records
     )

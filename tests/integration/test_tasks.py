@@ -128,6 +128,52 @@ def test_check_prints_fixes():
     assert run("check", env=env).returncode == 0  # without --provider: information only
 
 
+def configured_images(tmp_path: Path, name: str = "cfgtest") -> dict:
+    """An images dir of one spec (the default image renamed), named by the config alone."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "defaults.toml").write_text((REPO / "images/defaults.toml").read_text())
+    text = (REPO / "images/optimization.toml").read_text()
+    text = text.replace('name = "optimization"', f'name = "{name}"', 1)
+    text = text.replace('family = "everbake-optimization"', f'family = "everbake-{name}"', 1)
+    (images / f"{name}.toml").write_text(text)
+    return {
+        "INVOKE_EVERBAKE_IMAGES_DIR": str(images),
+        "INVOKE_EVERBAKE_IMAGE": name,
+        "INVOKE_EVERBAKE_BUILD_DIR": str(tmp_path / "build"),
+        "INVOKE_EVERBAKE_DIST_DIR": str(tmp_path / "dist"),
+        "INVOKE_EVERBAKE_RUNS_DIR": str(tmp_path / "runs"),
+    }
+
+
+def test_plan_reads_the_configured_images_dir(tmp_path):
+    env = configured_images(tmp_path)
+    result = run("plan", "--format", "json", "--provider", "local", "--offline", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["image"] for r in rows} == {"cfgtest"}
+    assert {r["image_name"].rsplit("-", 1)[0] for r in rows} == {
+        "everbake-cfgtest",
+        "everbake-cfgtest-base",
+    }
+
+
+def test_build_image_and_run_local_take_the_configured_image(tmp_path):
+    env = configured_images(tmp_path)
+    # A spec error names the configured file: build-image loaded it, not images/optimization.
+    spec = tmp_path / "images" / "cfgtest.toml"
+    spec.write_text(spec.read_text() + "\n[sytem]\n")
+    result = run("build-image", env=env)
+    assert result.returncode == 1
+    assert str(spec) in result.stderr and "did you mean 'system'" in result.stderr
+    # run-local looks for the configured image's build in the configured dist dir.
+    spec.write_text(spec.read_text().replace("\n[sytem]\n", ""))
+    result = run("run-local", "--job", "examples/transport/job", env=env)
+    assert result.returncode == 1
+    assert "--image cfgtest: no local image for the current spec" in result.stderr
+    assert not (tmp_path / "runs").exists() and not (REPO / "runs" / "cfgtest").exists()
+
+
 def test_plan_warns_about_an_unpinned_agent_for_clouds_only():
     done = run("plan", "--offline", "--provider", "gcp,local", "--image", "optimization")
     assert done.returncode == 0, done.stderr

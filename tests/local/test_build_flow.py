@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from everbake import naming
-from everbake.build import build_image, build_local
-from everbake.build.record import local_up_to_date, record_path
+from everbake.bake import build_image, build_spec
+from everbake.bake.record import local_up_to_date, record_path
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import export
 from everbake.localbuild.chroot import mounts_under
 from everbake.localbuild.plan import base_cache_name, image_tarball
+from everbake.settings import Settings
 from everbake.spec import REPO_ROOT, load_spec
 
 
@@ -52,13 +53,15 @@ def test_a_failing_script_names_itself_and_leaves_nothing(tiny_root: Path, tmp_p
     image = naming.image_name(spec, fps)
 
     with pytest.raises(BuildError) as failure:
-        build_local(spec, cache_dir=cache, environ={"PATH": "/usr/bin:/bin"})
+        build_spec(
+            spec, "local", settings=Settings(local_cache=cache), environ={"PATH": "/usr/bin:/bin"}
+        )
     message = str(failure.value)
     assert "packer build failed" in message
     assert "provisioning/50-agent.sh" in message  # the step and script, from the log tail
-    assert not record_path(REPO_ROOT, "local", image).exists()
-    assert not image_tarball(REPO_ROOT, image).exists()
-    assert not list(image_tarball(REPO_ROOT, image).parent.glob(f"{image}*"))
+    assert not record_path(REPO_ROOT / "dist", "local", image).exists()
+    assert not image_tarball(REPO_ROOT / "dist", image).exists()
+    assert not list(image_tarball(REPO_ROOT / "dist", image).parent.glob(f"{image}*"))
     work = REPO_ROOT / "build" / "local" / "flowfail" / "work"
     assert not work.exists()
     assert mounts_under(REPO_ROOT / "build" / "local" / "flowfail") == []
@@ -78,7 +81,7 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
     spec_file.write_text(text.replace("everbake-optimization", "everbake-flowwait"))
     spec = load_spec(spec_file, REPO_ROOT / "images")
     fps = fingerprints(spec)
-    rec = record_path(REPO_ROOT, "local", naming.image_name(spec, fps))
+    rec = record_path(REPO_ROOT / "dist", "local", naming.image_name(spec, fps))
     lock_path = REPO_ROOT / "build" / "local" / ".flowwait.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     outcome = []
@@ -86,7 +89,9 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # "another build" holds the lock
             worker = threading.Thread(
-                target=lambda: outcome.append(build_local(spec, cache_dir=tmp_path / "cache"))
+                target=lambda: outcome.append(
+                    build_spec(spec, "local", settings=Settings(local_cache=tmp_path / "cache"))
+                )
             )
             worker.start()
             said = ""

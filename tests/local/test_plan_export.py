@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build.local import prepare
+from everbake.bake.local import prepare
 from everbake.errors import BuildError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import export
@@ -68,7 +68,9 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     monkeypatch.setenv("EVEREST_AGENT_TOKEN", "tok-should-never-be-written")
     spec = load_spec("optimization")
     fps = fingerprints(spec)
-    plan, staged = prepare(spec, fps, tmp_path / "b", cache_dir=tmp_path / "c")
+    plan, staged = prepare(
+        spec, fps, tmp_path / "b", dist=tmp_path / "dist", cache_dir=tmp_path / "c"
+    )
     text = (tmp_path / "b" / PLAN_FILE).read_text()
     assert "tok-should-never-be-written" not in text
     assert plan.layers["base"].scripts == ["10-base.sh", "20-python.sh", "30-solvers.sh"]

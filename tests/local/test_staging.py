@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from everbake import staging
 from everbake.errors import BuildError, SpecError
-from everbake.localbuild import staging
-from everbake.localbuild.staging import AgentSource, fetch_agent
 from everbake.spec import REPO_ROOT
+from everbake.staging import AgentSource, fetch_agent
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -7,16 +7,16 @@ check trusts nothing else.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from everbake.files import write_json
 from everbake.errors import BuildError
+from everbake.files import write_json
 
 
-def record_path(repo_root: Path, provider: str, image: str) -> Path:
-    return repo_root / "dist" / "builds" / provider / f"{image}.json"
+def record_path(dist: Path, provider: str, image: str) -> Path:
+    """<dist>/builds/<provider>/<image>.json."""
+    return dist / "builds" / provider / f"{image}.json"
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

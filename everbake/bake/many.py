@@ -8,16 +8,18 @@ at once; the first failed build stops the rest (what was done is said first).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from everbake.build import BuildOutcome, build_spec, check_provider
-from everbake.errors import EverbakeError, SpecError
+from everbake.bake import BuildOutcome, build_spec
+from everbake.errors import EverbakeError
 from everbake.pinagent import require_pinned_agents
-from everbake.spec import list_images, load_spec
+from everbake.providers import get
+from everbake.settings import ALL, Settings
 from everbake.ui import say
 
-ALL = "all"
+__all__ = ["ALL", "build_images", "summary"]
 
 
 def build_images(
@@ -27,33 +29,36 @@ def build_images(
     *,
     images_dir: Path | None = None,
     replace_published: bool = False,
+    settings: Settings | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> list[BuildOutcome]:
     """Build each image on each provider in turn; ``names`` may be ["all"]."""
     if not names or not providers:
         raise EverbakeError(
             "--image and --provider need at least one name each (--image all builds every spec)"
         )
-    for provider in providers:
-        check_provider(provider)
-    wanted = list_images(images_dir) if ALL in names else list(names)
-    specs, problems = [], []
-    for name in wanted:
-        try:
-            specs.append(load_spec(name, images_dir))
-        except SpecError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise SpecError(problems)
+    chosen = [get(name) for name in providers]  # an unknown name lists the choices
+    settings = settings or Settings()
+    if images_dir is not None:
+        settings = dataclasses.replace(settings, images_dir=images_dir)
+    specs = settings.load_specs(names)
     require_pinned_agents(specs, providers)  # before any build starts
     outcomes: list[BuildOutcome] = []
     try:
         for spec in specs:
-            for provider in providers:
+            for provider in chosen:
                 outcomes.append(
-                    build_spec(spec, provider, force, replace_published=replace_published)
+                    build_spec(
+                        spec,
+                        provider,
+                        force,
+                        settings=settings,
+                        environ=environ,
+                        replace_published=replace_published,
+                    )
                 )
     finally:
-        if len(specs) * len(providers) > 1:
+        if len(specs) * len(chosen) > 1:
             say(summary(outcomes))
     return outcomes
 

@@ -1,6 +1,7 @@
-"""The staging directory: every file the provisioning scripts read (docs/internals.md).
+"""The staging directory: every file the provisioning scripts read (docs/internals.md),
+for the local provider's chroot and a cloud's build VM alike.
 
-Built on the host before Packer runs (`stage`), except embed-mode secrets:
+Built on the host before Packer runs (`stage`, `stage_layer`), except embed-mode secrets:
 their values exist only in the build step's environment, and
 `write_embed_secrets` writes them 0600 straight into the root filesystem.
 """
@@ -24,12 +25,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from everbake.errors import BuildError, RenderError, SpecError
 from everbake.files import write_json
 from everbake.provision_env import secret_env_name
 from everbake.spec import ImageSpec
+from everbake.templating import render_standard
 from everbake.ui import say
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -270,18 +270,7 @@ def render_agent_conf(spec: ImageSpec) -> str:
     template_path = spec.repo_path(spec.agent.config_template)
     if not template_path.is_file():
         raise SpecError([f"agent.config_template: {spec.agent.config_template} does not exist"])
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_path.parent)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    try:
-        text = env.get_template(template_path.name).render(spec=spec)
-    except jinja2.TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{template_path}:{line}" if line else str(template_path)
-        raise RenderError(f"{where}: {exc}") from None
+    text = render_standard(template_path, {"spec": spec})
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
@@ -332,3 +321,26 @@ def stage(
     return Staged(
         agent_sha256=fetched[1] if fetched else None, wheel=wheel.name, ca_certificates=ca
     )
+
+
+def stage_layer(
+    spec: ImageSpec,
+    layer: str,
+    directory: Path,
+    *,
+    image: str,
+    fingerprints: Mapping[str, str],
+    scripts: Iterable[Path],
+) -> str | None:
+    """Fill ``directory`` with what ``layer``'s scripts read on a build VM; return the
+    staged agent's sha256 (None: no agent). A base layer needs only its CA
+    certificates and solver scripts; secret values are never staged here (they
+    travel as sensitive PKR_VAR_* and Packer writes them on the VM)."""
+    if layer == "image":
+        staged = stage(spec, directory, image=image, fingerprints=fingerprints, scripts=scripts)
+        return staged.agent_sha256
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    stage_base_files(spec, directory)
+    return None

@@ -1,0 +1,159 @@
+"""The local provider's bake steps: the build record and its tarball say whether
+the image is up to date; a bake is stage -> plan -> render -> packer validate ->
+packer build (whose shell-local steps run everbake.localbuild) -> manifest."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from everbake import naming, packer, provision_env, render, staging
+from everbake.bake.record import local_up_to_date, read_record, record_path
+from everbake.bake.skeleton import BuildOutcome
+from everbake.errors import BuildError, EverbakeError
+from everbake.fingerprint import Fingerprints, fingerprints
+from everbake.localbuild import overlay
+from everbake.localbuild.plan import (
+    LAYERS,
+    PLAN_FILE,
+    STAGING_IN_IMAGE,
+    Plan,
+    cache_dir_in,
+    image_tarball,
+    make_plan,
+)
+from everbake.providers import BuildSettings, Provider
+from everbake.settings import Settings
+from everbake.spec import ImageSpec
+from everbake.ui import phase, say
+
+
+class LocalSteps:
+    def __init__(
+        self,
+        provider: Provider,
+        spec: ImageSpec,
+        settings: Settings,
+        environ: Mapping[str, str],
+        force: bool,
+    ) -> None:
+        self.provider, self.spec, self.settings, self.environ = provider, spec, settings, environ
+        self.fps = fingerprints(spec)
+        self.image = naming.image_name(spec, self.fps)
+        self.dist = settings.dist_root(spec)
+        self.build_root = settings.build_root(spec)
+        self.lock_dir = provider.layer_dir(self.build_root, spec, "image")
+        self.record_path = record_path(self.dist, provider.name, self.image)
+        self.packer_env: dict[str, str] = {}
+
+    def look_up(self, again: bool) -> tuple[Path, dict[str, Any]] | None:
+        existing = read_record(self.record_path)
+        tarball = local_up_to_date(existing, self.fps.image)
+        return (tarball, existing) if tarball and existing else None
+
+    def up_to_date(self, found: tuple[Path, dict[str, Any]]) -> BuildOutcome:
+        tarball, existing = found
+        say(f"up to date: {self.image} ({tarball}); --force rebuilds it")
+        return BuildOutcome(self.image, self.provider.name, True, self.record_path, existing)
+
+    def prepare(self, found: object) -> None:
+        # Embed secret values go only into packer's environment (sensitive PKR_VAR_*).
+        secrets = packer.secret_env(self.spec, self.environ)
+        self.packer_env = {**self.environ, "CHECKPOINT_DISABLE": "1", **secrets}
+
+    def bake(self, found: object) -> dict[str, Any]:
+        """stage + plan -> render -> validate -> packer build -> manifest; the record's data."""
+        spec, fps, build_dir = self.spec, self.fps, self.lock_dir
+        output = image_tarball(self.dist, self.image, self.spec.build.local.compression)
+        had_output = output.exists()
+        try:
+            with phase("stage files and write the local plan"):
+                plan, _staged = prepare(
+                    spec, fps, build_dir, dist=self.dist, cache_dir=self.settings.local_cache
+                )
+            with phase(f"render {build_dir}"):
+                render.render_layers(
+                    spec,
+                    self.provider,
+                    self.build_root,
+                    packer.detect_version(),
+                    BuildSettings(),
+                    self.dist,
+                    fps,
+                    environ=self.environ,
+                )
+            with phase("packer validate"):
+                packer.validate(build_dir, env=self.packer_env)
+            with phase(f"packer build (local: {self.image})"):
+                packer.build(build_dir, self.packer_env, prefix=self.provider.name)
+            manifest = self.provider.manifest_path(self.dist, spec, "image")
+            entry = packer.read_manifest(manifest)
+            if not output.is_file():
+                raise BuildError(f"packer finished but {output} was not written (export step)")
+        except BaseException:
+            # No half-written image: drop a tarball this run created and the work dir.
+            if not had_output:
+                output.unlink(missing_ok=True)
+            # Our overlay is unmounted; anything else still mounted there is named, and kept.
+            with contextlib.suppress(EverbakeError):
+                overlay.release(build_dir / "work")
+            raise
+        return {
+            "image": self.image,
+            "provider": self.provider.name,
+            "spec": spec.name,
+            "spec_canonical": spec.to_canonical(),
+            "fingerprints": fps.as_dict(),
+            "base": {"name": plan.base_name, "cache": plan.base_cache},
+            "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
+            "packer_version": ".".join(map(str, packer.detect_version())),
+            "manifest": entry,
+        }
+
+    def outcome(self, record: dict[str, Any]) -> BuildOutcome:
+        artifact = record["artifact"]
+        say(f"built {self.image}: {artifact['path']} ({artifact['size_bytes'] / 1e6:.0f} MB)")
+        say(f"record: {self.record_path}")
+        return BuildOutcome(self.image, self.provider.name, False, self.record_path, record)
+
+
+def prepare(
+    spec: ImageSpec,
+    fps: Fingerprints,
+    build_dir: Path,
+    *,
+    dist: Path,
+    cache_dir: Path | None = None,
+) -> tuple[Plan, staging.Staged]:
+    """Stage everything into build_dir/staging and write build_dir/local-plan.json."""
+    repo_root = spec.repo_root
+    image = naming.image_name(spec, fps)
+    scripts = {layer: provision_env.scripts(repo_root, layer) for layer in LAYERS}
+    staged = staging.stage(
+        spec,
+        build_dir / "staging",
+        image=image,
+        fingerprints=fps.as_dict(),
+        scripts=[*scripts["base"], *scripts["image"]],
+    )
+    env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
+    env["image"].update(staging.agent_env(staged.agent_sha256))
+    plan = make_plan(
+        image=image,
+        base_name=naming.image_name(spec, fps, "base"),
+        fingerprints=fps.as_dict(),
+        suite=spec.base.local.suite,
+        mirror=spec.base.local.mirror,
+        build_dir=build_dir,
+        cache_dir=cache_dir or cache_dir_in(dist),
+        output=image_tarball(dist, image, spec.build.local.compression),
+        staging_host=build_dir / "staging",
+        scripts=scripts,
+        env=env,
+        embed_secrets=provision_env.embed_secrets(spec),
+        compression_level=spec.build.local.level,
+    )
+    plan.write(build_dir / PLAN_FILE)
+    return plan, staged

@@ -1,0 +1,355 @@
+"""What the clouds share: a project/folder to build in, a Python SDK behind an image
+store, credentials, a build VM that can be lost, and two Packer directories
+(base and image) whose scripts run on that VM from an uploaded staging dir."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from everbake import naming, provision_env
+from everbake.cloudbuild.attempts import SESSION_LOST, Loss, Signal, read_loss
+from everbake.errors import CredentialsError, EverbakeError, RenderError, ToolError
+from everbake.providers.base import BuildSettings, CheckLine, Provider
+from everbake.stores import BuildVmStore
+
+if TYPE_CHECKING:
+    from everbake.bake.skeleton import BakeSteps
+    from everbake.fingerprint import Fingerprints
+    from everbake.gc import Policy
+    from everbake.settings import Settings
+    from everbake.spec import ImageSpec
+    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+
+# Build one layer: (packer_force, image_name) -> (image, manifest entry, attempt).
+BuildLayer = Callable[..., tuple[Any, dict[str, Any], Any]]
+
+
+@dataclass(frozen=True)
+class Place:
+    """How a cloud names the place it builds in, and how a user sets it."""
+
+    key: str  # the build record's field, and the placeholder in an export
+    noun: str  # what messages call it
+    setting: str  # the image spec's field
+    variables: tuple[str, ...]  # the environment's, first set wins
+    fix: str  # one line for `invoke check`
+    packer_var: str  # the template variable that receives it
+
+
+@dataclass(frozen=True)
+class Sdk:
+    """The Python SDK behind the image store, and the extra that installs it."""
+
+    module: str
+    fix: str  # e.g. pip install 'everbake[gcp]'  (google-cloud-compute)
+
+
+class CloudProvider(Provider):
+    layers = ("base", "image")
+    build_template = "cloud_build.pkr.hcl.j2"
+    needs_specs_to_check = True
+    place: ClassVar[Place]
+    sdk: ClassVar[Sdk]
+    # Packer console lines that mean the build VM was lost or could not be had
+    # (everbake.cloudbuild.attempts: where each line comes from).
+    lost_vm_signals: ClassVar[tuple[Signal, ...]] = SESSION_LOST
+
+    # -- where it builds -------------------------------------------------
+
+    def location_in_spec(self, spec: ImageSpec) -> str:
+        """The project/folder the spec names ('' when it leaves it to the environment)."""
+        raise NotImplementedError
+
+    def env_variable(self, environ: Mapping[str, str]) -> tuple[str, str] | None:
+        """(name, value) of the first set variable naming the place, None when none is."""
+        for name in self.place.variables:
+            if environ.get(name):
+                return name, environ[name]
+        return None
+
+    def location_in_env(self, environ: Mapping[str, str]) -> str:
+        found = self.env_variable(environ)
+        return found[1] if found else ""
+
+    def find_location(self, spec: ImageSpec, environ: Mapping[str, str]) -> str:
+        """The spec's project/folder, else the environment's ('' when neither names one)."""
+        return self.location_in_spec(spec) or self.location_in_env(environ)
+
+    def location_of(self, spec: ImageSpec, environ: Mapping[str, str]) -> str:
+        """Like `find_location`, but a missing project/folder is a one-line CredentialsError."""
+        found = self.find_location(spec, environ)
+        if found:
+            return found
+        place = self.place
+        raise CredentialsError(
+            f"{self.name}: no {place.noun} to build {spec.name} in: export "
+            f"{place.variables[0]}=<{place.key}> or set {place.setting} in {spec.source_path}"
+        )
+
+    def missing_location(self) -> str:
+        """The one-line message for a store opened with no project/folder."""
+        place = self.place
+        return (
+            f"{self.name}: no {place.noun}: set {place.setting} in the image spec or export "
+            f"{place.variables[0]}=<{place.key}>"
+        )
+
+    # -- its image store and credentials ---------------------------------
+
+    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
+        """Whether ``environ`` holds credentials for this cloud (no network)."""
+        raise NotImplementedError
+
+    def open_store(self, location: str | None, environ: Mapping[str, str]) -> ImageStore:
+        """The image store in ``location``; empty falls back to the environment.
+        A missing SDK is one line naming the extra to install."""
+        location = location or self.location_in_env(environ)
+        if not location:
+            from everbake.errors import CloudError
+
+            raise CloudError(self.missing_location())
+        if not self.sdk_installed():
+            raise ToolError(f"{self.name}: {self.sdk.module} is not installed: {self.sdk.fix}")
+        return self._open_store(location, environ)
+
+    def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
+        raise NotImplementedError
+
+    def sdk_installed(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.sdk.module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    # -- lost build VMs ----------------------------------------------------
+
+    def lost_vm(self, output: Iterable[str]) -> Loss | None:
+        """How a failed Packer run lost its build VM, or None when the output shows an
+        ordinary failure, which is not worth retrying."""
+        return read_loss(self.lost_vm_signals, output)
+
+    def confirm_lost(self, store: ImageStore, zone: str, instance: str) -> bool:
+        """Whether the cloud's API shows that it took the suspect build VM ``instance``
+        (its name) in ``zone``; False when the store cannot tell."""
+        return isinstance(store, BuildVmStore) and store.build_vm_lost(zone, instance)
+
+    # -- baking ----------------------------------------------------------
+
+    def artifact_id(self, image: CloudImage) -> str:
+        """What Packer's manifest names as the artifact of ``image``."""
+        raise NotImplementedError
+
+    def replace(
+        self,
+        store: ImageStore,
+        existing: CloudImage,
+        name: str,
+        family: str,
+        build: BuildLayer,
+    ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
+        """Build the image layer anew over ``existing`` (same fingerprint, --force);
+        (image, manifest entry, attempt, the image it replaced)."""
+        raise NotImplementedError
+
+    def bake_steps(
+        self,
+        spec: ImageSpec,
+        settings: Settings,
+        environ: Mapping[str, str],
+        *,
+        force: bool,
+        replace_published: bool,
+    ) -> BakeSteps:
+        from everbake.cloudbuild.flow import CloudSteps
+
+        return CloudSteps(self, spec, settings, environ, force, replace_published)
+
+    def retirement(self) -> Policy:
+        from everbake.gc import Policy
+
+        return Policy(deprecate_first=False)
+
+    def gc_target(
+        self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
+    ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
+        store = self.open_store(self.location_in_spec(spec), environ)
+        return store, naming.family(spec, layer), None
+
+    def layer_status(
+        self,
+        spec: ImageSpec,
+        layers: Mapping[str, Mapping[str, Any]],
+        settings: Settings,
+        environ: Mapping[str, str],
+        stores: dict[tuple[str, str], Any],
+        offline: bool,
+    ) -> dict[str, bool | str]:
+        """Per layer: found or not, or the reason it is unknown."""
+        if offline:
+            return dict.fromkeys(layers, "--offline")
+        hint = self.credentials_hint(environ)
+        if not hint.ok:
+            return dict.fromkeys(layers, f"no credentials: {hint.fix}")
+        out: dict[str, bool | str] = {}
+        try:
+            location = self.location_of(spec, environ)
+            key = (self.name, location)
+            if key not in stores:
+                stores[key] = self.open_store(location, environ)
+            for layer, row in layers.items():
+                found = stores[key].find_by_fingerprint(row["fingerprint"], row["family"])
+                out[layer] = found is not None
+        except EverbakeError as exc:
+            reason = str(exc).splitlines()[0]
+            return {layer: out.get(layer, f"lookup failed: {reason}") for layer in layers}
+        return out
+
+    # -- checks ----------------------------------------------------------
+
+    def check(self, specs: Sequence[ImageSpec], environ: Mapping[str, str]) -> list[CheckLine]:
+        """Cheap to expensive; a step that fails leaves out the steps that need it:
+        SDK (and Packer's builder) -> credentials -> project/folder -> one API call."""
+        sdk = self.sdk_installed()
+        module = self.sdk.module
+        lines = [
+            CheckLine(
+                f"{self.name}: sdk",
+                sdk,
+                module if sdk else f"{module} is not installed",
+                self.sdk.fix,
+            )
+        ]
+        lines.extend(self.packer_checks())
+        hint = self.credentials_hint(environ)
+        lines.append(CheckLine(f"{self.name}: credentials", hint.ok, hint.detail, hint.fix or ""))
+        locations = self._locations(specs, environ)
+        place = self.place
+        if locations:
+            shown = ", ".join(sorted(locations))
+            lines.append(CheckLine(f"{self.name}: {place.noun}", True, shown))
+        else:
+            lines.append(
+                CheckLine(
+                    f"{self.name}: {place.noun}",
+                    False,
+                    f"{place.variables[0]} is not set (nor {place.setting})",
+                    place.fix,
+                )
+            )
+        if sdk and hint.ok and locations:
+            lines.extend(self._api_checks(locations, environ))
+        return lines
+
+    def packer_checks(self) -> list[CheckLine]:
+        """Whether the Packer here can build this cloud's source (none to add by default)."""
+        return []
+
+    def _api_checks(
+        self, locations: dict[str, list[str]], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        """One real call per location and family: list the family's images."""
+        lines = []
+        for location, families in sorted(locations.items()):
+            try:
+                store = self.open_store(location, environ)
+                counts = [f"{len(store.list_family(f))} in {f}" for f in families]
+            except EverbakeError as exc:
+                lines.append(CheckLine(f"{self.name}: api", False, str(exc).splitlines()[0]))
+                continue
+            detail = f"{location}: images " + ", ".join(counts) if counts else location
+            lines.append(CheckLine(f"{self.name}: api", True, detail))
+        return lines
+
+    def _locations(
+        self, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> dict[str, list[str]]:
+        """Project/folder -> the families of the specs that build there."""
+        out: dict[str, list[str]] = {}
+        for spec in specs:
+            try:
+                location = self.location_of(spec, environ)
+            except EverbakeError:
+                continue
+            out.setdefault(location, [])
+            if spec.family not in out[location]:
+                out[location].append(spec.family)
+        if not specs:
+            found = self.location_in_env(environ)
+            if found:
+                return {found: []}
+        return out
+
+    # -- rendering -------------------------------------------------------
+
+    def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
+        """The staging dir (filled by the build, uploaded to the VM) and the layer's scripts."""
+        if not provision_env.scripts(spec.repo_root, layer):
+            raise RenderError(
+                f"no provisioning scripts for the {layer} layer in "
+                f"{spec.repo_root / 'provisioning'}; restore provisioning/NN-*.sh"
+            )
+        # The first-boot wait runs first on the VM, then the layer's scripts.
+        scripts = [p.resolve() for p in provision_env.cloud_scripts(spec.repo_root, layer)]
+        return {"staging": (directory / "staging").resolve(), "scripts": scripts}
+
+    def build_table(self, spec: ImageSpec) -> Any:
+        """The spec's build.<cloud> table."""
+        raise NotImplementedError
+
+    def cloud_vars(
+        self,
+        spec: ImageSpec,
+        fps: Fingerprints,
+        layer: str,
+        paths: dict[str, Any],
+        settings: BuildSettings,
+        environ: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """What both clouds set alike."""
+        build = self.build_table(spec)
+        common = self.common_vars(spec, fps, layer)
+        if settings.image_name:
+            common["image_name"] = settings.image_name
+        if settings.instance_name:
+            common["instance_name"] = settings.instance_name
+        # The project/folder: the build settings', the spec's, or the environment's.
+        place = settings.project or self.find_location(spec, environ)
+        if place:
+            common[self.place.packer_var] = place
+        env_vars = provision_env.provisioning_env(
+            spec, layer, provision_env.DEFAULT_STAGING, build_user=self.ssh_username
+        )
+        if layer == "image" and settings.agent_env is not None:
+            env_vars.update(settings.agent_env)
+        return {
+            **common,
+            "zone": settings.zone or build.zones[0],
+            "preemptible": build.preemptible
+            if settings.preemptible is None
+            else settings.preemptible,
+            "disk_size_gb": build.disk_size_gb,
+            "build_labels": {
+                naming.SPEC_LABEL: naming.label_value(spec.name),
+                naming.LAYER_LABEL: layer,
+            },
+            "ssh_username": self.ssh_username,
+            "staging_dir": str(paths["staging"]),
+            "scripts": [str(p) for p in paths["scripts"]],
+            "manifest_path": str(paths["manifest"]),
+            "remote_staging": provision_env.DEFAULT_STAGING,
+            "script_env": [f"{k}={v}" for k, v in env_vars.items()],
+        }
+
+    def undeclared_vars(self, values: Mapping[str, Any]) -> list[str]:
+        # Where a cloud builds comes from PKR_VAR_* when the spec leaves it out.
+        var = self.place.packer_var
+        return [] if var in values else [var]
+
+    def validation_placeholders(self, values: Mapping[str, Any]) -> dict[str, str]:
+        from everbake.render import PLACEHOLDER
+
+        return {f"PKR_VAR_{name}": PLACEHOLDER for name in self.undeclared_vars(values)}

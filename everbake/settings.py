@@ -1,0 +1,90 @@
+"""Where everbake reads and writes, and what it builds by default: one object the
+task layer makes from invoke's configuration (ns.configure, invoke.yaml,
+INVOKE_EVERBAKE_*) and hands to every library call.
+
+A directory left unset (None) is the one next to the spec's repository
+(<repo>/build, <repo>/dist, <repo>/runs), as for a library caller that passes
+no settings; relative directories from the configuration are taken from the
+current directory, as invoke users expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from everbake.errors import SpecError
+from everbake.providers import DEFAULT
+from everbake.spec import REPO_ROOT, ImageSpec, list_images, load_spec, repo_root_of
+
+DEFAULT_IMAGE = "optimization"
+ALL = "all"  # --image all: every spec in the images dir
+
+
+@dataclass(frozen=True)
+class Settings:
+    images_dir: Path | None = None  # None: images/ next to the everbake package
+    build_dir: Path | None = None
+    dist_dir: Path | None = None
+    runs_dir: Path | None = None
+    image: str = DEFAULT_IMAGE  # the default image of single-image tasks
+    provider: str = DEFAULT  # the default provider of build-image
+    providers: tuple[str, ...] = ()  # what validate/plan/check cover by default (): all
+    # The local provider's base layer caches (None: $EVERBAKE_LOCAL_CACHE or <dist>/cache/local).
+    local_cache: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """From invoke's ``c.config.everbake``: empty strings mean "the default"."""
+
+        def path(key: str) -> Path | None:
+            value = config.get(key) or ""
+            return Path(value).absolute() if value else None
+
+        return cls(
+            images_dir=path("images_dir"),
+            build_dir=path("build_dir"),
+            dist_dir=path("dist_dir"),
+            runs_dir=path("runs_dir"),
+            image=str(config.get("image") or DEFAULT_IMAGE),
+            provider=str(config.get("provider") or DEFAULT),
+            providers=tuple(config.get("providers") or ()),
+        )
+
+    @property
+    def repo_root(self) -> Path:
+        """The repository of the images dir (scripts, templates, runtime)."""
+        return repo_root_of(self.images_dir) if self.images_dir else REPO_ROOT
+
+    def build_root(self, spec: ImageSpec) -> Path:
+        return self.build_dir or spec.repo_root / "build"
+
+    def dist_root(self, spec: ImageSpec) -> Path:
+        return self.dist_dir or spec.repo_root / "dist"
+
+    def dist_root_of_repo(self) -> Path:
+        return self.dist_dir or self.repo_root / "dist"
+
+    def runs_root(self) -> Path:
+        return self.runs_dir or self.repo_root / "runs"
+
+    # -- specs -----------------------------------------------------------
+
+    def load_spec(self, name_or_path: str | Path) -> ImageSpec:
+        return load_spec(name_or_path, self.images_dir)
+
+    def load_specs(self, names: Sequence[str]) -> list[ImageSpec]:
+        """The specs ``names`` names (ALL: every spec of the images dir), loaded before
+        anything is done with them, with the problems of all of them at once."""
+        wanted = list_images(self.images_dir) if ALL in names else list(names)
+        specs, problems = [], []
+        for name in wanted:
+            try:
+                specs.append(self.load_spec(name))
+            except SpecError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise SpecError(problems)
+        return specs
