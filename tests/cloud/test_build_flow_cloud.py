@@ -221,36 +221,75 @@ def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
 # ------------------------------------------------------------------ fallbacks
 
 
-def test_preemption_walks_the_attempt_plan(repo, cloud, monkeypatch, capfd):
-    # zone-a preempts (both tries), zone-b too, zone-c works.
-    monkeypatch.setenv("EVERBAKE_STANDIN_PREEMPT", "zone-a,zone-b")
+@pytest.mark.parametrize("line", ["disconnect", "ssh-timeout"])
+def test_a_confirmed_preemption_moves_to_the_next_zone(repo, cloud, monkeypatch, capfd, line):
+    # GCE preempts every preemptible VM in zone-a: the console shows only the
+    # lost session; the zone's compute.instances.preempted operation confirms it.
+    cloud["gce"].state.zone_trouble["zone-a"] = "preempt"
+    monkeypatch.setenv("EVERBAKE_STANDIN_LOST_LINE", line)
     outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
-    base_runs = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
-    assert base_runs == [
-        ("zone-a", True, "preempted"),
-        ("zone-a", True, "preempted"),
-        ("zone-b", True, "preempted"),
-        ("zone-c", True, "built"),
-    ]
-    assert outcome.record["zone"] == "zone-c"
-    assert [a["outcome"] for a in outcome.record["attempts"]] == ["preempted"] * 3 + ["built"]
+    tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
+    assert tried[:2] == [("zone-a", True, "lost"), ("zone-b", True, "built")]
+    assert [a["outcome"] for a in outcome.record["base"]["attempts"]] == ["preempted", "built"]
     err = capfd.readouterr().err
-    assert "retrying on a preemptible VM in zone-a" in err and "trying the next zone, zone-b" in err
-    assert "the build VM in zone-a was preempted" in err
+    assert "ask whether everbake-base-" in err and "the cloud confirms it took the VM" in err
+    assert "zone-a lost the VM: trying the next zone, zone-b, on a preemptible VM" in err
 
 
-def test_preempted_everywhere_ends_on_a_standard_vm(repo, cloud, monkeypatch, capfd):
-    monkeypatch.setenv("EVERBAKE_STANDIN_PREEMPT", "*")
-    outcome = build_image("cloudtest", "yandex", images_dir=repo / "images")
-    image_runs = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][4:]
-    assert image_runs == [
-        ("ru-central1-a", True, "preempted"),
-        ("ru-central1-a", True, "preempted"),
-        ("ru-central1-b", True, "preempted"),
-        ("ru-central1-a", False, "built"),
+def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
+    # zone-a has no capacity, zone-b's VM fails to start, zone-c preempts: the
+    # standard VM then goes to zone-b, not back to zone-a, which had no room.
+    cloud["gce"].state.zone_trouble.update(
+        {"zone-a": "stockout", "zone-b": "failed-start", "zone-c": "preempt"}
+    )
+    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
+    assert tried == [
+        ("zone-a", True, "not created"),
+        ("zone-b", True, "not created"),
+        ("zone-c", True, "lost"),
+        ("zone-b", False, "built"),
     ]
-    assert outcome.record["preemptible"] is False
-    assert "standard (non-preemptible) VM" in capfd.readouterr().err
+    kinds = [a["outcome"] for a in outcome.record["base"]["attempts"]]
+    assert kinds == ["stockout", "preempted", "preempted", "built"]
+    err = capfd.readouterr().err
+    assert "zone-a out of capacity: trying the next zone, zone-b" in err
+    assert "standard (non-preemptible) VM in zone-b" in err
+
+
+def test_an_unconfirmed_disconnect_stops_with_the_log_tail(repo, cloud, monkeypatch):
+    # The session drops but GCE shows no preemption: a real failure, not retried.
+    monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "zone-a=disconnect")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    message = str(failure.value)
+    assert "lost its SSH session in the middle of a script" in message
+    assert "does not show everbake-base-" in message and "so not retried" in message
+    assert "Script disconnected unexpectedly" in message  # the log tail
+    assert len(runs(cloud)) == 1
+
+
+def test_yandex_cannot_confirm_a_vm_packer_already_deleted(repo, cloud, monkeypatch):
+    # Packer's cleanup destroys the VM before the build ends; with no VM to ask
+    # about, a lost session stops the build instead of retrying blindly.
+    monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "*=preempt")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", "yandex", images_dir=repo / "images")
+    assert "so not retried" in str(failure.value) and len(runs(cloud)) == 1
+    assert any(method == "InstanceService/List" for method, _ in cloud["yc"].calls)
+
+
+def test_yandex_store_confirms_a_stopped_build_vm(yandex_store, yc):
+    from yandex.cloud.compute.v1 import instance_pb2
+
+    yc.add_instance(
+        FOLDER, "everbake-image-stopped", "ru-central1-a", instance_pb2.Instance.STOPPED
+    )
+    yc.add_instance(FOLDER, "everbake-image-running", "ru-central1-a")
+    assert yandex_store.build_vm_lost("ru-central1-a", "everbake-image-stopped") is True
+    assert yandex_store.build_vm_lost("ru-central1-a", "everbake-image-running") is False
+    assert yandex_store.build_vm_lost("ru-central1-a", "everbake-image-gone") is False
+    assert yandex_store.build_vm_lost("ru-central1-b", "everbake-image-stopped") is False
 
 
 def test_a_real_failure_stops_at_once_with_the_log_tail(repo, cloud, monkeypatch):

@@ -57,6 +57,12 @@ class GceState:
     accept_jwt_issuer: str | None = None
     issued_token: str = "ya29.fake-access-token"
     operation_error: dict[str, Any] | None = None
+    # Build VMs: (project, zone) -> name -> instance, and each zone's operations.
+    instances: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    zone_operations: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # zone -> what happens to a VM created there: "preempt" (it runs, then GCE
+    # preempts it), "stockout" or "failed-start" (the insert operation fails).
+    zone_trouble: dict[str, str] = field(default_factory=dict)
 
 
 class FakeGce(LoopbackHttpServer):
@@ -237,6 +243,21 @@ class FakeGce(LoopbackHttpServer):
                     )
                 self.add_image(project, name, body.get("family", ""), body.get("labels"))
                 return 200, self._operation(project, "insert", name)
+            case "POST", ["zones", zone, "instances"]:
+                return self._insert_instance(project, zone, json.loads(req.body or b"{}"))
+            case "GET", ["zones", zone, "instances", name]:
+                found = self.state.instances.get((project, zone), {}).get(name)
+                if found is None:
+                    return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return 200, found
+            case "DELETE", ["zones", zone, "instances", name]:
+                if self.state.instances.get((project, zone), {}).pop(name, None) is None:
+                    return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return 200, self._zone_operation(project, zone, "delete", name)
+            case "GET", ["zones", zone, "operations"]:
+                return self._list_zone_operations(project, zone, req.query)
+            case (("GET" | "POST"), ["zones", _zone, "operations", op, *_wait]):
+                return self._get_operation(op)
             case (("GET" | "POST"), ["global", "operations", op]):
                 return self._get_operation(op)
             case "POST", ["global", "operations", op, "wait"]:
@@ -318,6 +339,83 @@ class FakeGce(LoopbackHttpServer):
         self.state.operations[name] = op
         return op
 
+    def _insert_instance(
+        self, project: str, zone: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        name = body.get("name", "")
+        trouble = self.state.zone_trouble.get(zone, "")
+        op = self._zone_operation(project, zone, "insert", name)
+        if trouble == "stockout":
+            # The operation's error as GCE reports a stock-out
+            # (https://cloud.google.com/compute/docs/troubleshooting/troubleshooting-resource-availability:
+            # ZONE_RESOURCE_POOL_EXHAUSTED, "The zone '...' does not have enough
+            # resources available to fulfill the request. Try a different zone, or
+            # try again later.").
+            op["error"] = {
+                "errors": [
+                    {
+                        "code": "ZONE_RESOURCE_POOL_EXHAUSTED",
+                        "message": f"The zone 'projects/{project}/zones/{zone}' does not have "
+                        "enough resources available to fulfill the request.  Try a different "
+                        "zone, or try again later.",
+                    }
+                ]
+            }
+            return 200, op
+        preemptible = bool(body.get("scheduling", {}).get("preemptible"))
+        if trouble == "failed-start" and preemptible:
+            # "Instance failed to start due to preemption." (hashicorp/packer#9133);
+            # guess: the error code beside it.
+            op["error"] = {
+                "errors": [
+                    {
+                        "code": "RESOURCE_ERROR",
+                        "message": "Instance failed to start due to preemption.",
+                    }
+                ]
+            }
+            return 200, op
+        link = f"https://compute.example{PREFIX}{project}/zones/{zone}/instances/{name}"
+        instance = {"kind": "compute#instance", "name": name, "status": "RUNNING", "selfLink": link}
+        self.state.instances.setdefault((project, zone), {})[name] = instance
+        if trouble == "preempt" and preemptible:
+            # What GCE leaves when it preempts a VM: status TERMINATED and a zone
+            # operation of type compute.instances.preempted targeting it
+            # (https://cloud.google.com/compute/docs/instances/preemptible#detecting_if_an_instance_was_preempted).
+            instance["status"] = "TERMINATED"
+            self._zone_operation(project, zone, "compute.instances.preempted", name)
+        return 200, op
+
+    def _zone_operation(self, project: str, zone: str, kind: str, target: str) -> dict[str, Any]:
+        name = f"operation-{next(self._ids)}"
+        op: dict[str, Any] = {
+            "kind": "compute#operation",
+            "id": str(next(self._ids)),
+            "name": name,
+            "operationType": kind,
+            "status": "DONE",
+            "progress": 100,
+            "zone": f"https://compute.example{PREFIX}{project}/zones/{zone}",
+            "targetLink": f"https://compute.example{PREFIX}{project}/zones/{zone}/instances/{target}",
+            "selfLink": f"https://compute.example{PREFIX}{project}/zones/{zone}/operations/{name}",
+        }
+        self.state.operations[name] = op
+        self.state.zone_operations.setdefault((project, zone), []).append(op)
+        return op
+
+    def _list_zone_operations(
+        self, project: str, zone: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        text = query.get("filter", [""])[0]
+        try:
+            clauses = _parse_filter(text)
+        except ValueError:
+            # guess: as for images.list above.
+            return 400, _error(400, f"Invalid value for field 'filter': '{text}'.")
+        ops = self.state.zone_operations.get((project, zone), [])
+        items = [op for op in ops if all(_matches(op, c) for c in clauses)]
+        return 200, {"kind": "compute#operationList", "items": items}
+
     def _get_operation(self, name: str) -> tuple[int, dict[str, Any]]:
         if name not in self.state.operations:
             # guess: shaped like GCE's other 404s (projects/.../operations/<name>).
@@ -398,6 +496,12 @@ def _not_found(project: str, name: str) -> tuple[int, dict[str, Any]]:
     # almalinux-9-v20220920' was not found, notFound"
     # (hashicorp/packer-plugin-googlecompute#119).
     return 404, _error(404, f"The resource 'projects/{project}/global/images/{name}' was not found")
+
+
+def _resource_not_found(path: str) -> tuple[int, dict[str, Any]]:
+    # GCE's 404 for any missing resource: "The resource '<path>' was not found"
+    # (as for images above).
+    return 404, _error(404, f"The resource '{path}' was not found")
 
 
 def _rfc3339(when: datetime) -> str:

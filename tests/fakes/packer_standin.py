@@ -10,9 +10,19 @@ It runs under the interpreter of the tests (which has grpc), never under the
 python3 that PATH finds: start it as `sys.executable packer_standin.py ...`, or
 put the launcher that install() writes first on PATH as `packer`.
 
+Every line it prints for a lost build VM is what Packer prints (sources beside
+each); with the GCE fake the VM is created and deleted through its API, and the
+fake decides what happens to it (FakeGce.state.zone_trouble), as GCE would.
+
 Environment:
-  EVERBAKE_STANDIN_PREEMPT  zones (comma-separated) where a preemptible build VM
-                            is preempted; "*" for every zone
+  EVERBAKE_STANDIN_LOSE     zone=kind,... (zone "*" for every zone): what happens
+                            to a build VM there without the GCE fake, or on
+                            Yandex: preempt (the session drops mid-script),
+                            ssh-timeout, stockout, failed-start (GCE only);
+                            disconnect drops the session of a VM that is NOT
+                            preempted (also with the GCE fake)
+  EVERBAKE_STANDIN_LOST_LINE  disconnect (default) or ssh-timeout: how a
+                            preempted VM shows on the console
   EVERBAKE_STANDIN_FAIL     make the build fail with this provisioning error
   EVERBAKE_STANDIN_LOG      append one JSON line per build: argv, zone,
                             preemptible, outcome
@@ -107,6 +117,68 @@ def create_gce_image(endpoint: str, values: dict) -> str:
     return values["image_name"]
 
 
+def gce_call(endpoint: str, method: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{endpoint}/compute/v1/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+        method=method,
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        return json.load(response)
+
+
+def lose_in(zone: str, preemptible: bool) -> str:
+    """EVERBAKE_STANDIN_LOSE's kind for ``zone`` ('' when nothing happens there)."""
+    for item in os.environ.get("EVERBAKE_STANDIN_LOSE", "").split(","):
+        where, _, kind = item.strip().partition("=")
+        if where in ("*", zone) and (preemptible or kind in ("stockout", "disconnect")):
+            return kind
+    return ""
+
+
+# googlecompute's creation failure: the insert operation's errors, as
+# "Error creating instance: 1 error(s) occurred:" then "* <message>"
+# (hashicorp/packer#9133 quotes "* Instance failed to start due to preemption.").
+CREATION_FAILED = "Error creating instance: 1 error(s) occurred:"
+# hashicorp/packer provisioner/shell/provisioner.go: the error when the remote
+# command ends without an exit status (a VM gone mid-script).
+DISCONNECTED = (
+    "Script disconnected unexpectedly. If you expected your script to disconnect, i.e. from a "
+    'restart, you can try adding `"expect_disconnect": true` or `"valid_exit_codes": [0, '
+    "2300218]` to the shell provisioner parameters."
+)
+# The SSH dial error of a VM that is gone (hashicorp/packer#9133: "dial tcp
+# <ip>:22: i/o timeout"); guess: the "Error uploading script" prefix.
+SSH_TIMEOUT = "Error uploading script: dial tcp 203.0.113.7:22: i/o timeout"
+
+
+def lost_vm(source: str, provider: str, kind: str, first_script: str, record: dict) -> int:
+    """Print what Packer prints when the build VM is lost in the way ``kind`` says."""
+    if kind in ("stockout", "failed-start"):
+        say(source, CREATION_FAILED)
+        message = (
+            "Instance failed to start due to preemption."
+            if kind == "failed-start"
+            else f"The zone 'projects/p/zones/{record['zone']}' does not have enough resources "
+            "available to fulfill the request.  Try a different zone, or try again later."
+        )
+        say(source, f"* {message}")
+        print(f"Build '{source}' errored after 20 seconds: {CREATION_FAILED}", flush=True)
+        log({**record, "outcome": kind})
+        return 1
+    timeout = kind == "ssh-timeout" or os.environ.get("EVERBAKE_STANDIN_LOST_LINE") == "ssh-timeout"
+    say(source, f"Provisioning with shell script: {first_script}")
+    # Packer's own teardown lines after a failed step (shared/facts/packer.md).
+    say(source, "Provisioning step had errors: Running the cleanup provisioner, if present...")
+    say(source, "Destroying instance..." if provider == "yandex" else "Deleting instance...")
+    error = SSH_TIMEOUT if timeout else DISCONNECTED
+    print(f"Build '{source}' errored after 3 minutes 12 seconds: {error}", flush=True)
+    log({**record, "outcome": "lost" if kind != "disconnect" else "disconnected"})
+    return 1
+
+
 def create_yandex_image(endpoint: str, values: dict) -> str:
     import grpc
     from yandex.cloud.compute.v1 import image_service_pb2, image_service_pb2_grpc
@@ -137,19 +209,32 @@ def build(argv: list[str]) -> int:
     zone = values.get("zone", "")
     preemptible = bool(values.get("preemptible", False))
     record = {"argv": argv, "zone": zone, "preemptible": preemptible, "provider": provider}
-    say(source, f"Creating instance in {zone} (preemptible: {preemptible})...")
-    preempt = os.environ.get("EVERBAKE_STANDIN_PREEMPT", "")
-    zones = {z.strip() for z in preempt.split(",") if z.strip()}
-    if preemptible and ("*" in zones or zone in zones):
-        say(source, "Waiting for SSH to become available...")
-        if provider == "gcp":
-            say(source, "Error waiting for SSH: instance was preempted (instances.preempted)")
-        else:
-            say(source, "Error: instance has been stopped")
-        say(source, "Deleting instance...")
-        print(f"Build '{source}' errored after 1 minute: build VM lost", flush=True)
-        log({**record, "outcome": "preempted"})
-        return 1
+    say(source, "Creating instance...")
+    gce = os.environ.get("EVERBAKE_GCE_ENDPOINT")
+    scripts = values.get("scripts", []) or ["script"]
+    kind = lose_in(zone, preemptible)
+    instance = values.get("instance_name", "packer-standin")
+    if provider == "gcp" and gce:
+        # As googlecompute does: insert the VM and wait; the fake decides its fate.
+        where = f"projects/{values['project_id']}/zones/{zone}"
+        body = {"name": instance, "scheduling": {"preemptible": preemptible}}
+        op = gce_call(gce, "POST", f"{where}/instances", body)
+        errors = op.get("error", {}).get("errors", [])
+        if errors:
+            say(source, CREATION_FAILED)
+            for error in errors:
+                say(source, f"* {error['message']}")
+            print(f"Build '{source}' errored after 20 seconds: {CREATION_FAILED}", flush=True)
+            log({**record, "outcome": "not created"})
+            return 1
+        status = gce_call(gce, "GET", f"{where}/instances/{instance}")["status"]
+        lost = "preempt" if status == "TERMINATED" else kind if kind == "disconnect" else ""
+        if lost:
+            gce_call(gce, "DELETE", f"{where}/instances/{instance}")
+            return lost_vm(source, provider, lost, scripts[0], record)
+        gce_call(gce, "DELETE", f"{where}/instances/{instance}")  # teardown before the image
+    elif kind:
+        return lost_vm(source, provider, kind, scripts[0], record)
     failure = os.environ.get("EVERBAKE_STANDIN_FAIL")
     if failure:
         say(source, f"+ {failure}")
@@ -160,7 +245,7 @@ def build(argv: list[str]) -> int:
     for script in values.get("scripts", []):
         say(source, f"Provisioning with shell script: {script}")
     say(source, f"Creating image: {values['image_name']}")
-    gce, yc = os.environ.get("EVERBAKE_GCE_ENDPOINT"), os.environ.get("EVERBAKE_YANDEX_ENDPOINT")
+    yc = os.environ.get("EVERBAKE_YANDEX_ENDPOINT")
     if provider == "gcp" and gce:
         if "-force" in argv:
             say(source, f"Deleting previous image: {values['image_name']}")

@@ -2,7 +2,8 @@
 
 It serves what yandexcloud calls: endpoint discovery (every service points back
 here), IamTokenService.Create (OAuth token or service-account JWT -> IAM token),
-ImageService Get/GetLatestByFamily/List/Create/Delete and OperationService.Get. Every
+ImageService Get/GetLatestByFamily/List/Create/Delete, InstanceService.List
+(build VMs seeded with ``add_instance``) and OperationService.Get. Every
 call except discovery and token exchange must carry ``Bearer <iam_token>``.
 Operations come back not done and are done on the first Get, so a client must
 really wait; ``fail(code, method)`` injects gRPC errors.
@@ -25,7 +26,14 @@ from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
+from yandex.cloud.compute.v1 import (
+    image_pb2,
+    image_service_pb2,
+    image_service_pb2_grpc,
+    instance_pb2,
+    instance_service_pb2,
+    instance_service_pb2_grpc,
+)
 from yandex.cloud.endpoint import (
     api_endpoint_pb2,
     api_endpoint_service_pb2,
@@ -55,6 +63,7 @@ class FakeYandex:
     def __init__(self, iam_token: str = "t1.fake-iam-token") -> None:
         self.iam_token = iam_token
         self.images: dict[str, image_pb2.Image] = {}
+        self.instances: dict[str, instance_pb2.Instance] = {}
         self.operations: dict[str, operation_pb2.Operation] = {}
         self.calls: list[tuple[str, dict[str, str]]] = []  # method, metadata
         self.failures: list[Failure] = []
@@ -71,6 +80,9 @@ class FakeYandex:
         )
         iam_token_service_pb2_grpc.add_IamTokenServiceServicer_to_server(_Iam(self), self._server)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(_Images(self), self._server)
+        instance_service_pb2_grpc.add_InstanceServiceServicer_to_server(
+            _Instances(self), self._server
+        )
         operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
             _Operations(self), self._server
         )
@@ -111,6 +123,21 @@ class FakeYandex:
             )
             self.images[image.id] = image
         return image
+
+    def add_instance(
+        self, folder_id: str, name: str, zone: str, status: int = instance_pb2.Instance.RUNNING
+    ) -> instance_pb2.Instance:
+        """A VM as Compute would list it (e.g. STOPPED: how Yandex ends a preemptible VM)."""
+        with self._lock:
+            instance = instance_pb2.Instance(
+                id=f"fhm{next(self._ids):017d}",
+                folder_id=folder_id,
+                name=name,
+                zone_id=zone,
+                status=status,
+            )
+            self.instances[instance.id] = instance
+        return instance
 
     def image_names(self, folder_id: str) -> set[str]:
         with self._lock:
@@ -286,6 +313,27 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         if self.fake.operation_error is None:
             del self.fake.images[request.image_id]
         return op
+
+
+class _Instances(instance_service_pb2_grpc.InstanceServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("InstanceService/List", context)
+        name = None
+        if request.filter:
+            match = _NAME_FILTER.match(request.filter)
+            if not match:
+                # guess: message text
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {request.filter}")
+            name = match.group(1)
+        chosen = [
+            i
+            for i in self.fake.instances.values()
+            if i.folder_id == request.folder_id and (name is None or i.name == name)
+        ]
+        return instance_service_pb2.ListInstancesResponse(instances=chosen)
 
 
 class _Operations(operation_service_pb2_grpc.OperationServiceServicer):
