@@ -337,6 +337,8 @@ class CloudProvider(Provider):
                 naming.LAYER_LABEL: layer,
             },
             "ssh_username": self.ssh_username,
+            # Not SHA-1 RSA, which Debian 12's OpenSSH refuses from Packer < 1.8.1.
+            "temporary_key_pair_type": "ed25519",
             "staging_dir": str(paths["staging"]),
             "scripts": [str(p) for p in paths["scripts"]],
             "manifest_path": str(paths["manifest"]),

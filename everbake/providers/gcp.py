@@ -92,9 +92,19 @@ class Gcp(CloudProvider):
         values = self.cloud_vars(spec, fps, layer, paths, settings, environ)
         values["machine_type"] = build.machine_type
         values["on_host_maintenance"] = "TERMINATE" if values["preemptible"] else "MIGRATE"
-        values["network"] = build.network
+        # Sent only as given: a subnetwork of a custom VPC must not meet "default".
+        if build.network:
+            values["network"] = build.network
         if build.subnetwork:
             values["subnetwork"] = build.subnetwork
+        # Metadata SSH keys, not OS Login (ignored where a project enforces it).
+        values["use_os_login"] = build.use_os_login
+        if build.service_account:
+            values["service_account_email"] = build.service_account
+            if build.scopes:
+                values["scopes"] = list(build.scopes)
+        else:
+            values["disable_default_service_account"] = True
         if layer == "image":
             values["source_image"] = naming.image_name(spec, fps, "base")
         elif spec.base.gcp.image:

@@ -333,6 +333,26 @@ class _Rules:
                 self.problem(
                     f"build.{provider}.disk_size_gb", f"{size} is out of range; use 10..4096"
                 )
+        gcp = build.gcp
+        if gcp.service_account and not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]+$", gcp.service_account):
+            self.problem(
+                "build.gcp.service_account",
+                f"'{gcp.service_account}' is not a service account email "
+                "(name@project.iam.gserviceaccount.com)",
+            )
+        if gcp.scopes and not gcp.service_account:
+            self.problem(
+                "build.gcp.scopes",
+                "set build.gcp.service_account too: without one the build VM has no service "
+                "account, and no scopes",
+            )
+        for i, scope in enumerate(gcp.scopes):
+            if not scope.startswith("https://www.googleapis.com/auth/"):
+                self.problem(
+                    f"build.gcp.scopes[{i}]",
+                    f"'{scope}' is not an OAuth scope URL like "
+                    "https://www.googleapis.com/auth/devstorage.read_only",
+                )
         if build.yandex.core_fraction not in (5, 20, 50, 100):
             self.problem(
                 "build.yandex.core_fraction",

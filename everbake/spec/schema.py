@@ -139,8 +139,11 @@ class GcpBuild:
     project: str = ""
     preemptible: bool = True
     disk_size_gb: int = 20
-    network: str = "default"
+    network: str = ""  # empty: not sent (googlecompute's own default is "default")
     subnetwork: str = ""
+    use_os_login: bool = False
+    service_account: str = ""  # empty: the build VM gets no service account at all
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
