@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from everbake.localbuild.chroot import Chroot, chroot, remove_tree
 from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
 from everbake.localbuild.plan import image_tarball
 from everbake.settings import Settings
+from everbake.spec import ImageSpec
 from everbake.ui import phase, say
 
 RUN_DIR_IN_IMAGE = "/var/tmp/everbake-run"
@@ -74,8 +76,7 @@ def resolve_image(image: str | Path, settings: Settings) -> Path:
             f"--image {text}: not an image tarball, a built image name or an image spec; "
             "see images/ for spec names"
         ) from None
-    image_name = naming.image_name(spec, fingerprints(spec))
-    tarball = image_tarball(settings.dist_root(spec), image_name, spec.build.local.compression)
+    tarball = _current_tarball(spec, settings)
     if not tarball.is_file():
         from everbake.stores.local import LocalImageStore
 
@@ -87,6 +88,27 @@ def resolve_image(image: str | Path, settings: Settings) -> Path:
             f"build it: invoke build-image --image {text}{hint}"
         )
     return tarball
+
+
+def _current_tarball(spec: ImageSpec, settings: Settings) -> Path:
+    """The tarball build-image makes of ``spec`` now: the image fingerprint covers the
+    agent baked, so an unpinned agent is fetched (as the build does) to name it, and
+    an optional agent may have been skipped ("none")."""
+    from everbake import staging
+    from everbake.fingerprint import expected_agent
+
+    contents = [expected_agent(spec)]
+    if not spec.agent.sha256:
+        with tempfile.TemporaryDirectory(prefix="everbake-agent-") as tmp:
+            contents = [staging.resolve_agent(spec, Path(tmp) / "agent.tar.gz").content]
+    if not spec.agent.required:
+        contents.append(staging.NO_AGENT)
+    dist, compression = settings.dist_root(spec), spec.build.local.compression
+    tarballs = [
+        image_tarball(dist, naming.image_name(spec, fingerprints(spec, c)), compression)
+        for c in contents
+    ]
+    return next((t for t in tarballs if t.is_file()), tarballs[0])
 
 
 def _copy_job(job_dir: Path, task_dir: Path) -> list[str]:

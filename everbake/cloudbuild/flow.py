@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import naming, packer, render, staging
+from everbake.bake.local import drop_fetched, resolve_build_agent
 from everbake.bake.record import read_record, record_path
 from everbake.bake.skeleton import BuildOutcome, run
 from everbake.cloudbuild.attempts import (
@@ -77,22 +78,42 @@ class CloudSteps:
         require_pinned_agents([spec], [provider.name])  # before any lookup or VM
         self.provider, self.spec, self.environ = provider, spec, environ
         self.replace_published = replace_published
-        self.fps = naming_fps = _fingerprints(spec)
-        self.name = naming.image_name(spec, naming_fps)
         self.family = naming.family(spec)
         self.build_root = settings.build_root(spec)
         self.dist = settings.dist_root(spec)
         self.lock_dir = self.build_root / provider.name / spec.name
-        self.record_path = record_path(self.dist, provider.name, self.name)
+        self.agent: staging.ResolvedAgent | None = None
+        self._use(_fingerprints(spec))
         self.location = provider.location_of(spec, environ)
         self.store: ImageStore | None = None
         self.packer_env: dict[str, str] = {}
         self.packer_version: tuple[int, int, int] = (0, 0, 0)
         self.attempts_made: dict[str, list[dict[str, Any]]] = {}
 
+    def _use(self, fps: Any) -> None:
+        self.fps = fps
+        self.name = naming.image_name(self.spec, fps)
+        self.record_path = record_path(self.dist, self.provider.name, self.name)
+
+    def _resolve_agent(self) -> bool:
+        """Fetch the pinned agent now: an unreachable one that is not required is
+        skipped, and an image without it has its own fingerprint. Whether it changed."""
+        self.agent = resolve_build_agent(self.spec, self.lock_dir)
+        fps = _fingerprints(self.spec, self.agent.content)
+        if fps == self.fps:
+            return False
+        self._use(fps)
+        return True
+
     # -- the skeleton's steps ----------------------------------------------
 
     def look_up(self, again: bool) -> CloudImage | None:
+        found = self._find(again)
+        if found is None and self.agent is None and self._resolve_agent():
+            found = self._find(again)
+        return found
+
+    def _find(self, again: bool) -> CloudImage | None:
         where = f"{self.name} again" if again else f"{self.name} in {self.location}"
         with phase(f"{self.provider.name}: look up {where}"):
             if self.store is None:
@@ -100,6 +121,7 @@ class CloudSteps:
             return self.store.find_by_fingerprint(self.fps.image, self.family)
 
     def up_to_date(self, image: CloudImage) -> BuildOutcome:
+        drop_fetched(self.agent)
         say(
             f"up to date: {image.name} ({self.provider.name}, {self.location}); --force rebuilds it"
         )
@@ -115,6 +137,14 @@ class CloudSteps:
         self.packer_version = packer.detect_version()
 
     def bake(self, existing: CloudImage | None) -> dict[str, Any]:
+        if self.agent is None:  # --force over an image found by its pin
+            self._resolve_agent()
+        try:
+            return self._bake(existing)
+        finally:
+            drop_fetched(self.agent)
+
+    def _bake(self, existing: CloudImage | None) -> dict[str, Any]:
         spec, fps, provider = self.spec, self.fps, self.provider
         base, base_built = self._ensure_base()
         build = functools.partial(self._build_layer, "image")
@@ -197,6 +227,7 @@ class CloudSteps:
                 image=self.name,
                 fingerprints=self.fps.as_dict(),
                 scripts=_image_scripts(spec),
+                agent=self.agent,
             )
         agent_env = staging.agent_env(agent_sha) if layer == "image" else None
         while attempt is not None:
@@ -349,10 +380,10 @@ def records_naming(dist: Path, provider: str, image: CloudImage) -> list[Path]:
     return [path for path, names in published_names(dist, provider).items() if names & wanted]
 
 
-def _fingerprints(spec: ImageSpec) -> Any:
+def _fingerprints(spec: ImageSpec, agent: str | None = None) -> Any:
     from everbake.fingerprint import fingerprints
 
-    return fingerprints(spec)
+    return fingerprints(spec, agent)
 
 
 def _image_scripts(spec: ImageSpec) -> list[Path]:

@@ -547,3 +547,55 @@ def test_an_unpinned_agent_is_refused_before_anything_starts(provider, repo, clo
     assert "\n" not in message and "[agent] sha256 is not set" in message
     assert "invoke pin-agent --image cloudtest" in message and str(path) in message
     assert runs(cloud) == [] and cloud["gce"].state.requests == [] and cloud["yc"].calls == []
+
+
+def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, capfd):
+    # The pinned agent cannot be reached and is optional: the image is built without
+    # it, under a fingerprint that says so ("none"), and found again while that lasts.
+    import http.server
+    import socket
+    import threading
+
+    archive = repo / "agent.tgz"
+    fetched = fetch_agent(AgentSource("agent-src", "test", None, True), archive, repo)
+    assert fetched is not None
+    body = archive.read_bytes()
+    with socket.socket() as probe:  # a port nobody listens on, for now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = repo / "images" / "cloudtest.toml"
+    text = path.read_text().replace(
+        'source = "agent-src"', f'source = "http://127.0.0.1:{port}/agent-{{ref}}.tgz"'
+    )
+    path.write_text(text.replace('ref = "test"\n', 'ref = "test"\nrequired = false\n'))
+    spec = spec_in(repo)
+    assert spec.agent.sha256 == fetched[1] and not spec.agent.required
+    skipped = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert skipped.record["fingerprints"]["image"] == fingerprints(spec, "none").image
+    assert skipped.image != naming.image_name(spec, fingerprints(spec))
+    assert "building WITHOUT the Everest agent" in capfd.readouterr().err
+    again = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert again.up_to_date and again.image == skipped.image
+
+    # The agent is back: the skipped image is not up to date, the agent is baked.
+    class Archive(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Archive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        baked = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not baked.up_to_date
+    assert baked.record["fingerprints"]["image"] == fingerprints(spec).image
+    assert baked.image != skipped.image
+    assert not list((repo / "build" / "gcp").glob(".*.agent-*"))  # fetched copies dropped

@@ -249,8 +249,7 @@ def test_gcp_build_vm_options_have_safe_defaults_and_are_checked(write_spec, min
     gcp = load_spec(write_spec(minimal_spec)).build.gcp
     assert (gcp.network, gcp.use_os_login, gcp.service_account, gcp.scopes) == ("", False, "", ())
     bad = minimal_spec + (
-        '\n[build.gcp]\nservice_account = "not-an-email"\n'
-        'scopes = ["cloud-platform"]\n'
+        '\n[build.gcp]\nservice_account = "not-an-email"\nscopes = ["cloud-platform"]\n'
     )
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(bad))
@@ -259,5 +258,5 @@ def test_gcp_build_vm_options_have_safe_defaults_and_are_checked(write_spec, min
     only_scopes = minimal_spec + (
         '\n[build.gcp]\nscopes = ["https://www.googleapis.com/auth/devstorage.read_only"]\n'
     )
-    with pytest.raises(SpecError, match="set build.gcp.service_account too"):
+    with pytest.raises(SpecError, match=r"set build\.gcp\.service_account too"):
         load_spec(write_spec(only_scopes))
