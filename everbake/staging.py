@@ -347,9 +347,7 @@ def stage(
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
     write_json(staging / "image.json", image_info(spec, image, fingerprints))
-    return Staged(
-        agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca
-    )
+    return Staged(agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca)
 
 
 def stage_layer(
