@@ -72,6 +72,11 @@ def real_packer() -> str:
     return found
 
 
+# Packer's UI prefixes each builder line with "==> <source>: ", and ends a failed
+# build with "Build '<source>' errored after <duration>: <error>" (hashicorp/packer
+# command/build.go); the progress texts ("Creating instance...", "Creating image:",
+# "Deleting instance...") are googlecompute's and yandex's step messages; guess:
+# their exact wording beyond those cited in shared/facts/packer.md.
 def say(source: str, line: str) -> None:
     print(f"==> {source}: {line}", flush=True)
 
@@ -239,7 +244,13 @@ def build(argv: list[str]) -> int:
     if failure:
         say(source, f"+ {failure}")
         say(source, "Deleting instance...")
-        print(f"Build '{source}' errored: Script exited with non-zero exit status: 1", flush=True)
+        # hashicorp/packer provisioner/shell: "Script exited with non-zero exit
+        # status: %d. Allowed exit codes are: %v".
+        print(
+            f"Build '{source}' errored: Script exited with non-zero exit status: 1. "
+            "Allowed exit codes are: [0]",
+            flush=True,
+        )
         log({**record, "outcome": "failed"})
         return 1
     for script in values.get("scripts", []):
