@@ -470,8 +470,9 @@ def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
 def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
     from everbake.bake.many import build_images
 
+    pinned = (repo / "images" / "cloudtest.toml").read_text()
     (repo / "images" / "cloudtwo.toml").write_text(
-        SPEC.replace('name = "cloudtest"', 'name = "cloudtwo"').replace(
+        pinned.replace('name = "cloudtest"', 'name = "cloudtwo"').replace(
             "everbake-cloudtest", "everbake-cloudtwo"
         )
     )

@@ -15,6 +15,7 @@ from everbake.errors import SpecError
 from everbake.localbuild import overlay, steps
 from everbake.localbuild.plan import image_tarball, make_plan
 from everbake.runlocal import resolve_image
+from everbake.settings import Settings
 from everbake.spec import load_spec
 from everbake.stores.local import LocalImageStore
 
@@ -52,7 +53,7 @@ def export_like_a_build(spec, repo: Path, tmp_path: Path) -> Path:
         mirror="http://deb.debian.org/debian",
         build_dir=tmp_path / "build",
         cache_dir=tmp_path / "cache",
-        output=image_tarball(repo, IMAGE, spec.build.local.compression),
+        output=image_tarball(repo / "dist", IMAGE, spec.build.local.compression),
         staging_host=staging,
         scripts={"base": [Path("10-base.sh")], "image": [Path("50-agent.sh")]},
         env={"base": {}, "image": {}},
@@ -104,8 +105,9 @@ def test_each_method_round_trips_through_export_run_local_and_gc(
         assert gzip.decompress(tarball.read_bytes())[257:262] == b"ustar"
 
     # run-local: found by path and by image name, extracted whole.
-    assert resolve_image(str(tarball), repo) == tarball.resolve()
-    assert resolve_image(IMAGE, repo) == tarball
+    settings = Settings(dist_dir=repo / "dist")
+    assert resolve_image(str(tarball), settings) == tarball.resolve()
+    assert resolve_image(IMAGE, settings) == tarball
     lower = overlay.extracted_image(tarball)
     assert lower.name.startswith(f"{IMAGE}.") and lower.name.endswith(".rootfs")
     assert (lower / "etc/hostname").read_text() == "tiny\n" * 200
