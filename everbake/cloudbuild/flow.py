@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, render, staging
+from everbake import naming, packer, provision_env, render, staging
 from everbake.bake.local import drop_fetched, resolve_build_agent
 from everbake.bake.record import read_record, record_path
 from everbake.bake.skeleton import BuildOutcome, run
@@ -36,6 +36,7 @@ from everbake.cloudbuild.attempts import (
     next_attempt,
 )
 from everbake.errors import BuildError
+from everbake.fingerprint import fingerprints
 from everbake.gc import published_names
 from everbake.pinagent import require_pinned_agents
 from everbake.providers import BuildSettings, get
@@ -83,7 +84,7 @@ class CloudSteps:
         self.dist = settings.dist_root(spec)
         self.lock_dir = self.build_root / provider.name / spec.name
         self.agent: staging.ResolvedAgent | None = None
-        self._use(_fingerprints(spec))
+        self._use(fingerprints(spec))
         self.location = provider.location_of(spec, environ)
         self.store: ImageStore | None = None
         self.packer_env: dict[str, str] = {}
@@ -99,7 +100,7 @@ class CloudSteps:
         """Fetch the pinned agent now: an unreachable one that is not required is
         skipped, and an image without it has its own fingerprint. Whether it changed."""
         self.agent = resolve_build_agent(self.spec, self.lock_dir)
-        fps = _fingerprints(self.spec, self.agent.content)
+        fps = fingerprints(self.spec, self.agent.content)
         if fps == self.fps:
             return False
         self._use(fps)
@@ -226,7 +227,7 @@ class CloudSteps:
                 directory / "staging",
                 image=self.name,
                 fingerprints=self.fps.as_dict(),
-                scripts=_image_scripts(spec),
+                scripts=provision_env.scripts(spec.repo_root, "image"),
                 agent=self.agent,
             )
         agent_env = staging.agent_env(agent_sha) if layer == "image" else None
@@ -378,18 +379,6 @@ def records_naming(dist: Path, provider: str, image: CloudImage) -> list[Path]:
     """Published resource configs that name ``image`` (by name or id)."""
     wanted = {image.name, image.id} - {""}
     return [path for path, names in published_names(dist, provider).items() if names & wanted]
-
-
-def _fingerprints(spec: ImageSpec, agent: str | None = None) -> Any:
-    from everbake.fingerprint import fingerprints
-
-    return fingerprints(spec, agent)
-
-
-def _image_scripts(spec: ImageSpec) -> list[Path]:
-    from everbake.provision_env import scripts
-
-    return scripts(spec.repo_root, "image")
 
 
 def _summary(image: CloudImage) -> dict[str, Any]:

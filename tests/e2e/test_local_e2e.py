@@ -244,23 +244,12 @@ def test_invoke_config_alone_picks_the_spec_to_bake_run_and_plan(
 ) -> None:
     """INVOKE_EVERBAKE_IMAGES_DIR + INVOKE_EVERBAKE_IMAGE (and the dirs) reach build-image,
     run-local and plan: the spec in that dir is baked, run and planned, no flags."""
-    import subprocess
-    import sys
+    from tests.integration.test_tasks import configured_images, run
 
-    from tests.integration.test_tasks import configured_images
+    env = configured_images(tmp_path, "e2ecfg")  # EVERBAKE_LOCAL_CACHE: the session's
 
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **configured_images(tmp_path, "e2ecfg")}
-    env.pop("EVERBAKE_DEBUG", None)
-
-    def invoke(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return run(*args, env=env, timeout=900)
 
     built = invoke("build-image")
     assert built.returncode == 0, built.stderr[-3000:]

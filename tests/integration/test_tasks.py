@@ -11,7 +11,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
-def run(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     if "EVERBAKE_DEBUG" not in (env or {}):
         full_env.pop("EVERBAKE_DEBUG", None)  # errors must be one line unless asked
@@ -21,7 +23,7 @@ def run(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.Com
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
 
 
