@@ -44,8 +44,9 @@ def _programs(tarball: Path) -> tuple[str, str]:
     found = split_suffix(tarball.name)[1]
     for known, compress, decompress in FORMATS.values():
         if known == found:
-            if compress.startswith("zstd"):
-                require_tool("zstd", "apt-get install zstd")
+            if compress:
+                program = compress.split()[0]
+                require_tool(program, f"apt-get install {program}")
             return compress, decompress
     raise BuildError(
         f"{tarball.name}: not an image tarball; its name must end in {', '.join(SUFFIXES)}"

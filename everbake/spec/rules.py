@@ -30,7 +30,7 @@ from everbake.spec.schema import (
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """ "did you mean 'x'? " for the closest choice, or "" when none is close."""
+    """The hint "did you mean 'x'? " naming the closest choice; "" when none is close."""
     near = difflib.get_close_matches(word, choices, n=1)
     return f"did you mean '{near[0]}'? " if near else ""
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from everbake.errors import SpecError
-from everbake.localbuild import overlay, steps
+from everbake.localbuild import export, overlay, steps
 from everbake.localbuild.plan import image_tarball, make_plan
 from everbake.runlocal import resolve_image
 from everbake.settings import Settings
 from everbake.spec import load_spec
+from everbake.spec.schema import COMPRESSIONS
 from everbake.stores.local import LocalImageStore
 
 FAMILY = "everbake-case"
@@ -120,6 +121,10 @@ def test_each_method_round_trips_through_export_run_local_and_gc(
     assert listed.name == IMAGE and listed.id == str(tarball)
     store.delete(listed)
     assert sorted(tarball.parent.iterdir()) == []
+
+
+def test_the_spec_and_the_export_know_the_same_methods() -> None:
+    assert tuple(export.FORMATS) == COMPRESSIONS
 
 
 def test_the_store_lists_each_format_and_nothing_else(tmp_path: Path) -> None:
