@@ -39,6 +39,14 @@ def resolve_build_agent(spec: ImageSpec, build_dir: Path) -> staging.ResolvedAge
         return staging.resolve_agent(spec, dest)
 
 
+def agent_fingerprints(
+    spec: ImageSpec, build_dir: Path
+) -> tuple[staging.ResolvedAgent, Fingerprints]:
+    """The agent a build bakes, fetched now, and the fingerprints naming that image."""
+    agent = resolve_build_agent(spec, build_dir)
+    return agent, fingerprints(spec, agent.content)
+
+
 def drop_fetched(agent: staging.ResolvedAgent | None) -> None:
     """Remove the archive `resolve_build_agent` fetched (staging holds its own copy)."""
     if agent is not None and agent.archive is not None:
@@ -76,8 +84,7 @@ class LocalSteps:
     def _resolve_agent(self) -> bool:
         """Fetch the agent: the image bakes its content, so that names the image.
         Whether the fingerprints changed (e.g. an unreachable agent is skipped)."""
-        self.agent = resolve_build_agent(self.spec, self.lock_dir)
-        fps = fingerprints(self.spec, self.agent.content)
+        self.agent, fps = agent_fingerprints(self.spec, self.lock_dir)
         if fps == self.fps:
             return False
         self._use(fps)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import naming, packer, provision_env, render, staging
-from everbake.bake.local import drop_fetched, resolve_build_agent
+from everbake.bake.local import agent_fingerprints, drop_fetched
 from everbake.bake.record import read_record, record_path
 from everbake.bake.skeleton import BuildOutcome, run
 from everbake.cloudbuild.attempts import (
@@ -99,8 +99,7 @@ class CloudSteps:
     def _resolve_agent(self) -> bool:
         """Fetch the pinned agent now: an unreachable one that is not required is
         skipped, and an image without it has its own fingerprint. Whether it changed."""
-        self.agent = resolve_build_agent(self.spec, self.lock_dir)
-        fps = fingerprints(self.spec, self.agent.content)
+        self.agent, fps = agent_fingerprints(self.spec, self.lock_dir)
         if fps == self.fps:
             return False
         self._use(fps)

@@ -323,7 +323,15 @@ class FakeGce(LoopbackHttpServer):
         return 200, max(live, key=lambda i: i["creationTimestamp"])
 
     def _operation(self, project: str, kind: str, target: str) -> dict[str, Any]:
+        op = self._new_operation(f"{project}/global", kind, f"images/{target}")
+        if self.state.operation_error:
+            op["error"] = {"errors": [self.state.operation_error]}
+        return op
+
+    def _new_operation(self, scope: str, kind: str, target: str) -> dict[str, Any]:
+        """A finished operation under projects/<scope> (global or zones/<zone>)."""
         name = f"operation-{next(self._ids)}"
+        base = f"https://compute.example{PREFIX}{scope}"
         op: dict[str, Any] = {
             "kind": "compute#operation",
             "id": str(next(self._ids)),
@@ -331,11 +339,9 @@ class FakeGce(LoopbackHttpServer):
             "operationType": kind,
             "status": "DONE",
             "progress": 100,
-            "targetLink": f"https://compute.example/{PREFIX}{project}/global/images/{target}",
-            "selfLink": f"https://compute.example/{PREFIX}{project}/global/operations/{name}",
+            "targetLink": f"{base}/{target}",
+            "selfLink": f"{base}/operations/{name}",
         }
-        if self.state.operation_error:
-            op["error"] = {"errors": [self.state.operation_error]}
         self.state.operations[name] = op
         return op
 
@@ -387,19 +393,8 @@ class FakeGce(LoopbackHttpServer):
         return 200, op
 
     def _zone_operation(self, project: str, zone: str, kind: str, target: str) -> dict[str, Any]:
-        name = f"operation-{next(self._ids)}"
-        op: dict[str, Any] = {
-            "kind": "compute#operation",
-            "id": str(next(self._ids)),
-            "name": name,
-            "operationType": kind,
-            "status": "DONE",
-            "progress": 100,
-            "zone": f"https://compute.example{PREFIX}{project}/zones/{zone}",
-            "targetLink": f"https://compute.example{PREFIX}{project}/zones/{zone}/instances/{target}",
-            "selfLink": f"https://compute.example{PREFIX}{project}/zones/{zone}/operations/{name}",
-        }
-        self.state.operations[name] = op
+        op = self._new_operation(f"{project}/zones/{zone}", kind, f"instances/{target}")
+        op["zone"] = f"https://compute.example{PREFIX}{project}/zones/{zone}"
         self.state.zone_operations.setdefault((project, zone), []).append(op)
         return op
 

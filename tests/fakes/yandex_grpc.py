@@ -190,6 +190,17 @@ class FakeYandex:
         return op
 
 
+def _filtered_name(text: str, context: grpc.ServicerContext) -> str | None:
+    """The name a List filter asks for (`name = "x"`, the only filter used), or None."""
+    if not text:
+        return None
+    match = _NAME_FILTER.match(text)
+    if not match:
+        # guess: message text
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {text}")
+    return match.group(1)
+
+
 class _Endpoints(api_endpoint_service_pb2_grpc.ApiEndpointServiceServicer):
     def __init__(self, fake: FakeYandex):
         self.fake = fake
@@ -248,13 +259,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
 
     def List(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/List", context)
-        name = None
-        if request.filter:
-            match = _NAME_FILTER.match(request.filter)
-            if not match:
-                # guess: message text
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {request.filter}")
-            name = match.group(1)
+        name = _filtered_name(request.filter, context)
         chosen = sorted(
             (
                 i
@@ -321,13 +326,7 @@ class _Instances(instance_service_pb2_grpc.InstanceServiceServicer):
 
     def List(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("InstanceService/List", context)
-        name = None
-        if request.filter:
-            match = _NAME_FILTER.match(request.filter)
-            if not match:
-                # guess: message text
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {request.filter}")
-            name = match.group(1)
+        name = _filtered_name(request.filter, context)
         chosen = [
             i
             for i in self.fake.instances.values()
