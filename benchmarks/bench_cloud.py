@@ -103,7 +103,7 @@ def main() -> None:
         f"{yc_import / bare:6.1f}x baseline, +{(yc_import - bare) * 1000:.0f} ms"
     )
 
-    with FakeGce() as gce, FakeYandex() as yc:
+    with FakeGce(projects=[PROJECT]) as gce, FakeYandex() as yc:
         fingerprints = seed(gce, yc, args.seed)
         from google.auth.credentials import AnonymousCredentials
 
@@ -162,21 +162,26 @@ def main() -> None:
 
 
 PLAN = """
-import sys
+import os, sys
+from pathlib import Path
 from everbake import plan
 from everbake.spec import list_images, load_spec
-specs = [load_spec(name) for name in list_images()]
+images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
+specs = [load_spec(name, images) for name in list_images(images)]
 rows = plan.add_status(plan.plan_rows(specs, ["local", "gcp", "yandex"]), specs)
 assert all(r["exists"] is True for r in rows if r["provider"] != "local"), rows
 print(plan.format_table(rows, plan.STATUS_COLUMNS))
 """
 
 UP_TO_DATE = """
+import os
+from pathlib import Path
 from everbake.bake import build_image
 from everbake.spec import list_images
-for name in list_images():
+images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
+for name in list_images(images):
     for provider in ("gcp", "yandex"):
-        assert build_image(name, provider).up_to_date
+        assert build_image(name, provider, images_dir=images).up_to_date
 """
 
 
@@ -189,7 +194,22 @@ def timed(argv: list[str], env: dict[str, str], repeat: int = 3) -> float:
     return statistics.median(times)
 
 
-def seed_specs(gce: FakeGce, yc: FakeYandex) -> int:
+def pinned_images(tmp: Path) -> Path:
+    """images/ with every agent pinned (cloud builds refuse an unpinned one); the
+    pin is never fetched: every image is up to date."""
+    from everbake.pinagent import set_agent_keys
+
+    images = tmp / "images"
+    images.mkdir()
+    for path in (ROOT / "images").glob("*.toml"):
+        text = path.read_text()
+        if path.name != "defaults.toml":
+            text = set_agent_keys(text, {"sha256": "0" * 64})
+        (images / path.name).write_text(text)
+    return images
+
+
+def seed_specs(gce: FakeGce, yc: FakeYandex, images: Path) -> int:
     """Both layers of every image spec, in both fakes: everything is up to date."""
     from everbake import naming
     from everbake.fingerprint import fingerprints
@@ -197,8 +217,8 @@ def seed_specs(gce: FakeGce, yc: FakeYandex) -> int:
     from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 
     count = 0
-    for name in list_images():
-        spec = load_spec(name)
+    for name in list_images(images):
+        spec = load_spec(name, images)
         fps = fingerprints(spec)
         for layer in ("base", "image"):
             labels = {FINGERPRINT_LABEL: fingerprint_label_value(fps.of(layer))}
@@ -213,8 +233,13 @@ def flows(bare: float) -> None:
     """`invoke plan` and up-to-date build-image in fresh processes, as a user runs them."""
     from tests.cloud.test_build_flow_cloud import service_account_key
 
-    with FakeGce() as gce, FakeYandex() as yc, tempfile.TemporaryDirectory() as tmp:
-        specs = seed_specs(gce, yc)
+    with (
+        FakeGce(projects=[PROJECT]) as gce,
+        FakeYandex() as yc,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        images = pinned_images(Path(tmp))
+        specs = seed_specs(gce, yc, images)
         ca = Path(tmp) / "ca.pem"
         ca.write_bytes(yc.root_certificates)
         env = {
@@ -231,6 +256,7 @@ def flows(bare: float) -> None:
             YC_FOLDER_ID=FOLDER,
             EVERBAKE_YANDEX_ENDPOINT=yc.endpoint,
             EVERBAKE_YANDEX_CA_FILE=str(ca),
+            INVOKE_EVERBAKE_IMAGES_DIR=str(images),
         )
         invoke_plan = timed([sys.executable, "-m", "invoke", "plan", "--offline"], env)
         invoke_plan_live = timed([sys.executable, "-m", "invoke", "plan"], env)

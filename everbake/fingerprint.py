@@ -37,9 +37,23 @@ class Fingerprints:
         return {"base": self.base, "image": self.image}
 
 
-def fingerprints(spec: ImageSpec) -> Fingerprints:
+# The agent content of a spec whose agent is not pinned and not fetched yet: no
+# image has it, so a build fetches the agent before it looks the image up.
+UNRESOLVED_AGENT = "unresolved"
+
+
+def expected_agent(spec: ImageSpec) -> str:
+    """The agent content a build of ``spec`` bakes if its source can be reached: the
+    pinned sha256 (a fetch that does not match it fails), else not known yet."""
+    return spec.agent.sha256 or UNRESOLVED_AGENT
+
+
+def fingerprints(spec: ImageSpec, agent: str | None = None) -> Fingerprints:
+    """``agent``: the agent content baked, its archive's sha256 or "none" when it was
+    skipped (everbake.staging.ResolvedAgent.content); default `expected_agent`."""
     base = _digest(base_inputs(spec))
-    return Fingerprints(base=base, image=_digest(image_inputs(spec, base)))
+    content = expected_agent(spec) if agent is None else agent
+    return Fingerprints(base=base, image=_digest(image_inputs(spec, base, content)))
 
 
 def base_inputs(spec: ImageSpec) -> dict[str, Any]:
@@ -55,7 +69,9 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
         "python": data["python"],
         "solvers": data["solvers"],
         "disk_size_gb": {p: data["build"][p]["disk_size_gb"] for p in _clouds()},
-        "scripts": _files(root, provision_env.scripts(root, "base")),
+        # The cloud-only first-boot step runs in both layers; the image
+        # fingerprint covers it through the base fingerprint.
+        "scripts": _files(root, provision_env.cloud_scripts(root, "base")),
         "solver_scripts": _files(
             root, [root / s for s in provision_env.solver_scripts(spec).values()]
         ),
@@ -65,8 +81,9 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
     }
 
 
-def image_inputs(spec: ImageSpec, base_fingerprint: str) -> dict[str, Any]:
-    """Base fingerprint plus agent, runtime, secrets' modes, hygiene and verify."""
+def image_inputs(spec: ImageSpec, base_fingerprint: str, agent: str) -> dict[str, Any]:
+    """Base fingerprint plus agent (its settings and the content baked), runtime,
+    secrets' modes, hygiene and verify."""
     data = spec.to_canonical()
     root = spec.repo_root
     return {
@@ -76,6 +93,8 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str) -> dict[str, Any]:
         "family": data["family"],
         "description": data["description"],
         "agent": data["agent"],
+        # What was baked, so an image built without the agent never passes for one with it.
+        "agent_content": agent,
         "agent_template": _files(root, [root / spec.agent.config_template]),
         "runtime": _tree(root / spec.runtime.source, root),
         "secrets": data["secrets"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from everbake import naming
@@ -62,16 +63,43 @@ def add_status(
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["image"], row["provider"]), []).append(row)
+    agents: dict[str, str] = {}
     for (image, name), group in groups.items():
         provider = get(name)
+        spec = by_name[image]
         # The rows already carry each layer's fingerprint, name and family.
         layers = {row["layer"]: row for row in group}
-        found = provider.layer_status(by_name[image], layers, settings, env, stores, offline)
+        found = provider.layer_status(spec, layers, settings, env, stores, offline)
+        if found.get("image") is False or not spec.agent.sha256:
+            # The image fingerprint covers the agent baked: fetch it as a build does
+            # (an unpinned one, or a pinned one that may be skipped) and look again.
+            if offline:
+                if not spec.agent.sha256:
+                    found["image"] = "--offline: the agent is not pinned, its content unknown"
+            elif "image" in layers and _use_agent(spec, layers["image"], agents):
+                found = provider.layer_status(spec, layers, settings, env, stores, offline)
         for row in group:
             state = found[row["layer"]]
             row["exists"] = state if isinstance(state, bool) else None
             row["action"] = _action(row["layer"], found, provider)
     return rows
+
+
+def _use_agent(spec: ImageSpec, row: dict[str, Any], agents: dict[str, str]) -> bool:
+    """Set the image row to the agent content a build would bake now; whether it moved."""
+    import tempfile
+
+    from everbake.staging import resolve_agent
+
+    if spec.name not in agents:
+        with tempfile.TemporaryDirectory(prefix="everbake-agent-") as tmp:
+            agents[spec.name] = resolve_agent(spec, Path(tmp) / "agent.tar.gz").content
+    fps = fingerprints(spec, agents[spec.name])
+    if fps.image == row["fingerprint"]:
+        return False
+    row["fingerprint"] = fps.image
+    row["image_name"] = naming.image_name(spec, fps)
+    return True
 
 
 def _action(layer: str, found: Mapping[str, bool | str], provider: Provider) -> str:

@@ -17,6 +17,8 @@ DEFAULT_STAGING = "/var/tmp/everbake-staging"
 # provisioning/NN-name.sh: NN below 50 belongs to the base layer, the rest to the image.
 _SCRIPT_RE = re.compile(r"^(\d\d)-[a-z0-9-]+\.sh$")
 IMAGE_LAYER_FROM = 50
+# Run first in each layer on a cloud build VM only: waits out first boot.
+FIRST_BOOT = "provisioning/cloud/first-boot.sh"
 DEFAULT_SECRET_DIR = "/etc/everest/secrets"
 
 
@@ -39,6 +41,11 @@ def scripts(repo_root: Path, layer: str) -> list[Path]:
     return found
 
 
+def cloud_scripts(repo_root: Path, layer: str) -> list[Path]:
+    """What a cloud build VM runs for ``layer``: the first-boot wait, then the layer's scripts."""
+    return [repo_root / FIRST_BOOT, *scripts(repo_root, layer)]
+
+
 def solver_scripts(spec: ImageSpec) -> dict[str, str]:
     """Solver name -> script path relative to the repository (install = "script")."""
     return {s.name: s.script for s in spec.solvers if s.install == "script"}
@@ -48,11 +55,14 @@ def secret_path(spec: ImageSpec, name: str) -> str:
     return spec.secrets[name].path or f"{DEFAULT_SECRET_DIR}/{name}"
 
 
-def provisioning_env(spec: ImageSpec, layer: str, staging: str = DEFAULT_STAGING) -> dict[str, str]:
+def provisioning_env(
+    spec: ImageSpec, layer: str, staging: str = DEFAULT_STAGING, build_user: str = ""
+) -> dict[str, str]:
     """EB_* variables for the scripts of ``layer`` (all strings, lists space-separated).
 
     EB_AGENT_ARCHIVE names the staged archive; a build that skips the agent sets it
-    to "" itself.
+    to "" itself. ``build_user``: the user Packer logs in as on a cloud build VM,
+    which hygiene removes (the local chroot has none).
     """
     check_layer(layer)
     env = {"EB_STAGING": staging, "EB_USER": spec.system.user, "EB_VENV": spec.python.venv}
@@ -70,6 +80,8 @@ def provisioning_env(spec: ImageSpec, layer: str, staging: str = DEFAULT_STAGING
         )
         return dict(sorted(env.items()))
     token = spec.secrets.get(spec.agent.token_secret)
+    if build_user:
+        env["EB_BUILD_USER"] = build_user
     env.update(
         EB_KEEP_CA_CERTS="1" if spec.system.keep_ca_certificates else "0",
         EB_VERIFY_SOLVERS=" ".join(s.name for s in spec.solvers),

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +35,10 @@ from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
-from everbake.localbuild.export import unpack
+from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
 from everbake.localbuild.plan import image_tarball
 from everbake.settings import Settings
+from everbake.spec import ImageSpec
 from everbake.ui import phase, say
 
 RUN_DIR_IN_IMAGE = "/var/tmp/everbake-run"
@@ -71,12 +73,13 @@ def resolve_image(image: str | Path, settings: Settings) -> Path:
     """An image tarball from a path, an image name, or a spec name (its current build)."""
     text = str(image)
     path = Path(text)
-    if text.endswith(".tar.zst") and path.is_file():
+    if text.endswith(SUFFIXES) and path.is_file():
         return path.resolve()
     dist = settings.dist_root_of_repo()
-    named = image_tarball(dist, text)
-    if named.is_file():
-        return named
+    for compression in FORMATS:
+        named = image_tarball(dist, text, compression)
+        if named.is_file():
+            return named
     try:
         spec = settings.load_spec(text)
     except EverbakeError:
@@ -84,7 +87,7 @@ def resolve_image(image: str | Path, settings: Settings) -> Path:
             f"--image {text}: not an image tarball, a built image name or an image spec; "
             "see images/ for spec names"
         ) from None
-    tarball = image_tarball(settings.dist_root(spec), naming.image_name(spec, fingerprints(spec)))
+    tarball = _current_tarball(spec, settings)
     if not tarball.is_file():
         from everbake.stores.local import LocalImageStore
 
@@ -96,6 +99,27 @@ def resolve_image(image: str | Path, settings: Settings) -> Path:
             f"build it: invoke build-image --image {text}{hint}"
         )
     return tarball
+
+
+def _current_tarball(spec: ImageSpec, settings: Settings) -> Path:
+    """The tarball build-image makes of ``spec`` now: the image fingerprint covers the
+    agent baked, so an unpinned agent is fetched (as the build does) to name it, and
+    an optional agent may have been skipped ("none")."""
+    from everbake import staging
+    from everbake.fingerprint import expected_agent
+
+    contents = [expected_agent(spec)]
+    if not spec.agent.sha256:
+        with tempfile.TemporaryDirectory(prefix="everbake-agent-") as tmp:
+            contents = [staging.resolve_agent(spec, Path(tmp) / "agent.tar.gz").content]
+    if not spec.agent.required:
+        contents.append(staging.NO_AGENT)
+    dist, compression = settings.dist_root(spec), spec.build.local.compression
+    tarballs = [
+        image_tarball(dist, naming.image_name(spec, fingerprints(spec, c)), compression)
+        for c in contents
+    ]
+    return next((t for t in tarballs if t.is_file()), tarballs[0])
 
 
 def _copy_job(job_dir: Path, task_dir: Path) -> list[str]:

@@ -162,6 +162,36 @@ def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, 
 # --- CA certificates, solver scripts, image.json ------------------------------------
 
 
+NO_AGENT = "none"  # the agent content of an image baked without the agent
+
+
+@dataclass(frozen=True)
+class ResolvedAgent:
+    """The agent archive a build bakes, fetched once before the image is looked up:
+    its content decides the image fingerprint (everbake.fingerprint)."""
+
+    archive: Path | None  # None: skipped (unreachable, agent.required = false)
+    sha256: str | None
+
+    @property
+    def content(self) -> str:
+        return self.sha256 or NO_AGENT
+
+
+def resolve_agent(spec: ImageSpec, dest: Path) -> ResolvedAgent:
+    """Fetch the spec's agent to ``dest`` (checked against its pin); skipped when it
+    cannot be reached and is not required, which the fingerprint then says."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    agent = AgentSource(
+        source=spec.agent.source,
+        ref=spec.agent.ref,
+        sha256=spec.agent.sha256 or None,
+        required=spec.agent.required,
+    )
+    fetched = fetch_agent(agent, dest, spec.repo_root)
+    return ResolvedAgent(*fetched) if fetched else ResolvedAgent(None, None)
+
+
 def ca_certificate_files(setting: str | Iterable[str], repo_root: Path) -> list[Path]:
     """The PEM files a spec's system.ca_certificates names ("host", "none" or a list)."""
     if setting == "none":
@@ -299,8 +329,10 @@ def stage(
     image: str,
     fingerprints: Mapping[str, str],
     scripts: Iterable[Path],
+    agent: ResolvedAgent | None = None,
 ) -> Staged:
-    """Fill ``staging`` (emptied first) with everything but secret values."""
+    """Fill ``staging`` (emptied first) with everything but secret values; ``agent``:
+    what the build already fetched (its content is in the fingerprint), else fetched now."""
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -308,19 +340,14 @@ def stage(
     for script in scripts:
         shutil.copyfile(script, staging / "scripts" / script.name)
     wheel = build_runtime_wheel(spec.repo_path(spec.runtime.source), staging)
-    agent = AgentSource(
-        source=spec.agent.source,
-        ref=spec.agent.ref,
-        sha256=spec.agent.sha256 or None,
-        required=spec.agent.required,
-    )
-    fetched = fetch_agent(agent, staging / AGENT_ARCHIVE, spec.repo_root)
+    if agent is None:
+        agent = resolve_agent(spec, staging / AGENT_ARCHIVE)
+    elif agent.archive is not None:
+        shutil.copyfile(agent.archive, staging / AGENT_ARCHIVE)
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
     write_json(staging / "image.json", image_info(spec, image, fingerprints))
-    return Staged(
-        agent_sha256=fetched[1] if fetched else None, wheel=wheel.name, ca_certificates=ca
-    )
+    return Staged(agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca)
 
 
 def stage_layer(
@@ -331,13 +358,16 @@ def stage_layer(
     image: str,
     fingerprints: Mapping[str, str],
     scripts: Iterable[Path],
+    agent: ResolvedAgent | None = None,
 ) -> str | None:
     """Fill ``directory`` with what ``layer``'s scripts read on a build VM; return the
     staged agent's sha256 (None: no agent). A base layer needs only its CA
     certificates and solver scripts; secret values are never staged here (they
     travel as sensitive PKR_VAR_* and Packer writes them on the VM)."""
     if layer == "image":
-        staged = stage(spec, directory, image=image, fingerprints=fingerprints, scripts=scripts)
+        staged = stage(
+            spec, directory, image=image, fingerprints=fingerprints, scripts=scripts, agent=agent
+        )
         return staged.agent_sha256
     if directory.exists():
         shutil.rmtree(directory)

@@ -45,6 +45,17 @@ def _render_layers(
     )
 
 
+def _warn_unpinned(specs: list[ImageSpec], providers: list[str]) -> None:
+    """What build-image would refuse, said as a warning (specs still validate offline)."""
+    from everbake.pinagent import unpinned_agent
+
+    for spec in specs:
+        for name in providers:
+            problem = unpinned_agent(spec, name)
+            if problem:
+                say(f"warning: {problem}")
+
+
 HELP_IMAGE = "image name in images/ or path to a .toml (comma-separated for several)"
 HELP_PROVIDER = f"one of {', '.join(NAMES)} (comma-separated for several)"
 
@@ -80,7 +91,9 @@ def validate(c, image=None, provider=None):
     settings = settings_of(c)
     version = packer.detect_version()
     failures = []
-    for spec in _specs(settings, image, default_all=True):
+    specs = _specs(settings, image, default_all=True)
+    _warn_unpinned(specs, providers_of(settings, provider))
+    for spec in specs:
         for name in providers_of(settings, provider):
             with phase(f"validate {spec.name} for {name}"):
                 try:
@@ -108,6 +121,7 @@ def plan(c, image=None, provider=None, format="table", offline=False):
         raise EverbakeError(f"--format {format}: use 'table' or 'json'")
     settings = settings_of(c)
     specs = _specs(settings, image, default_all=True)
+    _warn_unpinned(specs, providers_of(settings, provider))
     rows = planning.plan_rows(specs, providers_of(settings, provider))
     planning.add_status(rows, specs, offline=offline, settings=settings)
     if format == "json":
@@ -121,7 +135,14 @@ ns = Collection(check, render, validate, plan)
 ns.configure(DEFAULTS)
 
 # Build, run and retire images: their own modules, one collection.
-from everbake import tasks_build, tasks_ci, tasks_cloud, tasks_everest, tasks_jobs  # noqa: E402
+from everbake import (  # noqa: E402
+    tasks_agent,
+    tasks_build,
+    tasks_ci,
+    tasks_cloud,
+    tasks_everest,
+    tasks_jobs,
+)
 
 ns.add_task(tasks_build.build_image)
 ns.add_task(tasks_build.run_local)
@@ -129,3 +150,4 @@ ns.add_task(tasks_cloud.gc_images)
 tasks_everest.register(ns)
 tasks_jobs.register(ns)
 ns.add_task(tasks_ci.ci_pipeline)
+ns.add_task(tasks_agent.pin_agent)

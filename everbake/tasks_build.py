@@ -35,7 +35,7 @@ def build_image(c, provider=None, image=None, force=False, replace_published=Fal
 
 @task(
     help={
-        "image": "spec name (its current build), image name or .tar.zst (default: the "
+        "image": "spec name (its current build), image name or tarball (default: the "
         "configured image, optimization)",
         "job": "job directory: params.json and a data archive",
         "model": "model directory or archive (default: examples/transport)",

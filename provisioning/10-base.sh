@@ -12,6 +12,9 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 : "${EB_USER:?$me: EB_USER is not set}"
 EB_APT_PACKAGES=${EB_APT_PACKAGES:-}
 export DEBIAN_FRONTEND=noninteractive
+# Wait for a lock held by apt-daily or cloud-init instead of failing at once
+# (cloud build VMs; cloud/first-boot.sh waits before the first script).
+apt_lock=(-o DPkg::Lock::Timeout=600)
 
 [[ $EB_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] \
   || die "EB_USER='$EB_USER' is not a valid user name ([system] user in the image spec)"
@@ -36,11 +39,11 @@ apt_install() {
   done
   ((${#missing[@]})) || return 0
   if ((!apt_updated)); then
-    apt-get update -q || die "apt-get update failed (check the mirror and the network)"
+    apt-get "${apt_lock[@]}" update -q || die "apt-get update failed (check the mirror and the network)"
     apt_updated=1
   fi
   echo "$me: installing ${missing[*]}"
-  apt-get install -y -q --no-install-recommends "${missing[@]}" \
+  apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" \
     || die "apt-get install ${missing[*]} failed"
 }
 

@@ -10,6 +10,9 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 : "${EB_VENV:?$me: EB_VENV is not set}"
 EB_PYTHON_PACKAGES=${EB_PYTHON_PACKAGES:-}
 export DEBIAN_FRONTEND=noninteractive
+# Wait for a lock held by apt-daily or cloud-init instead of failing at once
+# (cloud build VMs; cloud/first-boot.sh waits before the first script).
+apt_lock=(-o DPkg::Lock::Timeout=600)
 [[ $EB_VENV == /?* ]] || die "EB_VENV='$EB_VENV' must be an absolute path ([python] venv)"
 
 need=()
@@ -18,8 +21,8 @@ for pkg in python3 python3-venv; do
 done
 if ((${#need[@]})); then
   echo "$me: installing ${need[*]}"
-  apt-get update -q || die "apt-get update failed (check the mirror and the network)"
-  apt-get install -y -q --no-install-recommends "${need[@]}" || die "apt-get install ${need[*]} failed"
+  apt-get "${apt_lock[@]}" update -q || die "apt-get update failed (check the mirror and the network)"
+  apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${need[@]}" || die "apt-get install ${need[*]} failed"
 fi
 
 have=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')

@@ -12,6 +12,9 @@ EB_PIP_SOLVERS=${EB_PIP_SOLVERS:-}
 EB_APT_SOLVERS=${EB_APT_SOLVERS:-}
 EB_SCRIPT_SOLVERS=${EB_SCRIPT_SOLVERS:-}
 export DEBIAN_FRONTEND=noninteractive
+# Wait for a lock held by apt-daily or cloud-init instead of failing at once
+# (cloud build VMs; cloud/first-boot.sh waits before the first script).
+apt_lock=(-o DPkg::Lock::Timeout=600)
 
 read -r -a pip_pins <<<"$EB_PIP_SOLVERS"
 if ((${#pip_pins[@]})); then
@@ -32,8 +35,8 @@ for p in "${apt_pins[@]}"; do
   [[ $installed == "install ok installed ${p#*=}" ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  apt-get update -q || die "apt-get update failed (check the mirror and the network)"
-  apt-get install -y -q --no-install-recommends "${missing[@]}" \
+  apt-get "${apt_lock[@]}" update -q || die "apt-get update failed (check the mirror and the network)"
+  apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" \
     || die "apt-get install ${missing[*]} failed; is that version in the base's apt sources? (apt-cache policy ${missing[0]%%=*})"
 fi
 ((${#apt_pins[@]} == 0)) || echo "$me: apt: ${apt_pins[*]}"

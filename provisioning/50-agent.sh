@@ -138,7 +138,9 @@ put "$filler" 0755 <<'PY'
 """Fill the Everest agent token into its config at boot (ExecStartPre)."""
 import argparse, json, os, sys, time, urllib.request
 
-METADATA = "http://metadata.google.internal/computeMetadata/v1/instance/attributes/"
+# By IP: Yandex documents only 169.254.169.254 (GCE serves it too), and the name
+# needs DNS, which may not be up yet at boot.
+METADATA = "http://169.254.169.254/computeMetadata/v1/instance/attributes/"
 
 
 def from_metadata(key):

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Last step: nothing host-, build- or boot-specific stays in the image. Removes
 # SSH host keys and login keys, the machine id, shell histories, apt and pip caches,
-# cloud-init state, log contents, the staging directory and (unless kept) the
-# build's CA certificates; then checks that all of it is gone.
+# cloud-init state, log contents, the staging directory, (unless kept) the
+# build's CA certificates and, on a cloud build VM, the user Packer logged in as
+# (EB_BUILD_USER: its account, home and sudoers entries); then checks that all
+# of it is gone.
 set -euo pipefail
 me=90-hygiene.sh
 die() { echo "$me: $*" >&2; exit 1; }
@@ -10,14 +12,54 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 : "${EB_STAGING:?$me: EB_STAGING is not set}"
 EB_KEEP_CA_CERTS=${EB_KEEP_CA_CERTS:-0}
+EB_BUILD_USER=${EB_BUILD_USER:-} # empty in the local chroot, where nobody logs in
+EB_USER=${EB_USER:-}
 [[ $EB_KEEP_CA_CERTS == 0 || $EB_KEEP_CA_CERTS == 1 ]] || die "EB_KEEP_CA_CERTS must be 0 or 1"
 case $EB_STAGING in
   / | /etc | /usr | /var | /var/tmp | /tmp | /home | /root | /opt | *..* | [!/]*)
     die "EB_STAGING='$EB_STAGING' is not a staging directory this step may delete" ;;
 esac
+if [[ -n $EB_BUILD_USER ]]; then
+  [[ $EB_BUILD_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "EB_BUILD_USER='$EB_BUILD_USER' is not a user name"
+  [[ $EB_BUILD_USER != root && $EB_BUILD_USER != "$EB_USER" ]] \
+    || die "EB_BUILD_USER=$EB_BUILD_USER is not the build's login user; refusing to remove it"
+fi
 ca_dir=/usr/local/share/ca-certificates/everbake-build
 pipconf=/etc/pip.conf
 shopt -s nullglob dotglob
+
+# sudoers.d files naming the user (cloud-init's 90-cloud-init-users); a file
+# left with nothing but comments goes too.
+sudoers_naming() {
+  local files=(/etc/sudoers.d/*)
+  ((${#files[@]} == 0)) || grep -l -E "^${1}[[:space:]]" "${files[@]}" || true
+}
+remove_build_user() {
+  local user=$1 uid home out file
+  if uid=$(id -u "$user" 2>/dev/null); then
+    ((uid >= 1000)) || die "EB_BUILD_USER=$user is a system account (uid $uid); refusing to remove it"
+    home=$(getent passwd "$user" | cut -d: -f6)
+    # --force: the SSH session running this script belongs to the user; it ends
+    # with the build, and nothing after this step logs in again.
+    out=$(userdel --force --remove "$user" 2>&1) || die "userdel $user failed: $out"
+    [[ $home != /home/?* || ! -e $home ]] || rm -rf "$home"
+  fi
+  while IFS= read -r file; do
+    [[ -n $file ]] || continue
+    sed -i -E "/^${user}[[:space:]]/d" "$file"
+    grep -q -v -E '^[[:space:]]*(#|$)' "$file" || rm -f "$file"
+  done < <(sudoers_naming "$user")
+  # The GCE guest agent's list of the accounts it made.
+  if [[ -f /var/lib/google/google_users ]]; then sed -i "/^$user\$/d" /var/lib/google/google_users; fi
+  echo "$me: removed the build user $user (account, home, sudoers entries)"
+}
+if [[ -n $EB_BUILD_USER ]]; then
+  if id -u "$EB_BUILD_USER" >/dev/null 2>&1 || [[ -n $(sudoers_naming "$EB_BUILD_USER") ]]; then
+    remove_build_user "$EB_BUILD_USER"
+  else
+    echo "$me: the build user $EB_BUILD_USER is already gone"
+  fi
+fi
 
 rm -f /etc/ssh/ssh_host_*
 if [[ -e /etc/machine-id ]]; then : >/etc/machine-id; fi # empty: systemd makes a new one at first boot
@@ -29,7 +71,7 @@ home_leftovers=(.bash_history .python_history .lesshst .viminfo .wget-hsts .cach
 for h in "${homes[@]}"; do
   for f in "${home_leftovers[@]}"; do rm -rf "${h:?}/$f"; done
 done
-apt-get clean
+apt-get -o DPkg::Lock::Timeout=600 clean
 find /var/lib/apt/lists -type f ! -name lock -delete
 rm -rf /var/lib/cloud/*
 rm -rf /var/log/journal/* # journald would find truncated journals corrupt
@@ -54,6 +96,11 @@ for f in /etc/ssh/ssh_host_* /var/lib/dbus/machine-id /var/lib/cloud/* /var/cach
   [[ -e $f ]] && left+=("$f")
 done
 [[ -s /etc/machine-id ]] && left+=(/etc/machine-id)
+if [[ -n $EB_BUILD_USER ]]; then
+  id -u "$EB_BUILD_USER" >/dev/null 2>&1 && left+=("user $EB_BUILD_USER")
+  [[ -e /home/$EB_BUILD_USER ]] && left+=("/home/$EB_BUILD_USER")
+  while IFS= read -r f; do [[ -z $f ]] || left+=("$f (sudoers entry for $EB_BUILD_USER)"); done < <(sudoers_naming "$EB_BUILD_USER")
+fi
 for h in "${homes[@]}"; do
   for f in "${home_leftovers[@]}"; do
     [[ -e $h/$f ]] && left+=("$h/$f")
@@ -70,4 +117,4 @@ if ((${#left[@]})); then
   printf '%s: hygiene check failed, still present: %s\n' "$me" "${left[*]}" >&2
   exit 1
 fi
-echo "$me: clean (host keys, machine-id, histories, apt/pip caches, cloud-init, logs, staging$( ((EB_KEEP_CA_CERTS)) || echo ', build CAs'))"
+echo "$me: clean (host keys, machine-id, histories, apt/pip caches, cloud-init, logs, staging$( ((EB_KEEP_CA_CERTS)) || echo ', build CAs')$([[ -z $EB_BUILD_USER ]] || echo ", build user $EB_BUILD_USER"))"

@@ -5,6 +5,7 @@ packer build (whose shell-local steps run everbake.localbuild) -> manifest."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,27 @@ from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.ui import phase, say
 
-# zstd levels: 3 is zstd's own default, a good size/time balance for images.
-COMPRESSION_LEVEL = 3
+
+def resolve_build_agent(spec: ImageSpec, build_dir: Path) -> staging.ResolvedAgent:
+    """Fetch the agent a build of ``spec`` bakes, beside ``build_dir`` (one file per
+    process: it is fetched before the build lock is taken)."""
+    dest = build_dir.parent / f".{build_dir.name}.agent-{os.getpid()}.tar.gz"
+    with phase(f"fetch the Everest agent ({spec.agent.source.replace('{ref}', spec.agent.ref)})"):
+        return staging.resolve_agent(spec, dest)
+
+
+def agent_fingerprints(
+    spec: ImageSpec, build_dir: Path
+) -> tuple[staging.ResolvedAgent, Fingerprints]:
+    """The agent a build bakes, fetched now, and the fingerprints naming that image."""
+    agent = resolve_build_agent(spec, build_dir)
+    return agent, fingerprints(spec, agent.content)
+
+
+def drop_fetched(agent: staging.ResolvedAgent | None) -> None:
+    """Remove the archive `resolve_build_agent` fetched (staging holds its own copy)."""
+    if agent is not None and agent.archive is not None:
+        agent.archive.unlink(missing_ok=True)
 
 
 class LocalSteps:
@@ -43,21 +63,41 @@ class LocalSteps:
         force: bool,
     ) -> None:
         self.provider, self.spec, self.settings, self.environ = provider, spec, settings, environ
-        self.fps = fingerprints(spec)
-        self.image = naming.image_name(spec, self.fps)
         self.dist = settings.dist_root(spec)
         self.build_root = settings.build_root(spec)
         self.lock_dir = provider.layer_dir(self.build_root, spec, "image")
-        self.record_path = record_path(self.dist, provider.name, self.image)
         self.packer_env: dict[str, str] = {}
+        self.agent: staging.ResolvedAgent | None = None
+        self._use(fingerprints(spec))
+
+    def _use(self, fps: Fingerprints) -> None:
+        self.fps = fps
+        self.image = naming.image_name(self.spec, fps)
+        self.record_path = record_path(self.dist, self.provider.name, self.image)
 
     def look_up(self, again: bool) -> tuple[Path, dict[str, Any]] | None:
+        found = self._find()
+        if found is None and self.agent is None and self._resolve_agent():
+            found = self._find()
+        return found
+
+    def _resolve_agent(self) -> bool:
+        """Fetch the agent: the image bakes its content, so that names the image.
+        Whether the fingerprints changed (e.g. an unreachable agent is skipped)."""
+        self.agent, fps = agent_fingerprints(self.spec, self.lock_dir)
+        if fps == self.fps:
+            return False
+        self._use(fps)
+        return True
+
+    def _find(self) -> tuple[Path, dict[str, Any]] | None:
         existing = read_record(self.record_path)
         tarball = local_up_to_date(existing, self.fps.image)
         return (tarball, existing) if tarball and existing else None
 
     def up_to_date(self, found: tuple[Path, dict[str, Any]]) -> BuildOutcome:
         tarball, existing = found
+        drop_fetched(self.agent)
         say(f"up to date: {self.image} ({tarball}); --force rebuilds it")
         return BuildOutcome(self.image, self.provider.name, True, self.record_path, existing)
 
@@ -68,13 +108,20 @@ class LocalSteps:
 
     def bake(self, found: object) -> dict[str, Any]:
         """stage + plan -> render -> validate -> packer build -> manifest; the record's data."""
+        if self.agent is None:  # --force over an image found by its pin
+            self._resolve_agent()
         spec, fps, build_dir = self.spec, self.fps, self.lock_dir
-        output = image_tarball(self.dist, self.image)
+        output = image_tarball(self.dist, self.image, self.spec.build.local.compression)
         had_output = output.exists()
         try:
             with phase("stage files and write the local plan"):
                 plan, _staged = prepare(
-                    spec, fps, build_dir, dist=self.dist, cache_dir=self.settings.local_cache
+                    spec,
+                    fps,
+                    build_dir,
+                    dist=self.dist,
+                    cache_dir=self.settings.local_cache,
+                    agent=self.agent,
                 )
             with phase(f"render {build_dir}"):
                 render.render_layers(
@@ -96,6 +143,7 @@ class LocalSteps:
             if not output.is_file():
                 raise BuildError(f"packer finished but {output} was not written (export step)")
         except BaseException:
+            drop_fetched(self.agent)
             # No half-written image: drop a tarball this run created and the work dir.
             if not had_output:
                 output.unlink(missing_ok=True)
@@ -103,6 +151,7 @@ class LocalSteps:
             with contextlib.suppress(EverbakeError):
                 overlay.release(build_dir / "work")
             raise
+        drop_fetched(self.agent)
         return {
             "image": self.image,
             "provider": self.provider.name,
@@ -129,6 +178,7 @@ def prepare(
     *,
     dist: Path,
     cache_dir: Path | None = None,
+    agent: staging.ResolvedAgent | None = None,
 ) -> tuple[Plan, staging.Staged]:
     """Stage everything into build_dir/staging and write build_dir/local-plan.json."""
     repo_root = spec.repo_root
@@ -140,6 +190,7 @@ def prepare(
         image=image,
         fingerprints=fps.as_dict(),
         scripts=[*scripts["base"], *scripts["image"]],
+        agent=agent,
     )
     env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
     env["image"].update(staging.agent_env(staged.agent_sha256))
@@ -151,12 +202,12 @@ def prepare(
         mirror=spec.base.local.mirror,
         build_dir=build_dir,
         cache_dir=cache_dir or cache_dir_in(dist),
-        output=image_tarball(dist, image),
+        output=image_tarball(dist, image, spec.build.local.compression),
         staging_host=build_dir / "staging",
         scripts=scripts,
         env=env,
         embed_secrets=provision_env.embed_secrets(spec),
-        compression_level=COMPRESSION_LEVEL,
+        compression_level=spec.build.local.level,
     )
     plan.write(build_dir / PLAN_FILE)
     return plan, staged

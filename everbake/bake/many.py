@@ -14,6 +14,7 @@ from pathlib import Path
 
 from everbake.bake import BuildOutcome, build_spec
 from everbake.errors import EverbakeError
+from everbake.pinagent import require_pinned_agents
 from everbake.providers import get
 from everbake.settings import ALL, Settings
 from everbake.ui import say
@@ -41,6 +42,7 @@ def build_images(
     if images_dir is not None:
         settings = dataclasses.replace(settings, images_dir=images_dir)
     specs = settings.load_specs(names)
+    require_pinned_agents(specs, providers)  # before any build starts
     outcomes: list[BuildOutcome] = []
     try:
         for spec in specs:

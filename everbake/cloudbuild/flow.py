@@ -18,17 +18,27 @@ from __future__ import annotations
 import functools
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from everbake import naming, packer, provision_env, render, staging
+from everbake.bake.local import agent_fingerprints, drop_fetched
 from everbake.bake.record import read_record, record_path
 from everbake.bake.skeleton import BuildOutcome, run
-from everbake.cloudbuild.attempts import Attempt, plan_attempts
+from everbake.cloudbuild.attempts import (
+    PREEMPTED,
+    SUSPECT,
+    Attempt,
+    Loss,
+    first_attempt,
+    next_attempt,
+)
 from everbake.errors import BuildError
 from everbake.fingerprint import fingerprints
 from everbake.gc import published_names
+from everbake.pinagent import require_pinned_agents
 from everbake.providers import BuildSettings, get
 from everbake.providers.cloud import CloudProvider
 from everbake.settings import Settings
@@ -66,24 +76,44 @@ class CloudSteps:
         force: bool,
         replace_published: bool,
     ) -> None:
+        require_pinned_agents([spec], [provider.name])  # before any lookup or VM
         self.provider, self.spec, self.environ = provider, spec, environ
         self.replace_published = replace_published
-        self.fps = fingerprints(spec)
-        self.name = naming.image_name(spec, self.fps)
         self.family = naming.family(spec)
         self.build_root = settings.build_root(spec)
         self.dist = settings.dist_root(spec)
         self.lock_dir = self.build_root / provider.name / spec.name
-        self.record_path = record_path(self.dist, provider.name, self.name)
+        self.agent: staging.ResolvedAgent | None = None
+        self._use(fingerprints(spec))
         self.location = provider.location_of(spec, environ)
         self.store: ImageStore | None = None
         self.packer_env: dict[str, str] = {}
         self.packer_version: tuple[int, int, int] = (0, 0, 0)
         self.attempts_made: dict[str, list[dict[str, Any]]] = {}
 
+    def _use(self, fps: Any) -> None:
+        self.fps = fps
+        self.name = naming.image_name(self.spec, fps)
+        self.record_path = record_path(self.dist, self.provider.name, self.name)
+
+    def _resolve_agent(self) -> bool:
+        """Fetch the pinned agent now: an unreachable one that is not required is
+        skipped, and an image without it has its own fingerprint. Whether it changed."""
+        self.agent, fps = agent_fingerprints(self.spec, self.lock_dir)
+        if fps == self.fps:
+            return False
+        self._use(fps)
+        return True
+
     # -- the skeleton's steps ----------------------------------------------
 
     def look_up(self, again: bool) -> CloudImage | None:
+        found = self._find(again)
+        if found is None and self.agent is None and self._resolve_agent():
+            found = self._find(again)
+        return found
+
+    def _find(self, again: bool) -> CloudImage | None:
         where = f"{self.name} again" if again else f"{self.name} in {self.location}"
         with phase(f"{self.provider.name}: look up {where}"):
             if self.store is None:
@@ -91,6 +121,7 @@ class CloudSteps:
             return self.store.find_by_fingerprint(self.fps.image, self.family)
 
     def up_to_date(self, image: CloudImage) -> BuildOutcome:
+        drop_fetched(self.agent)
         say(
             f"up to date: {image.name} ({self.provider.name}, {self.location}); --force rebuilds it"
         )
@@ -106,6 +137,14 @@ class CloudSteps:
         self.packer_version = packer.detect_version()
 
     def bake(self, existing: CloudImage | None) -> dict[str, Any]:
+        if self.agent is None:  # --force over an image found by its pin
+            self._resolve_agent()
+        try:
+            return self._bake(existing)
+        finally:
+            drop_fetched(self.agent)
+
+    def _bake(self, existing: CloudImage | None) -> dict[str, Any]:
         spec, fps, provider = self.spec, self.fps, self.provider
         base, base_built = self._ensure_base()
         build = functools.partial(self._build_layer, "image")
@@ -176,7 +215,8 @@ class CloudSteps:
         spec, provider = self.spec, self.provider
         build = provider.build_table(spec)
         name = naming.image_name(spec, self.fps, layer)
-        attempts = plan_attempts(provider.name, build.zones, build.preemptible)
+        attempt: Attempt | None = first_attempt(provider.name, build.zones, build.preemptible)
+        history: list[tuple[Attempt, Loss]] = []
         made = self.attempts_made.setdefault(layer, [])
         directory = provider.layer_dir(self.build_root, spec, layer)
         with phase(f"stage files for the {layer} layer"):
@@ -187,15 +227,22 @@ class CloudSteps:
                 image=self.name,
                 fingerprints=self.fps.as_dict(),
                 scripts=provision_env.scripts(spec.repo_root, "image"),
+                agent=self.agent,
             )
         agent_env = staging.agent_env(agent_sha) if layer == "image" else None
-        for attempt in attempts:
+        while attempt is not None:
             say(
-                f"{provider.name}: {layer} layer {name}, attempt "
-                f"{attempt.number}/{len(attempts)}: {attempt.sentence}"
+                f"{provider.name}: {layer} layer {name}, attempt {attempt.number}: "
+                f"{attempt.sentence}"
             )
+            instance = instance_name(layer)
             settings = BuildSettings(
-                attempt.zone, attempt.preemptible, self.location, image_name, agent_env
+                attempt.zone,
+                attempt.preemptible,
+                self.location,
+                image_name,
+                instance_name=instance,
+                agent_env=agent_env,
             )
             rendered = self._render(layer, settings)
             with phase(f"validate {rendered.directory}"):
@@ -219,26 +266,51 @@ class CloudSteps:
                         force=packer_force,
                     )
             except BuildError as exc:
-                lost = provider.lost_vm(_read_lines(log_path))
-                if lost:
-                    lost = provider.confirm_lost(lost, self._store(), attempt.zone)
-                made.append(_attempt_data(attempt, "preempted" if lost else "failed"))
-                if not lost:
+                loss = self._lost(attempt, instance, _read_lines(log_path))
+                made.append(_attempt_data(attempt, loss.kind if loss else "failed"))
+                failed = (
+                    f"{provider.name}: the {layer} layer of {spec.name} failed in {attempt.zone}"
+                )
+                tail = f"{provider.packer_hint(self.packer_version)}\n{exc}"
+                if loss is None:
                     raise BuildError(
-                        f"{provider.name}: the {layer} layer of {spec.name} failed in "
-                        f"{attempt.zone} (the build VM was not lost, so not retried; full "
-                        f"log: {log_path}){provider.packer_hint(self.packer_version)}\n{exc}"
+                        f"{failed} (the build VM was not lost, so not retried; full log: "
+                        f"{log_path}){tail}"
                     ) from None
-                say(f"{provider.name}: the build VM in {attempt.zone} {lost} (log: {log_path})")
+                if loss.kind == SUSPECT:
+                    raise BuildError(
+                        f"{failed}: the build VM {loss.reason}, but {self.location} does not "
+                        f"show {instance} taken by the cloud, so not retried (full log: "
+                        f"{log_path}){tail}"
+                    ) from None
+                say(
+                    f"{provider.name}: the build VM in {attempt.zone} {loss.reason} "
+                    f"(log: {log_path})"
+                )
+                history.append((attempt, loss))
+                attempt = next_attempt(build.zones, build.preemptible, history)
                 continue
             made.append(_attempt_data(attempt, "built"))
             image, entry = self._confirm(layer, since)
             return image, entry, attempt
         raise BuildError(
             f"{provider.name}: the {layer} layer of {spec.name} lost its build VM on every "
-            f"attempt ({len(attempts)}: zones {', '.join(build.zones)}, then a standard VM); "
+            f"attempt ({len(history)}: zones {', '.join(build.zones)}, then a standard VM); "
             f"retry later or list more zones in build.{provider.name}.zones"
         )
+
+    def _lost(self, attempt: Attempt, instance: str, lines: list[str]) -> Loss | None:
+        """How the failed attempt lost its VM (None: it did not); a suspect the cloud
+        confirms counts as preempted, an unconfirmed one stays a suspect."""
+        provider = self.provider
+        loss = provider.lost_vm(lines)
+        if loss is None or loss.kind != SUSPECT:
+            return loss
+        with phase(f"{provider.name}: ask whether {instance} in {attempt.zone} was taken"):
+            taken = provider.confirm_lost(self._store(), attempt.zone, instance)
+        if not taken:
+            return loss
+        return Loss(PREEMPTED, f"{loss.reason}: the cloud confirms it took the VM", loss.line)
 
     def _render(self, layer: str, settings: BuildSettings) -> render.Rendered:
         """Render this layer only: the other one keeps the settings it was built with."""
@@ -294,6 +366,12 @@ class CloudSteps:
                 f"{REPLACE_FLAG} to confirm, or drop --force (the image is up to date)"
             )
         say(f"--force: {what} will be DELETED and replaced by this build")
+
+
+def instance_name(layer: str) -> str:
+    """A fresh build VM name per attempt (GCE and Yandex name rules, < 64 characters),
+    so that a lost VM can be looked up by name."""
+    return f"everbake-{layer}-{uuid.uuid4().hex[:16]}"
 
 
 def records_naming(dist: Path, provider: str, image: CloudImage) -> list[Path]:

@@ -1,2 +1,2 @@
 """The local provider's build steps: mmdebstrap root filesystem, chroot provisioning,
-zstd tarball. Packer's null source runs them as `python -m everbake.localbuild`."""
+compressed tarball. Packer's null source runs them as `python -m everbake.localbuild`."""

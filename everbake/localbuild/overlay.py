@@ -205,7 +205,7 @@ def extracted_image(tarball: Path) -> Path:
     content under the same name; older copies of the image not in use are removed.
     """
     st = tarball.stat()
-    stem = tarball.name.removesuffix(".tar.zst")
+    stem = export.split_suffix(tarball.name)[0]
     lower = tarball.with_name(f"{stem}.{st.st_size}-{st.st_mtime_ns}.rootfs")
     for old in tarball.parent.glob(f"{stem}.*.rootfs"):
         if old != lower and not in_use_as_lower(old):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from everbake.errors import BuildError
 from everbake.files import write_atomic
+from everbake.localbuild import export
 
 PLAN_VERSION = 1
 PLAN_FILE = "local-plan.json"
@@ -45,8 +46,9 @@ def base_cache_name(base_fingerprint: str) -> str:
     return f"base-{base_fingerprint}.tar.zst"
 
 
-def image_tarball(dist: Path, image: str) -> Path:
-    return images_dir_in(dist) / f"{image}.tar.zst"
+def image_tarball(dist: Path, image: str, compression: str = "zstd") -> Path:
+    """dist/local/<image>.tar.zst, .tar.gz or .tar (build.local.compression)."""
+    return images_dir_in(dist) / f"{image}{export.suffix(compression)}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Plan:
     staged: list[str]  # relative paths under staging_host
     layers: dict[str, Layer]
     embed_secrets: list[str] = field(default_factory=list)  # names only
-    output: str = ""
+    output: str = ""  # its suffix says how it is compressed (export.FORMATS)
     compression_level: int = 3
     log: str = ""
     version: int = PLAN_VERSION

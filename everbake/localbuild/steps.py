@@ -4,8 +4,8 @@ base:   mount an overlay on the cached, extracted base layer (or unpack its
         tarball when overlays are unavailable), or mmdebstrap a fresh root
         filesystem, run the base scripts (10/20/30) in it and save it as the cache.
 image:  stage the image-layer files and embed secrets, run 50..90.
-export: pack the root filesystem as dist/local/<image>.tar.zst, unmount the
-        overlay and drop the work dir.
+export: pack the root filesystem as dist/local/<image>.tar.zst (.tar.gz, .tar:
+        build.local.compression), unmount the overlay and drop the work dir.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ class BuildSettings:
     # A temporary name for the new image while it replaces one of the same
     # fingerprint (Yandex --force: names are unique, so build first, swap after).
     image_name: str | None = None
+    # The build VM's name, unique per attempt, so a lost VM can be looked up.
+    instance_name: str | None = None
     # What staging found and the scripts must be told (everbake.staging.agent_env):
     # staging runs before rendering, so no rendered file is patched afterwards.
     agent_env: Mapping[str, str] | None = None
@@ -80,6 +82,12 @@ class Provider:
     # Templates under templates/: the source block and the build block.
     source_template: ClassVar[str]
     build_template: ClassVar[str]
+
+    # The user Packer logs in as on a cloud build VM (hygiene removes it).
+    ssh_username: ClassVar[str] = ""
+    # Builds refuse a spec whose [agent] sha256 is unset (clouds: an image
+    # published to many VMs must not bake whatever a moving ref holds today).
+    needs_pinned_agent: ClassVar[bool] = False
 
     # -- rendering -------------------------------------------------------
 

@@ -5,15 +5,16 @@ store, credentials, a build VM that can be lost, and two Packer directories
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming, provision_env
+from everbake.cloudbuild.attempts import SESSION_LOST, Loss, Signal, read_loss
 from everbake.errors import CredentialsError, EverbakeError, RenderError, ToolError
 from everbake.providers.base import BuildSettings, CheckLine, Provider
+from everbake.stores import BuildVmStore
 
 if TYPE_CHECKING:
     from everbake.bake.skeleton import BakeSteps
@@ -47,30 +48,15 @@ class Sdk:
     fix: str  # e.g. pip install 'everbake[gcp]'  (google-cloud-compute)
 
 
-# Why a build VM was lost, as the log says it. Sources for the wording:
-# "Instance failed to start due to preemption." (hashicorp/packer#9133);
-# GCE's stock-out error ZONE_RESOURCE_POOL_EXHAUSTED[_WITH_DETAILS], "The zone
-# '...' does not have enough resources available to fulfill the request", for
-# which another zone is the fix; Packer's SSH communicator's "Remote command
-# exited without exit status or exit signal" when the VM vanishes mid-command
-# (hashicorp/packer#4066). Our provisioning never reboots, so that last one is
-# not an expected disconnect.
-PREEMPTED = "was preempted"
-STOCKOUT = "could not be had: the zone is out of capacity"
-VANISHED = "went away in the middle of a command (preempted or stopped)"
-SSH_DROPPED = re.compile(r"remote command exited without exit status or exit signal", re.I)
-# Lines that look alarming but are Packer's own teardown after any failure.
-_TEARDOWN = re.compile(r"(deleting|destroying|cleaning up|stopping) (the )?instance", re.I)
-
-
 class CloudProvider(Provider):
     layers = ("base", "image")
     build_template = "cloud_build.pkr.hcl.j2"
     needs_specs_to_check = True
     place: ClassVar[Place]
     sdk: ClassVar[Sdk]
-    # Packer output that means the build VM was taken away or could not be had.
-    lost_vm_patterns: ClassVar[tuple[tuple[re.Pattern[str], str], ...]]
+    # Packer console lines that mean the build VM was lost or could not be had
+    # (everbake.cloudbuild.attempts: where each line comes from).
+    lost_vm_signals: ClassVar[tuple[Signal, ...]] = SESSION_LOST
 
     # -- where it builds -------------------------------------------------
 
@@ -141,21 +127,15 @@ class CloudProvider(Provider):
 
     # -- lost build VMs ----------------------------------------------------
 
-    def lost_vm(self, output: Iterable[str]) -> str | None:
-        """How a failed Packer run lost its build VM ("was preempted", ...), or None
-        when the output shows an ordinary failure, which is not worth retrying."""
-        for line in output:
-            if _TEARDOWN.search(line):
-                continue
-            for pattern, reason in self.lost_vm_patterns:
-                if pattern.search(line):
-                    return reason
-        return None
+    def lost_vm(self, output: Iterable[str]) -> Loss | None:
+        """How a failed Packer run lost its build VM, or None when the output shows an
+        ordinary failure, which is not worth retrying."""
+        return read_loss(self.lost_vm_signals, output)
 
-    def confirm_lost(self, reason: str, store: ImageStore, zone: str) -> str | None:
-        """Confirm with the cloud what the log suggests; the reason, or None when the VM
-        was not lost after all. The log is trusted as it stands (no API asked yet)."""
-        return reason
+    def confirm_lost(self, store: ImageStore, zone: str, instance: str) -> bool:
+        """Whether the cloud's API shows that it took the suspect build VM ``instance``
+        (its name) in ``zone``; False when the store cannot tell."""
+        return isinstance(store, BuildVmStore) and store.build_vm_lost(zone, instance)
 
     # -- baking ----------------------------------------------------------
 
@@ -307,12 +287,13 @@ class CloudProvider(Provider):
 
     def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
         """The staging dir (filled by the build, uploaded to the VM) and the layer's scripts."""
-        scripts = [p.resolve() for p in provision_env.scripts(spec.repo_root, layer)]
-        if not scripts:
+        if not provision_env.scripts(spec.repo_root, layer):
             raise RenderError(
                 f"no provisioning scripts for the {layer} layer in "
                 f"{spec.repo_root / 'provisioning'}; restore provisioning/NN-*.sh"
             )
+        # The first-boot wait runs first on the VM, then the layer's scripts.
+        scripts = [p.resolve() for p in provision_env.cloud_scripts(spec.repo_root, layer)]
         return {"staging": (directory / "staging").resolve(), "scripts": scripts}
 
     def build_table(self, spec: ImageSpec) -> Any:
@@ -333,11 +314,15 @@ class CloudProvider(Provider):
         common = self.common_vars(spec, fps, layer)
         if settings.image_name:
             common["image_name"] = settings.image_name
+        if settings.instance_name:
+            common["instance_name"] = settings.instance_name
         # The project/folder: the build settings', the spec's, or the environment's.
         place = settings.project or self.find_location(spec, environ)
         if place:
             common[self.place.packer_var] = place
-        env_vars = provision_env.provisioning_env(spec, layer, provision_env.DEFAULT_STAGING)
+        env_vars = provision_env.provisioning_env(
+            spec, layer, provision_env.DEFAULT_STAGING, build_user=self.ssh_username
+        )
         if layer == "image" and settings.agent_env is not None:
             env_vars.update(settings.agent_env)
         return {
@@ -351,6 +336,9 @@ class CloudProvider(Provider):
                 naming.SPEC_LABEL: naming.label_value(spec.name),
                 naming.LAYER_LABEL: layer,
             },
+            "ssh_username": self.ssh_username,
+            # Not SHA-1 RSA, which Debian 12's OpenSSH refuses from Packer < 1.8.1.
+            "temporary_key_pair_type": "ed25519",
             "staging_dir": str(paths["staging"]),
             "scripts": [str(p) for p in paths["scripts"]],
             "manifest_path": str(paths["manifest"]),

@@ -4,18 +4,14 @@ through google-cloud-compute, deprecation before deletion, and `packer build
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming
+from everbake.cloudbuild.attempts import GCE_CREATION, SESSION_LOST
 from everbake.providers.base import BuildSettings, Plugin
 from everbake.providers.cloud import (
-    PREEMPTED,
-    SSH_DROPPED,
-    STOCKOUT,
-    VANISHED,
     BuildLayer,
     CloudProvider,
     Place,
@@ -31,6 +27,8 @@ if TYPE_CHECKING:
 
 class Gcp(CloudProvider):
     name = "gcp"
+    ssh_username = "packer"
+    needs_pinned_agent = True
     source_type = "googlecompute"
     plugin = Plugin("googlecompute", "github.com/hashicorp/googlecompute", "~> 1.2")
     source_template = "gcp/source.pkr.hcl.j2"
@@ -43,15 +41,7 @@ class Gcp(CloudProvider):
         "project_id",
     )
     sdk = Sdk("google.cloud.compute_v1", "pip install 'everbake[gcp]'  (google-cloud-compute)")
-    lost_vm_patterns = (
-        (re.compile(r"\bpreempt(ed|ion)\b", re.I), PREEMPTED),
-        (re.compile(r"compute\.instances\.preempted", re.I), PREEMPTED),
-        (re.compile(r"instance (was )?(terminated|stopped)", re.I), PREEMPTED),
-        (re.compile(r"status(:| is| =)? *\"?TERMINATED", re.I), PREEMPTED),
-        (re.compile(r"ZONE_RESOURCE_POOL_EXHAUSTED"), STOCKOUT),
-        (re.compile(r"does not have enough resources available", re.I), STOCKOUT),
-        (SSH_DROPPED, VANISHED),
-    )
+    lost_vm_signals = (*GCE_CREATION, *SESSION_LOST)
 
     def location_in_spec(self, spec: ImageSpec) -> str:
         return spec.build.gcp.project
@@ -102,9 +92,19 @@ class Gcp(CloudProvider):
         values = self.cloud_vars(spec, fps, layer, paths, settings, environ)
         values["machine_type"] = build.machine_type
         values["on_host_maintenance"] = "TERMINATE" if values["preemptible"] else "MIGRATE"
-        values["network"] = build.network
+        # Sent only as given: a subnetwork of a custom VPC must not meet "default".
+        if build.network:
+            values["network"] = build.network
         if build.subnetwork:
             values["subnetwork"] = build.subnetwork
+        # Metadata SSH keys, not OS Login (ignored where a project enforces it).
+        values["use_os_login"] = build.use_os_login
+        if build.service_account:
+            values["service_account_email"] = build.service_account
+            if build.scopes:
+                values["scopes"] = list(build.scopes)
+        else:
+            values["disable_default_service_account"] = True
         if layer == "image":
             values["source_image"] = naming.image_name(spec, fps, "base")
         elif spec.base.gcp.image:

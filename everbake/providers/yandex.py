@@ -5,7 +5,6 @@ to replace an image (names are unique and the plugin has no -force)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,9 +13,6 @@ from everbake import naming
 from everbake.errors import CloudError
 from everbake.providers.base import BuildSettings, CheckLine, Plugin
 from everbake.providers.cloud import (
-    PREEMPTED,
-    SSH_DROPPED,
-    VANISHED,
     BuildLayer,
     CloudProvider,
     Place,
@@ -97,6 +93,8 @@ PACKER_FIX = (
 
 class Yandex(CloudProvider):
     name = "yandex"
+    ssh_username = "debian"
+    needs_pinned_agent = True
     source_type = "yandex"
     plugin = Plugin("yandex", "github.com/hashicorp/yandex", "~> 1.1")
     source_template = "yandex/source.pkr.hcl.j2"
@@ -110,12 +108,6 @@ class Yandex(CloudProvider):
         "folder_id",
     )
     sdk = Sdk("yandexcloud", "pip install 'everbake[yandex]'  (yandexcloud)")
-    lost_vm_patterns = (
-        (re.compile(r"\bpreempt(ed|ion)\b", re.I), PREEMPTED),
-        (re.compile(r"instance (has been |was |is )?(stopped|terminated)", re.I), PREEMPTED),
-        (re.compile(r"status(:| is| =)? *\"?STOPP(ED|ING)", re.I), PREEMPTED),
-        (SSH_DROPPED, VANISHED),
-    )
 
     def location_in_spec(self, spec: ImageSpec) -> str:
         return spec.build.yandex.folder_id

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 FINGERPRINT_LABEL = "everbake-fingerprint"
 FINGERPRINT_LABEL_CHARS = 48
@@ -81,6 +81,15 @@ class ImageStore(Protocol):
     ) -> None: ...
 
     def delete(self, image: CloudImage) -> None: ...
+
+
+@runtime_checkable
+class BuildVmStore(Protocol):
+    """A cloud store that can confirm a lost build VM through the cloud's API."""
+
+    def build_vm_lost(self, zone: str, instance: str) -> bool:
+        """Whether the cloud took the build VM ``instance`` (its name) in ``zone``."""
+        ...
 
 
 def parse_time(value: str) -> datetime:

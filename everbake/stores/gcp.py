@@ -107,6 +107,7 @@ class GcpImageStore:
             timeout=timeout,
         )
         options = {"api_endpoint": endpoint} if endpoint else None
+        self._credentials, self._options = credentials, options
         try:
             self._images = compute_v1.ImagesClient(credentials=credentials, client_options=options)
             self._operations = compute_v1.GlobalOperationsClient(
@@ -158,6 +159,29 @@ class GcpImageStore:
             return newest_first([_image_from_api(image) for image in pages])
 
         return self._call(what, run, not_found=[])
+
+    # -- build VMs ----------------------------------------------------------
+
+    def build_vm_lost(self, zone: str, instance: str) -> bool:
+        """Whether GCE preempted the build VM ``instance`` in ``zone``: the zone's
+        operations hold one of type "compute.instances.preempted" targeting it
+        (https://cloud.google.com/compute/docs/instances/preemptible#detecting_if_an_instance_was_preempted).
+        """
+        what = f"list the operations of zone {zone}"
+
+        def run() -> bool:
+            client = self._compute.ZoneOperationsClient(
+                credentials=self._credentials, client_options=self._options
+            )
+            request = self._compute.ListZoneOperationsRequest(
+                project=self.project,
+                zone=zone,
+                filter='operationType = "compute.instances.preempted"',
+            )
+            ops = client.list(request=request, retry=self._retry, timeout=self._timeout)
+            return any(op.target_link.endswith(f"/instances/{instance}") for op in ops)
+
+        return self._call(what, run)
 
     # -- mutations ---------------------------------------------------------
 
@@ -218,6 +242,9 @@ class GcpImageStore:
         try:
             return func()
         except api.NotFound as exc:
+            if f"The resource 'projects/{self.project}' was not found" in str(exc):
+                # The project itself: never read as "no images" (cloud-sdks.md).
+                raise CloudError(project_not_found(self.project)) from None
             if "not_found" in fallback:
                 return fallback["not_found"]
             raise CloudError(
@@ -248,6 +275,17 @@ class GcpImageStore:
             raise CloudError(
                 f"gcp: cannot {what} in project {self.project}: network error: {exc}"
             ) from None
+
+
+def project_not_found(project: str) -> str:
+    """One line for GCE's 404 on the project itself, with what usually causes it."""
+    return (
+        f"gcp: project {project} was not found or these credentials cannot see it: check "
+        "the project id (build.gcp.project or GOOGLE_CLOUD_PROJECT), that the Compute "
+        f"Engine API is enabled (gcloud services enable compute.googleapis.com --project "
+        f"{project}) and that the account has a role on the project "
+        "(e.g. roles/compute.storageAdmin)"
+    )
 
 
 def _short(exc: BaseException) -> str:

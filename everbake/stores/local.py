@@ -1,12 +1,13 @@
 """Local images and base caches as stores, so gc-images retires them as it does
 cloud images.
 
-A local image is dist/local/<family>-<12 hex>.tar.zst; run-local's read-only
-extracted copies of it (<name>.<size>-<mtime>.rootfs, beside the tarball) go
-with it. A base cache is <cache>/base-<fingerprint>.tar.zst with its extracted
-<name>.rootfs; it is shared by every spec with that base, so all of them form
-one family. Creation time is the tarball's mtime. There is no deprecation:
-like Yandex, what is beyond the newest N is deleted.
+A local image is dist/local/<family>-<12 hex>.tar.zst (.tar.gz or .tar, as the
+spec's build.local.compression says); run-local's read-only extracted copies of
+it (<name>.<size>-<mtime>.rootfs, beside the tarball) go with it. A base cache
+is <cache>/base-<fingerprint>.tar.zst with its extracted <name>.rootfs; it is
+shared by every spec with that base, so all of them form one family. Creation
+time is the tarball's mtime. There is no deprecation: like Yandex, what is
+beyond the newest N is deleted.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from everbake.errors import BuildError, EverbakeError
+from everbake.localbuild.export import split_suffix
 from everbake.stores import CloudImage, newest_first
 
-SUFFIX = ".tar.zst"
+BASE_SUFFIX = ".tar.zst"  # base caches are always zstd (localbuild.plan.base_cache_name)
 
 
 class LocalImageStore:
@@ -29,13 +31,13 @@ class LocalImageStore:
 
     def list_family(self, family: str) -> list[CloudImage]:
         # The exact pattern keeps out families that share the prefix (<family>-extra-...).
-        return self._listed(f"{family}-*{SUFFIX}", rf"{re.escape(family)}-[0-9a-f]{{12}}", family)
+        return self._listed(f"{family}-*.tar*", rf"{re.escape(family)}-[0-9a-f]{{12}}", family)
 
     def _listed(self, glob: str, name_re: str, family: str) -> list[CloudImage]:
         images = []
         for path in self.directory.glob(glob):
-            name = path.name.removesuffix(SUFFIX)
-            if not re.fullmatch(name_re, name):
+            name, suffix = split_suffix(path.name)
+            if not suffix or not re.fullmatch(name_re, name):
                 continue
             try:
                 mtime = path.stat().st_mtime
@@ -78,7 +80,7 @@ class LocalImageStore:
             )
         for copy in copies:
             remove_tree(copy)
-        (self.directory / f"{image.name}{SUFFIX}").unlink(missing_ok=True)
+        Path(image.id).unlink(missing_ok=True)  # the tarball, as listed
 
 
 class LocalBaseCaches(LocalImageStore):
@@ -87,7 +89,7 @@ class LocalBaseCaches(LocalImageStore):
     provider = "local"
 
     def list_family(self, family: str) -> list[CloudImage]:
-        return self._listed(f"base-*{SUFFIX}", r"base-[0-9a-f]{64}", family)
+        return self._listed(f"base-*{BASE_SUFFIX}", r"base-[0-9a-f]{64}", family)
 
     def _copies(self, name: str) -> list[Path]:
         extracted = self.directory / f"{name}.rootfs"

@@ -142,6 +142,33 @@ class YandexImageStore:
             "discover the API endpoints",
             lambda: sdk.client(operation_service_pb2_grpc.OperationServiceStub),
         )
+        self._sdk = sdk
+
+    # -- build VMs -----------------------------------------------------------
+
+    def build_vm_lost(self, zone: str, instance: str) -> bool:
+        """Whether the build VM ``instance`` (its name) is stopped or stopping: how
+        Yandex ends a preemptible VM ("Preemptible VMs ... are stopped",
+        https://yandex.cloud/en/docs/compute/concepts/preemptible-vm). Packer's
+        cleanup deletes the VM after a failure, so a VM already gone is not
+        confirmed: the caller then stops rather than retry blindly."""
+        from yandex.cloud.compute.v1 import instance_pb2, instance_service_pb2
+        from yandex.cloud.compute.v1 import instance_service_pb2_grpc as stubs
+
+        client = self._call(
+            "discover the API endpoints", lambda: self._sdk.client(stubs.InstanceServiceStub)
+        )
+        request = instance_service_pb2.ListInstancesRequest(
+            folder_id=self.folder_id, filter=f'name = "{instance}"'
+        )
+        found = self._call(
+            f"look up the build VM {instance}",
+            lambda: client.List(request, timeout=self._timeout),
+        )
+        gone = (instance_pb2.Instance.STOPPED, instance_pb2.Instance.STOPPING)
+        return any(
+            i.name == instance and i.zone_id == zone and i.status in gone for i in found.instances
+        )
 
     # -- lookups -------------------------------------------------------------
 

@@ -49,7 +49,7 @@ def service_account_key(
 
 @pytest.fixture
 def gce() -> Iterator[FakeGce]:
-    with FakeGce() as fake:
+    with FakeGce(projects=[PROJECT]) as fake:
         yield fake
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import grpc
@@ -18,15 +17,17 @@ from everbake import naming
 from everbake.bake import build_image
 from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
+from everbake.pinagent import set_agent_keys
 from everbake.spec import load_spec
+from everbake.staging import AgentSource, fetch_agent
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
+from tests.fakes import packer_standin
 
 pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed"),
 ]
 
-STANDIN_DIR = ROOT / "tests" / "fakes" / "packer_standin"
 SECRET = "s3cr3t-licence-9d41c7e0b2"
 SPEC = """
 name = "cloudtest"
@@ -63,6 +64,11 @@ def make_repo(root: Path) -> Path:
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     shutil.copytree(ROOT / "tests" / "fixtures" / "agent-src", root / "agent-src", ignore=ignore)
     (root / "images" / "cloudtest.toml").write_text(SPEC)
+    # Cloud builds bake only a pinned agent: pin the fixture as pin-agent would.
+    archive = fetch_agent(AgentSource("agent-src", "test", None, True), root / "agent.tgz", root)
+    assert archive is not None
+    (root / "agent.tgz").unlink()
+    (root / "images" / "cloudtest.toml").write_text(set_agent_keys(SPEC, {"sha256": archive[1]}))
     return root
 
 
@@ -80,7 +86,8 @@ def cloud(gce, yc, tmp_path, monkeypatch):
     ca = tmp_path / "yc-ca.pem"
     ca.write_bytes(yc.root_certificates)
     log = tmp_path / "standin.jsonl"
-    path = os.pathsep.join([str(STANDIN_DIR), str(Path(sys.executable).parent), os.environ["PATH"]])
+    bin_dir = packer_standin.install(tmp_path / "bin").parent
+    path = os.pathsep.join([str(bin_dir), os.environ["PATH"]])
     env = {
         "PATH": path,
         "HOME": str(tmp_path / "home"),
@@ -214,36 +221,75 @@ def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
 # ------------------------------------------------------------------ fallbacks
 
 
-def test_preemption_walks_the_attempt_plan(repo, cloud, monkeypatch, capfd):
-    # zone-a preempts (both tries), zone-b too, zone-c works.
-    monkeypatch.setenv("EVERBAKE_STANDIN_PREEMPT", "zone-a,zone-b")
+@pytest.mark.parametrize("line", ["disconnect", "ssh-timeout"])
+def test_a_confirmed_preemption_moves_to_the_next_zone(repo, cloud, monkeypatch, capfd, line):
+    # GCE preempts every preemptible VM in zone-a: the console shows only the
+    # lost session; the zone's compute.instances.preempted operation confirms it.
+    cloud["gce"].state.zone_trouble["zone-a"] = "preempt"
+    monkeypatch.setenv("EVERBAKE_STANDIN_LOST_LINE", line)
     outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
-    base_runs = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
-    assert base_runs == [
-        ("zone-a", True, "preempted"),
-        ("zone-a", True, "preempted"),
-        ("zone-b", True, "preempted"),
-        ("zone-c", True, "built"),
-    ]
-    assert outcome.record["zone"] == "zone-c"
-    assert [a["outcome"] for a in outcome.record["attempts"]] == ["preempted"] * 3 + ["built"]
+    tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
+    assert tried[:2] == [("zone-a", True, "lost"), ("zone-b", True, "built")]
+    assert [a["outcome"] for a in outcome.record["base"]["attempts"]] == ["preempted", "built"]
     err = capfd.readouterr().err
-    assert "retrying on a preemptible VM in zone-a" in err and "trying the next zone, zone-b" in err
-    assert "the build VM in zone-a was preempted" in err
+    assert "ask whether everbake-base-" in err and "the cloud confirms it took the VM" in err
+    assert "zone-a lost the VM: trying the next zone, zone-b, on a preemptible VM" in err
 
 
-def test_preempted_everywhere_ends_on_a_standard_vm(repo, cloud, monkeypatch, capfd):
-    monkeypatch.setenv("EVERBAKE_STANDIN_PREEMPT", "*")
-    outcome = build_image("cloudtest", "yandex", images_dir=repo / "images")
-    image_runs = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][4:]
-    assert image_runs == [
-        ("ru-central1-a", True, "preempted"),
-        ("ru-central1-a", True, "preempted"),
-        ("ru-central1-b", True, "preempted"),
-        ("ru-central1-a", False, "built"),
+def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
+    # zone-a has no capacity, zone-b's VM fails to start, zone-c preempts: the
+    # standard VM then goes to zone-b, not back to zone-a, which had no room.
+    cloud["gce"].state.zone_trouble.update(
+        {"zone-a": "stockout", "zone-b": "failed-start", "zone-c": "preempt"}
+    )
+    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
+    assert tried == [
+        ("zone-a", True, "not created"),
+        ("zone-b", True, "not created"),
+        ("zone-c", True, "lost"),
+        ("zone-b", False, "built"),
     ]
-    assert outcome.record["preemptible"] is False
-    assert "standard (non-preemptible) VM" in capfd.readouterr().err
+    kinds = [a["outcome"] for a in outcome.record["base"]["attempts"]]
+    assert kinds == ["stockout", "preempted", "preempted", "built"]
+    err = capfd.readouterr().err
+    assert "zone-a out of capacity: trying the next zone, zone-b" in err
+    assert "standard (non-preemptible) VM in zone-b" in err
+
+
+def test_an_unconfirmed_disconnect_stops_with_the_log_tail(repo, cloud, monkeypatch):
+    # The session drops but GCE shows no preemption: a real failure, not retried.
+    monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "zone-a=disconnect")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", "gcp", images_dir=repo / "images")
+    message = str(failure.value)
+    assert "lost its SSH session in the middle of a script" in message
+    assert "does not show everbake-base-" in message and "so not retried" in message
+    assert "Script disconnected unexpectedly" in message  # the log tail
+    assert len(runs(cloud)) == 1
+
+
+def test_yandex_cannot_confirm_a_vm_packer_already_deleted(repo, cloud, monkeypatch):
+    # Packer's cleanup destroys the VM before the build ends; with no VM to ask
+    # about, a lost session stops the build instead of retrying blindly.
+    monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "*=preempt")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", "yandex", images_dir=repo / "images")
+    assert "so not retried" in str(failure.value) and len(runs(cloud)) == 1
+    assert any(method == "InstanceService/List" for method, _ in cloud["yc"].calls)
+
+
+def test_yandex_store_confirms_a_stopped_build_vm(yandex_store, yc):
+    from yandex.cloud.compute.v1 import instance_pb2
+
+    yc.add_instance(
+        FOLDER, "everbake-image-stopped", "ru-central1-a", instance_pb2.Instance.STOPPED
+    )
+    yc.add_instance(FOLDER, "everbake-image-running", "ru-central1-a")
+    assert yandex_store.build_vm_lost("ru-central1-a", "everbake-image-stopped") is True
+    assert yandex_store.build_vm_lost("ru-central1-a", "everbake-image-running") is False
+    assert yandex_store.build_vm_lost("ru-central1-a", "everbake-image-gone") is False
+    assert yandex_store.build_vm_lost("ru-central1-b", "everbake-image-stopped") is False
 
 
 def test_a_real_failure_stops_at_once_with_the_log_tail(repo, cloud, monkeypatch):
@@ -424,8 +470,9 @@ def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
 def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
     from everbake.bake.many import build_images
 
+    pinned = (repo / "images" / "cloudtest.toml").read_text()
     (repo / "images" / "cloudtwo.toml").write_text(
-        SPEC.replace('name = "cloudtest"', 'name = "cloudtwo"').replace(
+        pinned.replace('name = "cloudtest"', 'name = "cloudtwo"').replace(
             "everbake-cloudtest", "everbake-cloudtwo"
         )
     )
@@ -489,3 +536,67 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(repo, cloud, ca
     worker.join(60)
     assert outcome and outcome[0].up_to_date
     assert runs(cloud) == []  # nothing built twice
+
+
+@pytest.mark.parametrize("provider", ["gcp", "yandex"])
+def test_an_unpinned_agent_is_refused_before_anything_starts(provider, repo, cloud):
+    path = repo / "images" / "cloudtest.toml"
+    path.write_text(SPEC)  # no [agent] sha256
+    with pytest.raises(SpecError) as caught:
+        build_image("cloudtest", provider, images_dir=repo / "images")
+    message = str(caught.value)
+    assert "\n" not in message and "[agent] sha256 is not set" in message
+    assert "invoke pin-agent --image cloudtest" in message and str(path) in message
+    assert runs(cloud) == [] and cloud["gce"].state.requests == [] and cloud["yc"].calls == []
+
+
+def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, capfd):
+    # The pinned agent cannot be reached and is optional: the image is built without
+    # it, under a fingerprint that says so ("none"), and found again while that lasts.
+    import http.server
+    import socket
+    import threading
+
+    archive = repo / "agent.tgz"
+    fetched = fetch_agent(AgentSource("agent-src", "test", None, True), archive, repo)
+    assert fetched is not None
+    body = archive.read_bytes()
+    with socket.socket() as probe:  # a port nobody listens on, for now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = repo / "images" / "cloudtest.toml"
+    text = path.read_text().replace(
+        'source = "agent-src"', f'source = "http://127.0.0.1:{port}/agent-{{ref}}.tgz"'
+    )
+    path.write_text(text.replace('ref = "test"\n', 'ref = "test"\nrequired = false\n'))
+    spec = spec_in(repo)
+    assert spec.agent.sha256 == fetched[1] and not spec.agent.required
+    skipped = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert skipped.record["fingerprints"]["image"] == fingerprints(spec, "none").image
+    assert skipped.image != naming.image_name(spec, fingerprints(spec))
+    assert "building WITHOUT the Everest agent" in capfd.readouterr().err
+    again = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    assert again.up_to_date and again.image == skipped.image
+
+    # The agent is back: the skipped image is not up to date, the agent is baked.
+    class Archive(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Archive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        baked = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not baked.up_to_date
+    assert baked.record["fingerprints"]["image"] == fingerprints(spec).image
+    assert baked.image != skipped.image
+    assert not list((repo / "build" / "gcp").glob(".*.agent-*"))  # fetched copies dropped

@@ -5,13 +5,15 @@ steps after it are not tried."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import grpc
 import pytest
 
 from everbake import check, packer
 from everbake.providers import get
-from tests.cloud.conftest import FOLDER, PROJECT
+from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
@@ -83,3 +85,22 @@ def test_format_shows_the_fix_under_each_missing_line(repo, cloud, monkeypatch):
     text = check.format_lines(check.run_checks(["yandex"], [spec_in(repo)]))
     assert "MISSING yandex: folder" in text
     assert "fix: export YC_FOLDER_ID=$(yc config get folder-id)" in text
+
+
+def test_check_task_with_an_unknown_project_fails_naming_it_and_the_causes(cloud):  # noqa: F811
+    env = {**os.environ, "GOOGLE_CLOUD_PROJECT": "no-such-project", "PYTHONPATH": str(ROOT)}
+    env.pop("EVERBAKE_DEBUG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "check", "--provider", "gcp"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    api = [line for line in done.stdout.splitlines() if "gcp: api" in line]
+    assert len(api) == 1, done.stdout
+    assert "MISSING" in api[0] and "project no-such-project was not found" in api[0]
+    assert "compute.googleapis.com" in api[0] and "role on the project" in api[0]
+    assert "Traceback" not in done.stdout + done.stderr

@@ -226,3 +226,27 @@ def test_fake_set_labels_needs_the_current_label_fingerprint(gce):
         set_labels("stale=")
     set_labels(current.label_fingerprint)
     assert gce.image(PROJECT, "fam-aaaa")["labels"] == {"x": "1"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.find_by_fingerprint(FP_A),
+        lambda s: s.find_by_fingerprint(FP_A, "fam"),
+        lambda s: s.latest_in_family("fam"),
+        lambda s: s.list_family("fam"),
+    ],
+    ids=["find", "find-in-family", "latest", "list"],
+)
+def test_an_unknown_project_is_an_error_not_an_empty_project(gce, call):
+    from google.auth.credentials import AnonymousCredentials
+
+    store = GcpImageStore("no-such-project", AnonymousCredentials(), gce.endpoint, timeout=10)
+    with pytest.raises(CloudError) as caught:
+        call(store)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("gcp: project no-such-project was not found or these credentials")
+    for cause in ("project id", "compute.googleapis.com", "role on the project"):
+        assert cause in message
+    assert gce.image_names("no-such-project") == set()  # the fake made no project either

@@ -7,18 +7,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from everbake.cloudbuild.attempts import plan_attempts
 from everbake.providers import get
 from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 
 pytestmark = pytest.mark.timeout(60)
 
-STANDIN = ROOT / "tests" / "fakes" / "packer_standin" / "packer"
+STANDIN = ROOT / "tests" / "fakes" / "packer_standin.py"
 FP = "c0ffee" * 10 + "abcd"
 
 
@@ -49,7 +49,7 @@ def build_dir(tmp_path: Path, provider: str, zone: str, preemptible: bool) -> Pa
 def packer_build(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
-        [str(STANDIN), "build", "-on-error=cleanup", "-color=false", "."],
+        [sys.executable, str(STANDIN), "build", "-on-error=cleanup", "-color=false", "."],
         cwd=directory,
         env=full,
         capture_output=True,
@@ -95,38 +95,53 @@ def test_yandex_build_creates_the_image(yc, yandex_store, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("provider", "zones", "preempt", "expected"),
+    "provider, lose, kind",
     [
-        ("gcp", ["z-a", "z-b", "z-c"], "z-a", [("z-a", True), ("z-a", True), ("z-b", True)]),
-        (
-            "gcp",
-            ["z-a", "z-b"],
-            "*",
-            [("z-a", True), ("z-a", True), ("z-b", True), ("z-a", False)],
-        ),
-        (
-            "yandex",
-            ["ru-a", "ru-b"],
-            "ru-a,ru-b",
-            [("ru-a", True), ("ru-a", True), ("ru-b", True), ("ru-a", False)],
-        ),
+        ("gcp", "*=preempt", "suspect"),
+        ("gcp", "*=ssh-timeout", "suspect"),
+        ("gcp", "*=stockout", "stockout"),
+        ("gcp", "*=failed-start", "preempted"),
+        ("yandex", "*=preempt", "suspect"),
     ],
 )
-def test_preemption_walks_the_attempt_plan(tmp_path, provider, zones, preempt, expected):
+def test_each_lost_vm_prints_what_packer_prints(tmp_path, provider, lose, kind):
     log = tmp_path / "standin.log"
-    tried = []
-    for attempt in plan_attempts(provider, zones, True):
-        directory = build_dir(tmp_path, provider, attempt.zone, attempt.preemptible)
-        env = {"EVERBAKE_STANDIN_PREEMPT": preempt, "EVERBAKE_STANDIN_LOG": str(log)}
+    directory = build_dir(tmp_path, provider, "z-a", True)
+    result = packer_build(
+        directory, {"EVERBAKE_STANDIN_LOSE": lose, "EVERBAKE_STANDIN_LOG": str(log)}
+    )
+    assert result.returncode == 1
+    loss = get(provider).lost_vm(result.stdout.splitlines())
+    assert loss is not None and loss.kind == kind
+    assert not (tmp_path / "dist" / "test.manifest.json").exists()
+
+
+def test_gce_fake_decides_the_vms_fate(gce, tmp_path):
+    """With the GCE fake, the stand-in creates and deletes the VM through its API:
+    a preempted VM leaves the zone operation a build confirms with."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from everbake.stores.gcp import GcpImageStore
+
+    gce.state.zone_trouble.update({"z-a": "preempt", "z-b": "stockout"})
+    env = {"EVERBAKE_GCE_ENDPOINT": gce.endpoint}
+    store = GcpImageStore(PROJECT, AnonymousCredentials(), gce.endpoint, timeout=10)
+    for zone, preemptible, kind, lost in [
+        ("z-a", True, "suspect", True),
+        ("z-a", False, None, False),  # GCE preempts only preemptible VMs
+        ("z-b", True, "stockout", False),
+    ]:
+        where = tmp_path / f"{zone}-{preemptible}"
+        where.mkdir()
+        directory = build_dir(where, "gcp", zone, preemptible)
+        values = json.loads((directory / "inputs.auto.pkrvars.json").read_text())
+        values["instance_name"] = f"everbake-image-{zone}-{preemptible}".lower()
+        (directory / "inputs.auto.pkrvars.json").write_text(json.dumps(values))
         result = packer_build(directory, env)
-        tried.append((attempt.zone, attempt.preemptible))
-        if result.returncode == 0:
-            break
-        assert get(provider).lost_vm(result.stdout.splitlines())
-    assert tried == expected
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(r["zone"], r["preemptible"]) for r in records] == expected
-    assert records[-1]["outcome"] == "built"
+        loss = get("gcp").lost_vm(result.stdout.splitlines())
+        assert (loss.kind if loss else None) == kind, result.stdout
+        assert store.build_vm_lost(zone, values["instance_name"]) is lost
+        assert gce.state.instances.get((PROJECT, zone), {}) == {}  # deleted, as Packer does
 
 
 def test_real_failure_is_not_a_preemption(tmp_path):

@@ -176,3 +176,22 @@ def test_open_store_logs_in_with_the_env_it_is_given(yc, tmp_path, monkeypatch):
     }
     seed(yc, "fam-aaaa", FP_A)
     assert get("yandex").open_store(FOLDER, env).find_by_fingerprint(FP_A).name == "fam-aaaa"
+
+
+def test_fake_image_names_are_unique_per_folder_only(yc):
+    from yandex.cloud.compute.v1 import image_service_pb2, image_service_pb2_grpc
+
+    channel = grpc.secure_channel(yc.endpoint, grpc.ssl_channel_credentials(yc.root_certificates))
+    stub = image_service_pb2_grpc.ImageServiceStub(channel)
+    auth = [("authorization", f"Bearer {yc.iam_token}")]
+
+    def create(folder: str) -> None:
+        request = image_service_pb2.CreateImageRequest(folder_id=folder, name="same-name")
+        stub.Create(request, metadata=auth, timeout=10)
+
+    create(FOLDER)
+    create("b1gotherfolder")  # another folder may use the name
+    with pytest.raises(grpc.RpcError) as caught:
+        create(FOLDER)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    channel.close()

@@ -33,8 +33,9 @@ def walk_tarball():  # type: ignore[no-untyped-def]
 
 
 def _walk_tarball(tarball: Path) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
-    """(member, content) for every member of a .tar.zst; content is b"" for non-files."""
-    proc = subprocess.Popen(["zstd", "-dcq", str(tarball)], stdout=subprocess.PIPE)
+    """(member, content) for every member of a .tar.zst or .tar.gz; b"" for non-files."""
+    decompress = ["gzip", "-dc"] if tarball.name.endswith(".tar.gz") else ["zstd", "-dcq"]
+    proc = subprocess.Popen([*decompress, str(tarball)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:

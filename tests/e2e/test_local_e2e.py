@@ -162,6 +162,9 @@ required = true
 [secrets.agent_token]
 mode = "embed"
 env = "EB_E2E_AGENT_TOKEN"
+
+[build.local]
+compression = "gzip"
 """
     spec_path = tmp_path / "e2e-agent.toml"
     spec_path.write_text(spec_text)
@@ -169,6 +172,7 @@ env = "EB_E2E_AGENT_TOKEN"
     outcome = build_image(str(spec_path), images_dir=REPO_ROOT / "images")
     record = outcome.record
     tarball = Path(record["artifact"]["path"])
+    assert tarball.name.endswith(".tar.gz")  # the spec's build.local.compression
     found_in = []
     names = set()
     passwd = b""

@@ -1,7 +1,9 @@
 """A Compute Engine REST fake on 127.0.0.1: the image and global-operation calls
 google-cloud-compute makes, with the same paths, JSON shapes and error bodies.
 
-Seed images with ``add_image``; inject failures with ``fail(status, ...)``;
+Projects exist only when named (``FakeGce(projects=[...])``, ``add_project`` or
+``add_image``): like GCE, any call under another project answers 404. Seed
+images with ``add_image``; inject failures with ``fail(status, ...)``;
 ``require_token`` makes every API call demand ``Authorization: Bearer <token>``,
 and ``/token`` answers an OAuth2 JWT-bearer exchange (as oauth2.googleapis.com
 does for a service-account key file whose ``token_uri`` points here).
@@ -14,6 +16,7 @@ import itertools
 import json
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -44,6 +47,7 @@ class Request:
 @dataclass
 class GceState:
     images: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # project -> name
+    projects: set[str] = field(default_factory=set)  # what the caller can see
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -53,13 +57,19 @@ class GceState:
     accept_jwt_issuer: str | None = None
     issued_token: str = "ya29.fake-access-token"
     operation_error: dict[str, Any] | None = None
+    # Build VMs: (project, zone) -> name -> instance, and each zone's operations.
+    instances: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    zone_operations: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # zone -> what happens to a VM created there: "preempt" (it runs, then GCE
+    # preempts it), "stockout" or "failed-start" (the insert operation fails).
+    zone_trouble: dict[str, str] = field(default_factory=dict)
 
 
 class FakeGce(LoopbackHttpServer):
     """Start with ``with FakeGce() as gce:``; ``gce.endpoint`` is the api_endpoint."""
 
-    def __init__(self) -> None:
-        self.state = GceState()
+    def __init__(self, projects: Iterable[str] = ()) -> None:
+        self.state = GceState(projects=set(projects))
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -70,6 +80,10 @@ class FakeGce(LoopbackHttpServer):
         return self.url
 
     # -- seeding and inspection ------------------------------------------------
+
+    def add_project(self, project: str) -> None:
+        with self._lock:
+            self.state.projects.add(project)
 
     def add_image(
         self,
@@ -100,6 +114,7 @@ class FakeGce(LoopbackHttpServer):
                 "deprecated": stamp if isinstance(stamp, str) else _rfc3339(stamp),
             }
         with self._lock:
+            self.state.projects.add(project)
             self.state.images.setdefault(project, {})[name] = image
         return image
 
@@ -130,10 +145,13 @@ class FakeGce(LoopbackHttpServer):
             for failure in self.state.failures:
                 if failure.remaining > 0 and failure.path_part in req.path:
                     failure.remaining -= 1
+                    # A test's injected fault: only the status matters, the text is ours.
                     return failure.status, _error(failure.status, "injected failure")
             if self.state.require_token is not None:
                 sent = req.headers.get("authorization", "")
                 if sent != f"Bearer {self.state.require_token}" and not self._jwt_ok(sent):
+                    # Google APIs' 401 text begins so (its whole text in
+                    # makingglitches/GooglePhotoDownload#6, status UNAUTHENTICATED).
                     return 401, _error(401, "Request had invalid authentication credentials.")
             return self._route(req)
 
@@ -162,9 +180,18 @@ class FakeGce(LoopbackHttpServer):
 
     def _route(self, req: Request) -> tuple[int, dict[str, Any]]:
         if not req.path.startswith(PREFIX):
+            # guess: Google's front end answers an unknown path with an HTML 404
+            # ("The requested URL ... was not found on this server."); JSON here.
             return 404, _error(404, f"The requested URL {req.path} was not found.")
         parts = [unquote(p) for p in req.path[len(PREFIX) :].split("/")]
         project, rest = parts[0], parts[1:]
+        if project not in self.state.projects:
+            # A project that does not exist, or that the caller cannot see, is
+            # not an empty one: GCE answers 404 on every call under it, e.g.
+            # "Error 404: The resource 'projects/miner-project-12345' was not
+            # found, notFound" (mludvig/gcp-ethereum-miner#1; also
+            # saltstack/salt#56862).
+            return 404, _error(404, f"The resource 'projects/{project}' was not found")
         images = self.state.images.setdefault(project, {})
         match req.method, rest:
             case "GET", ["global", "images"]:
@@ -194,6 +221,9 @@ class FakeGce(LoopbackHttpServer):
                     return _not_found(project, name)
                 body = json.loads(req.body or b"{}")
                 if body.get("labelFingerprint") != images[name]["labelFingerprint"]:
+                    # "googleapi: Error 412: Labels fingerprint either invalid or resource
+                    # labels have changed, conditionNotMet"
+                    # (hashicorp/terraform-provider-google#18826).
                     return 412, _error(
                         412, "Labels fingerprint either invalid or resource labels have changed"
                     )
@@ -204,16 +234,35 @@ class FakeGce(LoopbackHttpServer):
                 body = json.loads(req.body or b"{}")
                 name = body.get("name", "")
                 if name in images:
+                    # "409 POST .../global/images: The resource
+                    # 'projects/***/global/images/img-...' already exists"
+                    # (gardenlinux/gardenlinux#2016).
                     return 409, _error(
                         409,
                         f"The resource 'projects/{project}/global/images/{name}' already exists",
                     )
                 self.add_image(project, name, body.get("family", ""), body.get("labels"))
                 return 200, self._operation(project, "insert", name)
+            case "POST", ["zones", zone, "instances"]:
+                return self._insert_instance(project, zone, json.loads(req.body or b"{}"))
+            case "GET", ["zones", zone, "instances", name]:
+                found = self.state.instances.get((project, zone), {}).get(name)
+                if found is None:
+                    return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return 200, found
+            case "DELETE", ["zones", zone, "instances", name]:
+                if self.state.instances.get((project, zone), {}).pop(name, None) is None:
+                    return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return 200, self._zone_operation(project, zone, "delete", name)
+            case "GET", ["zones", zone, "operations"]:
+                return self._list_zone_operations(project, zone, req.query)
+            case (("GET" | "POST"), ["zones", _zone, "operations", op, *_wait]):
+                return self._get_operation(op)
             case (("GET" | "POST"), ["global", "operations", op]):
                 return self._get_operation(op)
             case "POST", ["global", "operations", op, "wait"]:
                 return self._get_operation(op)
+        # guess: as for an unknown path above.
         return 404, _error(404, f"The requested URL {req.path} was not found.")
 
     def _list(
@@ -223,6 +272,7 @@ class FakeGce(LoopbackHttpServer):
         try:
             clauses = _parse_filter(text)
         except ValueError:
+            # guess: the wording of GCE's answer to a filter it cannot parse.
             return 400, _error(
                 400, f"Invalid value for field 'filter': '{text}'. Invalid list filter expression."
             )
@@ -240,6 +290,7 @@ class FakeGce(LoopbackHttpServer):
         elif order in ("", "name"):
             chosen.sort(key=lambda i: i["name"])
         else:
+            # The start of GCE's orderBy message (doitintl/kubeip#132, above).
             return 400, _error(400, f"Invalid value for field 'orderBy': '{order}'.")
         start = int(query.get("pageToken", ["0"])[0] or 0)
         size = int(query.get("maxResults", ["500"])[0])
@@ -262,6 +313,9 @@ class FakeGce(LoopbackHttpServer):
             if i["family"] == family and i.get("deprecated", {}).get("state", "ACTIVE") == "ACTIVE"
         ]
         if not live:
+            # "googleapi: Error 404: The resource
+            # 'projects/debian-cloud/global/images/family/ubuntu-2004-lts' was not
+            # found, notFound" (attacksurge/ax#43).
             return 404, _error(
                 404,
                 f"The resource 'projects/{project}/global/images/family/{family}' was not found",
@@ -269,7 +323,15 @@ class FakeGce(LoopbackHttpServer):
         return 200, max(live, key=lambda i: i["creationTimestamp"])
 
     def _operation(self, project: str, kind: str, target: str) -> dict[str, Any]:
+        op = self._new_operation(f"{project}/global", kind, f"images/{target}")
+        if self.state.operation_error:
+            op["error"] = {"errors": [self.state.operation_error]}
+        return op
+
+    def _new_operation(self, scope: str, kind: str, target: str) -> dict[str, Any]:
+        """A finished operation under projects/<scope> (global or zones/<zone>)."""
         name = f"operation-{next(self._ids)}"
+        base = f"https://compute.example{PREFIX}{scope}"
         op: dict[str, Any] = {
             "kind": "compute#operation",
             "id": str(next(self._ids)),
@@ -277,16 +339,81 @@ class FakeGce(LoopbackHttpServer):
             "operationType": kind,
             "status": "DONE",
             "progress": 100,
-            "targetLink": f"https://compute.example/{PREFIX}{project}/global/images/{target}",
-            "selfLink": f"https://compute.example/{PREFIX}{project}/global/operations/{name}",
+            "targetLink": f"{base}/{target}",
+            "selfLink": f"{base}/operations/{name}",
         }
-        if self.state.operation_error:
-            op["error"] = {"errors": [self.state.operation_error]}
         self.state.operations[name] = op
         return op
 
+    def _insert_instance(
+        self, project: str, zone: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        name = body.get("name", "")
+        trouble = self.state.zone_trouble.get(zone, "")
+        op = self._zone_operation(project, zone, "insert", name)
+        if trouble == "stockout":
+            # The operation's error as GCE reports a stock-out
+            # (https://cloud.google.com/compute/docs/troubleshooting/troubleshooting-resource-availability:
+            # ZONE_RESOURCE_POOL_EXHAUSTED, "The zone '...' does not have enough
+            # resources available to fulfill the request. Try a different zone, or
+            # try again later.").
+            op["error"] = {
+                "errors": [
+                    {
+                        "code": "ZONE_RESOURCE_POOL_EXHAUSTED",
+                        "message": f"The zone 'projects/{project}/zones/{zone}' does not have "
+                        "enough resources available to fulfill the request.  Try a different "
+                        "zone, or try again later.",
+                    }
+                ]
+            }
+            return 200, op
+        preemptible = bool(body.get("scheduling", {}).get("preemptible"))
+        if trouble == "failed-start" and preemptible:
+            # "Instance failed to start due to preemption." (hashicorp/packer#9133);
+            # guess: the error code beside it.
+            op["error"] = {
+                "errors": [
+                    {
+                        "code": "RESOURCE_ERROR",
+                        "message": "Instance failed to start due to preemption.",
+                    }
+                ]
+            }
+            return 200, op
+        link = f"https://compute.example{PREFIX}{project}/zones/{zone}/instances/{name}"
+        instance = {"kind": "compute#instance", "name": name, "status": "RUNNING", "selfLink": link}
+        self.state.instances.setdefault((project, zone), {})[name] = instance
+        if trouble == "preempt" and preemptible:
+            # What GCE leaves when it preempts a VM: status TERMINATED and a zone
+            # operation of type compute.instances.preempted targeting it
+            # (https://cloud.google.com/compute/docs/instances/preemptible#detecting_if_an_instance_was_preempted).
+            instance["status"] = "TERMINATED"
+            self._zone_operation(project, zone, "compute.instances.preempted", name)
+        return 200, op
+
+    def _zone_operation(self, project: str, zone: str, kind: str, target: str) -> dict[str, Any]:
+        op = self._new_operation(f"{project}/zones/{zone}", kind, f"instances/{target}")
+        op["zone"] = f"https://compute.example{PREFIX}{project}/zones/{zone}"
+        self.state.zone_operations.setdefault((project, zone), []).append(op)
+        return op
+
+    def _list_zone_operations(
+        self, project: str, zone: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        text = query.get("filter", [""])[0]
+        try:
+            clauses = _parse_filter(text)
+        except ValueError:
+            # guess: as for images.list above.
+            return 400, _error(400, f"Invalid value for field 'filter': '{text}'.")
+        ops = self.state.zone_operations.get((project, zone), [])
+        items = [op for op in ops if all(_matches(op, c) for c in clauses)]
+        return 200, {"kind": "compute#operationList", "items": items}
+
     def _get_operation(self, name: str) -> tuple[int, dict[str, Any]]:
         if name not in self.state.operations:
+            # guess: shaped like GCE's other 404s (projects/.../operations/<name>).
             return 404, _error(404, f"The resource 'operations/{name}' was not found")
         return 200, self.state.operations[name]
 
@@ -343,6 +470,10 @@ def _matches(image: dict[str, Any], clause: tuple[str, str, str]) -> bool:
 
 
 def _error(code: int, message: str) -> dict[str, Any]:
+    # The body of a GCE error: {"error": {"code", "message", "errors": [{"message",
+    # "domain", "reason"}]}}, reasons as in "..., notFound" / "..., conditionNotMet"
+    # of the googleapi errors quoted above; 401 authError per
+    # googleapis/google-api-dotnet-client#231.
     reason = {400: "invalid", 401: "authError", 403: "forbidden", 404: "notFound"}.get(
         code, "backendError"
     )
@@ -356,7 +487,16 @@ def _error(code: int, message: str) -> dict[str, Any]:
 
 
 def _not_found(project: str, name: str) -> tuple[int, dict[str, Any]]:
+    # "googleapi: Error 404: The resource 'projects/centos-cloud/global/images/
+    # almalinux-9-v20220920' was not found, notFound"
+    # (hashicorp/packer-plugin-googlecompute#119).
     return 404, _error(404, f"The resource 'projects/{project}/global/images/{name}' was not found")
+
+
+def _resource_not_found(path: str) -> tuple[int, dict[str, Any]]:
+    # GCE's 404 for any missing resource: "The resource '<path>' was not found"
+    # (as for images above).
+    return 404, _error(404, f"The resource '{path}' was not found")
 
 
 def _rfc3339(when: datetime) -> str:

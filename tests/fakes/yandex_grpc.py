@@ -2,10 +2,16 @@
 
 It serves what yandexcloud calls: endpoint discovery (every service points back
 here), IamTokenService.Create (OAuth token or service-account JWT -> IAM token),
-ImageService Get/GetLatestByFamily/List/Create/Delete and OperationService.Get. Every
+ImageService Get/GetLatestByFamily/List/Create/Delete, InstanceService.List
+(build VMs seeded with ``add_instance``) and OperationService.Get. Every
 call except discovery and token exchange must carry ``Bearer <iam_token>``.
 Operations come back not done and are done on the first Get, so a client must
 really wait; ``fail(code, method)`` injects gRPC errors.
+
+Error statuses are the gRPC codes of Yandex's API error model
+(https://yandex.cloud/en/docs/api-design-guide/concepts/errors: NOT_FOUND,
+ALREADY_EXISTS, INVALID_ARGUMENT, UNAUTHENTICATED); the message texts beside
+them are marked ``# guess:`` where no public source quotes them.
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from yandex.cloud.compute.v1 import image_pb2, image_service_pb2, image_service_pb2_grpc
+from yandex.cloud.compute.v1 import (
+    image_pb2,
+    image_service_pb2,
+    image_service_pb2_grpc,
+    instance_pb2,
+    instance_service_pb2,
+    instance_service_pb2_grpc,
+)
 from yandex.cloud.endpoint import (
     api_endpoint_pb2,
     api_endpoint_service_pb2,
@@ -50,6 +63,7 @@ class FakeYandex:
     def __init__(self, iam_token: str = "t1.fake-iam-token") -> None:
         self.iam_token = iam_token
         self.images: dict[str, image_pb2.Image] = {}
+        self.instances: dict[str, instance_pb2.Instance] = {}
         self.operations: dict[str, operation_pb2.Operation] = {}
         self.calls: list[tuple[str, dict[str, str]]] = []  # method, metadata
         self.failures: list[Failure] = []
@@ -66,6 +80,9 @@ class FakeYandex:
         )
         iam_token_service_pb2_grpc.add_IamTokenServiceServicer_to_server(_Iam(self), self._server)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(_Images(self), self._server)
+        instance_service_pb2_grpc.add_InstanceServiceServicer_to_server(
+            _Instances(self), self._server
+        )
         operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
             _Operations(self), self._server
         )
@@ -107,9 +124,31 @@ class FakeYandex:
             self.images[image.id] = image
         return image
 
+    def add_instance(
+        self, folder_id: str, name: str, zone: str, status: int = instance_pb2.Instance.RUNNING
+    ) -> instance_pb2.Instance:
+        """A VM as Compute would list it (e.g. STOPPED: how Yandex ends a preemptible VM)."""
+        with self._lock:
+            instance = instance_pb2.Instance(
+                id=f"fhm{next(self._ids):017d}",
+                folder_id=folder_id,
+                name=name,
+                zone_id=zone,
+                status=status,
+            )
+            self.instances[instance.id] = instance
+        return instance
+
     def image_names(self, folder_id: str) -> set[str]:
         with self._lock:
             return {i.name for i in self.images.values() if i.folder_id == folder_id}
+
+    def name_taken(self, folder_id: str, name: str, but: image_pb2.Image | None = None) -> bool:
+        with self._lock:
+            return any(
+                i.folder_id == folder_id and i.name == name and i is not but
+                for i in self.images.values()
+            )
 
     def fail(
         self,
@@ -137,6 +176,8 @@ class FakeYandex:
                     failure.remaining -= 1
                     context.abort(failure.code, failure.message)
         if needs_auth and metadata.get("authorization") != f"Bearer {self.iam_token}":
+            # guess: the status is what yandexcloud's auth docs describe for a
+            # bad IAM token; the text is ours.
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "The token is invalid")
 
     def new_operation(self, description: str) -> operation_pb2.Operation:
@@ -147,6 +188,17 @@ class FakeYandex:
             op.created_at.GetCurrentTime()
             self.operations[op.id] = op
         return op
+
+
+def _filtered_name(text: str, context: grpc.ServicerContext) -> str | None:
+    """The name a List filter asks for (`name = "x"`, the only filter used), or None."""
+    if not text:
+        return None
+    match = _NAME_FILTER.match(text)
+    if not match:
+        # guess: message text
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {text}")
+    return match.group(1)
 
 
 class _Endpoints(api_endpoint_service_pb2_grpc.ApiEndpointServiceServicer):
@@ -169,6 +221,7 @@ class _Iam(iam_token_service_pb2_grpc.IamTokenServiceServicer):
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("IamTokenService/Create", context, needs_auth=False)
         if not (request.yandex_passport_oauth_token or request.jwt):
+            # guess: text ours; the request names neither credential.
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no credentials")
         response = iam_token_service_pb2.CreateIamTokenResponse(iam_token=self.fake.iam_token)
         response.expires_at.GetCurrentTime()
@@ -184,6 +237,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         self.fake.enter("ImageService/Get", context)
         image = self.fake.images.get(request.image_id)
         if image is None:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
         return image
 
@@ -197,6 +251,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
             and i.status == image_pb2.Image.READY
         ]
         if not ready:
+            # guess: message text
             context.abort(
                 grpc.StatusCode.NOT_FOUND, f"Image with family {request.family} not found"
             )
@@ -204,12 +259,7 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
 
     def List(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/List", context)
-        name = None
-        if request.filter:
-            match = _NAME_FILTER.match(request.filter)
-            if not match:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter {request.filter}")
-            name = match.group(1)
+        name = _filtered_name(request.filter, context)
         chosen = sorted(
             (
                 i
@@ -227,7 +277,11 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
 
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/Create", context)
-        if any(i.name == request.name for i in self.fake.images.values()):
+        if self.fake.name_taken(request.folder_id, request.name):
+            # Names are unique per folder: Yandex's API reference says "The name
+            # must be unique within the folder" of named resources (e.g. VPC
+            # CreateNetworkRequest.name, DNS zones, snapshot schedules).
+            # guess: that images follow it with ALREADY_EXISTS and this text.
             context.abort(grpc.StatusCode.ALREADY_EXISTS, f"Image {request.name} already exists")
         image = self.fake.add_image(
             request.folder_id, request.name, request.family, dict(request.labels)
@@ -241,9 +295,11 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
         self.fake.enter("ImageService/Update", context)
         image = self.fake.images.get(request.image_id)
         if image is None:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
         if "name" in request.update_mask.paths:
-            if any(i.name == request.name for i in self.fake.images.values() if i is not image):
+            if self.fake.name_taken(image.folder_id, request.name, but=image):
+                # guess: as for Create above.
                 context.abort(
                     grpc.StatusCode.ALREADY_EXISTS, f"Image {request.name} already exists"
                 )
@@ -256,11 +312,27 @@ class _Images(image_service_pb2_grpc.ImageServiceServicer):
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("ImageService/Delete", context)
         if request.image_id not in self.fake.images:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Image {request.image_id} not found")
         op = self.fake.new_operation("Delete image")
         if self.fake.operation_error is None:
             del self.fake.images[request.image_id]
         return op
+
+
+class _Instances(instance_service_pb2_grpc.InstanceServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("InstanceService/List", context)
+        name = _filtered_name(request.filter, context)
+        chosen = [
+            i
+            for i in self.fake.instances.values()
+            if i.folder_id == request.folder_id and (name is None or i.name == name)
+        ]
+        return instance_service_pb2.ListInstancesResponse(instances=chosen)
 
 
 class _Operations(operation_service_pb2_grpc.OperationServiceServicer):
@@ -271,6 +343,7 @@ class _Operations(operation_service_pb2_grpc.OperationServiceServicer):
         self.fake.enter("OperationService/Get", context)
         op = self.fake.operations.get(request.operation_id)
         if op is None:
+            # guess: message text
             context.abort(grpc.StatusCode.NOT_FOUND, f"Operation {request.operation_id} not found")
         done = operation_pb2.Operation()
         done.CopyFrom(op)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SECRET = "s3cr3t-Licence-Value-4711"
 TOKEN = "agent-TOKEN-value-0815"
 
-STEP = r"""#!/usr/bin/env python3
-import hashlib, json, os, sys
+STEP = r"""import hashlib, json, os, sys
 # argv: -m everbake.localbuild <step> --plan <file>
 found = []
 for pid in os.listdir("/proc"):
@@ -62,7 +62,7 @@ def test_local_build_steps_get_secrets_safely(tmp_path, capfd):
         spec, "local", tmp_path / "build", version, dist_root=tmp_path / "dist"
     )
     step = tmp_path / "step.py"
-    step.write_text(STEP)
+    step.write_text(f"#!{sys.executable}\n{STEP}")  # this interpreter, not PATH's python3
     step.chmod(0o755)
     var_file = rendered.directory / render.VAR_FILE
     values = json.loads(var_file.read_text())

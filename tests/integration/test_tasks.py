@@ -174,3 +174,12 @@ def test_build_image_and_run_local_take_the_configured_image(tmp_path):
     assert result.returncode == 1
     assert "--image cfgtest: no local image for the current spec" in result.stderr
     assert not (tmp_path / "runs").exists() and not (REPO / "runs" / "cfgtest").exists()
+
+
+def test_plan_warns_about_an_unpinned_agent_for_clouds_only():
+    done = run("plan", "--offline", "--provider", "gcp,local", "--image", "optimization")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, done.stderr  # gcp; local builds need no pin
+    assert "[agent] sha256 is not set, and gcp builds" in warnings[0]
+    assert "invoke pin-agent --image optimization" in warnings[0]

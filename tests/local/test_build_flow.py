@@ -78,9 +78,12 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
     text = (REPO_ROOT / "images" / "optimization.toml").read_text()
     spec_file = tmp_path / "flowwait.toml"
     text = text.replace('name = "optimization"', 'name = "flowwait"', 1)
+    # An optional agent nobody serves (port 9): the build bakes none, and the image
+    # fingerprint says so.
+    text += '\n[agent]\nsource = "http://127.0.0.1:9/agent-{ref}.tar.gz"\nrequired = false\n'
     spec_file.write_text(text.replace("everbake-optimization", "everbake-flowwait"))
     spec = load_spec(spec_file, REPO_ROOT / "images")
-    fps = fingerprints(spec)
+    fps = fingerprints(spec, "none")
     rec = record_path(REPO_ROOT / "dist", "local", naming.image_name(spec, fps))
     lock_path = REPO_ROOT / "build" / "local" / ".flowwait.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,3 +113,21 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
     finally:
         rec.unlink(missing_ok=True)
         lock_path.unlink(missing_ok=True)
+
+
+def test_the_plan_writes_the_image_as_the_spec_compresses_it(tmp_path: Path) -> None:
+    from everbake.bake import local
+
+    text = (REPO_ROOT / "images" / "optimization.toml").read_text()
+    spec_file = tmp_path / "flowgzip.toml"
+    text = text.replace('name = "optimization"', 'name = "flowgzip"', 1)
+    spec_file.write_text(text + '\n[build.local]\ncompression = "gzip"\ncompression_level = 9\n')
+    spec = load_spec(spec_file, REPO_ROOT / "images")
+    fps = fingerprints(spec)
+    plan, _staged = local.prepare(
+        spec, fps, tmp_path / "build", dist=REPO_ROOT / "dist", cache_dir=tmp_path / "cache"
+    )
+    image = naming.image_name(spec, fps)
+    assert plan.output == str(REPO_ROOT / "dist" / "local" / f"{image}.tar.gz")
+    assert plan.compression_level == 9
+    assert json.loads((tmp_path / "build" / "local-plan.json").read_text())["output"] == plan.output

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -28,7 +29,8 @@ EXAMPLE = REPO / "examples/transport"
 def runtime_wheel(tmp_path: Path, dest: Path) -> None:
     src = tmp_path / "runtime"  # setuptools writes build/ beside the source: use a copy
     shutil.copytree(REPO / "runtime", src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    argv = ["python3", "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    # The interpreter running the tests has the setuptools runtime/pyproject.toml needs.
+    argv = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*argv, "-w", str(dest), str(src)], check=True)
 
 

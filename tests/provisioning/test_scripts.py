@@ -14,8 +14,10 @@ import tomllib
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "provisioning"
 SCRIPTS = sorted(PROVISIONING.glob("[0-9][0-9]-*.sh"))
+CLOUD_SCRIPTS = sorted((PROVISIONING / "cloud").glob("*.sh"))  # cloud build VMs only
 ALL_SHELL = [
     *SCRIPTS,
+    *CLOUD_SCRIPTS,
     *sorted((PROVISIONING / "solvers").glob("*.sh")),
     REPO / "examples/transport/job/make_data.sh",
     REPO / "tests/fixtures/agent-src/bin/start.sh",
@@ -46,7 +48,7 @@ def test_scripts_are_exactly_those_in_the_contract():
     assert sorted(p.name for p in SCRIPTS) == sorted(scripts)
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + CLOUD_SCRIPTS, ids=lambda p: p.name)
 def test_every_variable_a_script_reads_is_documented(script: Path):
     _, variables = internals_tables()
     read = set(_READ.findall(script.read_text()))
@@ -56,7 +58,7 @@ def test_every_variable_a_script_reads_is_documented(script: Path):
 
 def test_every_documented_variable_is_read_by_some_script():
     _, variables = internals_tables()
-    read = set().union(*(_READ.findall(p.read_text()) for p in SCRIPTS))
+    read = set().union(*(_READ.findall(p.read_text()) for p in SCRIPTS + CLOUD_SCRIPTS))
     assert sorted(set(variables) - read) == []
 
 
@@ -76,7 +78,7 @@ def test_shellcheck_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + CLOUD_SCRIPTS, ids=lambda p: p.name)
 def test_failures_name_the_script(script: Path):
     text = script.read_text()
     assert f"me={script.name}" in text
@@ -91,3 +93,23 @@ def test_script_solver_pins_match_their_files():
                 assert sha256(body).hexdigest() == solver["sha256"], (
                     f"{spec.name}: {solver['name']}"
                 )
+
+
+def test_cloud_scripts_exist_and_the_first_boot_step_is_among_them():
+    assert [p.name for p in CLOUD_SCRIPTS] == ["first-boot.sh"]
+
+
+@pytest.mark.parametrize("script", ["10-base.sh", "20-python.sh", "30-solvers.sh"])
+def test_apt_calls_wait_for_a_held_lock(script: str):
+    # On a fresh cloud VM apt-daily may hold the lock (compute-image-packages#815).
+    text = (PROVISIONING / script).read_text()
+    calls = re.findall(r"^\s*apt-get .*$", text, re.M)  # commands, not messages
+    assert calls and all('"${apt_lock[@]}"' in call for call in calls), calls
+    assert "apt_lock=(-o DPkg::Lock::Timeout=" in text
+
+
+def test_the_agent_token_is_read_from_the_metadata_ip():
+    # Yandex documents only 169.254.169.254 (cloud-sdks.md); GCE serves it too.
+    text = (PROVISIONING / "50-agent.sh").read_text()
+    assert 'METADATA = "http://169.254.169.254/computeMetadata/v1/instance/attributes/"' in text
+    assert "metadata.google.internal" not in text

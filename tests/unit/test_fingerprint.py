@@ -168,3 +168,14 @@ def test_longest_family_still_gives_valid_names(write_spec, minimal_spec):
     fps = fingerprints(spec)
     for layer in ("base", "image"):
         assert NAME_RE.match(naming.image_name(spec, fps, layer))
+
+
+def test_the_agent_content_baked_is_an_input(repo):
+    # A skipped agent ("none") never shares a fingerprint with a baked one, and an
+    # unpinned agent is not known until it is fetched.
+    spec = load_spec("optimization", repo / "images")
+    assert not spec.agent.sha256, "test setup: the default spec does not pin its agent"
+    unresolved, skipped = fingerprints(spec), fingerprints(spec, "none")
+    baked = fingerprints(spec, "ab" * 32)
+    assert len({unresolved.image, skipped.image, baked.image}) == 3
+    assert unresolved.base == skipped.base == baked.base

@@ -240,3 +240,23 @@ def test_type_errors_and_rule_errors_are_reported_together(write_spec, minimal_s
     assert any("python.packages[1]: expected a string" in p for p in problems)
     assert sum("solvers[1].version" in p for p in problems) == 1
     assert not any("empty version" in p for p in problems)
+
+
+def test_gcp_build_vm_options_have_safe_defaults_and_are_checked(write_spec, minimal_spec):
+    from everbake.errors import SpecError
+    from everbake.spec import load_spec
+
+    gcp = load_spec(write_spec(minimal_spec)).build.gcp
+    assert (gcp.network, gcp.use_os_login, gcp.service_account, gcp.scopes) == ("", False, "", ())
+    bad = minimal_spec + (
+        '\n[build.gcp]\nservice_account = "not-an-email"\nscopes = ["cloud-platform"]\n'
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(bad))
+    text = str(caught.value)
+    assert "build.gcp.service_account" in text and "build.gcp.scopes[0]" in text
+    only_scopes = minimal_spec + (
+        '\n[build.gcp]\nscopes = ["https://www.googleapis.com/auth/devstorage.read_only"]\n'
+    )
+    with pytest.raises(SpecError, match=r"set build\.gcp\.service_account too"):
+        load_spec(write_spec(only_scopes))
