@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.everest.agentconf import AppError
 from everbake.everest.app import export_app
 from everbake.everest.runapp import run_app
