@@ -28,7 +28,10 @@ def _api(c: invoke.Context):  # -> JobsApi; imports kept lazy for a fast --list
 
 
 def _runs(c: invoke.Context) -> Path:
-    return settings_of(c).runs_root()
+    """The configured runs dir; under the current directory, shown relative to it
+    (what the tasks print and --resume takes stays short: runs/<job-id>/...)."""
+    runs = settings_of(c).runs_root()
+    return runs.relative_to(Path.cwd()) if runs.is_relative_to(Path.cwd()) else runs
 
 
 def _exit(outcome) -> None:  # a runjob.Outcome
