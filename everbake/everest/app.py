@@ -56,6 +56,7 @@ OUTPUT_FILES = {
     "status": ("status.txt", "the last status message"),
     "stats": ("stats.json", "peak memory, CPU seconds, wall time, utilisation"),
     "stats_csv": ("stats.csv", "CPU and memory samples over time"),
+    "stats_chart": ("stats.svg", "CPU and memory over time as a chart (open it in a browser)"),
 }
 
 

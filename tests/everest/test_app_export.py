@@ -73,6 +73,7 @@ def test_export_writes_descriptor_bootstrap_and_zip(repo_copy: Path, tmp_path: P
         "status": "status.txt",
         "stats": "stats.json",
         "stats_csv": "stats.csv",
+        "stats_chart": "stats.svg",
     }
     assert app["everbake"]["image"] == record["image"]
     assert app["everbake"]["allowed_command"] == "bash bootstrap\\.sh .*"
