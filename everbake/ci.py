@@ -20,7 +20,8 @@ from typing import Any
 
 from everbake.errors import EverbakeError
 from everbake.files import write_atomic
-from everbake.stores.factory import PROVIDERS as CLOUDS
+from everbake.providers import CLOUDS
+from everbake.providers.local import Local
 
 # What every generated job runs first: the same set-up as a checkout (idempotent).
 SETUP = "scripts/setup"
@@ -134,7 +135,7 @@ def gc_pipeline(found: Sequence[Target], keep: str) -> dict[str, Any]:
         pipeline[job_name("gc", target)] = {"stage": "gc", "script": script}
     if any(target.provider not in CLOUDS for target in found):
         # Local base caches are shared by all specs: one job prunes them all.
-        prune = [INVOKE, "gc-images", "--provider", "local", "--layer", "base"]
+        prune = [INVOKE, "gc-images", "--provider", Local.name, "--layer", "base"]
         prune += ["--image", found[0].image]
         pipeline["gc local base caches"] = {
             "stage": "gc",

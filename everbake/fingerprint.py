@@ -106,10 +106,9 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str, agent: str) -> dict[str
 
 def _clouds() -> list[str]:
     """The providers whose build table holds a disk size (the clouds)."""
-    from everbake.providers import PROVIDERS
-    from everbake.providers.cloud import CloudProvider
+    from everbake.providers import CLOUDS
 
-    return [name for name, cls in PROVIDERS.items() if issubclass(cls, CloudProvider)]
+    return list(CLOUDS)
 
 
 def _digest(inputs: dict[str, Any]) -> str:

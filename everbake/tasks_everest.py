@@ -15,7 +15,8 @@ from typing import Any
 from invoke import Collection, Context
 
 from everbake.errors import EverbakeError
-from everbake.taskutil import task
+from everbake.providers import CLOUDS, DEFAULT
+from everbake.taskutil import settings_of, task
 from everbake.ui import say
 
 DEFAULTS: dict[str, Any] = {
@@ -31,11 +32,6 @@ DEFAULTS: dict[str, Any] = {
 
 def _everest(c: Context) -> Any:
     return c.config.everest
-
-
-def _images_dir(c: Context) -> Path | None:
-    value = c.config.everbake.images_dir
-    return Path(value) if value else None
 
 
 def _url(c: Context) -> str:
@@ -77,7 +73,7 @@ def everest_login(c, username=None, label="everbake", lifetime=None):
         "image": "spec name (its newest build for --provider) or a built image name",
         "provider": "gcp or yandex",
         "dry_run": "show the diff against what is published; change nothing",
-        "output": "write the published record here instead of dist/resources/<provider>/",
+        "output": "write the published record here instead of <dist>/resources/<provider>/",
     }
 )
 def publish_resource(c, image=None, provider=None, dry_run=False, output=None):
@@ -85,16 +81,17 @@ def publish_resource(c, image=None, provider=None, dry_run=False, output=None):
     from everbake.everest.publish import Target
     from everbake.everest.publish import publish_resource as publish
 
-    if provider not in ("gcp", "yandex"):
-        raise EverbakeError(f"--provider {provider or '(missing)'}: give gcp or yandex")
+    if provider not in CLOUDS:
+        raise EverbakeError(f"--provider {provider or '(missing)'}: give {' or '.join(CLOUDS)}")
+    settings = settings_of(c)
     target = Target(_url(c), _everest(c).resource_endpoint)
     done = publish(
-        image or c.config.everbake.image,
+        image or settings.image,
         provider,
         target=target,
         dry_run=dry_run,
         output=Path(output) if output else None,
-        images_dir=_images_dir(c),
+        settings=settings,
     )
     print("\n".join(done.diff) if done.diff else "no changes")
     if done.web_ui:
@@ -111,25 +108,26 @@ def publish_resource(c, image=None, provider=None, dry_run=False, output=None):
     help={
         "image": "spec name (its newest build for --provider) or a built image name",
         "provider": "whose build record to use: local (default), gcp or yandex",
-        "output": "directory to write (default: dist/apps/<image name>/)",
+        "output": "directory to write (default: <dist>/apps/<image name>/)",
         "project": "the model's GitLab project (id or group/name); default everest.gitlab_project",
         "update": "also update this application on Everest (id or owner/alias), showing the diff",
         "dry_run": "show what would change; write and send nothing",
     }
 )
 def export_app(
-    c, image=None, provider="local", output=None, project=None, update=None, dry_run=False
+    c, image=None, provider=DEFAULT, output=None, project=None, update=None, dry_run=False
 ):
     """Write the Everest application (application.json, zip, bootstrap.sh) for an image."""
     from everbake.everest.app import export_app as export
 
+    settings = settings_of(c)
     done = export(
-        image or c.config.everbake.image,
+        image or settings.image,
         provider=provider,
         output=Path(output) if output else None,
         project=project or _everest(c).gitlab_project,
         gitlab_url=_everest(c).gitlab_url,
-        images_dir=_images_dir(c),
+        settings=settings,
         update=update or "",
         url=_url(c),
         dry_run=dry_run,

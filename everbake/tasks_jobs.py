@@ -2,7 +2,8 @@
 
 Thin: flags -> one library call (everbake.everest.runjob / sweep) -> exit status
 from the job's final state (DONE 0, FAILED 1, CANCELLED 130). Outputs land in
-runs/<job-id>/ and runs/sweep-<id>/ under the current directory.
+<runs>/<job-id>/ and <runs>/sweep-<id>/, the configured runs dir (everbake.runs_dir,
+default runs/ under the current directory).
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from pathlib import Path
 
 import invoke
 
-from everbake.taskutil import task
-
-RUNS_DIR = Path("runs")
+from everbake.taskutil import settings_of, task
 
 HELP_APP = "the Everest application: OWNER/ALIAS or its 24-hex id"
 HELP_PARAMS = "the model's parameters: a JSON file, or a JSON object inline"
@@ -26,6 +25,13 @@ def _api(c: invoke.Context):  # -> JobsApi; imports kept lazy for a fast --list
     from everbake.everest.session import open_client
 
     return JobsApi(open_client(c))
+
+
+def _runs(c: invoke.Context) -> Path:
+    """The configured runs dir; under the current directory, shown relative to it
+    (what the tasks print and --resume takes stays short: runs/<job-id>/...)."""
+    runs = settings_of(c).runs_root()
+    return runs.relative_to(Path.cwd()) if runs.is_relative_to(Path.cwd()) else runs
 
 
 def _exit(outcome) -> None:  # a runjob.Outcome
@@ -62,7 +68,7 @@ def run_job(
         name=name or "",
         debug=debug,
     )
-    outcome = runjob.run_job(_api(c), sub, RUNS_DIR, wait=not no_wait)
+    outcome = runjob.run_job(_api(c), sub, _runs(c), wait=not no_wait)
     if not no_wait:
         _exit(outcome)
 
@@ -80,7 +86,7 @@ def fetch_job(c, job):
     """Download an ended job's outputs into runs/<job-id>/."""
     from everbake.everest import runjob
 
-    runjob.fetch_job(_api(c), job, RUNS_DIR)
+    runjob.fetch_job(_api(c), job, _runs(c))
 
 
 @task(help={"job": "job id"})
@@ -112,7 +118,7 @@ def resubmit(c, job, version=None, params=None, data=None, resource=None):
         data=jobs.check_data(data),
         resource=resource,
     )
-    _exit(runjob.run_job(api, sub, RUNS_DIR))
+    _exit(runjob.run_job(api, sub, _runs(c)))
 
 
 @task(
@@ -129,7 +135,7 @@ def sweep(c, app=None, grid=None, max_parallel=4, retries=2, resume=None):
     from everbake.everest.sweep import sweep_from_flags
 
     outcome = sweep_from_flags(
-        _api(c), app, grid, RUNS_DIR, int(max_parallel), int(retries), resume
+        _api(c), app, grid, _runs(c), int(max_parallel), int(retries), resume
     )
     if outcome.exit_code:
         bad = sum(1 for row in outcome.table if row["state"] != "DONE")

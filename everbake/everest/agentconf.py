@@ -18,8 +18,8 @@ from typing import Any
 
 from everbake.errors import EverbakeError
 from everbake.fingerprint import fingerprints
-from everbake.localbuild.staging import render_agent_conf
 from everbake.spec import ImageSpec
+from everbake.staging import render_agent_conf
 
 CONF_IN_AGENT_DIR = "conf/agent.conf.template"
 
@@ -90,7 +90,7 @@ def baked(spec: ImageSpec, record: Mapping[str, Any]) -> tuple[AgentConfig, str]
     inputs)."""
     canonical = record.get("spec_canonical") or spec.to_canonical()
     tarball = Path(str((record.get("artifact") or {}).get("path", "")))
-    if record.get("provider") == "local" and tarball.is_file():
+    if tarball.is_file():  # only a local build record names an image file
         found = from_tarball(tarball, canonical)
         if found is not None:
             return found, f"read from the image ({found.where})"

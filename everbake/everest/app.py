@@ -26,9 +26,11 @@ import jinja2
 from everbake.errors import EverbakeError
 from everbake.everest import agentconf
 from everbake.everest.agentconf import AppError
-from everbake.everest.records import find_build
+from everbake.everest.records import find_build, settings_with
 from everbake.files import write_atomic
+from everbake.providers import DEFAULT
 from everbake.provision_env import secret_path
+from everbake.settings import Settings
 from everbake.spec import ImageSpec
 
 APP_FILE = "application.json"
@@ -54,6 +56,7 @@ OUTPUT_FILES = {
     "status": ("status.txt", "the last status message"),
     "stats": ("stats.json", "peak memory, CPU seconds, wall time, utilisation"),
     "stats_csv": ("stats.csv", "CPU and memory samples over time"),
+    "stats_chart": ("stats.svg", "CPU and memory over time as a chart (open it in a browser)"),
 }
 
 
@@ -187,7 +190,7 @@ def render_bootstrap(
 def export_app(
     image: str,
     *,
-    provider: str = "local",
+    provider: str = DEFAULT,
     output: Path | None = None,
     project: str = "",
     gitlab_url: str = DEFAULT_GITLAB_URL,
@@ -196,18 +199,21 @@ def export_app(
     url: str = "",
     dry_run: bool = False,
     env: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> Exported:
     """Write the export for ``image``'s newest ``provider`` build (nothing on a dry
-    run); with ``update`` (id or owner/alias), bring that application on the
-    Everest at ``url`` in line with it first."""
-    spec, record = find_build(image, provider, images_dir)
+    run) into ``output`` (default: <dist>/apps/<image name>); with ``update`` (id or
+    owner/alias), bring that application on the Everest at ``url`` in line with it
+    first. ``images_dir`` overrides the settings' one."""
+    settings = settings_with(settings, images_dir)
+    spec, record = find_build(image, provider, settings)
     image_name = str(record.get("image_name") or record.get("image"))
     app = application(spec, record, project=project)
     config, how = agentconf.baked(spec, record)
     agentconf.check(
         [expand(app["config"]["command"], EXAMPLE_INPUTS)], config, spec.agent.config_template
     )
-    directory = output or spec.repo_root / "dist" / "apps" / image_name
+    directory = output or settings.dist_root(spec) / "apps" / image_name
     files = {
         APP_FILE: json.dumps(app, indent=2) + "\n",
         BOOTSTRAP: render_bootstrap(spec, image_name, project=project, gitlab_url=gitlab_url),

@@ -56,6 +56,16 @@ class EverestConflict(EverestError):
     """409: the server refused a change that clashes with its current state."""
 
 
+class EverestUnavailable(EverestError):
+    """Worth trying again later: a 5xx or 429 that outlasted the client's own retries
+    (``status``), or a server it could not reach (``status`` None). Callers that
+    poll (the jobs' watch) ride these out; other errors change nothing if resent."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def base_url(url: str) -> str:
     """``url`` checked and normalised: scheme and host, no trailing ``/`` or ``/api``."""
     text = (url or "").strip().rstrip("/")
@@ -247,7 +257,7 @@ class EverestClient:
                 reason = getattr(exc, "reason", exc)
                 if attempt == attempts:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise EverestError(
+                    raise EverestUnavailable(
                         f"cannot reach Everest at {self.url} ({self._scrub(str(reason))}) for "
                         f"{what}{tries}; check the URL and the network ({URL_FIX})"
                     ) from None
@@ -311,8 +321,9 @@ class EverestClient:
             return EverestConflict(f"Everest at {self.url}: {what} refused (409 conflict){said}")
         if status >= 500 or status == 429:
             tries = f" after {attempt} attempts" if attempt > 1 else ""
-            return EverestError(
-                f"Everest at {self.url} answered {status} for {what}{tries}{said}; try again later"
+            return EverestUnavailable(
+                f"Everest at {self.url} answered {status} for {what}{tries}{said}; try again later",
+                status,
             )
         return EverestError(f"Everest at {self.url} answered {status} for {what}{said}")
 

@@ -13,7 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from everbake.everest.client import EverestClient, EverestError
+from everbake.everest.client import EverestClient, EverestError, EverestUnavailable
 
 
 def _quote(ident: str) -> str:
@@ -58,11 +58,7 @@ class JobsApi:
 
 def is_transient(exc: Exception) -> bool:
     """Worth polling through: a 5xx or 429 after the client's own retries, or a
-    server it could not reach. Not a refused token, a missing job, a conflict (the
-    client's subclasses) nor another 4xx: sending those again changes nothing.
-    The client says which is which only in its one-line messages (client.py
-    _http_error and request); tests/jobs covers both texts."""
-    if type(exc) is not EverestError:
-        return False
-    text = str(exc)
-    return text.startswith("cannot reach Everest") or text.endswith("; try again later")
+    server it could not reach (the client's EverestUnavailable). Not a refused
+    token, a missing job, a conflict nor another 4xx: sending those again changes
+    nothing."""
+    return isinstance(exc, EverestUnavailable)

@@ -7,9 +7,9 @@ here, before anything is written or sent. Then, with an Everest URL and a
 resource endpoint, fetch what is there, show the diff and send only what differs
 (create: ``POST <endpoint>``; update: ``PATCH <endpoint>/<name>`` with a JSON
 merge patch, RFC 7396); without an endpoint, show the fields to enter in the web
-UI. Last, write the published record ``dist/resources/<provider>/<image>.json``
-(or ``--output``), which gc-images and ``build-image --force`` honour. A dry run
-shows the diff and changes nothing.
+UI. Last, write the published record ``<dist>/resources/<provider>/<image>.json``
+(the settings' dist dir, where gc-images and ``build-image --force`` read them)
+or ``--output``. A dry run shows the diff and changes nothing.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from typing import Any
 from everbake.errors import CredentialsError
 from everbake.everest import resource
 from everbake.everest.client import EverestClient, EverestError, EverestNotFound, base_url
-from everbake.everest.records import find_build, newest_record
+from everbake.everest.records import find_build, newest_record, settings_with
 from everbake.everest.token import client_for
 from everbake.files import read_json_object, write_json
 from everbake.fingerprint import fingerprints
+from everbake.providers import get
+from everbake.providers.cloud import CloudProvider
+from everbake.settings import Settings
 from everbake.ui import say
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -65,16 +68,19 @@ def publish_resource(
     output: Path | None = None,
     images_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> Published:
     """Check, then send (when ``target.sends``) and record the resource config of
-    ``image`` (a spec name or a built image name) on ``provider``."""
+    ``image`` (a spec name or a built image name) on ``provider``; ``images_dir``
+    overrides the settings' one."""
     env = os.environ if env is None else env
-    spec, record = find_build(image, provider, images_dir)
-    newest = newest_record(spec, provider)
-    config = resource.build_config(spec, provider, record)
+    settings = settings_with(settings, images_dir)
+    spec, record = find_build(image, provider, settings)
+    newest = newest_record(spec, provider, settings)
+    config = resource.build_config(spec, provider, record)  # a local provider says no
     resource.check(config, spec, newest or record, fingerprints(spec).image)
     check_image_exists(provider, record, env)
-    dist = spec.repo_root / "dist" / "resources" / provider
+    dist = settings.dist_root(spec) / "resources" / provider
     path = output or dist / f"{config['image']['name']}.json"
     if target.sends:
         client = client_for(target.url, env)
@@ -121,17 +127,18 @@ def _drop_superseded(folder: Path, name: str, keep: Path) -> list[Path]:
 def check_image_exists(provider: str, record: Mapping[str, Any], env: Mapping[str, str]) -> None:
     """Look the image up through the provider's store when credentials exist; say
     plainly that it was not checked when they do not."""
-    from everbake.location import PLACES
-    from everbake.stores.factory import credentials_hint, open_store
-
+    cloud = get(provider)
     name = record.get("image_name") or record.get("image")
-    hint = credentials_hint(provider, env)
+    if not isinstance(cloud, CloudProvider):  # no store to ask (resource_fields said no)
+        say(f"image {name}: not checked in {provider} (no image store)")
+        return
+    hint = cloud.credentials_hint(env)
     if not hint.ok:
         say(f"image {name}: not checked in {provider} (no credentials: {hint.detail})")
         return
-    location = str(record.get(PLACES[provider].key) or "")
+    location = str(record.get(cloud.place.key) or "")
     try:
-        store = open_store(provider, location, env)
+        store = cloud.open_store(location, env)
         found = store.find_by_fingerprint(
             record.get("fingerprints", {}).get("image", ""), record.get("family")
         )

@@ -37,14 +37,15 @@ from everbake.everest.agentconf import AgentConfig, AppError
 from everbake.everest.app import BOOTSTRAP, expand, load_app
 from everbake.files import read_json_object
 from everbake.fingerprint import fingerprints
-from everbake.localbuild.staging import render_agent_conf
 from everbake.runlocal import (
     RUN_DIR_IN_IMAGE,
     RunOutcome,
     _terminate_group,
     run_local,
 )
+from everbake.settings import Settings
 from everbake.spec import load_spec
+from everbake.staging import render_agent_conf
 from everbake.ui import say
 
 TASK_DIR_IN_IMAGE = f"{RUN_DIR_IN_IMAGE}/task"

@@ -10,6 +10,7 @@ import difflib
 
 from everbake.errors import EverbakeError
 from everbake.providers.base import BuildSettings, CheckLine, Plugin, Provider
+from everbake.providers.cloud import CloudProvider
 from everbake.providers.gcp import Gcp
 from everbake.providers.local import Local
 from everbake.providers.yandex import Yandex
@@ -17,8 +18,19 @@ from everbake.providers.yandex import Yandex
 PROVIDERS: dict[str, type[Provider]] = {cls.name: cls for cls in (Local, Gcp, Yandex)}
 NAMES = tuple(PROVIDERS)
 DEFAULT = Local.name  # the provider that needs no cloud account
+# The clouds: their images are what an Everest resource starts VMs from.
+CLOUDS = tuple(name for name, cls in PROVIDERS.items() if issubclass(cls, CloudProvider))
 
-__all__ = ["DEFAULT", "NAMES", "PROVIDERS", "BuildSettings", "CheckLine", "Provider", "get"]
+__all__ = [
+    "CLOUDS",
+    "DEFAULT",
+    "NAMES",
+    "PROVIDERS",
+    "BuildSettings",
+    "CheckLine",
+    "Provider",
+    "get",
+]
 
 
 def get(name: str | Provider) -> Provider:

@@ -48,7 +48,8 @@ GITLAB_CI_LOCAL = REPO / "node_modules" / ".bin" / "gitlab-ci-local"
 # child pipeline, which has no such jobs ("validate,plan,build could not be found").
 JOBS = ("validate", "plan", "build")
 IMAGES = ("optimization", "scip")
-# What could hand the jobs a cloud login (everbake.location, everbake.stores.factory).
+# What could hand the jobs a cloud login (the cloud providers' Place.variables and
+# credentials_hint, everbake/providers/).
 CLOUD_ENV = (
     "GOOGLE_APPLICATION_CREDENTIALS",
     "GOOGLE_CLOUD_PROJECT",

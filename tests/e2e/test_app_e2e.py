@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.everest.agentconf import AppError
 from everbake.everest.app import export_app
 from everbake.everest.runapp import run_app
@@ -23,7 +23,7 @@ from everbake.spec import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 JOB = REPO_ROOT / "examples/transport/job"
-SAME = ("results.zip", "status.txt", "version.txt", "stats.json", "stats.csv")
+SAME = ("results.zip", "status.txt", "version.txt", "stats.json", "stats.csv", "stats.svg")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_the_exported_app_runs_the_example_job_like_run_local(image: str, tmp_pa
     assert statuses and "153.675" in (b / "status.txt").read_text()
     # What Everest would hand back: the mapped outputs, stdout/stderr as the agent keeps them.
     outputs = json.loads((b / "outputs.json").read_text())
-    assert {"results", "status", "model_version", "stats", "stats_csv", "stdout"} <= set(outputs)
+    mapped = {"results", "status", "model_version", "stats", "stats_csv", "stats_chart", "stdout"}
+    assert mapped <= set(outputs)
     assert "debug_archive" not in outputs  # debug=false by default
     assert (b / "stdout").stat().st_size + (b / "stderr").stat().st_size > 0
     assert mounts_under(tmp_path) == []

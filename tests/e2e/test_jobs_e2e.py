@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build import build_image
+from everbake.bake import build_image
 from everbake.everest.app import export_app, load_app
 from everbake.everest.runapp import OUTPUTS_FILE, run_app
 from everbake.spec import REPO_ROOT

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from everbake.build.record import record_path, write_record
+from everbake.bake.record import record_path, write_record
 from everbake.fingerprint import fingerprints
 from everbake.spec import load_spec
 from tests.fakes.everest import EverestFake
@@ -80,7 +80,7 @@ def built(repo_copy: Path) -> Callable[..., dict[str, Any]]:
             "fingerprints": {"base": fps.base, "image": fp},
             "created": created,
         }
-        write_record(record_path(repo_copy, provider, name), record)
+        write_record(record_path(repo_copy / "dist", provider, name), record)
         return record
 
     return make

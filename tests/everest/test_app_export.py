@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.build.record import record_path, write_record
+from everbake.bake.record import record_path, write_record
 from everbake.everest.agentconf import AppError
 from everbake.everest.app import COMMAND, export_app, load_app
 from everbake.everest.client import EverestAuthError, EverestNotFound
@@ -36,7 +36,7 @@ def _local_record(root: Path, *, tarball: Path | None = None, fingerprint: str =
     }
     if tarball:
         record["artifact"] = {"path": str(tarball), "size_bytes": tarball.stat().st_size}
-    write_record(record_path(root, "local", name), record)
+    write_record(record_path(root / "dist", "local", name), record)
     return record
 
 
@@ -73,6 +73,7 @@ def test_export_writes_descriptor_bootstrap_and_zip(repo_copy: Path, tmp_path: P
         "status": "status.txt",
         "stats": "stats.json",
         "stats_csv": "stats.csv",
+        "stats_chart": "stats.svg",
     }
     assert app["everbake"]["image"] == record["image"]
     assert app["everbake"]["allowed_command"] == "bash bootstrap\\.sh .*"

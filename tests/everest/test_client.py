@@ -14,6 +14,7 @@ from everbake.everest.client import (
     EverestConflict,
     EverestError,
     EverestNotFound,
+    EverestUnavailable,
     base_url,
     resolve_url,
 )
@@ -93,8 +94,29 @@ def test_idempotent_calls_retry_5xx_then_succeed(everest: EverestFake) -> None:
 
 def test_5xx_that_persists_says_how_often(everest: EverestFake) -> None:
     everest.fail("GET", r"/api/apps", 500, times=10)
-    with pytest.raises(EverestError, match=r"answered 500 for GET /api/apps after 3 attempts"):
+    with pytest.raises(
+        EverestUnavailable, match=r"answered 500 for GET /api/apps after 3 attempts"
+    ) as failed:
         _client(everest, everest.issue_token(), retries=2).get_json("/api/apps")
+    assert failed.value.status == 500
+
+
+def test_only_a_server_that_errs_or_is_away_is_marked_worth_retrying(
+    everest: EverestFake,
+) -> None:
+    """The jobs' watch decides by the type, never by the message text."""
+    client = _client(everest, everest.issue_token(), retries=0)
+    for status, kind in ((429, EverestUnavailable), (503, EverestUnavailable), (400, None)):
+        everest.fail("GET", r"/api/apps", status, times=1)
+        with pytest.raises(EverestError) as failed:
+            client.get_json("/api/apps")
+        if kind is None:
+            assert not isinstance(failed.value, EverestUnavailable), status
+        else:
+            assert isinstance(failed.value, kind) and failed.value.status == status
+    with pytest.raises(EverestNotFound) as missing:
+        client.get_json("/api/apps/" + "0" * 24)
+    assert not isinstance(missing.value, EverestUnavailable)
 
 
 def test_a_creating_post_is_sent_once(everest: EverestFake) -> None:
@@ -117,8 +139,11 @@ def test_unreachable_server_is_one_line() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = EverestClient(f"http://127.0.0.1:{port}", "t", retries=1, backoff=0.0)
-    with pytest.raises(EverestError, match=r"cannot reach Everest at .* after 2 attempts"):
+    with pytest.raises(
+        EverestUnavailable, match=r"cannot reach Everest at .* after 2 attempts"
+    ) as failed:
         client.get_json("/api/apps")
+    assert failed.value.status is None
 
 
 def test_upload_then_download_round_trips(everest: EverestFake, tmp_path: Path) -> None:

@@ -218,3 +218,30 @@ def test_the_image_is_looked_up_when_credentials_exist(
         done = publish_resource("optimization", "gcp", target=target, images_dir=images_dir)
         assert done.action == "created"
     assert f"image {record['image']}: exists in gcp {PROJECT}" in capsys.readouterr().err
+
+
+def test_the_configured_dist_dir_holds_the_build_record_and_what_gc_honours(
+    everest: EverestFake,
+    token: str,
+    images_dir: Path,
+    built: Callable[..., dict],
+    tmp_path: Path,
+) -> None:
+    """Build records are read from, and the published record written to, the
+    settings' dist dir (not dist/ beside the images); gc-images reads it there."""
+    from everbake.bake.record import record_path
+    from everbake.gc import protected_images
+    from everbake.settings import Settings
+
+    record = built("gcp")
+    dist = tmp_path / "elsewhere-dist"
+    moved = record_path(dist, "gcp", record["image"])
+    moved.parent.mkdir(parents=True)
+    record_path(images_dir.parent / "dist", "gcp", record["image"]).rename(moved)
+    settings = Settings(images_dir=images_dir, dist_dir=dist)
+    done = publish_resource(
+        "optimization", "gcp", target=Target(everest.url, EP), settings=settings
+    )
+    assert done.path == dist / "resources/gcp" / f"{record['image']}.json"
+    assert not (images_dir.parent / "dist/resources").exists()
+    assert record["image"] in protected_images(settings.dist_root_of_repo(), "gcp")

@@ -47,11 +47,13 @@ class Site:
     def api(self, backoff: float = 0.01) -> JobsApi:
         return JobsApi(EverestClient(self.fake.url, self.token, backoff=backoff))
 
-    def everbake(self, *args: str, cwd: Path, **popen: object) -> subprocess.CompletedProcess:
+    def everbake(
+        self, *args: str, cwd: Path, more_env: dict[str, str] | None = None, **popen: object
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-c", CLI, *args],
             cwd=cwd,
-            env=self.env,
+            env={**self.env, **(more_env or {})},
             capture_output=True,
             text=True,
             timeout=120,

@@ -117,6 +117,16 @@ def test_no_wait_prints_the_id_and_job_status_and_fetch_job_find_it_later(site, 
     fetched = site.everbake("fetch-job", job_id, cwd=tmp_path)
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "runs" / job_id / "results.zip").is_file()
+    # The configured runs dir (everbake.runs_dir) wins over runs/ of the current dir.
+    elsewhere, work = tmp_path / "elsewhere", tmp_path / "work"
+    work.mkdir()
+    again = site.everbake(
+        "fetch-job", job_id, cwd=work, more_env={"INVOKE_EVERBAKE_RUNS_DIR": str(elsewhere)}
+    )
+    assert again.returncode == 0, again.stderr
+    assert not (work / "runs").exists()
+    assert (elsewhere / job_id / "results.zip").is_file()
+    assert str(elsewhere / job_id / "results.zip") in again.stdout.split()
 
 
 def test_watch_rides_out_5xx_and_dropped_connections_without_losing_the_job(site, tmp_path):

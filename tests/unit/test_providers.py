@@ -20,8 +20,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "everbake"
 # Provider names as string literals outside providers/, stores/ and the spec schema.
 LITERAL = re.compile(r"""["'](""" + "|".join(NAMES) + r""")["']""")
 # Each one explained where it stands: folder names of the local provider's
-# package and the local export's schema key in the fingerprint.
+# package, the local export's schema key in the fingerprint, and the model
+# version run-local --app passes by default (a label, no provider).
 EXPLAINED = {
+    ("everest/runapp.py", 'DEFAULT_VALUES = {"version": "local"}'),
     ("fingerprint.py", '"compression": data["build"]["local"]["compression"],'),
     ("localbuild/plan.py", 'override else dist / "cache" / "local"'),
     ("localbuild/plan.py", 'return dist / "local"'),

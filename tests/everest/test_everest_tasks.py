@@ -80,6 +80,7 @@ def test_publish_create_no_op_and_dry_run(
         "XDG_CONFIG_HOME": str(config_home),
         "INVOKE_EVEREST_RESOURCE_ENDPOINT": EP,
         "INVOKE_EVERBAKE_IMAGES_DIR": str(repo_copy / "images"),
+        "INVOKE_EVERBAKE_DIST_DIR": str(repo_copy / "dist"),
     }
     dry = everbake("publish-resource", "--provider", "gcp", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
@@ -107,6 +108,7 @@ def test_publish_errors_are_one_line(
         "XDG_CONFIG_HOME": str(config_home),
         "INVOKE_EVEREST_RESOURCE_ENDPOINT": EP,
         "INVOKE_EVERBAKE_IMAGES_DIR": str(repo_copy / "images"),
+        "INVOKE_EVERBAKE_DIST_DIR": str(repo_copy / "dist"),
     }
     cases = {
         ("--provider", "local"): "error: --provider local: give gcp or yandex",
@@ -130,7 +132,10 @@ def test_export_app_task_prints_what_it_wrote(
     from tests.everest.test_app_export import _local_record
 
     _local_record(repo_copy)
-    env = {"INVOKE_EVERBAKE_IMAGES_DIR": str(repo_copy / "images")}
+    env = {
+        "INVOKE_EVERBAKE_IMAGES_DIR": str(repo_copy / "images"),
+        "INVOKE_EVERBAKE_DIST_DIR": str(repo_copy / "dist"),
+    }
     out = tmp_path / "app"
     done = everbake("export-app", "--output", str(out), "--project", "g/m", env=env)
     assert done.returncode == 0, done.stderr
