@@ -4,6 +4,7 @@ refusal leaves nothing behind (no target, no temporaries, nothing outside)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import sys
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "runtime") not in sys.path:
     sys.path.insert(0, str(REPO / "runtime"))
 
+from everest_runtime import manifest  # noqa: E402
 from everest_runtime.errors import ArchiveError, DamagedArchive  # noqa: E402
 from everest_runtime.manifest import sha256_file  # noqa: E402
 from everest_runtime.unarchive import Limits, extract  # noqa: E402
@@ -113,6 +115,24 @@ def test_digests_are_those_of_the_files_written(tmp_path, kind):
     assert set(expected) == (
         {"a.txt", "sub/b.bin", "hard"} if kind == "tar" else {"a.txt", "sub/b.bin"}
     )
+
+
+def test_manifest_takes_known_digests_and_reads_only_the_rest(tmp_path):
+    # A digest whose size matches is taken as is (no second read); one whose size
+    # does not is recomputed. --verify-cache still reads every file.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"alpha")
+    (tree / "b").write_bytes(b"beta")
+    fake = "f" * 64
+    manifest.write(tree, {"a": (5, fake), "b": (99, fake)})
+    entries = json.loads((tree / manifest.MANIFEST_FILE).read_text())["entries"]
+    assert {e["path"]: e["sha256"] for e in entries} == {
+        "a": fake,
+        "b": sha256_file(str(tree / "b")),
+    }
+    assert manifest.problem(tree) is None
+    assert manifest.problem(tree, full=True) == "a changed"
 
 
 def test_good_zip_extracts_and_keeps_a_single_root_when_not_stripping(tmp_path):
