@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import select
 import socket
 import struct
 import sys
@@ -269,7 +270,6 @@ def test_a_batch_is_never_written_after_the_agent_has_closed_its_side():
     # client's socket, while the client's reader thread is held inside a
     # shared-variable callback and so cannot notice it: only the sender's own
     # look for the FIN keeps the frame from going into a connection nobody reads.
-    select = pytest.importorskip("select")
     rdhup = getattr(select, "POLLRDHUP", None)
     if rdhup is None:
         pytest.skip("needs POLLRDHUP (Linux) to see the FIN arrive without reading it")
