@@ -222,6 +222,7 @@ def cached(
             shutil.rmtree(stale, ignore_errors=True)
         if final.is_dir():
             _remove_tree(final)  # damaged, and no other task has fixed it meanwhile
+        digests: dict[str, tuple[int, str]] = {}  # hashed while extracting: no second read
         for attempt in range(retries + 1):
             fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".download.part", dir=cache)
             os.close(fd)
@@ -229,7 +230,9 @@ def cached(
             try:
                 _log(f"fetching {info.get('ref', key)} ({key[:12]})")
                 download(archive)
-                unarchive.extract(archive, staging, limits, strip_single_root=True, label=label)
+                unarchive.extract(
+                    archive, staging, limits, strip_single_root=True, label=label, digests=digests
+                )
                 break
             except DamagedArchive as exc:
                 if attempt >= retries:
@@ -238,7 +241,7 @@ def cached(
             finally:
                 archive.unlink()
         try:
-            manifest.write(staging)
+            manifest.write(staging, digests)
             versioninfo.write(staging, info)
             os.rename(staging, final)
         except BaseException:

@@ -42,13 +42,20 @@ def _walk(tree: Path) -> dict[str, tuple[str, str]]:
     return found
 
 
-def write(tree: Path) -> None:
+def write(tree: Path, known: dict[str, tuple[int, str]] | None = None) -> None:
+    """Record ``tree``. ``known`` maps paths to (size, sha256) already computed
+    (by unarchive, while writing them); a file is read only when it is not there
+    or its size on disk differs."""
+    known = known or {}
     entries = []
     for rel, (kind, target) in sorted(_walk(tree).items()):
         entry: dict = {"path": rel, "kind": kind}
         if kind == "file":
             full = os.path.join(str(tree), rel)
-            entry.update(size=os.path.getsize(full), sha256=sha256_file(full))
+            size = os.path.getsize(full)
+            hashed = known.get(rel)
+            sha256 = hashed[1] if hashed and hashed[0] == size else sha256_file(full)
+            entry.update(size=size, sha256=sha256)
         elif kind == "link":
             entry["target"] = target
         entries.append(entry)

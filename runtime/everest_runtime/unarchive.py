@@ -4,11 +4,13 @@ Everything is written into a fresh temporary directory next to the target and
 renamed into place in one step, so a refused or damaged archive leaves nothing
 behind. Refused: absolute paths, `..`, links that leave the tree, writes through
 links, devices and fifos, and more bytes or files than the limits allow (counted
-while streaming, not trusted from headers).
+while streaming, not trusted from headers). On request each file's sha256 is
+computed from the bytes as they are written, so a manifest costs no second read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -41,13 +43,15 @@ def extract(
     strip_single_root: bool = False,
     replace: bool = False,
     label: str = "",
+    digests: dict[str, tuple[int, str]] | None = None,
 ) -> int:
     """Extract `archive` into `target` (which must not exist unless `replace`).
 
     Returns the number of members extracted. With `strip_single_root`, an archive
     whose only top-level entry is a directory (GitLab's `project-sha/`) has that
     directory become `target`. ``label`` names the archive in messages (default:
-    its file name).
+    its file name). ``digests``, when given, is filled with (size, sha256) of
+    every regular file by its path under ``target``, hashed while it was written.
     """
     archive, target = Path(archive), Path(target)
     if target.exists() and not replace:
@@ -55,17 +59,17 @@ def extract(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
-        writer = _Writer(tmp, label or archive.name, limits)
+        writer = _Writer(tmp, label or archive.name, limits, hashing=digests is not None)
         if detect_format(archive) == "zip":
             _extract_zip(archive, writer)
         else:
             _extract_tar(archive, writer)
         writer.check_links()
-        root = tmp
+        root, prefix = tmp, ""
         if strip_single_root:
             entries = list(tmp.iterdir())
             if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
-                root = entries[0]
+                root, prefix = entries[0], entries[0].name + "/"
         if replace and target.exists():
             old = target.with_name(f".{target.name}.old.{os.getpid()}")
             os.rename(target, old)
@@ -73,6 +77,10 @@ def extract(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(root, target)
+        if digests is not None:
+            for rel, known in writer.digests.items():
+                if rel.startswith(prefix):
+                    digests[rel[len(prefix) :]] = known
         return writer.files
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -92,13 +100,15 @@ def _member_path(name: str, archive: str) -> str:
 class _Writer:
     """Creates files under `root`, enforcing the limits and never following links."""
 
-    def __init__(self, root: Path, archive: str, limits: Limits):
+    def __init__(self, root: Path, archive: str, limits: Limits, hashing: bool = False):
         self.root = root
         self.archive = archive
         self.limits = limits
         self.files = 0
         self.bytes = 0
         self.links: list[str] = []
+        self.hashing = hashing
+        self.digests: dict[str, tuple[int, str]] = {}  # rel -> (size, sha256) when hashing
 
     def count(self, files: int = 1) -> None:
         """Count `files` more members; refuse past the limit before any is written."""
@@ -145,11 +155,14 @@ class _Writer:
             raise ArchiveError(f"{self.archive}: member {rel!r} replaces a link or directory")
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags, 0o755 if mode & 0o111 else 0o644)
+        digest = hashlib.sha256() if self.hashing else None
+        size = 0
         with os.fdopen(fd, "wb") as out:
             while True:
                 chunk = source.read(CHUNK)
                 if not chunk:
                     break
+                size += len(chunk)
                 self.bytes += len(chunk)
                 if self.bytes > self.limits.max_bytes:
                     raise ArchiveError(
@@ -157,6 +170,10 @@ class _Writer:
                         "refused (raise the size limit if this is expected)"
                     )
                 out.write(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+        if digest is not None:
+            self.digests[rel] = (size, digest.hexdigest())
 
     def symlink(self, rel: str, link_target: str) -> None:
         if not link_target or link_target.startswith("/"):
@@ -186,6 +203,11 @@ class _Writer:
             os.unlink(path)
         shutil.copyfile(source, path)  # a copy: no inode shared with anything else
         shutil.copymode(source, path)
+        known = self.digests.get(_member_path(existing, self.archive))
+        if known is not None:
+            self.digests[rel] = known
+        else:
+            self.digests.pop(rel, None)
 
     def check_links(self) -> None:
         """Chains of relative links can still leave the tree; resolve each for real."""

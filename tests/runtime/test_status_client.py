@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import select
+import socket
 import struct
 import sys
 import threading
@@ -16,6 +18,7 @@ for _path in (str(REPO), str(REPO / "runtime")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from everest_runtime import agentproto  # noqa: E402
 from everest_runtime.status import StatusClient  # noqa: E402
 
 from tests.fakes.agent import FaultyAgent, free_port  # noqa: E402
@@ -259,3 +262,64 @@ def test_close_counts_everything_delivered_on_a_clean_session():
         send_all(client, [f"m{i}" for i in range(500)])
         assert client.close(10) is True
     assert (client.delivered, client.unconfirmed, client.dropped) == (500, 0, 0)
+
+
+def test_a_batch_is_never_written_after_the_agent_has_closed_its_side():
+    # The agent reads the first frame, then ends its side (FIN) and reads no more.
+    # The next status is sent only once that FIN is certainly waiting on the
+    # client's socket, while the client's reader thread is held inside a
+    # shared-variable callback and so cannot notice it: only the sender's own
+    # look for the FIN keeps the frame from going into a connection nobody reads.
+    rdhup = getattr(select, "POLLRDHUP", None)
+    if rdhup is None:
+        pytest.skip("needs POLLRDHUP (Linux) to see the FIN arrive without reading it")
+    listener = socket.create_server(("127.0.0.1", 0))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_reader(name: str, value: str | None) -> None:
+        held.set()
+        release.wait(10)
+
+    client = quiet_client(listener.getsockname()[1])
+    try:
+        client.on_var(hold_reader)
+        conn, _ = listener.accept()
+        listener.close()  # one connection only: a reconnect is refused
+        conn.settimeout(10)
+        client.send("first")
+        expected = agentproto.handshake("task-1") + agentproto.text_frame("first")
+        received = b""
+        while len(received) < len(expected):
+            received += conn.recv(len(expected) - len(received))
+        assert received == expected
+        conn.sendall(agentproto.text_frame(agentproto.var_value("phase", "two")))
+        assert held.wait(10), "the client never ran its callback"
+        conn.shutdown(socket.SHUT_WR)  # FIN; the receive side stays open, unread
+        sock = client._sock  # the client's end, to see the FIN arrive without reading
+        assert sock is not None
+        poller = select.poll()
+        poller.register(sock, rdhup)
+        assert poller.poll(10_000), "the FIN never reached the client's socket"
+
+        client.send("second")
+        deadline = time.monotonic() + 10
+        while client.connected and client.sent < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polls a condition; the ordering came from the events above
+        release.set()
+        result = client.close(1.0)
+        rest = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            rest += data
+        conn.close()
+    finally:
+        release.set()
+        listener.close()
+        client.close(0.5)
+    assert agentproto.text_frame("second") not in rest, "written after the agent's FIN"
+    assert result is False
+    assert client.delivered == 0
+    assert client.sent == 1
+    assert (client.unconfirmed, client.dropped) == (1, 1)  # "first" maybe lost; "second" put back

@@ -4,6 +4,7 @@ refusal leaves nothing behind (no target, no temporaries, nothing outside)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import sys
@@ -18,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "runtime") not in sys.path:
     sys.path.insert(0, str(REPO / "runtime"))
 
+from everest_runtime import manifest  # noqa: E402
 from everest_runtime.errors import ArchiveError, DamagedArchive  # noqa: E402
+from everest_runtime.manifest import sha256_file  # noqa: E402
 from everest_runtime.unarchive import Limits, extract  # noqa: E402
 
 
@@ -86,6 +89,50 @@ def test_good_tar_gz_with_internal_links_extracts(tmp_path):
     assert (target / "hard").read_text() == "alpha"
     assert_clean_siblings = [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
     assert assert_clean_siblings == []
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_digests_are_those_of_the_files_written(tmp_path, kind):
+    """Hashed while written (the cache manifest reads nothing twice): each equals a
+    fresh read of the file, under its path after the root is stripped, for a member
+    written twice (the last wins) and for a hard link's copy too."""
+    members = [
+        ("top/a.txt", "file", "alpha"),
+        ("top/sub/b.bin", "file", os.urandom(3 << 20)),
+        ("top/a.txt", "file", "alpha, again"),
+        ("top/link", "sym", "sub/b.bin"),
+    ]
+    if kind == "tar":
+        archive = make_tar(tmp_path / "ok.tar.gz", [*members, ("top/hard", "hard", "top/a.txt")])
+    else:
+        archive = make_zip(tmp_path / "ok.zip", members[:2] + members[3:])
+    target = tmp_path / "out"
+    digests: dict = {}
+    extract(archive, target, strip_single_root=True, digests=digests)
+    files = [p for p in target.rglob("*") if p.is_file() and not p.is_symlink()]
+    expected = {str(p.relative_to(target)): (p.stat().st_size, sha256_file(str(p))) for p in files}
+    assert digests == expected
+    assert set(expected) == (
+        {"a.txt", "sub/b.bin", "hard"} if kind == "tar" else {"a.txt", "sub/b.bin"}
+    )
+
+
+def test_manifest_takes_known_digests_and_reads_only_the_rest(tmp_path):
+    # A digest whose size matches is taken as is (no second read); one whose size
+    # does not is recomputed. --verify-cache still reads every file.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"alpha")
+    (tree / "b").write_bytes(b"beta")
+    fake = "f" * 64
+    manifest.write(tree, {"a": (5, fake), "b": (99, fake)})
+    entries = json.loads((tree / manifest.MANIFEST_FILE).read_text())["entries"]
+    assert {e["path"]: e["sha256"] for e in entries} == {
+        "a": fake,
+        "b": sha256_file(str(tree / "b")),
+    }
+    assert manifest.problem(tree) is None
+    assert manifest.problem(tree, full=True) == "a changed"
 
 
 def test_good_zip_extracts_and_keeps_a_single_root_when_not_stripping(tmp_path):
