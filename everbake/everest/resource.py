@@ -68,6 +68,7 @@ def build_config(spec: ImageSpec, provider: str, record: Mapping[str, Any]) -> d
             "max_instances": resource.max_instances,
             "idle_timeout_minutes": resource.idle_timeout_minutes,
             "task_slots": resource.task_slots,
+            "oversubscribe": resource.oversubscribe,
             **fields.pop("scheduling", {}),
         },
         "metadata": metadata_keys(spec),
@@ -162,10 +163,12 @@ def _scheduling_problems(config: Mapping[str, Any]) -> list[str]:
     scheduling = config.get("scheduling") or {}
     cores = (config.get("machine") or {}).get("cores")
     slots = scheduling.get("task_slots")
-    if isinstance(cores, int) and isinstance(slots, int) and slots > cores:
+    oversubscribe = scheduling.get("oversubscribe") is True
+    if isinstance(cores, int) and isinstance(slots, int) and slots > cores and not oversubscribe:
         found.append(
             f"scheduling.task_slots {slots} is more than the machine's {cores} cores; lower "
-            "resource.task_slots or choose a larger machine in [resource.<provider>]"
+            "resource.task_slots, choose a larger machine in [resource.<provider>], or set "
+            "resource.oversubscribe = true"
         )
     if scheduling.get("preemptible"):
         idle = scheduling.get("idle_timeout_minutes")

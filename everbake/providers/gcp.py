@@ -117,21 +117,30 @@ class Gcp(CloudProvider):
         return values
 
     def resource_fields(self, spec: ImageSpec, record: Mapping[str, Any]) -> dict[str, Any]:
-        """GCE: project, zone, machine type (and its vCPUs), network, the image's self-link
-        and minimum disk, and the scheduling a preemptible VM needs."""
+        """GCE: project, zone, machine type (and its vCPUs), network, service account and
+        scopes, the image's self-link and minimum disk, and the scheduling a preemptible
+        VM needs."""
         res = spec.resource.gcp
         image_project = str(record.get("project") or "")
         machine: dict[str, Any] = {"machine_type": res.machine_type}
         cores = self.vcpus(res.machine_type)
         if cores:
             machine["cores"] = cores
-        network = {"network": res.network or spec.build.gcp.network}
+        # Neither table names one: GCE's own default network, "default".
+        network = {"network": res.network or spec.build.gcp.network or "default"}
         if spec.build.gcp.subnetwork:
             network["subnetwork"] = spec.build.gcp.subnetwork
         built = (record.get("spec_canonical") or {}).get("build", {}).get("gcp", {})
         name = record.get("image_name") or record.get("image")
         preemptible = spec.resource.preemptible
+        # The VMs' service account by its email (never a key), and its OAuth scopes.
+        account: dict[str, Any] = {}
+        if res.service_account:
+            account["service_account"] = res.service_account
+            if res.scopes:
+                account["scopes"] = list(res.scopes)
         return {
+            **account,
             "location": {"project": res.project or image_project, "zones": [res.zone]},
             "machine": machine,
             "network": network,

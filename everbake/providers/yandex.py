@@ -221,8 +221,8 @@ class Yandex(CloudProvider):
         return values
 
     def resource_fields(self, spec: ImageSpec, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Yandex Cloud: folder, zone, platform/cores/memory/core fraction, subnet, the
-        image id and minimum disk."""
+        """Yandex Cloud: folder, zone, platform/cores/memory/core fraction, subnet, service
+        account id, the image id and minimum disk."""
         res = spec.resource.yandex
         folder = str(record.get("folder_id") or "")
         network = {}
@@ -230,7 +230,10 @@ class Yandex(CloudProvider):
         if subnet:
             network["subnet_id"] = subnet
         built = (record.get("spec_canonical") or {}).get("build", {}).get("yandex", {})
+        # The VMs' service account by its id, never a key.
+        account = {"service_account": res.service_account_id} if res.service_account_id else {}
         return {
+            **account,
             "location": {"folder_id": res.folder_id or folder, "zones": [res.zone]},
             "machine": {
                 "platform_id": res.platform_id,

@@ -78,6 +78,7 @@ class _Rules:
         self.check_secrets(spec)
         self.check_agent(spec)
         self.check_build(spec)
+        self.check_resource(spec)
         runtime = spec.runtime.source
         if self.inside_repo("runtime.source", runtime) and not (
             (self.repo_root / runtime / "pyproject.toml").is_file()
@@ -333,26 +334,7 @@ class _Rules:
                 self.problem(
                     f"build.{provider}.disk_size_gb", f"{size} is out of range; use 10..4096"
                 )
-        gcp = build.gcp
-        if gcp.service_account and not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]+$", gcp.service_account):
-            self.problem(
-                "build.gcp.service_account",
-                f"'{gcp.service_account}' is not a service account email "
-                "(name@project.iam.gserviceaccount.com)",
-            )
-        if gcp.scopes and not gcp.service_account:
-            self.problem(
-                "build.gcp.scopes",
-                "set build.gcp.service_account too: without one the build VM has no service "
-                "account, and no scopes",
-            )
-        for i, scope in enumerate(gcp.scopes):
-            if not scope.startswith("https://www.googleapis.com/auth/"):
-                self.problem(
-                    f"build.gcp.scopes[{i}]",
-                    f"'{scope}' is not an OAuth scope URL like "
-                    "https://www.googleapis.com/auth/devstorage.read_only",
-                )
+        self.check_gcp_account("build.gcp", build.gcp.service_account, build.gcp.scopes)
         if build.yandex.core_fraction not in (5, 20, 50, 100):
             self.problem(
                 "build.yandex.core_fraction",
@@ -389,6 +371,60 @@ class _Rules:
         ):
             if value < 1:
                 self.problem(key, f"{value} must be at least 1")
+
+    def check_resource(self, spec: ImageSpec) -> None:
+        gcp, yandex = spec.resource.gcp, spec.resource.yandex
+        self.check_gcp_account("resource.gcp", gcp.service_account, gcp.scopes)
+        account = yandex.service_account_id
+        if account and not self.refuse_key("resource.yandex.service_account_id", account):
+            # Yandex resource ids: lowercase letters and digits (ajeXXXX...), at most 50.
+            if not re.match(r"^[a-z0-9]{1,50}$", account):
+                self.problem(
+                    "resource.yandex.service_account_id",
+                    f"'{account}' is not a service account id like ajelprpohp7r8e1pv7m2 "
+                    "(yc iam service-account get NAME shows it)",
+                )
+
+    def check_gcp_account(self, table: str, account: str, scopes: tuple[str, ...]) -> None:
+        """A GCE service account given by its email, and the OAuth scopes it gets."""
+        key = f"{table}.service_account"
+        if account and not self.refuse_key(key, account):
+            if not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]+$", account):
+                self.problem(
+                    key,
+                    f"'{account}' is not a service account email "
+                    "(name@project.iam.gserviceaccount.com)",
+                )
+        if scopes and not account:
+            self.problem(
+                f"{table}.scopes",
+                f"set {key} too: without one the VM has no service account, and no scopes",
+            )
+        for i, scope in enumerate(scopes):
+            if not scope.startswith("https://www.googleapis.com/auth/"):
+                self.problem(
+                    f"{table}.scopes[{i}]",
+                    f"'{scope}' is not an OAuth scope URL like "
+                    "https://www.googleapis.com/auth/devstorage.read_only",
+                )
+
+    def refuse_key(self, key: str, value: str) -> bool:
+        """True (and one problem that never echoes the value) when ``value`` looks like a
+        service account key rather than a reference to the account."""
+        text = value.strip()
+        looks_like_key = (
+            "private_key" in text
+            or "PRIVATE KEY" in text
+            or text.startswith("{")
+            or text.lower().endswith((".json", ".pem", ".p12"))
+        )
+        if looks_like_key:
+            self.problem(
+                key,
+                "this looks like a service account key (JSON, PEM or a key file); give "
+                "the account's email or id instead, never a key",
+            )
+        return looks_like_key
 
 
 def _related(key: str, other: str) -> bool:

@@ -172,6 +172,8 @@ class GcpResource:
     machine_type: str
     project: str = ""
     network: str = ""
+    service_account: str = ""  # the VMs' account by its email, never a key
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class YandexResource:
     memory_gb: int = 4
     folder_id: str = ""
     subnet_id: str = ""
+    service_account_id: str = ""  # the VMs' account by its id, never a key
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,8 @@ class Resource:
     idle_timeout_minutes: int = 10
     task_slots: int = 1
     disk_size_gb: int = 20
+    # task_slots above the machine's cores only when the spec says so.
+    oversubscribe: bool = False
 
 
 @dataclass(frozen=True)

@@ -189,3 +189,66 @@ def test_the_local_provider_has_no_resource(images_dir: Path) -> None:
     spec = load_spec("optimization", images_dir)
     with pytest.raises(EverbakeError, match="no Everest resource runs local images"):
         resource.build_config(spec, "local", {})
+
+
+def test_task_slots_above_cores_pass_when_the_spec_oversubscribes(
+    images_dir: Path, built: Callable[..., dict]
+) -> None:
+    spec_file = images_dir / "optimization.toml"
+    spec_file.write_text(spec_file.read_text() + "\n[resource]\ntask_slots = 8\n")
+    spec, record, config = _config(images_dir, built)
+    assert config["scheduling"]["oversubscribe"] is False
+    assert resource.problems(config, spec, record, fingerprints(spec).image) == [
+        "scheduling.task_slots 8 is more than the machine's 4 cores; lower resource.task_slots, "
+        "choose a larger machine in [resource.<provider>], or set resource.oversubscribe = true"
+    ]
+    spec_file.write_text(spec_file.read_text() + "oversubscribe = true\n")
+    spec, record, config = _config(images_dir, built)
+    assert config["scheduling"]["oversubscribe"] is True
+    assert resource.problems(config, spec, record, fingerprints(spec).image) == []
+
+
+GCP_ACCOUNT = "runner@test-project.iam.gserviceaccount.com"
+SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+
+
+@pytest.mark.parametrize(
+    ("provider", "table", "expected"),
+    [
+        (
+            "gcp",
+            f'[resource.gcp]\nservice_account = "{GCP_ACCOUNT}"\nscopes = ["{SCOPE}"]\n',
+            {"service_account": GCP_ACCOUNT, "scopes": [SCOPE]},
+        ),
+        (
+            "yandex",
+            '[resource.yandex]\nservice_account_id = "ajelprpohp7r8e1pv7m2"\n',
+            {"service_account": "ajelprpohp7r8e1pv7m2"},
+        ),
+    ],
+)
+def test_the_spec_service_account_reaches_the_config(
+    provider: str, table: str, expected: dict, images_dir: Path, built: Callable[..., dict]
+) -> None:
+    _, _, plain = _config(images_dir, built, provider)
+    assert "service_account" not in plain and "scopes" not in plain
+    spec_file = images_dir / "optimization.toml"
+    spec_file.write_text(spec_file.read_text() + "\n" + table)
+    spec, record, config = _config(images_dir, built, provider)
+    assert {k: config[k] for k in expected} == expected
+    assert resource.problems(config, spec, record, fingerprints(spec).image) == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra"),
+    [
+        ("gcp", {"scopes": [SCOPE]}),  # scopes without an account
+        ("yandex", {"service_account": "ajelprpohp7r8e1pv7m2", "scopes": [SCOPE]}),
+        ("gcp", {"service_account": GCP_ACCOUNT, "scopes": ["cloud-platform"]}),
+    ],
+)
+def test_the_schema_refuses_scopes_out_of_place(
+    provider: str, extra: dict, images_dir: Path, built: Callable[..., dict]
+) -> None:
+    _, _, config = _config(images_dir, built, provider)
+    assert resource.schema_problems({**config, **extra}) != []
