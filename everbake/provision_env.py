@@ -88,6 +88,7 @@ def provisioning_env(
         EB_AGENT_ARCHIVE=f"{staging}/agent.tar.gz",
         EB_AGENT_SHA256=spec.agent.sha256,
         EB_AGENT_DIR=spec.agent.install_dir,
+        EB_AGENT_PYTHON=spec.agent.python or "python3",
         EB_AGENT_TOKEN_SECRET=spec.agent.token_secret,
         EB_AGENT_TOKEN_MODE=token.mode if token else "",
         EB_AGENT_TOKEN_METADATA_KEY=token.metadata_key if token else "",

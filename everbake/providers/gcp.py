@@ -4,6 +4,7 @@ through google-cloud-compute, deprecation before deletion, and `packer build
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar

@@ -246,6 +246,7 @@ class Yandex(CloudProvider):
             },
         }
 
+
 def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:
     """Delete a temporary image an interrupted replacement left behind (never published)."""
     for image in store.list_family(family):
