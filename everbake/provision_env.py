@@ -73,7 +73,7 @@ def provisioning_env(
             EB_PYTHON_VERSION=spec.python.version,
             EB_PYTHON_PACKAGES=" ".join(spec.python.packages),
             EB_PIP_SOLVERS=_solvers(spec, "pip", "=="),
-            EB_APT_SOLVERS=_solvers(spec, "apt", "="),
+            EB_APT_SOLVERS=" ".join(apt_solver_pins(spec)),
             EB_SCRIPT_SOLVERS=" ".join(
                 f"{s.name}={s.sha256}={s.version}" for s in spec.solvers if s.install == "script"
             ),
@@ -102,6 +102,11 @@ def provisioning_env(
 
 def embed_secrets(spec: ImageSpec) -> list[str]:
     return sorted(name for name, s in spec.secrets.items() if s.mode == "embed")
+
+
+def apt_solver_pins(spec: ImageSpec) -> list[str]:
+    """The apt solvers as apt pins, package=version."""
+    return _solvers(spec, "apt", "=").split()
 
 
 def _solvers(spec: ImageSpec, method: str, sep: str) -> str:
