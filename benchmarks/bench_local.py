@@ -62,10 +62,22 @@ def _raw_tools(spec: Any, wheel: Path, work: Path) -> tuple[float, int]:
     argv = ["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={include}"]
     subprocess.run([*argv, spec.base.local.suite, str(root), spec.base.local.mirror], check=True)
     shutil.copy(wheel, root / "tmp" / wheel.name)
+    # The host's CA bundle holds any TLS-intercepting proxy's certificate (as the
+    # bake's ca_certificates = "host" does).
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "tmp" / "ca.crt")
     with chroot(root) as ch:
         for command in (
             ["python3", "-m", "venv", venv],
-            [f"{venv}/bin/pip", "install", "--no-cache-dir", "-q", *pip, f"/tmp/{wheel.name}"],
+            [
+                f"{venv}/bin/pip",
+                "install",
+                "--no-cache-dir",
+                "-q",
+                "--cert",
+                "/tmp/ca.crt",
+                *pip,
+                f"/tmp/{wheel.name}",
+            ],
         ):
             subprocess.run(ch.argv(command), env=ch.env(), check=True)
     tar = subprocess.Popen(["tar", "-C", str(root), "-cf", "-", "."], stdout=subprocess.PIPE)
