@@ -137,3 +137,18 @@ def test_a_bad_range_and_mismatched_bases_are_spec_problems(tmp_path: Path) -> N
     images = _images(tmp_path / "p", "optimization-py39", agent, edit=py311)
     with pytest.raises(SpecError, match=r"python.version: '3.11' but base.local.suite 'bullseye'"):
         load_spec("optimization-py39", images)
+
+
+def test_an_agent_python_path_is_checked_by_its_name_or_left_to_the_image(
+    tmp_path: Path,
+) -> None:
+    agent = _agent(tmp_path, setup_cfg="[options]\npython_requires = >=3.6,<3.10\n")
+    named = _images(tmp_path / "n", "optimization", agent, 'python = "/usr/bin/python3.12"\n')
+    with pytest.raises(BuildError, match=r"Python is 3\.12 \(/usr/bin/python3\.12 on bookworm\)"):
+        resolve_agent(load_spec("optimization", named), tmp_path / "n.tar.gz")
+    # A 3.9 the base provides is fine; a path without a version is checked in the image.
+    for python in ("/usr/bin/python3.9", "/opt/py/bin/python"):
+        images = _images(
+            tmp_path / python.replace("/", "_"), "optimization", agent, f'python = "{python}"\n'
+        )
+        assert resolve_agent(load_spec("optimization", images), tmp_path / "x.tar.gz").supported
