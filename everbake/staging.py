@@ -89,7 +89,7 @@ class AgentSource:
     required: bool
 
 
-def _pack_dir(directory: Path, out: Path) -> None:
+def pack_dir(directory: Path, out: Path) -> None:
     """A reproducible tar.gz of ``directory`` with one top-level folder, like a forge archive."""
 
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -139,7 +139,7 @@ def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, 
         else:
             path = Path(where) if Path(where).is_absolute() else repo_root / where
             if path.is_dir():
-                _pack_dir(path, tmp)
+                pack_dir(path, tmp)
             elif path.is_file():
                 shutil.copyfile(path, tmp)
             elif agent.required:

@@ -5,11 +5,8 @@ example job with run-local."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import shutil
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 from everbake.bake import build_image
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT
+from everbake.staging import pack_dir, sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +32,9 @@ def _agent_for_py39(tmp_path: Path) -> tuple[Path, str]:
     )
     (src / "pyproject.toml").unlink()
     (src / "setup.cfg").write_text("[options]\npython_requires = >=3.6,<3.10\n")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(src.rglob("*")):
-            tar.add(path, arcname=f"agent-py39/{path.relative_to(src)}", recursive=False)
     archive = tmp_path / "agent-py39.tar.gz"
-    archive.write_bytes(buffer.getvalue())
-    return archive, hashlib.sha256(buffer.getvalue()).hexdigest()
+    pack_dir(src, archive)  # one top folder (agent-py39/), like a GitLab archive
+    return archive, sha256_file(archive)
 
 
 def test_bullseye_example_bakes_an_agent_for_python_39_and_solves_the_job(
