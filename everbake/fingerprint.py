@@ -92,7 +92,7 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str, agent: str) -> dict[str
         "name": data["name"],
         "family": data["family"],
         "description": data["description"],
-        "agent": data["agent"],
+        "agent": _agent_inputs(data["agent"]),
         # What was baked, so an image built without the agent never passes for one with it.
         "agent_content": agent,
         "agent_template": _files(root, [root / spec.agent.config_template]),
@@ -102,6 +102,15 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str, agent: str) -> dict[str
         "compression": data["build"]["local"]["compression"],
         "scripts": _files(root, provision_env.scripts(root, "image")),
     }
+
+
+def _agent_inputs(agent: dict[str, Any]) -> dict[str, Any]:
+    """The agent's settings that change the image: python_requires is only checked,
+    and an unset python (the base's python3) leaves the names images had before it."""
+    out = {k: v for k, v in agent.items() if k != "python_requires"}
+    if not out.get("python"):
+        out.pop("python", None)
+    return out
 
 
 def _clouds() -> list[str]:

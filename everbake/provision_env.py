@@ -73,7 +73,7 @@ def provisioning_env(
             EB_PYTHON_VERSION=spec.python.version,
             EB_PYTHON_PACKAGES=" ".join(spec.python.packages),
             EB_PIP_SOLVERS=_solvers(spec, "pip", "=="),
-            EB_APT_SOLVERS=_solvers(spec, "apt", "="),
+            EB_APT_SOLVERS=" ".join(apt_solver_pins(spec)),
             EB_SCRIPT_SOLVERS=" ".join(
                 f"{s.name}={s.sha256}={s.version}" for s in spec.solvers if s.install == "script"
             ),
@@ -88,6 +88,7 @@ def provisioning_env(
         EB_AGENT_ARCHIVE=f"{staging}/agent.tar.gz",
         EB_AGENT_SHA256=spec.agent.sha256,
         EB_AGENT_DIR=spec.agent.install_dir,
+        EB_AGENT_PYTHON=spec.agent.python or "python3",
         EB_AGENT_TOKEN_SECRET=spec.agent.token_secret,
         EB_AGENT_TOKEN_MODE=token.mode if token else "",
         EB_AGENT_TOKEN_METADATA_KEY=token.metadata_key if token else "",
@@ -101,6 +102,11 @@ def provisioning_env(
 
 def embed_secrets(spec: ImageSpec) -> list[str]:
     return sorted(name for name, s in spec.secrets.items() if s.mode == "embed")
+
+
+def apt_solver_pins(spec: ImageSpec) -> list[str]:
+    """The apt solvers as apt pins, package=version."""
+    return _solvers(spec, "apt", "=").split()
 
 
 def _solvers(spec: ImageSpec, method: str, sep: str) -> str:

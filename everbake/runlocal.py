@@ -293,7 +293,7 @@ def run_local(
             ]
         env = Chroot.env({**standin.env(run_id), "HOME": "/tmp", **extra})
         with chroot(root) as ch:
-            argv = ch.argv(["/usr/sbin/runuser", "-u", task_user, "--", *command])
+            argv = ch.argv([_runuser(root), "-u", task_user, "--", *command])
             with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):
                 run = steps.run if steps else _run_task
                 code, cancelled = run(argv, env, run_dir / "task.log")
@@ -342,3 +342,12 @@ def _chown_to(path: Path, uid: int, gid: int) -> None:
         os.chown(dirpath, uid, gid)
         for name in [*dirs, *files]:
             os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+def _runuser(root: Path) -> str:
+    """util-linux's runuser in the image: /usr/sbin on a merged /usr (bookworm and
+    later), /sbin on bullseye's mmdebstrap minbase, which has no merged /usr."""
+    for path in ("/usr/sbin/runuser", "/sbin/runuser"):
+        if (root / path.lstrip("/")).exists():
+            return path
+    raise BuildError("the image has no runuser (util-linux); it is no Debian image everbake made")

@@ -25,15 +25,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from everbake import agent_python
 from everbake.errors import BuildError, RenderError, SpecError
 from everbake.files import write_json
 from everbake.provision_env import secret_env_name
 from everbake.spec import ImageSpec
+from everbake.spec.python_range import Supported
 from everbake.templating import render_standard
 from everbake.ui import say
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 AGENT_ARCHIVE = "agent.tar.gz"
+AGENT_PYTHONS = "agent-pythons"  # the X.Y versions the agent supports, space-separated
 _FETCH_TIMEOUT = 20.0
 
 
@@ -86,7 +89,7 @@ class AgentSource:
     required: bool
 
 
-def _pack_dir(directory: Path, out: Path) -> None:
+def pack_dir(directory: Path, out: Path) -> None:
     """A reproducible tar.gz of ``directory`` with one top-level folder, like a forge archive."""
 
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -136,7 +139,7 @@ def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, 
         else:
             path = Path(where) if Path(where).is_absolute() else repo_root / where
             if path.is_dir():
-                _pack_dir(path, tmp)
+                pack_dir(path, tmp)
             elif path.is_file():
                 shutil.copyfile(path, tmp)
             elif agent.required:
@@ -172,6 +175,7 @@ class ResolvedAgent:
 
     archive: Path | None  # None: skipped (unreachable, agent.required = false)
     sha256: str | None
+    supported: Supported | None = None  # the Pythons it supports (checked against the image)
 
     @property
     def content(self) -> str:
@@ -189,7 +193,14 @@ def resolve_agent(spec: ImageSpec, dest: Path) -> ResolvedAgent:
         required=spec.agent.required,
     )
     fetched = fetch_agent(agent, dest, spec.repo_root)
-    return ResolvedAgent(*fetched) if fetched else ResolvedAgent(None, None)
+    if not fetched:
+        return ResolvedAgent(None, None)
+    try:
+        supported = agent_python.check(spec, fetched[0])
+    except BuildError:
+        fetched[0].unlink(missing_ok=True)
+        raise
+    return ResolvedAgent(*fetched, supported)
 
 
 def ca_certificate_files(setting: str | Iterable[str], repo_root: Path) -> list[Path]:
@@ -344,6 +355,9 @@ def stage(
         agent = resolve_agent(spec, staging / AGENT_ARCHIVE)
     elif agent.archive is not None:
         shutil.copyfile(agent.archive, staging / AGENT_ARCHIVE)
+    if agent.supported is not None:
+        # 50-agent.sh checks an interpreter whose version is known only in the image.
+        (staging / AGENT_PYTHONS).write_text(" ".join(agent.supported.allowed()) + "\n")
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
     write_json(staging / "image.json", image_info(spec, image, fingerprints))

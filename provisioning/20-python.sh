@@ -9,6 +9,7 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 : "${EB_PYTHON_VERSION:?$me: EB_PYTHON_VERSION is not set}"
 : "${EB_VENV:?$me: EB_VENV is not set}"
 EB_PYTHON_PACKAGES=${EB_PYTHON_PACKAGES:-}
+EB_PIP_SOLVERS=${EB_PIP_SOLVERS:-} # installed here too: one pip run (30-solvers.sh finds them)
 export DEBIAN_FRONTEND=noninteractive
 # Wait for a lock held by apt-daily or cloud-init instead of failing at once
 # (cloud build VMs; cloud/first-boot.sh waits before the first script).
@@ -42,11 +43,16 @@ read -r -a pkgs <<<"$EB_PYTHON_PACKAGES"
 for p in "${pkgs[@]}"; do
   [[ $p == ?*==?* ]] || die "Python package '$p' is not pinned; write it as name==version ([python] packages)"
 done
-if ((${#pkgs[@]})); then
-  # Pinned requirements that are already satisfied need no index access.
-  "$EB_VENV/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "${pkgs[@]}" \
-    || die "pip install ${pkgs[*]} into $EB_VENV failed (see pip's message above)"
-  echo "$me: Python packages: ${pkgs[*]}"
+read -r -a solvers <<<"$EB_PIP_SOLVERS"
+for p in "${solvers[@]}"; do
+  [[ $p == ?*==?* ]] || die "pip solver '$p' is not pinned; give the solver a version in the image spec"
+done
+if ((${#pkgs[@]} + ${#solvers[@]})); then
+  # One pip run for the packages and the pip solvers: pip's start and resolve
+  # cost seconds each. Pinned requirements already satisfied need no index access.
+  "$EB_VENV/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "${pkgs[@]}" "${solvers[@]}" \
+    || die "pip install ${pkgs[*]} ${solvers[*]} into $EB_VENV failed (see pip's message above)"
+  echo "$me: Python packages: ${pkgs[*]} ${solvers[*]}"
 fi
 
 echo "$me: done"

@@ -22,8 +22,25 @@ if ((${#pip_pins[@]})); then
   for p in "${pip_pins[@]}"; do
     [[ $p == ?*==?* ]] || die "pip solver '$p' is not pinned; give the solver a version in the image spec"
   done
-  "$EB_VENV/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "${pip_pins[@]}" \
-    || die "pip install ${pip_pins[*]} failed (see pip's message above)"
+  # 20-python.sh installs them with the [python] packages; pip runs here only for
+  # what is missing (a venv made before that, or a failed run).
+  mapfile -t missing_pins < <("$EB_VENV/bin/python" - "${pip_pins[@]}" <<'PY'
+import sys
+from importlib import metadata
+for pin in sys.argv[1:]:
+    name, version = pin.split("==", 1)
+    try:
+        if metadata.version(name.split("[")[0]) == version:
+            continue
+    except metadata.PackageNotFoundError:
+        pass
+    print(pin)
+PY
+  )
+  if ((${#missing_pins[@]})); then
+    "$EB_VENV/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "${missing_pins[@]}" \
+      || die "pip install ${missing_pins[*]} failed (see pip's message above)"
+  fi
   echo "$me: pip: ${pip_pins[*]}"
 fi
 

@@ -23,6 +23,7 @@ EB_AGENT_TOKEN_ENV=${EB_AGENT_TOKEN_ENV:-}
 EB_EMBED_SECRETS=${EB_EMBED_SECRETS:-}
 tornado_pin=tornado==6.4.2 # the last tornado for Python 3.8, which the agent targets
 token_secret=${EB_AGENT_TOKEN_SECRET:-agent_token} # [agent] token_secret
+agent_python=${EB_AGENT_PYTHON:-python3}                # [agent] python
 
 [[ $EB_AGENT_DIR == /?* && $EB_AGENT_DIR != *..* ]] || die "EB_AGENT_DIR='$EB_AGENT_DIR' must be an absolute path"
 [[ $EB_AGENT_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "EB_AGENT_SHA256 must be 64 lowercase hex digits ([agent] sha256)"
@@ -103,8 +104,24 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$EB_AGENT_SHA256" ]]; then
   echo "$EB_AGENT_SHA256" >"$stamp"
 fi
 
+# The agent's interpreter must be one the agent supports (the host checked what it
+# could tell before baking; a path's version is known only here).
+command -v "$agent_python" >/dev/null \
+  || die "the agent's interpreter $agent_python is not in the image; fix [agent] python or add it to [system] apt_packages"
+py_version=$("$agent_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+  || die "$agent_python does not run"
+supported=$EB_STAGING/agent-pythons
+if [[ -f $supported ]]; then
+  read -r -a ok <<<"$(cat "$supported")"
+  [[ " ${ok[*]} " == *" $py_version "* ]] \
+    || die "the agent's Python is $py_version ($agent_python) but the agent supports ${ok[*]:-none}; use a base with a supported Python, or set [agent] python / python_requires in the image spec"
+fi
+
 venv=$EB_AGENT_DIR/venv
-[[ -x $venv/bin/python ]] || python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+if [[ -x $venv/bin/python ]] && [[ $("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') != "$py_version" ]]; then
+  rm -rf "$venv" # made with another interpreter: remake it
+fi
+[[ -x $venv/bin/python ]] || "$agent_python" -m venv "$venv" || die "$agent_python -m venv $venv failed"
 if ! "$venv/bin/python" -c 'import tornado' 2>/dev/null; then
   "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "$tornado_pin" \
     || die "pip install $tornado_pin into $venv failed (see pip's message above)"

@@ -120,6 +120,22 @@ PY
 done
 ((${#solvers[@]})) || echo "$me: no solvers to check"
 
+# The agent's own package must compile and import with the agent's interpreter, so
+# code its Python cannot run fails here, not when Everest shows the resource offline.
+EB_AGENT_ARCHIVE=${EB_AGENT_ARCHIVE:-}
+if [[ -n $EB_AGENT_ARCHIVE ]]; then
+  : "${EB_AGENT_DIR:?$me: EB_AGENT_DIR is not set}"
+  agent_py=$EB_AGENT_DIR/venv/bin/python
+  [[ -x $agent_py ]] || die "$agent_py is missing; 50-agent.sh makes the agent's venv"
+  agent_version=$("$agent_py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  # Byte-compiled into $work so the image gets no __pycache__ from the check.
+  (cd "$EB_AGENT_DIR" && PYTHONPYCACHEPREFIX=$work/pycache "$agent_py" -m compileall -q everest_agent) \
+    || die "the agent's package does not compile with Python $agent_version (see above); use a base whose Python the agent supports"
+  (cd "$EB_AGENT_DIR" && PYTHONDONTWRITEBYTECODE=1 "$agent_py" -c 'import everest_agent, everest_agent.start') \
+    || die "the agent's package does not import with Python $agent_version (see above)"
+  echo "$me: agent: everest_agent compiles and imports with Python $agent_version"
+fi
+
 version=$(/usr/local/bin/everest-run-task --version) || die "everest-run-task --version failed"
 [[ -n $version ]] || die "everest-run-task --version printed nothing"
 echo "$me: runtime: $version"

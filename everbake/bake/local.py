@@ -15,7 +15,7 @@ from everbake.bake.record import local_up_to_date, read_record, record_path
 from everbake.bake.skeleton import BuildOutcome
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import Fingerprints, fingerprints
-from everbake.localbuild import overlay
+from everbake.localbuild import overlay, rootfs
 from everbake.localbuild.plan import (
     LAYERS,
     PLAN_FILE,
@@ -208,6 +208,7 @@ def prepare(
         env=env,
         embed_secrets=provision_env.embed_secrets(spec),
         compression_level=spec.build.local.level,
+        include=rootfs.base_packages(provision_env.apt_solver_pins(spec), spec.system.apt_packages),
     )
     plan.write(build_dir / PLAN_FILE)
     return plan, staged

@@ -74,6 +74,8 @@ class Plan:
     output: str = ""  # its suffix says how it is compressed (export.FORMATS)
     compression_level: int = 3
     log: str = ""
+    # Installed by mmdebstrap itself, in its one apt run (the base scripts then find them).
+    include: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
 
     @property
@@ -106,6 +108,7 @@ def make_plan(
     env: Mapping[str, Mapping[str, str]],
     embed_secrets: Sequence[str] = (),
     compression_level: int = 3,
+    include: Sequence[str] = (),
 ) -> Plan:
     """A plan from plain values (the build flow extracts them from the spec)."""
     missing = [layer for layer in LAYERS if not scripts.get(layer)]
@@ -141,6 +144,7 @@ def make_plan(
         output=str(output.resolve()),
         compression_level=compression_level,
         log=str((build_dir / "build.log").resolve()),
+        include=list(include),
     )
 
 

@@ -9,8 +9,17 @@ from pathlib import Path
 from everbake.localbuild.chroot import remove_tree
 from everbake.proc import require_tool, stream
 
-# Packages every image needs before 10-base.sh runs (it installs the rest).
-BASE_INCLUDE = ("ca-certificates", "python3", "python3-venv")
+# Packages every image needs; 10-base.sh and 20-python.sh install them too (they
+# find them installed when mmdebstrap did).
+BASE_INCLUDE = ("ca-certificates", "python3", "python3-venv", "tzdata")
+
+
+def base_packages(apt_solvers: Sequence[str], apt_packages: Sequence[str]) -> list[str]:
+    """Everything the base layer installs with apt, for mmdebstrap's one apt run: a cold
+    bake then needs no second apt-get update/install in the chroot (30-solvers.sh,
+    10-base.sh find their pins installed)."""
+    return list(dict.fromkeys([*BASE_INCLUDE, *apt_solvers, *apt_packages]))
+
 
 # Documentation is dead weight in an image (copyright files stay, licences need them).
 _DPKG_OPTS = (

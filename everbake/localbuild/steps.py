@@ -64,7 +64,13 @@ def base(plan: Plan) -> None:
         return
     keep = overlay.drop_unusable(cache)
     with phase(f"base layer {plan.base_name}: mmdebstrap {plan.suite}"):
-        rootfs.create_rootfs(root, suite=plan.suite, mirror=plan.mirror, log_path=_log(plan))
+        rootfs.create_rootfs(
+            root,
+            suite=plan.suite,
+            mirror=plan.mirror,
+            include=plan.include or rootfs.BASE_INCLUDE,
+            log_path=_log(plan),
+        )
     _copy_staging(plan)
     _run_layer(plan, "base")
     # The cache holds no staging: the image layer stages afresh on every build.

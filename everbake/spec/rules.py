@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from everbake.spec.python_range import DEBIAN_RELEASES, SUITE_RELEASE, check_specifier
 from everbake.spec.schema import (
     CLOUD_NAME_RE,
     COMPRESSION_LEVELS,
@@ -289,6 +290,18 @@ class _Rules:
             self.problem(
                 "agent.install_dir", f"'{agent.install_dir}' must be an absolute path on the image"
             )
+        problem = check_specifier(agent.python_requires)
+        if problem:
+            self.problem(
+                "agent.python_requires",
+                f"'{agent.python_requires}' {problem}; write a range like \">=3.6,<3.10\"",
+            )
+        if agent.python and not agent.python.startswith("/"):
+            self.problem(
+                "agent.python",
+                f"'{agent.python}' must be an absolute path on the image (e.g. "
+                "/usr/bin/python3.9), or leave it out for the base's python3",
+            )
         if "://" not in agent.source and not (self.repo_root / agent.source).exists():
             self.problem(
                 "agent.source", f"'{agent.source}' is neither a URL nor an existing path; fix it"
@@ -306,6 +319,39 @@ class _Rules:
                 f"{level} is out of range for {method}; use {levels[0]}..{levels[1]} "
                 f"(or leave it out for {method}'s default, {levels[2]})",
             )
+
+    def check_base_release(self, spec: ImageSpec) -> None:
+        """Every provider's base is the same Debian release, whose python3 is [python] version."""
+        base = spec.base
+        release = SUITE_RELEASE.get(base.local.suite)
+        if release is None:
+            return  # a suite we do not know: its Python is checked when the base bakes
+        suite, python = DEBIAN_RELEASES[release]
+        if spec.python.version != python and PY_VERSION_RE.match(spec.python.version):
+            self.problem(
+                "python.version",
+                f"'{spec.python.version}' but base.local.suite '{suite}' (Debian {release}) has "
+                f'Python {python}; set [python] version = "{python}" or pick the base whose '
+                f"python3 is {spec.python.version} ({_release_with(spec.python.version)})",
+            )
+        for key, name in (
+            ("base.gcp.image", base.gcp.image),
+            ("base.gcp.image_family", base.gcp.image_family if not base.gcp.image else ""),
+            (
+                "base.yandex.image_family",
+                base.yandex.image_family if not base.yandex.image_id else "",
+            ),
+        ):
+            match = re.match(r"^debian-(\d+)(-|$)", name)
+            if match and match.group(1) != release:
+                other = DEBIAN_RELEASES.get(match.group(1))
+                what = f" ({other[0]}, Python {other[1]})" if other else ""
+                self.problem(
+                    key,
+                    f"'{name}' is Debian {match.group(1)}{what} but base.local.suite is "
+                    f"'{suite}' (Debian {release}, Python {python}); use debian-{release} here or "
+                    f"the matching suite, so every provider bakes the same Python",
+                )
 
     def check_build(self, spec: ImageSpec) -> None:
         build, base = spec.build, spec.base
@@ -360,6 +406,7 @@ class _Rules:
             self.problem(
                 "base.local.suite", f"'{base.local.suite}' is not a Debian suite name like bookworm"
             )
+        self.check_base_release(spec)
         if not base.local.mirror.startswith(("http://", "https://", "file:")):
             self.problem(
                 "base.local.mirror",
@@ -425,6 +472,13 @@ class _Rules:
                 "the account's email or id instead, never a key",
             )
         return looks_like_key
+
+
+def _release_with(python: str) -> str:
+    for release, (suite, version) in DEBIAN_RELEASES.items():
+        if version == python:
+            return f"{suite}, debian-{release}"
+    return "none of " + ", ".join(f"{s} {v}" for s, v in DEBIAN_RELEASES.values())
 
 
 def _related(key: str, other: str) -> bool:

@@ -78,6 +78,10 @@ class Agent:
     token_secret: str
     sha256: str = ""
     required: bool = False
+    # The agent's interpreter: "" is the base's python3, else a path the base provides.
+    python: str = ""
+    # What the agent supports when its archive declares nothing (the seed talk: 3.6-3.9).
+    python_requires: str = ">=3.6,<3.10"
 
 
 @dataclass(frozen=True)
