@@ -423,25 +423,31 @@ class _Rules:
         gcp, yandex = spec.resource.gcp, spec.resource.yandex
         self.check_gcp_account("resource.gcp", gcp.service_account, gcp.scopes)
         account = yandex.service_account_id
-        if account and not self.refuse_key("resource.yandex.service_account_id", account):
-            # Yandex resource ids: lowercase letters and digits (ajeXXXX...), at most 50.
-            if not re.match(r"^[a-z0-9]{1,50}$", account):
-                self.problem(
-                    "resource.yandex.service_account_id",
-                    f"'{account}' is not a service account id like ajelprpohp7r8e1pv7m2 "
-                    "(yc iam service-account get NAME shows it)",
-                )
+        # Yandex resource ids: lowercase letters and digits (ajeXXXX...), at most 50.
+        if (
+            account
+            and not self.refuse_key("resource.yandex.service_account_id", account)
+            and not re.match(r"^[a-z0-9]{1,50}$", account)
+        ):
+            self.problem(
+                "resource.yandex.service_account_id",
+                f"'{account}' is not a service account id like ajelprpohp7r8e1pv7m2 "
+                "(yc iam service-account get NAME shows it)",
+            )
 
     def check_gcp_account(self, table: str, account: str, scopes: tuple[str, ...]) -> None:
         """A GCE service account given by its email, and the OAuth scopes it gets."""
         key = f"{table}.service_account"
-        if account and not self.refuse_key(key, account):
-            if not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]+$", account):
-                self.problem(
-                    key,
-                    f"'{account}' is not a service account email "
-                    "(name@project.iam.gserviceaccount.com)",
-                )
+        if (
+            account
+            and not self.refuse_key(key, account)
+            and not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]+$", account)
+        ):
+            self.problem(
+                key,
+                f"'{account}' is not a service account email "
+                "(name@project.iam.gserviceaccount.com)",
+            )
         if scopes and not account:
             self.problem(
                 f"{table}.scopes",

@@ -197,7 +197,7 @@ def test_the_image_is_looked_up_when_credentials_exist(
 
     record = built("gcp")
     assert record["project"] == PROJECT
-    with FakeGce() as gce:
+    with FakeGce(projects=[PROJECT]) as gce:
         email = f"pub@{PROJECT}.iam.gserviceaccount.com"
         key = service_account_key(tmp_path / "sa.json", f"{gce.endpoint}/token", email)
         gce.state.require_token = gce.state.issued_token
