@@ -40,6 +40,7 @@ class Fingerprints:
 # The agent content of a spec whose agent is not pinned and not fetched yet: no
 # image has it, so a build fetches the agent before it looks the image up.
 UNRESOLVED_AGENT = "unresolved"
+NO_AGENT = "none"  # the agent content of an image baked without the agent
 
 
 def expected_agent(spec: ImageSpec) -> str:
@@ -54,6 +55,16 @@ def fingerprints(spec: ImageSpec, agent: str | None = None) -> Fingerprints:
     base = _digest(base_inputs(spec))
     content = expected_agent(spec) if agent is None else agent
     return Fingerprints(base=base, image=_digest(image_inputs(spec, base, content)))
+
+
+def built_from(spec: ImageSpec, image_fingerprint: str, agent: str | None = None) -> bool:
+    """Whether an image of ``image_fingerprint`` is what ``spec`` bakes now. ``agent``:
+    the agent content its build record or image.json names; older ones name none, so
+    the pinned (or expected) agent and, for an optional agent, none are tried."""
+    contents = [agent] if agent else [expected_agent(spec)]
+    if not agent and not spec.agent.required:
+        contents.append(NO_AGENT)
+    return any(fingerprints(spec, c).image == image_fingerprint for c in contents)
 
 
 def base_inputs(spec: ImageSpec) -> dict[str, Any]:

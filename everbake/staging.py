@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from everbake import agent_python
+from everbake import agent_python, fingerprint
 from everbake.errors import BuildError, RenderError, SpecError
 from everbake.files import write_json
 from everbake.provision_env import secret_env_name
@@ -165,7 +165,7 @@ def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, 
 # --- CA certificates, solver scripts, image.json ------------------------------------
 
 
-NO_AGENT = "none"  # the agent content of an image baked without the agent
+NO_AGENT = fingerprint.NO_AGENT
 
 
 @dataclass(frozen=True)
@@ -319,13 +319,17 @@ def render_agent_conf(spec: ImageSpec) -> str:
     return text
 
 
-def image_info(spec: ImageSpec, image: str, fingerprints: Mapping[str, str]) -> dict[str, object]:
-    """image.json: what the image is and how each secret reaches it (names only)."""
+def image_info(
+    spec: ImageSpec, image: str, fingerprints: Mapping[str, str], agent_content: str
+) -> dict[str, object]:
+    """image.json: what the image is, the agent it holds (its archive's sha256 or
+    "none") and how each secret reaches it (names only)."""
     return {
         "image": image,
         "spec": spec.name,
         "family": spec.family,
         "fingerprints": dict(fingerprints),
+        "agent_content": agent_content,
         "secrets": {
             name: {"mode": s.mode, "env": s.env, "metadata_key": s.metadata_key, "path": s.path}
             for name, s in sorted(spec.secrets.items())
@@ -360,7 +364,7 @@ def stage(
         (staging / AGENT_PYTHONS).write_text(" ".join(agent.supported.allowed()) + "\n")
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
-    write_json(staging / "image.json", image_info(spec, image, fingerprints))
+    write_json(staging / "image.json", image_info(spec, image, fingerprints, agent.content))
     return Staged(agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca)
 
 

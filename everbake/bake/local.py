@@ -158,6 +158,7 @@ class LocalSteps:
             "spec": spec.name,
             "spec_canonical": spec.to_canonical(),
             "fingerprints": fps.as_dict(),
+            "agent_content": self.agent.content if self.agent else None,
             "base": {"name": plan.base_name, "cache": plan.base_cache},
             "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
             "packer_version": ".".join(map(str, packer.detect_version())),

@@ -165,6 +165,7 @@ class CloudSteps:
             "spec": spec.name,
             "spec_canonical": spec.to_canonical(),
             "fingerprints": fps.as_dict(),
+            "agent_content": self.agent.content if self.agent else None,
             "zone": attempt.zone,
             "preemptible": attempt.preemptible,
             "attempts": self.attempts_made.get("image", []),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake.errors import EverbakeError
-from everbake.fingerprint import fingerprints
+from everbake.fingerprint import built_from
 from everbake.spec import ImageSpec
 from everbake.staging import render_agent_conf
 
@@ -95,7 +95,7 @@ def baked(spec: ImageSpec, record: Mapping[str, Any]) -> tuple[AgentConfig, str]
         if found is not None:
             return found, f"read from the image ({found.where})"
     built = (record.get("fingerprints") or {}).get("image", "")
-    if built != fingerprints(spec).image:
+    if not built_from(spec, built, record.get("agent_content")):
         raise AppError(
             f"image {record.get('image_name') or record.get('image')} was built from an older "
             f"{spec.name} spec; rebuild it (invoke build-image --image {spec.name}) so the "

@@ -36,7 +36,7 @@ from everbake.everest import agentconf
 from everbake.everest.agentconf import AgentConfig, AppError
 from everbake.everest.app import BOOTSTRAP, expand, load_app
 from everbake.files import read_json_object
-from everbake.fingerprint import fingerprints
+from everbake.fingerprint import built_from
 from everbake.runlocal import (
     RUN_DIR_IN_IMAGE,
     RunOutcome,
@@ -195,7 +195,7 @@ def image_agent_config(root: Path) -> tuple[AgentConfig, str]:
     if found is not None:
         return found, f"read from the image ({found.where})"
     image_fp = (info.get("fingerprints") or {}).get("image")
-    if spec is None or image_fp != fingerprints(spec).image:
+    if spec is None or not built_from(spec, str(image_fp), info.get("agent_content")):
         raise AppError(
             "the image holds no agent config and its spec is not the current one; build it "
             "with the agent ([agent] required = true) or rebuild it from the current spec"
