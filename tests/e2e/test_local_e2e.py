@@ -21,6 +21,7 @@ from everbake.bake import build_image
 from everbake.localbuild.chroot import mounts_under
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT
+from tests.spec_text import without_agent_table
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +151,7 @@ def test_agent_from_a_local_tarball_and_an_embedded_secret(
     base_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walk_tarball
 ) -> None:
     archive, sha = _pack_agent(tmp_path)
-    spec_text = (REPO_ROOT / "images" / "optimization.toml").read_text()
+    spec_text = without_agent_table((REPO_ROOT / "images" / "optimization.toml").read_text())
     spec_text = spec_text.replace('name = "optimization"', 'name = "e2e-agent"', 1)
     spec_text = spec_text.replace('family = "everbake-optimization"', 'family = "everbake-e2e"', 1)
     spec_text += f"""

@@ -14,6 +14,7 @@ from everbake.errors import BuildError, SpecError
 from everbake.spec import load_spec
 from everbake.spec.python_range import Supported
 from everbake.staging import AGENT_PYTHONS, resolve_agent, stage
+from tests.spec_text import without_agent_table
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "agent-src"
@@ -35,7 +36,8 @@ def _images(
     images = tmp_path / "images"
     images.mkdir(parents=True)
     shutil.copy(REPO / "images" / "defaults.toml", images)
-    text = (REPO / "images" / f"{image}.toml").read_text()
+    # The example's own [agent] table goes: these tests give the agent their own keys.
+    text = without_agent_table((REPO / "images" / f"{image}.toml").read_text())
     if edit[0]:
         text = text.replace(*edit, 1)
     (images / f"{image}.toml").write_text(f'{text}\n[agent]\nsource = "{agent}"\n{extra}')

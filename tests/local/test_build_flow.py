@@ -19,6 +19,7 @@ from everbake.localbuild.chroot import mounts_under
 from everbake.localbuild.plan import base_cache_name, image_tarball
 from everbake.settings import Settings
 from everbake.spec import REPO_ROOT, load_spec
+from tests.spec_text import without_agent_table
 
 
 def test_unknown_provider_lists_the_choices() -> None:
@@ -75,7 +76,7 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
     import fcntl
     import threading
 
-    text = (REPO_ROOT / "images" / "optimization.toml").read_text()
+    text = without_agent_table((REPO_ROOT / "images" / "optimization.toml").read_text())
     spec_file = tmp_path / "flowwait.toml"
     text = text.replace('name = "optimization"', 'name = "flowwait"', 1)
     # An optional agent nobody serves (port 9): the build bakes none, and the image

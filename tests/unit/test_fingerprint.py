@@ -70,8 +70,9 @@ BASE_CHANGES = {
 IMAGE_CHANGES = {
     "runtime source": lambda r: touch_file(r, "runtime/everest_runtime/__init__.py"),
     "runtime new file": lambda r: (r / "runtime/everest_runtime/extra.py").write_text("x = 1\n"),
-    "agent sha256": lambda r: append_spec(r, "[agent]\nsha256 = '" + "ab" * 32 + "'"),
-    "agent ref": lambda r: append_spec(r, "[agent]\nref = 'v2'"),
+    # The example has an [agent] table already: add the key to it.
+    "agent sha256": lambda r: edit_spec(r, "[agent]\n", "[agent]\nsha256 = '" + "ab" * 32 + "'\n"),
+    "agent ref": lambda r: edit_spec(r, "[agent]\n", "[agent]\nref = 'v2'\n"),
     "agent template": lambda r: touch_file(r, "templates/agent/agent.conf.json.j2"),
     "secret mode": lambda r: append_spec(r, "[secrets.gitlab_token]\nmode = 'metadata'"),
     "description": lambda r: edit_spec(r, "for Everest tasks", "for tasks"),
