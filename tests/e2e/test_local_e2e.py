@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from everbake.bake import build_image
+from everbake.fingerprint import fingerprints
 from everbake.localbuild.chroot import mounts_under
+from everbake.localbuild.plan import base_cache_name
 from everbake.runlocal import run_local
-from everbake.spec import REPO_ROOT
+from everbake.spec import REPO_ROOT, load_spec
 from tests.spec_text import without_agent_table
 
 pytestmark = pytest.mark.slow
@@ -170,6 +172,7 @@ compression = "gzip"
     spec_path = tmp_path / "e2e-agent.toml"
     spec_path.write_text(spec_text)
     monkeypatch.setenv("EB_E2E_AGENT_TOKEN", EMBED_TOKEN)
+    caches_before = set(base_cache.glob("base-*.tar.zst"))
     outcome = build_image(str(spec_path), images_dir=REPO_ROOT / "images")
     record = outcome.record
     tarball = Path(record["artifact"]["path"])
@@ -194,8 +197,11 @@ compression = "gzip"
         n.startswith("opt/everest/agent/") and n.endswith("everest_agent/start.py") for n in names
     )
     assert "etc/systemd/system/everest-agent.service" in names
-    # Same base inputs as the default image: the session's base cache was reused.
-    assert len(list(base_cache.glob("base-*.tar.zst"))) == 1
+    # Same base inputs as the default image: its base cache is the one used, and no
+    # other appeared (other tests of the session may have cached other bases).
+    default_base = base_cache_name(fingerprints(load_spec("optimization")).base)
+    assert Path(record["base"]["cache"]).name == default_base
+    assert set(base_cache.glob("base-*.tar.zst")) - caches_before <= {base_cache / default_base}
     for path in (REPO_ROOT / "build" / "local" / "e2e-agent").rglob("*"):
         if path.is_file():
             assert EMBED_TOKEN.encode() not in path.read_bytes(), path
