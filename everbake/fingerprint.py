@@ -61,10 +61,14 @@ def built_from(spec: ImageSpec, image_fingerprint: str, agent: str | None = None
     """Whether an image of ``image_fingerprint`` is what ``spec`` bakes now. ``agent``:
     the agent content its build record or image.json names; older ones name none, so
     the pinned (or expected) agent and, for an optional agent, none are tried."""
-    contents = [agent] if agent else [expected_agent(spec)]
-    if not agent and not spec.agent.required:
-        contents.append(NO_AGENT)
+    contents = [agent] if agent else agent_candidates(spec, expected_agent(spec))
     return any(fingerprints(spec, c).image == image_fingerprint for c in contents)
+
+
+def agent_candidates(spec: ImageSpec, reachable: str) -> list[str]:
+    """The agent contents an image of ``spec`` may hold: ``reachable`` (what a build
+    bakes when the source answers) and, for an optional agent, none."""
+    return [reachable] if spec.agent.required else [reachable, NO_AGENT]
 
 
 def base_inputs(spec: ImageSpec) -> dict[str, Any]:

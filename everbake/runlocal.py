@@ -106,14 +106,13 @@ def _current_tarball(spec: ImageSpec, settings: Settings) -> Path:
     agent baked, so an unpinned agent is fetched (as the build does) to name it, and
     an optional agent may have been skipped ("none")."""
     from everbake import staging
-    from everbake.fingerprint import expected_agent
+    from everbake.fingerprint import agent_candidates, expected_agent
 
-    contents = [expected_agent(spec)]
+    reachable = expected_agent(spec)
     if not spec.agent.sha256:
         with tempfile.TemporaryDirectory(prefix="everbake-agent-") as tmp:
-            contents = [staging.resolve_agent(spec, Path(tmp) / "agent.tar.gz").content]
-    if not spec.agent.required:
-        contents.append(staging.NO_AGENT)
+            reachable = staging.resolve_agent(spec, Path(tmp) / "agent.tar.gz").content
+    contents = agent_candidates(spec, reachable)
     dist, compression = settings.dist_root(spec), spec.build.local.compression
     tarballs = [
         image_tarball(dist, naming.image_name(spec, fingerprints(spec, c)), compression)
