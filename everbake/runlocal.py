@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from everbake import naming
 from everbake.agent_standin import AgentStandin
@@ -39,13 +35,12 @@ from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
 from everbake.localbuild.plan import image_tarball
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
+from everbake.taskproc import Finished, run_in_group
 from everbake.ui import phase, say
 
 RUN_DIR_IN_IMAGE = "/var/tmp/everbake-run"
 JOB_INPUTS = ("params.json", "data.zip", "data.tar.gz")
 DEFAULT_MODEL = "examples/transport"
-# The runner forwards SIGTERM to the model and still collects outputs; give it time.
-CANCEL_GRACE_SECONDS = 30.0
 
 
 class TaskSteps(Protocol):
@@ -55,7 +50,7 @@ class TaskSteps(Protocol):
     def check_job(self, job: Path) -> None: ...
     def stage(self, job: Path, task_dir: Path, root: Path) -> list[str]: ...
     def command(self, root: Path, model_in_image: str) -> tuple[list[str], dict[str, str]]: ...
-    def run(self, argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]: ...
+    def run(self, argv: list[str], env: dict[str, str], log: Path) -> Finished: ...
     def collect(self, task_dir: Path, run_dir: Path) -> list[str]: ...
 
 
@@ -155,57 +150,6 @@ def _new_run_id() -> str:
     return f"{stamp}-{os.getpid()}"
 
 
-def _pump(output: IO[bytes], log_file: IO[bytes]) -> None:
-    """The task's output into its log and, prefixed, onto stderr as it comes."""
-    for raw in output:
-        log_file.write(raw)
-        sys.stderr.write("task | " + raw.decode("utf-8", "replace"))
-        sys.stderr.flush()
-
-
-def _run_task(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]:
-    """Run ``argv`` in its own process group; Ctrl-C sends SIGTERM to the group and
-    waits for the runner to collect outputs. Returns (exit code, cancelled)."""
-    with open(log, "ab") as log_file:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None
-        try:
-            _pump(proc.stdout, log_file)
-            return proc.wait(), False
-        except KeyboardInterrupt:
-            say("cancelling: SIGTERM to the task's process group, collecting outputs")
-            _terminate_group(proc)
-            # Drain what the runner prints while it winds down.
-            _pump(proc.stdout, log_file)
-            return proc.wait(), True
-
-
-def _terminate_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            proc.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            continue
-        except KeyboardInterrupt:
-            break  # a second Ctrl-C: stop waiting
-    if proc.poll() is None:
-        say("the task did not stop in time: killing it")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _collect(task_dir: Path, run_dir: Path, skip: set[str]) -> list[str]:
     collected: list[str] = []
     if not task_dir.is_dir():
@@ -294,8 +238,9 @@ def run_local(
         with chroot(root) as ch:
             argv = ch.argv([_runuser(root), "-u", task_user, "--", *command])
             with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):
-                run = steps.run if steps else _run_task
-                code, cancelled = run(argv, env, run_dir / "task.log")
+                run = steps.run if steps else run_in_group
+                finished = run(argv, env, run_dir / "task.log")
+                code, cancelled = finished.exit_code, finished.cancelled
         if steps is not None:
             outputs = steps.collect(task_dir, run_dir)
         else:

@@ -15,9 +15,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from everbake.everest.client import EverestClient, EverestError, EverestNotFound
-from everbake.everest.publish import diff_lines
+from everbake.everest.diff import diff_lines
 
-SYNCED_KEYS = ("name", "description", "inputs", "outputs", "config")
+# Everything the export decides; not ``alias`` (the application's address, which
+# --update names) nor ``files`` (the server's list of the application's files).
+SYNCED_KEYS = (
+    "name",
+    "annotation",
+    "keywords",
+    "description",
+    "inputs",
+    "outputs",
+    "type",
+    "config",
+    "retryFailedTasks",
+    "version",
+)
 _REF = re.compile(r"^(?:[0-9a-f]{24}|[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)$")
 
 
@@ -41,7 +54,7 @@ def update_app(
         ) from None
     if not isinstance(current, dict):
         raise EverestError(f"Everest answered GET {path} with no application object")
-    ours = {key: descriptor[key] for key in SYNCED_KEYS}
+    ours = {key: descriptor[key] for key in SYNCED_KEYS if key in descriptor}
     theirs = {key: current[key] for key in SYNCED_KEYS if key in current}
     diff = diff_lines(theirs, ours)
     if not diff:

@@ -14,7 +14,6 @@ or ``--output``. A dry run shows the diff and changes nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from typing import Any
 from everbake.errors import CredentialsError
 from everbake.everest import resource
 from everbake.everest.client import EverestClient, EverestError, EverestNotFound, base_url
+from everbake.everest.diff import diff_lines, flat, merge_patch
 from everbake.everest.records import find_build, newest_record, settings_with
 from everbake.everest.token import client_for
 from everbake.files import read_json_object, write_json
@@ -187,48 +187,12 @@ def sync(
     return ("would update" if dry_run else "updated"), diff
 
 
-def merge_patch(current: Any, wanted: Any) -> Any:
-    """The RFC 7396 patch turning ``current`` into ``wanted`` (only what differs)."""
-    if not isinstance(current, dict) or not isinstance(wanted, dict):
-        return wanted
-    patch: dict[str, Any] = {key: None for key in current if key not in wanted}
-    for key, value in wanted.items():
-        if key not in current:
-            patch[key] = value
-        elif current[key] != value:
-            patch[key] = merge_patch(current[key], value)
-    return patch
-
-
-def diff_lines(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> list[str]:
-    """'+ field: value', '- field: value', '~ field: old -> new', by dotted field."""
-    old, new = _flat(current or {}), _flat(wanted)
-    lines = []
-    for key in sorted(old.keys() | new.keys()):
-        if key not in old:
-            lines.append(f"+ {key}: {new[key]}")
-        elif key not in new:
-            lines.append(f"- {key}: {old[key]}")
-        elif old[key] != new[key]:
-            lines.append(f"~ {key}: {old[key]} -> {new[key]}")
-    return lines
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(data, Mapping) and (data or not prefix):
-        out: dict[str, str] = {}
-        for key, value in data.items():
-            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: json.dumps(data, sort_keys=True)}
-
-
 def web_ui_fields(config: Mapping[str, Any], url: str) -> list[str]:
     """What to enter at <url>/resources/new (Everest's resource form is not public:
     every field of the config, flattened)."""
     where = f"{base_url(url)}/resources/new" if url else "<your Everest>/resources/new"
     lines = [f"create or edit the resource in the web UI ({where}) with these fields:"]
-    lines += [f"  {key} = {value}" for key, value in _flat(config).items()]
+    lines += [f"  {key} = {value}" for key, value in flat(config).items()]
     lines.append(
         "  then put the agent token Everest shows into the VM metadata key(s) whose "
         f"value_from is {resource.FROM_EVEREST}"

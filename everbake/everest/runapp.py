@@ -1,16 +1,19 @@
 """run-local --app: one task run the way Everest runs the exported application.
 
 run-local's machinery (a scratch copy of the image, the agent stand-in, the
-chroot, Ctrl-C handling) with these steps in the task directory instead of its own:
-- inputs mapped by the app's ``inputMappings``: each file input copied to its
-  mapped name, each value input written to it; the app's files (bootstrap.sh)
-  beside them;
-- the fixed command with the job's values substituted (shell-quoted), checked
-  against the ``security.allowedCommands`` of the agent config in the image, run
-  in the task directory as the task user; its stdout and stderr captured into
-  the files ``stdout`` and ``stderr`` there, as the agent does, and shown live;
+chroot, the task's process group) with these steps in the task directory instead
+of its own, following the descriptor (Everest's export format, app.py):
+- every ``inputMappings`` entry whose input has a value: a file input copied to
+  its mapped name, a value input (version, debug) written there as text, as
+  Everest passes values to a task (templet's export maps its number inputs to
+  rho.txt, sigma.txt, beta.txt); the app's files (ApplicationFiles/) beside them;
+- the fixed command, checked against the ``security.allowedCommands`` of the
+  agent config in the image, run in the task directory as the task user; its
+  stdout and stderr captured into the files ``stdout`` and ``stderr`` there, as
+  the agent does, and shown live;
 - outputs collected by the app's ``outputMappings`` into runs/<run-id>/, with
-  ``outputs.json`` saying which parameter got which file.
+  ``outputs.json`` saying which parameter got which file; a ``required`` output
+  the task did not write fails the run, as it would fail the job.
 
 A job directory holds the inputs: ``inputs.json`` (values by input name; file
 inputs as paths relative to the job) and, for what it leaves out, run-local's
@@ -21,31 +24,25 @@ through EVEREST_MODEL_LOCAL, which everest-bootstrap prefers to GitLab.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from everbake.errors import EverbakeError
 from everbake.everest import agentconf
 from everbake.everest.agentconf import AgentConfig, AppError
-from everbake.everest.app import BOOTSTRAP, expand, load_app
+from everbake.everest.app import application_files, load_app
 from everbake.files import read_json_object
 from everbake.fingerprint import built_from
-from everbake.runlocal import (
-    RUN_DIR_IN_IMAGE,
-    RunOutcome,
-    _terminate_group,
-    run_local,
-)
+from everbake.runlocal import RUN_DIR_IN_IMAGE, RunOutcome, run_local
 from everbake.settings import Settings
 from everbake.spec import load_spec
 from everbake.staging import render_agent_conf
+from everbake.taskproc import Finished, run_in_group
 from everbake.ui import say
 
 TASK_DIR_IN_IMAGE = f"{RUN_DIR_IN_IMAGE}/task"
@@ -62,9 +59,11 @@ class AppSteps:
         self.app_dir = app_dir
         self.app = load_app(app_dir)
         self.config: dict[str, Any] = self.app["config"]
-        self.inputs: dict[str, Any] = dict(self.app.get("inputs") or {})
-        self.values: dict[str, str] = {}
+        self.inputs: dict[str, Any] = dict(self.app["inputs"])
+        self.outputs: dict[str, Any] = dict(self.app["outputs"])
+        self.values: dict[str, Any] = {}
         self.task_dir = Path()
+        self.missing: list[str] = []  # required outputs the task did not write
 
     # -------------------------------------------------------------- inputs
 
@@ -76,51 +75,56 @@ class AppSteps:
                 f"{job / 'inputs.json'}: {', '.join(unknown)} is not an input of the app; "
                 f"its inputs: {', '.join(sorted(self.inputs))}"
             )
-        values: dict[str, str] = {}
+        values: dict[str, Any] = {}
         for name, declared in self.inputs.items():
             value = given.get(name)
             if value is None and _is_file(declared):
                 found = [f for f in JOB_FILES.get(name, ()) if (job / f).is_file()]
                 value = found[0] if found else None
             if value is None:
-                value = declared.get("default", DEFAULT_VALUES.get(name))
+                value = DEFAULT_VALUES.get(name)
             if value is None:
-                if declared.get("optional"):
-                    continue
+                if not declared.get("required"):
+                    continue  # an optional input left out: no file for it
                 raise AppError(
-                    f"--job {job}: no value for the app's input '{name}'; add it to inputs.json"
+                    f"--job {job}: no value for the app's required input '{name}'; "
+                    "add it to inputs.json"
                 )
             if _is_file(declared) and not (job / str(value)).is_file():
                 raise AppError(f"--job {job}: input '{name}' names {value}, which is not a file")
-            values[name] = str(value)
+            values[name] = value
         self.values = values
 
     def stage(self, job: Path, task_dir: Path, root: Path) -> list[str]:
         self.task_dir = task_dir
         staged = []
-        for mapping in self.config.get("inputMappings") or []:
-            name, target = mapping["param"], mapping.get("file")
+        for mapping in self.config["inputMappings"]:
+            name, target = mapping["param"], mapping["file"]
             if name not in self.values or not target:
                 continue
             dest = _inside(task_dir, target)
             if _is_file(self.inputs.get(name, {})):
-                shutil.copyfile(job / self.values[name], dest)
+                shutil.copyfile(job / str(self.values[name]), dest)
             else:
-                dest.write_text(self.values[name], encoding="utf-8")
+                dest.write_text(_as_text(self.values[name]), encoding="utf-8")
             staged.append(target)
-        for name in (self.app.get("everbake") or {}).get("files") or [BOOTSTRAP]:
-            source = self.app_dir / name
-            if not source.is_file():
-                raise AppError(f"--app {self.app_dir}: the app's file {name} is missing")
-            shutil.copy2(source, _inside(task_dir, name))
-            staged.append(name)
+        # guess: Everest puts an application's files into each task's directory (the
+        # seed's design: bootstrap.sh "stored in Everest application files"); the
+        # public exports hold none, so nothing public shows it.
+        files = application_files(self.app_dir)
+        if not files:
+            raise AppError(
+                f"--app {self.app_dir}: no application files (ApplicationFiles/); export it again"
+            )
+        for source in files:
+            shutil.copy2(source, _inside(task_dir, source.name))
+            staged.append(source.name)
         return staged
 
     # ------------------------------------------------------------- command
 
     def command(self, root: Path, model_in_image: str) -> tuple[list[str], dict[str, str]]:
-        plain = {k: v for k, v in self.values.items() if not _is_file(self.inputs.get(k, {}))}
-        line = expand(self.config["command"], plain)
+        line = self.config["command"]
         config, how = image_agent_config(root)
         say(f"agent config: {how}")
         agentconf.check([line], config, "the image spec's [agent] config_template")
@@ -132,51 +136,32 @@ class AppSteps:
         }
         return argv, extra
 
-    def run(self, argv: list[str], env: dict[str, str], log: Path) -> tuple[int, bool]:
+    def run(self, argv: list[str], env: dict[str, str], log: Path) -> Finished:
         """Like run-local's, with stdout and stderr kept apart in the task directory."""
-        with (
-            open(log, "ab") as log_file,
-            open(self.task_dir / "stdout", "wb") as out,
-            open(self.task_dir / "stderr", "wb") as err,
-        ):
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-            assert proc.stdout is not None and proc.stderr is not None
-            lock = threading.Lock()
-            pumps = [
-                threading.Thread(target=_pump, args=(proc.stdout, out, log_file, "task | ", lock)),
-                threading.Thread(target=_pump, args=(proc.stderr, err, log_file, "task ! ", lock)),
-            ]
-            for pump in pumps:
-                pump.start()
-            cancelled = False
-            try:
-                code = proc.wait()
-            except KeyboardInterrupt:
-                say("cancelling: SIGTERM to the task's process group, collecting outputs")
-                _terminate_group(proc)
-                code, cancelled = proc.wait(), True
-            for pump in pumps:
-                pump.join()
-        return code, cancelled
+        return run_in_group(
+            argv,
+            env,
+            log,
+            stdout_file=self.task_dir / "stdout",
+            stderr_file=self.task_dir / "stderr",
+        )
 
     # ------------------------------------------------------------- outputs
 
     def collect(self, task_dir: Path, run_dir: Path) -> list[str]:
         collected: dict[str, list[str]] = {}
-        for mapping in self.config.get("outputMappings") or []:
-            pattern = mapping.get("file") or mapping.get("pattern")
-            found = sorted(p for p in task_dir.glob(pattern) if p.is_file())
+        for mapping in self.config["outputMappings"]:
+            pattern = mapping["file"] or mapping["pattern"]
+            found = sorted(p for p in task_dir.glob(pattern) if p.is_file()) if pattern else []
             for path in found:
                 shutil.copy2(path, run_dir / path.name)
             if found:
                 collected[mapping["param"]] = [p.name for p in found]
+        self.missing = sorted(
+            name
+            for name, declared in self.outputs.items()
+            if declared.get("required") and name not in collected
+        )
         (run_dir / OUTPUTS_FILE).write_text(json.dumps(collected, indent=2) + "\n")
         return sorted({name for names in collected.values() for name in names})
 
@@ -218,7 +203,7 @@ def run_app(
     """One task of ``job_dir`` through the exported app in ``app_dir``, in ``image``
     (default: the settings' image)."""
     steps = AppSteps(app_dir)
-    return run_local(
+    outcome = run_local(
         image,
         job_dir,
         model=model,
@@ -227,10 +212,24 @@ def run_app(
         settings=settings,
         steps=steps,
     )
+    if steps.missing and not outcome.cancelled:
+        say(
+            f"required output(s) not written: {', '.join(steps.missing)}; Everest would "
+            "fail this job (the app marks them required)"
+        )
+        if outcome.exit_code == 0:
+            return dataclasses.replace(outcome, exit_code=1)
+    return outcome
 
 
 def _is_file(declared: Mapping[str, Any]) -> bool:
     return declared.get("format") == "uri"
+
+
+def _as_text(value: Any) -> str:
+    """A value input as its file holds it: a string as it is, anything else as JSON
+    (a number as its digits, as templet's model reads rho.txt with fscanf)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _inside(task_dir: Path, name: str) -> Path:
@@ -252,14 +251,3 @@ def _read_inputs(job: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AppError(f"{path}: not a JSON object of input values")
     return data
-
-
-def _pump(
-    source: IO[bytes], dest: IO[bytes], log: IO[bytes], prefix: str, lock: threading.Lock
-) -> None:
-    for raw in source:
-        dest.write(raw)
-        with lock:
-            log.write(raw)
-            sys.stderr.write(prefix + raw.decode("utf-8", "replace"))
-            sys.stderr.flush()
