@@ -65,8 +65,9 @@ class _Pump(threading.Thread):
             with self.lock:
                 if self.stopped:  # the run moved on: its files are closed
                     return
-                for sink in self.sinks:
+                for sink in self.sinks:  # flushed: the files grow as the task runs
                     sink.write(raw)
+                    sink.flush()
                 self.show(self.prefix + raw.decode("utf-8", "replace"))
 
 

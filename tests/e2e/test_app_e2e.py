@@ -1,7 +1,8 @@
 """End to end, for real: export the Everest app for the default local image and run
-the example job through `run-local --app`: the same outputs as plain run-local,
-plus stdout/stderr captured as the agent does; a command the image's agent
-config does not allow is refused before anything runs."""
+the example job through `run-local --app`, its fixed command reading the version
+and debug flag from the value files the app's inputMappings name: the same
+outputs as plain run-local, plus stdout/stderr captured as the agent does; a
+command the image's agent config does not allow is refused before anything runs."""
 
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ def test_the_exported_app_runs_the_example_job_like_run_local(image: str, tmp_pa
     mapped = {"results", "status", "model_version", "stats", "stats_csv", "stats_chart", "stdout"}
     assert mapped <= set(outputs)
     assert "debug_archive" not in outputs  # debug=false by default
+    # Every output the app marks required was written (else the job would fail).
+    descriptor = json.loads((app_dir / "application.json").read_text())
+    required = {name for name, d in descriptor["outputs"].items() if d["required"]}
+    assert required <= set(outputs)
+    assert descriptor["config"]["command"] == "bash bootstrap.sh"
     assert (b / "stdout").stat().st_size + (b / "stderr").stat().st_size > 0
     assert mounts_under(tmp_path) == []
 
@@ -76,9 +82,9 @@ def test_the_debug_input_returns_the_debug_archive(image: str, tmp_path: Path) -
 def test_a_command_the_image_does_not_allow_is_refused(image: str, tmp_path: Path) -> None:
     app_dir = export_app("optimization", output=tmp_path / "app").directory
     descriptor = json.loads((app_dir / "application.json").read_text())
-    descriptor["config"]["command"] = "bash other.sh ${version}"
+    descriptor["config"]["command"] = "bash other.sh"
     (app_dir / "application.json").write_text(json.dumps(descriptor))
-    with pytest.raises(AppError, match=r'add "bash other\\\\.sh .\*" to allowedCommands'):
+    with pytest.raises(AppError, match=r'add "bash other\\\\.sh" to allowedCommands'):
         run_app(app_dir, JOB, image=image, runs_dir=tmp_path / "runs")
     assert not any((tmp_path / "runs").rglob("stdout"))
     assert mounts_under(tmp_path) == []

@@ -40,22 +40,18 @@ def _root(tmp_path: Path, allowed: list[str]) -> Path:
 def test_run_local_s_job_layout_maps_onto_the_app(app_dir: Path, tmp_path: Path) -> None:
     steps = AppSteps(app_dir)
     steps.check_job(JOB)
-    assert steps.values == {
-        "version": "local",
-        "parameters": "params.json",
-        "data": "data.tar.gz",
-        "debug": "false",
-    }
+    # debug is optional and not given: no value, hence no file for it.
+    assert steps.values == {"version": "local", "parameters": "params.json", "data": "data.tar.gz"}
     task = tmp_path / "task"
     task.mkdir()
     staged = steps.stage(JOB, task, tmp_path)
-    assert staged == ["params.json", "data.archive", "bootstrap.sh"]
+    assert staged == ["input-version.txt", "params.json", "data.archive", "bootstrap.sh"]
+    assert (task / "input-version.txt").read_text() == "local"
+    assert not (task / "input-debug.txt").exists()
     assert (task / "data.archive").read_bytes() == (JOB / "data.tar.gz").read_bytes()
-    argv, extra = steps.command(_root(tmp_path, ["bash bootstrap\\.sh .*"]), "/m")
-    assert argv == [
-        "/usr/bin/env", "-C", "/var/tmp/everbake-run/task", "bash", "bootstrap.sh", "local",
-        "false",
-    ]  # fmt: skip
+    argv, extra = steps.command(_root(tmp_path, ["bash bootstrap\\.sh"]), "/m")
+    # The fixed command: nothing of the job's values in it.
+    assert argv == ["/usr/bin/env", "-C", "/var/tmp/everbake-run/task", "bash", "bootstrap.sh"]
     assert extra["EVEREST_MODEL_LOCAL"] == "/m"
 
 
@@ -66,12 +62,15 @@ def test_inputs_json_overrides_and_is_checked(app_dir: Path, tmp_path: Path) -> 
     steps = AppSteps(app_dir)
     steps.check_job(job)
     assert steps.values["version"] == "v2.0" and steps.values["debug"] == "true"
+    (tmp_path / "task").mkdir()
+    steps.stage(job, tmp_path / "task", tmp_path)
+    assert (tmp_path / "task" / "input-debug.txt").read_text() == "true"
     (job / "inputs.json").write_text(json.dumps({"verison": "v2.0"}))
     with pytest.raises(AppError, match=r"verison is not an input of the app; its inputs: data"):
         steps.check_job(job)
     (job / "inputs.json").write_text("{}")
     (job / "params.json").unlink()
-    with pytest.raises(AppError, match=r"no value for the app's input 'parameters'"):
+    with pytest.raises(AppError, match=r"no value for the app's required input 'parameters'"):
         steps.check_job(job)
 
 
@@ -79,8 +78,8 @@ def test_a_command_the_image_does_not_allow_is_refused(app_dir: Path, tmp_path: 
     steps = AppSteps(app_dir)
     steps.check_job(JOB)
     with pytest.raises(AppError) as refused:
-        steps.command(_root(tmp_path, ["everest-bootstrap .*"]), "/m")
-    assert "command 'bash bootstrap.sh local false' matches no security.allowedCommands" in str(
+        steps.command(_root(tmp_path, ["everest-bootstrap .*", "bash bootstrap\\.sh .*"]), "/m")
+    assert "command 'bash bootstrap.sh' matches no security.allowedCommands" in str(
         refused.value
     )
     assert "(/opt/everest/agent/conf/agent.conf.template)" in str(refused.value)
@@ -92,8 +91,11 @@ def test_outputs_are_collected_by_the_mappings(app_dir: Path, tmp_path: Path) ->
     run.mkdir()
     for name in ("results.zip", "status.txt", "stdout", "stderr", "work.tmp"):
         (task / name).write_text(name)
-    collected = AppSteps(app_dir).collect(task, run)
+    steps = AppSteps(app_dir)
+    collected = steps.collect(task, run)
     assert collected == ["results.zip", "status.txt", "stderr", "stdout"]
+    # Required outputs the task did not write: Everest would fail the job.
+    assert steps.missing == ["model_version", "stats", "stats_csv"]
     assert json.loads((run / "outputs.json").read_text()) == {
         "results": ["results.zip"],
         "stdout": ["stdout"],
@@ -105,7 +107,7 @@ def test_outputs_are_collected_by_the_mappings(app_dir: Path, tmp_path: Path) ->
 
 def test_a_mapping_that_leaves_the_task_dir_is_refused(app_dir: Path, tmp_path: Path) -> None:
     descriptor = json.loads((app_dir / "application.json").read_text())
-    descriptor["config"]["inputMappings"][0]["file"] = "../escape.json"
+    descriptor["config"]["inputMappings"][1]["file"] = "../escape.json"
     (app_dir / "application.json").write_text(json.dumps(descriptor))
     steps = AppSteps(app_dir)
     steps.check_job(JOB)
@@ -113,3 +115,28 @@ def test_a_mapping_that_leaves_the_task_dir_is_refused(app_dir: Path, tmp_path: 
     with pytest.raises(AppError, match="leaves the task directory"):
         steps.stage(JOB, tmp_path / "task", tmp_path)
     assert not (tmp_path / "escape.json").exists()
+
+
+def test_a_value_that_is_not_text_is_written_as_json(app_dir: Path, tmp_path: Path) -> None:
+    descriptor = json.loads((app_dir / "application.json").read_text())
+    descriptor["inputs"]["rho"] = {
+        "title": "rho", "description": "", "type": "number", "required": False
+    }  # fmt: skip
+    descriptor["config"]["inputMappings"].append({"param": "rho", "file": "rho.txt", "pattern": ""})
+    (app_dir / "application.json").write_text(json.dumps(descriptor))
+    job = tmp_path / "job"
+    shutil.copytree(JOB, job)
+    (job / "inputs.json").write_text(json.dumps({"rho": 28.5}))
+    steps = AppSteps(app_dir)
+    steps.check_job(job)
+    (tmp_path / "task").mkdir()
+    steps.stage(job, tmp_path / "task", tmp_path)
+    assert (tmp_path / "task" / "rho.txt").read_text() == "28.5"
+
+
+def test_an_app_directory_that_left_the_format_is_refused(app_dir: Path) -> None:
+    descriptor = json.loads((app_dir / "application.json").read_text())
+    descriptor["config"]["command"] = "bash bootstrap.sh ${version}"
+    (app_dir / "application.json").write_text(json.dumps(descriptor))
+    with pytest.raises(AppError, match=r"not Everest's application format: config\.command"):
+        AppSteps(app_dir)
