@@ -35,10 +35,15 @@ def _runs(c: invoke.Context) -> Path:
 
 
 def _exit(outcome) -> None:  # a runjob.Outcome
+    from everbake.everest import jobs
+
     if outcome.exit_code:
-        why = f" (its VM was preempted: 'invoke resubmit {outcome.job_id}')"
-        message = f"job {outcome.job_id} ended {outcome.state}" + (why if outcome.preempted else "")
-        raise invoke.Exit(message, outcome.exit_code)
+        again = f"'invoke resubmit {outcome.job_id}'"
+        why = {
+            jobs.PREEMPTED: f" (its VM was preempted: {again})",
+            jobs.NO_OUTPUTS: f" with no outputs (its VM may have vanished: {again})",
+        }.get(outcome.reason, "")
+        raise invoke.Exit(f"job {outcome.job_id} ended {outcome.state}{why}", outcome.exit_code)
 
 
 @task(
@@ -48,7 +53,7 @@ def _exit(outcome) -> None:  # a runjob.Outcome
         "params": HELP_PARAMS,
         "data": HELP_DATA,
         "resource": HELP_RESOURCE,
-        "name": "job name shown in Everest (default: the app)",
+        "name": "job name prefix (default: the app's alias); time and a random part follow",
         "debug": "ask the runtime for debug.zip",
         "no_wait": "submit, print the job id and return",
     }
@@ -62,10 +67,10 @@ def run_job(
     sub = jobs.Submission(
         app=app,
         version=version,
+        name=jobs.job_name(app, name or ""),
         params=jobs.load_params(params),
         data=jobs.check_data(data),
         resource=resource,
-        name=name or "",
         debug=debug,
     )
     outcome = runjob.run_job(_api(c), sub, _runs(c), wait=not no_wait)
@@ -73,7 +78,10 @@ def run_job(
         _exit(outcome)
 
 
-@task(help={"job": "job id"})
+HELP_JOB = "job id, or the unique name everbake gave the job"
+
+
+@task(help={"job": HELP_JOB})
 def job_status(c, job):
     """Show a job's state, last status and outputs."""
     from everbake.everest import runjob
@@ -81,7 +89,7 @@ def job_status(c, job):
     runjob.job_status(_api(c), job)
 
 
-@task(help={"job": "job id"})
+@task(help={"job": HELP_JOB})
 def fetch_job(c, job):
     """Download an ended job's outputs into runs/<job-id>/."""
     from everbake.everest import runjob
@@ -89,7 +97,7 @@ def fetch_job(c, job):
     runjob.fetch_job(_api(c), job, _runs(c))
 
 
-@task(help={"job": "job id"})
+@task(help={"job": HELP_JOB})
 def cancel_job(c, job):
     """Ask Everest to cancel a job."""
     from everbake.everest import runjob
@@ -99,7 +107,7 @@ def cancel_job(c, job):
 
 @task(
     help={
-        "job": "the job to run again",
+        "job": "the job to run again: " + HELP_JOB,
         "version": "another model version",
         "params": "other parameters: a JSON file, or a JSON object inline",
         "data": "another " + HELP_DATA,
@@ -107,12 +115,14 @@ def cancel_job(c, job):
     }
 )
 def resubmit(c, job, version=None, params=None, data=None, resource=None):
-    """Run a job again with the same inputs, changing only the ones given; follow it."""
+    """Run a job again with the same inputs and resource, changing only the ones given."""
     from everbake.everest import jobs, runjob
 
     api = _api(c)
-    sub = jobs.resubmission(
-        api.job(job),
+    sub = runjob.resubmission(
+        api,
+        job,
+        _runs(c),
         version=version,
         params=jobs.load_params(params) if params is not None else None,
         data=jobs.check_data(data),

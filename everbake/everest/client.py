@@ -206,13 +206,22 @@ class EverestClient:
         return uri
 
     def download(self, uri: str, dest: Path) -> Path:
-        """GET a file (``/api/files/...`` or a path under the server) into ``dest``,
-        through a temporary file beside it renamed when complete."""
-        path = urllib.parse.urlsplit(uri).path if "://" in uri else uri
+        """GET a file into ``dest``, through a temporary file beside it renamed when
+        complete. ``uri`` is a path on the server (``/api/files/...``), fetched with
+        the token, or a full URL (sptp everest.py getFile): with the token only when
+        it points at this Everest, never to another host."""
+        parsed = urllib.parse.urlsplit(uri)
+        base, path, auth = "", uri, True
+        if parsed.scheme:
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise EverestError(f"output {uri!r} is no path on Everest nor an http(s) URL")
+            path = urllib.parse.urlunsplit(("", "", parsed.path or "/", parsed.query, ""))
+            if _origin(uri) != _origin(self.url):
+                base, auth = f"{parsed.scheme}://{parsed.netloc}", False
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
         try:
-            self.request("GET", path, sink=tmp)
+            self.request("GET", path, sink=tmp, auth=auth, base=base)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -231,18 +240,22 @@ class EverestClient:
         idempotent: bool | None = None,
         sink: Path | None = None,
         auth: bool = True,
+        base: str = "",
     ) -> Response:
-        """One call, retried when safe; an HTTP error becomes one EverestError line."""
+        """One call, retried when safe; an HTTP error becomes one EverestError line.
+        ``base`` sends it to another host than Everest (then never with the token)."""
         if not path.startswith("/"):
             path = "/" + path
+        if base and auth:
+            raise AssertionError("the token goes to the Everest server only")
         if auth and not self._token:
             raise EverestAuthError(f"no Everest token for {self.url}; {LOGIN_FIX}")
         retry = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        what = f"{method} {path.split('?')[0]}"
+        what = f"{method} {base}{path.split('?')[0]}"
         attempts = 1 + (self.retries if retry else 0)
         for attempt in range(1, attempts + 1):
             try:
-                return self._once(method, path, data, content_type, headers, sink, auth)
+                return self._once(method, path, data, content_type, headers, sink, auth, base)
             except urllib.error.HTTPError as exc:
                 status, text, after = exc.code, _error_text(exc), exc.headers.get("Retry-After")
                 exc.close()
@@ -278,6 +291,7 @@ class EverestClient:
         headers: Mapping[str, str] | None,
         sink: Path | None,
         auth: bool,
+        base: str,
     ) -> Response:
         head = {"Accept": "application/json", **(headers or {})}
         if content_type:
@@ -288,7 +302,8 @@ class EverestClient:
         if isinstance(data, _Multipart):
             head["Content-Length"] = str(data.length)
             body = data.open()
-        request = urllib.request.Request(self.url + path, data=body, headers=head, method=method)
+        target = (base or self.url) + path
+        request = urllib.request.Request(target, data=body, headers=head, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 if sink is not None:
@@ -349,6 +364,12 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
                 break
     line = raw.strip().splitlines()[0] if raw.strip() else ""
     return line[:200]
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parsed = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, f"{parsed.hostname}:{parsed.port or default}"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,4 +1,12 @@
-"""One job from the terminal: submit, follow live, fetch outputs; status, cancel, resubmit."""
+"""One job from the terminal: submit, follow, fetch outputs; status, cancel, resubmit.
+
+Every submission has a unique name (jobs.job_name) and, once Everest answered
+with its id, a record in the job's directory (submissions.py). A submission
+whose answer was lost is looked for by that name before anything else happens.
+While a job runs, only its state and elapsed time are shown: no public client
+reads a live status over REST, so the live status is on the job's page in the
+web UI, and the last one comes back as status.txt.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +20,12 @@ from pathlib import Path
 
 from everbake import ui
 from everbake.errors import EverbakeError
-from everbake.everest import jobs
+from everbake.everest import jobs, submissions
+from everbake.everest.client import EverestUnavailable
 from everbake.everest.jobsapi import JobsApi
 from everbake.everest.liveview import LiveView, Row
 from everbake.everest.watch import Backoff, Patience, Tracker, format_elapsed
+from everbake.files import write_json
 
 LOG_TAIL_LINES = 20
 Say = Callable[[str], None]
@@ -27,23 +37,51 @@ class Outcome:
     state: str
     last_status: str
     files: list[Path] = field(default_factory=list)
-    preempted: bool = False
+    reason: str = ""  # jobs.PREEMPTED, jobs.NO_OUTPUTS or "" (see jobs.failure)
 
     @property
     def exit_code(self) -> int:
         return jobs.exit_code(self.state)
 
+    @property
+    def preempted(self) -> bool:
+        return self.reason == jobs.PREEMPTED
 
-def submit(api: JobsApi, sub: jobs.Submission, uploads: dict[str, str] | None = None) -> str:
+
+def prepare(api: JobsApi, sub: jobs.Submission, uploads: dict[str, str] | None = None) -> dict:
     """Upload the parameters and the data archive (each once when ``uploads`` caches
-    them), submit, return the job id."""
-    params_uri = upload_params(api, sub.params, uploads)
-    data_uri = upload_data(api, sub.data, uploads)
-    answer = api.submit(sub.app, sub.body(params_uri, data_uri))
+    them); the body to POST."""
+    return sub.body(upload_params(api, sub.params, uploads), upload_data(api, sub.data, uploads))
+
+
+def submit(api: JobsApi, sub: jobs.Submission, body: dict) -> str:
+    """POST ``body``; the job id. A lost answer propagates (EverestUnavailable)."""
+    answer = api.submit(sub.app, body)
     job_id = str(answer.get("id") or "")
     if not job_id:
         raise jobs.JobError(f"app {sub.app}: the server accepted the job but sent no id")
     return job_id
+
+
+def submit_or_find(api: JobsApi, sub: jobs.Submission, body: dict) -> str:
+    """Submit; when the answer is lost, find the job by its unique name instead of
+    submitting it twice, or say exactly how to look for it."""
+    try:
+        return submit(api, sub, body)
+    except EverestUnavailable as lost:
+        try:
+            found = api.find_by_name(sub.name)
+        except EverbakeError:
+            found = []
+        if len(found) == 1:
+            ui.say(f"the answer to the submission was lost ({lost}); found job {sub.name} by name")
+            return str(found[0]["id"])
+        raise jobs.JobError(
+            f"the answer to submitting job {sub.name!r} to app {sub.app} was lost ({lost}): the "
+            f"job may exist on Everest. Look for it with 'invoke job-status {sub.name}' (job "
+            f"names work where ids do), cancel it with 'invoke cancel-job {sub.name}', or "
+            "find it by name in the web UI's job list, before submitting again"
+        ) from None
 
 
 def upload_params(
@@ -83,8 +121,15 @@ def upload_data(
 
 
 def run_job(api: JobsApi, sub: jobs.Submission, runs_dir: Path, wait: bool = True) -> Outcome:
-    job_id = submit(api, sub)
-    ui.say(f"submitted job {job_id} (app {sub.app}, version {sub.version})")
+    body = prepare(api, sub)
+    job_id = submit_or_find(api, sub, body)
+    record = submissions.write(
+        runs_dir / job_id, job_id, api.client.url, body, sub.app, sub.resubmission_of
+    )
+    ui.say(f"submitted job {job_id} '{sub.name}' (app {sub.app}, version {sub.version})")
+    ui.say(f"  record: {record}")
+    if not sub.resource:
+        ui.say("  resource: the app's (Everest chooses); give --resource to pin one")
     print(job_id, flush=True)  # at once: whatever happens next, the job can be found
     if not wait:
         return Outcome(job_id, "SUBMITTED", "")
@@ -100,6 +145,10 @@ def run_job(api: JobsApi, sub: jobs.Submission, runs_dir: Path, wait: bool = Tru
 
 def follow(api: JobsApi, job_id: str, runs_dir: Path, view: LiveView | None = None) -> Outcome:
     """Watch the job to its end, then fetch its outputs into runs/<job-id>/."""
+    ui.say(
+        f"job {job_id}: its state and elapsed time follow; its live status is on the job's "
+        f"page in the Everest web UI ({api.client.url}), its last one comes as status.txt"
+    )
     tracker = watch(api, Tracker(job_id), view or LiveView())
     return finish(api, tracker, runs_dir / job_id)
 
@@ -133,18 +182,28 @@ def finish(
     status_file = dest / jobs.STATUS_FILE
     if status_file.is_file():
         tracker.note_final_status(status_file.read_text(encoding="utf-8", errors="replace"))
+    tracker.note_outputs(files)
     elapsed = format_elapsed(tracker.elapsed())
     say(f"job {tracker.job_id}: {tracker.state} after {elapsed}: {tracker.last_status or '-'}")
+    if tracker.reason == jobs.NO_OUTPUTS:
+        say(
+            f"job {tracker.job_id} FAILED and delivered no outputs: its VM may have vanished "
+            "(taken back without notice, or lost), or the task never started"
+        )
     if tracker.state == "FAILED" and not quiet:
         show_log_tail(api, tracker.job_id, say)
-    return Outcome(tracker.job_id, tracker.state, tracker.last_status, files, tracker.preempted)
+    return Outcome(tracker.job_id, tracker.state, tracker.last_status, files, tracker.reason)
 
 
 def fetch_outputs(
     api: JobsApi, doc: dict, dest: Path, say: Say = ui.say, print_paths: bool = True
 ) -> list[Path]:
-    """Download every file output of the job into ``dest``; then each path on stdout."""
+    """Download every file output of the job into ``dest``; then each path on stdout.
+    The whole ``result`` goes into result.json too (values that are no file)."""
     outputs = jobs.output_files(doc)
+    if "result" in doc:
+        dest.mkdir(parents=True, exist_ok=True)
+        write_json(dest / jobs.RESULT_FILE, doc["result"])
     if not outputs:
         return []
     dest.mkdir(parents=True, exist_ok=True)
@@ -173,22 +232,43 @@ def show_log_tail(api: JobsApi, job_id: str, say: Say = ui.say) -> None:
             say(f"  {line}")
 
 
-def job_status(api: JobsApi, job_id: str) -> Outcome:
+def resolve(api: JobsApi, ref: str) -> str:
+    """A job id from an id or the unique name everbake gave the job."""
+    if jobs.is_job_id(ref):
+        return ref
+    found = api.find_by_name(ref)
+    if not found:
+        raise jobs.JobError(
+            f"no job named {ref!r} on {api.client.url}: it was never created, or it was "
+            "deleted; give a job id (24 hex) or another name"
+        )
+    if len(found) > 1:
+        ids = ", ".join(str(doc["id"]) for doc in found)
+        raise jobs.JobError(f"{len(found)} jobs are named {ref!r} ({ids}); give one id")
+    return str(found[0]["id"])
+
+
+def job_status(api: JobsApi, ref: str) -> Outcome:
+    job_id = resolve(api, ref)
     tracker = Tracker(job_id)
     tracker.update(api.job(job_id))
     doc = tracker.doc
     print(f"job {job_id}: {tracker.state}")
-    for key in ("name", "appAlias", "appId"):
-        if doc.get(key):
-            print(f"  {key}: {doc[key]}")
+    if doc.get("name"):
+        print(f"  name: {doc['name']}")
+    if jobs.app_of(doc):
+        print(f"  app: {jobs.app_of(doc)}")
     if tracker.last_status:
-        print(f"  status: {tracker.last_status}")
+        print(f"  info: {tracker.last_status}")
+    elif not tracker.done:
+        print(f"  live status: the job's page in the Everest web UI ({api.client.url})")
     for name, uri in jobs.output_files(doc):
         print(f"  output {name}: {uri}")
     return Outcome(job_id, tracker.state, tracker.last_status)
 
 
-def fetch_job(api: JobsApi, job_id: str, runs_dir: Path) -> Outcome:
+def fetch_job(api: JobsApi, ref: str, runs_dir: Path) -> Outcome:
+    job_id = resolve(api, ref)
     tracker = Tracker(job_id)
     tracker.update(api.job(job_id))
     if not tracker.done:
@@ -199,11 +279,43 @@ def fetch_job(api: JobsApi, job_id: str, runs_dir: Path) -> Outcome:
     return finish(api, tracker, runs_dir / job_id)
 
 
-def cancel_job(api: JobsApi, job_id: str) -> str:
+def cancel_job(api: JobsApi, ref: str) -> str:
+    job_id = resolve(api, ref)
     api.cancel(job_id)
     state = str(api.job(job_id).get("state") or "?")
     ui.say(f"job {job_id}: cancel requested; now {state}")
     return state
+
+
+def resubmission(
+    api: JobsApi,
+    ref: str,
+    runs_dir: Path,
+    version: str | None = None,
+    params: dict | None = None,
+    data: str | None = None,
+    resource: str | None = None,
+) -> jobs.Submission:
+    """What resubmitting ``ref`` sends: from everbake's record of it when there is one
+    (the same resource), else from its job document (the resource is not in it)."""
+    job_id = resolve(api, ref)
+    record = submissions.find(runs_dir, job_id)
+    if record is None:
+        doc = api.job(job_id)
+        if not resource:
+            ui.say(
+                f"job {job_id} has no everbake record in {runs_dir} (submitted elsewhere?): "
+                "its resource is unknown, so Everest chooses one; give --resource to pin it"
+            )
+    return jobs.resubmission(
+        record if record is not None else doc,
+        job_id=job_id,
+        resource_known=record is not None,
+        version=version,
+        params=params,
+        data=data,
+        resource=resource,
+    )
 
 
 def _size(n: int | None) -> str:

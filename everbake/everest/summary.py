@@ -12,7 +12,16 @@ from everbake.everest.sweepstate import Sweep
 from everbake.everest.watch import format_elapsed
 from everbake.files import write_atomic, write_json
 
-COLUMNS = ("variation", "version", "state", "last_status", "elapsed", "job", "resubmissions")
+COLUMNS = (
+    "variation",
+    "version",
+    "state",
+    "last_status",
+    "elapsed",
+    "job",
+    "resubmissions",
+    "failure",  # why it FAILED: preempted, no outputs, or empty (jobs.failure)
+)
 
 
 def rows(sweep: Sweep) -> list[dict[str, Any]]:
@@ -32,6 +41,7 @@ def rows(sweep: Sweep) -> list[dict[str, Any]]:
                 "elapsed": elapsed,
                 "job": last.job_id if last else "",
                 "resubmissions": item.resubmissions,
+                "failure": last.reason if last else "",
             }
         )
     return table

@@ -1,6 +1,12 @@
 """A sweep: every variation of a grid becomes a job; Everest distributes them, we
 submit (at most N running at once), follow them all, resubmit the ones whose VM
-was preempted (up to K times), fetch outputs and write the summary.
+was lost (up to K times), fetch outputs and write the summary.
+
+The retry rule (README "Everest jobs and sweeps"): a job that FAILED with the
+runtime's preempted status, or FAILED with no outputs at all (a VM that vanished
+delivers none), is submitted again, up to --retries times per variation; any
+other failure is the variation's answer. The application's retryFailedTasks is
+false, so Everest never runs a task again on its own as well.
 
 Outputs land in runs/sweep-<id>/<job-id>/; the state in runs/sweep-<id>/sweep.json.
 """
@@ -13,14 +19,17 @@ from pathlib import Path
 
 from everbake import ui
 from everbake.errors import EverbakeError
-from everbake.everest import jobs, summary
+from everbake.everest import jobs, submissions, summary
 from everbake.everest.client import EverestNotFound
 from everbake.everest.grid import load_grid
 from everbake.everest.jobsapi import JobsApi
 from everbake.everest.liveview import LiveView, Row
-from everbake.everest.runjob import finish, submit
+from everbake.everest.runjob import finish, prepare, submit
 from everbake.everest.sweepstate import Attempt, Item, Sweep, load_sweep, new_sweep
 from everbake.everest.watch import Backoff, Patience, Tracker
+
+# What a sweep submits again (jobs.failure): its VM was taken back or vanished.
+RETRIED = (jobs.PREEMPTED, jobs.NO_OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,14 @@ def _adopt_half_submitted(api: JobsApi, sweep: Sweep) -> None:
         doc = by_name.get(attempt.name)
         if doc:
             attempt.tracker = Tracker(str(doc["id"]), submitted_at=attempt.started)
+            resource = item.variation.resource
+            body = {
+                "name": attempt.name,
+                "inputs": doc.get("inputs") or {},
+                **({"resources": [resource]} if resource else {}),
+            }
+            job_dir = sweep.directory / attempt.tracker.job_id
+            submissions.write(job_dir, attempt.tracker.job_id, api.client.url, body, sweep.app, "")
             if attempt.tracker.update(doc) and attempt.tracker.done:
                 _ended_now(api, sweep, item, attempt.tracker)
         else:
@@ -132,8 +149,11 @@ def _submit_more(api: JobsApi, sweep: Sweep) -> bool:
             name=attempt.name,
             debug=v.debug,
         )
-        attempt.tracker = Tracker(submit(api, sub, sweep.uploads))
+        body = prepare(api, sub, sweep.uploads)
+        job_id = submit(api, sub, body)
+        attempt.tracker = Tracker(job_id)
         sweep.save()
+        submissions.write(sweep.directory / job_id, job_id, api.client.url, body, sweep.app, "")
         running += 1
         changed = True
     return changed
@@ -177,9 +197,10 @@ def _ended_now(api: JobsApi, sweep: Sweep, item: Item, tracker: Tracker) -> None
     outcome = finish(
         api, tracker, sweep.directory / tracker.job_id, say=lambda _m: None, quiet=True
     )
-    if outcome.preempted and item.resubmissions < sweep.retries:
+    if outcome.reason in RETRIED and item.resubmissions < sweep.retries:
+        why = "was preempted" if outcome.preempted else "FAILED with no outputs"
         ui.say(
-            f"{item.variation.label}: job {tracker.job_id} was preempted; resubmitting "
+            f"{item.variation.label}: job {tracker.job_id} {why}; resubmitting "
             f"({item.resubmissions + 1} of {sweep.retries})"
         )
         return  # not final: _submit_more sends the next attempt

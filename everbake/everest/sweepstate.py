@@ -40,6 +40,7 @@ class Attempt:
             "statuses": t.statuses[-5:] if t else [],
             "submitted_at": t.submitted_at if t else None,
             "ended_at": t.ended_at if t else None,
+            "reason": t.reason if t else "",
         }
 
     @classmethod
@@ -52,6 +53,7 @@ class Attempt:
                 statuses=list(data.get("statuses") or []),
                 submitted_at=float(data.get("submitted_at") or time.time()),
                 ended_at=data.get("ended_at"),
+                reason=str(data.get("reason") or ""),
             )
         return cls(
             name=data["name"], tracker=tracker, started=float(data.get("started") or time.time())

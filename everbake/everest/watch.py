@@ -84,10 +84,11 @@ class Tracker:
 
     job_id: str
     state: str = "SUBMITTED"
-    statuses: list[str] = field(default_factory=list)  # distinct live messages, in order
+    statuses: list[str] = field(default_factory=list)  # info at the end, then status.txt
     submitted_at: float = field(default_factory=time.time)
     ended_at: float | None = None
     doc: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""  # why it FAILED, once its outputs were fetched (jobs.failure)
 
     @property
     def last_status(self) -> str:
@@ -107,7 +108,8 @@ class Tracker:
         state = str(doc.get("state") or self.state)
         if state != self.state:
             self.state, changed = state, True
-        status = jobs.live_status(doc)
+        # No public client reads a live status through REST: `info` only at the end.
+        status = jobs.info(doc)
         if status and status != self.last_status:
             self.statuses.append(status)
             changed = True
@@ -124,6 +126,10 @@ class Tracker:
     @property
     def preempted(self) -> bool:
         return self.state == "FAILED" and jobs.is_preempted(self.statuses)
+
+    def note_outputs(self, files: list[Any]) -> None:
+        """What came back decides why a FAILED job failed (jobs.failure)."""
+        self.reason = jobs.failure(self.state, self.statuses, files)
 
 
 def format_elapsed(seconds: float) -> str:
