@@ -117,7 +117,7 @@ def publish_resource(c, image=None, provider=None, dry_run=False, output=None):
 def export_app(
     c, image=None, provider=DEFAULT, output=None, project=None, update=None, dry_run=False
 ):
-    """Write the Everest application (application.json, zip, bootstrap.sh) for an image."""
+    """Write the Everest application (application.json, bootstrap.sh, the zip) for an image."""
     from everbake.everest.app import export_app as export
 
     settings = settings_of(c)
@@ -140,6 +140,12 @@ def export_app(
         print(done.directory / name)
     if dry_run:
         say("dry run: nothing written or sent")
+    else:
+        archive = next(done.directory / n for n in done.files if n.endswith(".zip"))
+        say(
+            f"import {archive} in the Everest web UI; then check that bootstrap.sh is among "
+            "the application's files (README 'From image to Everest')"
+        )
 
 
 def register(ns: Collection) -> None:

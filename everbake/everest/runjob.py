@@ -73,11 +73,12 @@ def submit_or_find(api: JobsApi, sub: jobs.Submission, body: dict) -> str:
             found = api.find_by_name(sub.name)
         except EverbakeError:
             found = []
+        why = f"Everest answered {lost.status}" if lost.status else "the connection broke"
         if len(found) == 1:
-            ui.say(f"the answer to the submission was lost ({lost}); found job {sub.name} by name")
+            ui.say(f"the answer to the submission was lost ({why}); found job {sub.name} by name")
             return str(found[0]["id"])
         raise jobs.JobError(
-            f"the answer to submitting job {sub.name!r} to app {sub.app} was lost ({lost}): the "
+            f"the answer to submitting job {sub.name!r} to app {sub.app} was lost ({why}): the "
             f"job may exist on Everest. Look for it with 'invoke job-status {sub.name}' (job "
             f"names work where ids do), cancel it with 'invoke cancel-job {sub.name}', or "
             "find it by name in the web UI's job list, before submitting again"

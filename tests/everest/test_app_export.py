@@ -297,9 +297,7 @@ def test_update_brings_the_app_on_everest_in_line(
         "optimization", output=tmp_path / "c", update="alice/optimization", dry_run=True, **kwargs
     )
     assert (dry.action, dry.files) == ("would update", [])
-    assert dry.diff == [
-        '~ config.command: "bash old.sh" -> "bash bootstrap.sh"'
-    ]
+    assert dry.diff == ['~ config.command: "bash old.sh" -> "bash bootstrap.sh"']
     assert not (tmp_path / "c").exists()
     assert everest.apps[app_id]["config"]["command"] == "bash old.sh"
     done = export_app("optimization", output=tmp_path / "d", update=app_id, **kwargs)

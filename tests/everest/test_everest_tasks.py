@@ -140,8 +140,10 @@ def test_export_app_task_prints_what_it_wrote(
     done = everbake("export-app", "--output", str(out), "--project", "g/m", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [
+        str(out / "ApplicationFiles" / "bootstrap.sh"),
         str(out / "application.json"),
-        str(out / "bootstrap.sh"),
+        str(out / "everbake.json"),
         str(out / "optimization-app.zip"),
     ]
     assert "the command is allowed" in done.stderr
+    assert f"import {out / 'optimization-app.zip'} in the Everest web UI" in done.stderr

@@ -79,9 +79,7 @@ def test_a_command_the_image_does_not_allow_is_refused(app_dir: Path, tmp_path: 
     steps.check_job(JOB)
     with pytest.raises(AppError) as refused:
         steps.command(_root(tmp_path, ["everest-bootstrap .*", "bash bootstrap\\.sh .*"]), "/m")
-    assert "command 'bash bootstrap.sh' matches no security.allowedCommands" in str(
-        refused.value
-    )
+    assert "command 'bash bootstrap.sh' matches no security.allowedCommands" in str(refused.value)
     assert "(/opt/everest/agent/conf/agent.conf.template)" in str(refused.value)
 
 

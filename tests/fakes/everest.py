@@ -7,9 +7,14 @@ What it imitates and where that comes from:
   get_token/Session, a copy in vvvol/sptp).
 - ``GET /api/apps``, ``GET|PUT|DELETE /api/apps/<id or owner/alias>``
   (facts "Apps"; python client getAppDesc).
-- ``POST /api/files/temp`` multipart ``file`` -> {uri} (facts "Files"; python
-  client __uploadFile); ``GET /api/files/...`` serves what was stored (python
-  client getFile fetches ``/api/files/...`` URIs with the session).
+- ``POST /api/files/temp`` multipart ``file`` (vvvol/sptp everest.py
+  __uploadFile) or ``sendfile`` (the-templet-project/templet lib/everest.hpp
+  upload) -> 200 {uri, filename, length} (shared/facts/everest.md "Jobs as public
+  clients see them"; sptp and templet read only ``uri``). ``uri`` is a path under
+  /api/files/ or, with ``upload_uris="url"``, a full URL: sptp's getFile fetches
+  anything not under /api/files/ as a URL, so both shapes travel as input
+  values. ``GET /api/files/...`` serves what was stored, with the token (sptp
+  getFile uses the session for /api/files/ paths).
 - The resource endpoint is NOT Everest's (its resource API is not public): it is
   everbake's own documented protocol (README.md "From image to Everest", Publishing), at a
   configurable path, so an operator can put it behind a proxy that speaks to
@@ -80,7 +85,9 @@ class EverestFake(LoopbackHttpServer):
         self,
         users: dict[str, str] | None = None,
         resource_endpoint: str = DEFAULT_RESOURCE_ENDPOINT,
+        upload_uris: str = "path",
     ) -> None:
+        self.upload_uris = upload_uris  # "path" (/api/files/...) or "url" (full URL)
         self.users = dict(users or {"alice": "alice-password"})
         self.tokens: dict[str, str] = {}  # token -> user
         self.logins: list[dict[str, Any]] = []  # login bodies, password removed
@@ -197,13 +204,21 @@ class EverestFake(LoopbackHttpServer):
     def _upload(self, call: Call) -> Reply:
         ctype = call.headers.get("content-type", "")
         parts = parse_multipart(call.body, ctype)
-        if "file" not in parts:
+        field = next((f for f in ("file", "sendfile") if f in parts), None)
+        if field is None:
             return error(400, "multipart field 'file' is required")  # guess: text
-        name, content = parts["file"]
+        name, content = parts[field]
         path = f"/api/files/temp/{secrets.token_hex(8)}/{urllib.parse.quote(name or 'file')}"
         with self.lock:
             self.files[path] = content
-        return Reply(200, {"uri": path})
+        uri = self.url + path if self.upload_uris == "url" else path
+        return Reply(200, {"uri": uri, "filename": name, "length": len(content)})
+
+    def file_at(self, uri: str) -> bytes | None:
+        """What a file URI of this server (a path or a full URL) holds."""
+        path = urllib.parse.urlsplit(uri).path if "://" in uri else uri
+        with self.lock:
+            return self.files.get(path)
 
     def _get_file(self, call: Call) -> Reply:
         with self.lock:

@@ -16,7 +16,7 @@ from everbake.everest.client import EverestClient
 from everbake.everest.jobsapi import JobsApi
 from everbake.spec import load_spec
 from tests.fakes.everest import EverestFake
-from tests.fakes.everest_jobs import EverestJobs
+from tests.fakes.everest_jobs import EverestJobs, FileHost
 
 REPO = Path(__file__).resolve().parent.parent.parent
 APP = "alice/transport"
@@ -71,18 +71,40 @@ class Site:
         )
 
 
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+def _site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upload_uris: str = "path", **jobs_options
+) -> Iterator[Site]:
     for name, value in (("EVERBAKE_POLL_SECONDS", "0.02"), ("EVERBAKE_POLL_MAX_SECONDS", "0.1")):
         monkeypatch.setenv(name, value)
     home = tmp_path / "home"
     home.mkdir()
-    with EverestFake() as fake:
-        jobs = EverestJobs(fake)
+    with EverestFake(upload_uris=upload_uris) as fake, FileHost() as files:
+        jobs = EverestJobs(fake, file_host=files, **jobs_options)
         # The application export-app writes: the fake checks job inputs against it.
         app = application(load_spec("optimization"), {"image_name": "everbake-optimization"})
         app_id = fake.add_app(app, alias="transport")
         yield Site(fake, jobs, fake.issue_token(), app_id, home)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """Today's server as the official python-api sees it: 201 on submit, appId and
+    appAlias, outputs as /api/files/ paths."""
+    yield from _site(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def older_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """An older server (pyomo-everest at aadf9c8, templet): 200 on submit, the job's
+    app as `app`; uploads and outputs as full URLs of the server."""
+    yield from _site(
+        tmp_path,
+        monkeypatch,
+        upload_uris="url",
+        submit_status=200,
+        old_documents=True,
+        output_uris="url",
+    )
 
 
 @pytest.fixture

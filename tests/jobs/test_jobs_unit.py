@@ -62,43 +62,76 @@ def test_preemption_is_read_from_the_runtimes_own_final_status():
 def test_tracker_counts_a_preempted_failure_only():
     t = Tracker("a" * 24)
     t.update({"state": "RUNNING", "info": "solving"})
-    t.update({"state": "FAILED", "info": "solving"})
-    assert not t.preempted
+    assert t.statuses == []  # info is read once FAILED or CANCELLED only (templet)
+    t.update({"state": "FAILED", "info": "task failed"})
+    assert t.last_status == "task failed" and not t.preempted
     t.note_final_status("preempted: SIGTERM after 1.0 s; partial results collected\n")
     assert t.preempted and t.last_status.startswith("preempted:")
 
 
-def test_resubmission_keeps_every_input_and_changes_only_the_given_ones():
-    job = {
-        "id": "b" * 24,
-        "name": "night run",
-        "appId": "c" * 24,
-        "appAlias": "alice/transport",
-        "inputs": {
-            "version": "v1",
-            "parameters": "/api/files/temp/p/params.json",
-            "debug": "false",
-            "data": "/api/files/temp/x/data.tar.gz",
-            "extra": "kept",
-        },
+def test_why_a_job_failed():
+    preempted = ["preempted: SIGTERM after 1.0 s; partial results collected"]
+    assert jobs.failure("FAILED", preempted, ["status.txt"]) == jobs.PREEMPTED
+    assert jobs.failure("FAILED", ["failed: exit 3"], ["status.txt"]) == ""
+    assert jobs.failure("FAILED", ["task failed"], []) == jobs.NO_OUTPUTS
+    assert jobs.failure("DONE", [], []) == ""
+
+
+def test_the_app_of_a_job_document_old_and_new():
+    assert jobs.app_of({"appAlias": "alice/t", "appId": "a" * 24}) == "alice/t"
+    assert jobs.app_of({"appAlias": None, "appId": "a" * 24}) == "a" * 24
+    assert jobs.app_of({"app": "b" * 24}) == "b" * 24  # older servers
+
+
+def test_job_names_are_unique_and_say_what_they_run():
+    names = {jobs.job_name("alice/transport") for _ in range(50)}
+    assert len(names) == 50
+    assert all(n.startswith("transport-") for n in names)
+    assert jobs.job_name("a" * 24, "night run").startswith("night-run-")
+
+
+INPUTS = {
+    "version": "v1",
+    "parameters": "/api/files/temp/p/params.json",
+    "debug": "false",
+    "data": "/api/files/temp/x/data.tar.gz",
+    "extra": "kept",
+}
+
+
+def test_resubmission_from_the_record_keeps_inputs_and_resource():
+    record = {
+        "job": "b" * 24,
+        "app": "alice/transport",
+        "name": "transport-20261208-010000-abcdef",
+        "inputs": INPUTS,
         "resources": ["d" * 24],
     }
-    same = jobs.resubmission(job)
-    assert same.body(None, None) == {
-        "name": "night run",
-        "inputs": job["inputs"],
-        "resources": ["d" * 24],
-    }
-    other = jobs.resubmission(job, version="v2", resource="e" * 24)
+    same = jobs.resubmission(record, job_id="b" * 24, resource_known=True)
+    body = same.body(None, None)
+    assert body["inputs"] == INPUTS and body["resources"] == ["d" * 24]
+    assert body["name"] != record["name"] and body["name"].startswith("transport-")
+    assert same.resubmission_of == "b" * 24
+    other = jobs.resubmission(
+        record, job_id="b" * 24, resource_known=True, version="v2", resource="e" * 24
+    )
     body = other.body(None, None)
-    assert body["inputs"] == {**job["inputs"], "version": "v2"}
+    assert body["inputs"] == {**INPUTS, "version": "v2"}
     assert body["resources"] == ["e" * 24]
     assert other.app == "alice/transport"
 
 
+def test_resubmission_from_a_job_document_never_guesses_the_resource():
+    doc = {"id": "b" * 24, "name": "n", "app": "c" * 24, "inputs": INPUTS, "resources": ["x"]}
+    sub = jobs.resubmission(doc, job_id="b" * 24, resource_known=False)
+    assert sub.app == "c" * 24 and "resources" not in sub.body(None, None)
+
+
 def test_resubmission_of_a_foreign_job_is_refused():
     with pytest.raises(jobs.JobError, match="no 'version'"):
-        jobs.resubmission({"id": "x", "inputs": {"n": 1}, "appId": "a"})
+        jobs.resubmission(
+            {"id": "x", "inputs": {"n": 1}, "appId": "a"}, job_id="x", resource_known=False
+        )
 
 
 def test_backoff_stretches_while_quiet_and_snaps_back_on_change():
@@ -141,15 +174,15 @@ def test_live_view_redraws_in_place_on_a_terminal_and_prints_changes_elsewhere()
     from everbake.everest.liveview import LiveView, Row
 
     t = Tracker("a" * 24)
-    t.update({"state": "RUNNING", "info": "solving"})
+    t.update({"state": "RUNNING"})
     term = io.StringIO()
     view = LiveView(term, tty=True)
     view.show([Row("x=1", t)], force=True)
-    t.update({"state": "RUNNING", "info": "gap 1%"})
+    t.update({"state": "FAILED", "info": "task failed"})
     view.show([Row("x=1", t)], force=True)
     drawn = term.getvalue()
     assert drawn.count("\x1b[1F\x1b[J") == 1  # second frame replaces the first line
-    assert drawn.rstrip().endswith("gap 1%")
+    assert drawn.rstrip().endswith("task failed")
 
     log = io.StringIO()
     plain = LiveView(log, tty=False)
@@ -168,7 +201,7 @@ def test_live_view_on_a_short_terminal_shows_running_jobs_and_counts_the_rest(mo
     rows = []
     for n in range(10):
         t = Tracker(f"{n:024x}")
-        t.update({"state": "DONE" if n < 7 else "RUNNING", "info": f"s{n}"})
+        t.update({"state": "DONE" if n < 7 else "RUNNING"})
         rows.append(Row(f"x={n}", t))
     term = io.StringIO()
     LiveView(term, tty=True).show(rows, force=True)

@@ -273,3 +273,57 @@ def test_a_job_deleted_on_everest_ends_missing_while_the_rest_finish(site, tmp_p
     assert [row["state"] for row in table] == ["DONE", "MISSING", "DONE"]
     assert table[1]["last_status"] == "the job is gone from Everest (404)"
     assert outcome[0].exit_code == 1
+
+
+def test_the_retry_rule_preempted_and_vanished_again_a_model_failure_never(site, tmp_path):
+    seen: set[int] = set()
+
+    def plan(inputs: dict, n: int) -> fj.Script:
+        x = inputs["params"]["x"]
+        first = x not in seen
+        seen.add(x)
+        if x == 1 and first:
+            return fj.preempted()
+        if x == 2 and first:
+            return fj.vanished()  # FAILED with no outputs: the VM went away
+        if x == 3:
+            return fj.failed()  # the model failed: its answer, never resubmitted
+        return fj.done(objective=x)
+
+    site.jobs.plan = plan
+    grid = tmp_path / "grid.json"
+    grid.write_text(
+        json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2, 3]}}})
+    )
+    result = site.everbake(
+        "sweep", "--app", APP, "--grid", str(grid), "--retries", "2", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "x=1: job " in result.stderr and "was preempted; resubmitting (1 of 2)" in result.stderr
+    assert "FAILED with no outputs; resubmitting (1 of 2)" in result.stderr
+    directory = sweep_dir(tmp_path)
+    table = json.loads((directory / "summary.json").read_text())["jobs"]
+    assert [(r["state"], r["resubmissions"], r["failure"]) for r in table] == [
+        ("DONE", 1, ""),
+        ("DONE", 1, ""),
+        ("FAILED", 0, ""),
+    ]
+    assert len(site.jobs.submissions) == 5
+    with open(directory / "summary.csv", newline="") as f:
+        assert next(csv.reader(f))[-1] == "failure"
+    # Every job of the sweep has everbake's record, for resubmit.
+    for row in table:
+        record = json.loads((directory / row["job"] / "submission.json").read_text())
+        assert record["job"] == row["job"] and record["app"] == APP
+
+
+def test_a_variation_that_keeps_vanishing_ends_failed_with_the_reason(site, tmp_path):
+    site.jobs.plan = lambda inputs, n: fj.vanished()
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1]}}}))
+    result = site.everbake(
+        "sweep", "--app", APP, "--grid", str(grid), "--retries", "1", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    [row] = json.loads((sweep_dir(tmp_path) / "summary.json").read_text())["jobs"]
+    assert (row["state"], row["resubmissions"], row["failure"]) == ("FAILED", 1, "no outputs")
