@@ -34,10 +34,12 @@ def run_for_real(image: str, app_dir: Path, work: Path):  # type: ignore[no-unty
     def runner(jobs: EverestJobs, job: FakeJob) -> None:
         job_dir = work / job.id
         job_dir.mkdir(parents=True)
-        with jobs.fake.lock:
-            (job_dir / "params.json").write_bytes(jobs.fake.files[job.inputs["parameters"]])
-            (job_dir / "data.tar.gz").write_bytes(jobs.fake.files[job.inputs["data"]])
-        values = {k: job.inputs[k] for k in ("version", "debug")}
+        for name, target in (("parameters", "params.json"), ("data", "data.tar.gz")):
+            content = jobs.fake.file_at(job.inputs[name])
+            assert content is not None, f"input {name} was not uploaded"
+            (job_dir / target).write_bytes(content)
+        # Value inputs as they are; run-local --app writes them into the mapped files.
+        values = {k: job.inputs[k] for k in ("version", "debug") if k in job.inputs}
         (job_dir / "inputs.json").write_text(json.dumps(values))
         jobs.drive(job.id, "RUNNING")
         try:
@@ -99,6 +101,7 @@ def test_run_job_gets_the_real_objective_back(local_image: dict, tmp_path: Path)
         objective = json.loads(results.read(name))["objective"]
     assert abs(objective - expected["objective"]) <= expected["tolerance"] * max(1, abs(objective))
     assert "153.675" in (run / "status.txt").read_text()
+    assert json.loads((run / "submission.json").read_text())["job"] == job_id
     assert "RUNNING" in result.stderr and f"job {job_id}: DONE" in result.stderr
     assert token not in result.stdout + result.stderr
     assert len(jobs.submissions) == 1
