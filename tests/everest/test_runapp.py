@@ -138,3 +138,21 @@ def test_an_app_directory_that_left_the_format_is_refused(app_dir: Path) -> None
     (app_dir / "application.json").write_text(json.dumps(descriptor))
     with pytest.raises(AppError, match=r"not Everest's application format: config\.command"):
         AppSteps(app_dir)
+
+
+def test_the_zip_as_the_web_ui_imports_it_runs_as_exported(app_dir: Path, tmp_path: Path) -> None:
+    """Unpacked, the zip alone (what an Everest server gets) is a complete app."""
+    import zipfile
+
+    imported = tmp_path / "imported"
+    with zipfile.ZipFile(app_dir / "optimization-app.zip") as archive:
+        archive.extractall(imported)
+    steps = AppSteps(imported)
+    assert steps.app == json.loads((app_dir / "application.json").read_text())
+    steps.check_job(JOB)
+    (tmp_path / "task").mkdir()
+    staged = steps.stage(JOB, tmp_path / "task", tmp_path)
+    assert "bootstrap.sh" in staged
+    assert (tmp_path / "task" / "bootstrap.sh").read_bytes() == (
+        app_dir / "ApplicationFiles" / "bootstrap.sh"
+    ).read_bytes()
