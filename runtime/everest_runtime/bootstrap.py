@@ -20,11 +20,12 @@ from typing import NamedTuple
 from . import versioninfo
 from .errors import ConfigError, DamagedArchive, FetchError, RuntimeFailure
 from .limits import DEFAULT_LIMITS, Limits
+from .redact import GITLAB_TOKEN_ENV
 from .stderrlog import prefixed
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 DEFAULT_CACHE = "/var/cache/everest/models"
-DEFAULT_TOKEN_ENV = "EVEREST_GITLAB_TOKEN"
+DEFAULT_TOKEN_ENV = GITLAB_TOKEN_ENV
 
 
 class Settings(NamedTuple):

@@ -98,6 +98,12 @@ class StatusClient:
         with contextlib.suppress(Exception):
             self._enqueue(agentproto.text_frame(str(message)), droppable=True)
 
+    def forward(self, text: str) -> None:
+        """Queue a frame relayed for someone else (a shared-variable request from
+        the model): kept when the queue is full, like set_var and get_var."""
+        with contextlib.suppress(Exception):
+            self._enqueue(agentproto.text_frame(str(text)), droppable=False)
+
     def set_var(self, name: str, value: str) -> None:
         """Set a job-wide shared variable (the agent broadcasts it; no reply)."""
         _check_var_name(name)
