@@ -43,25 +43,28 @@ def _overwrite(start: int, end: int, keep) -> bool:
         return False
 
 
-def hide_args(count: int) -> bool:
-    """Blank the last ``count`` arguments in /proc/self/cmdline (what ps shows)."""
+def hide_args(args: list[str]) -> bool:
+    """Blank ``args`` in /proc/self/cmdline (what ps shows) when the command
+    line ends with them; False (and nothing changed) otherwise."""
     areas = _areas()
-    if areas is None or count <= 0:
+    if areas is None or not args:
         return False
+    tail = [a.encode("utf-8", "surrogateescape") for a in args]
 
     def blank(old: bytes) -> bytes:
-        parts = old.split(b"\0")
-        trailing = parts[-1] == b""
-        body = parts[:-1] if trailing else parts
-        kept = body[: max(0, len(body) - count)]
-        head = b"\0".join(kept) + (b"\0" if kept else b"")
+        body = old[:-1] if old.endswith(b"\0") else old
+        parts = body.split(b"\0")
+        if len(parts) <= len(tail) or parts[-len(tail) :] != tail:
+            return old
+        head = b"\0".join(parts[: -len(tail)]) + b"\0"
         return head + b"\0" * (len(old) - len(head))
 
     return _overwrite(areas[0], areas[1], blank)
 
 
-def hide_environ(values: Iterable[str]) -> bool:
-    """Overwrite every occurrence of ``values`` in /proc/self/environ with '*'."""
+def hide(values: Iterable[str]) -> bool:
+    """Overwrite every occurrence of ``values`` in /proc/self/cmdline and
+    /proc/self/environ with '*'."""
     areas = _areas()
     secrets = [v.encode("utf-8", "surrogateescape") for v in values if v]
     if areas is None or not secrets:
@@ -72,7 +75,7 @@ def hide_environ(values: Iterable[str]) -> bool:
             old = old.replace(secret, b"*" * len(secret))
         return old
 
-    return _overwrite(areas[2], areas[3], mask)
+    return _overwrite(areas[0], areas[1], mask) and _overwrite(areas[2], areas[3], mask)
 
 
 def undumpable() -> bool:

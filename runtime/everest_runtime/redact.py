@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 REDACTED = "<redacted>"
 GITLAB_TOKEN_ENV = "EVEREST_GITLAB_TOKEN"  # the default variable holding the GitLab token
+GITLAB_URL_ENV = "EVEREST_GITLAB_URL"  # may carry a token as user-info
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSW", "KEY", "LICENCE", "LICENSE", "CREDENTIAL")
 MIN_SECRET = 4  # shorter values would redact ordinary words
 MIN_LINE = 8  # a line of a multi-line secret shorter than this is not looked for alone
@@ -50,8 +51,23 @@ def needles(values: Iterable[str]) -> list[str]:
 
 
 def secret_values(env: Mapping[str, str], extra: Iterable[str] = ()) -> list[str]:
-    """The needles for this environment's secret-looking variables plus ``extra``."""
-    return needles([v for k, v in env.items() if secret_name(k)] + [v for v in extra if v])
+    """The needles for this environment's secret-looking variables, a token in
+    EVEREST_GITLAB_URL's user-info, plus ``extra``."""
+    values = [v for k, v in env.items() if secret_name(k)]
+    values.append(url_credentials(env.get(GITLAB_URL_ENV, ""))[1])
+    return needles(values + [v for v in extra if v])
+
+
+def url_credentials(url: str) -> tuple[str, str]:
+    """(the URL without its user-info, the secret it held: the password, else
+    the user name); (url, "") when it holds none. https://oauth2:TOKEN@host/..."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url, ""
+    userinfo, _, host = authority.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}://{host}{slash}{path}", (password if colon else user)
 
 
 def text(value: str, secrets: list[str]) -> str:

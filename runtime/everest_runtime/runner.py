@@ -153,6 +153,7 @@ def run(opts: Options) -> int:
     private = task / ".everest"
     hidden = token_variables()
     tokens = [os.environ.get(name, "") for name in hidden]
+    tokens.append(redact.url_credentials(os.environ.get(redact.GITLAB_URL_ENV, ""))[1])
     secrets = redact.secret_values(os.environ, [*opts.extra_secrets, *tokens])
     _protect([t for t in [*tokens, *opts.extra_secrets] if t])
     signals = _Signals(opts.grace)
@@ -191,7 +192,7 @@ def _protect(tokens: list[str]) -> None:
     from . import procmem
 
     if tokens:
-        procmem.hide_environ(tokens)
+        procmem.hide(tokens)
         procmem.undumpable()
 
 
@@ -285,6 +286,8 @@ def _prepare(opts, task, work, private, hidden, secrets, signals) -> _Prepared:
     else:
         input_dir.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in hidden}
+    if redact.GITLAB_URL_ENV in env:  # without a token in its user-info
+        env[redact.GITLAB_URL_ENV] = redact.url_credentials(env[redact.GITLAB_URL_ENV])[0]
     env.update(
         EVEREST_TASK_DIR=str(task),
         EVEREST_WORK_DIR=str(work),

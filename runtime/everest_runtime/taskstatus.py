@@ -34,7 +34,7 @@ class TaskStatus:
             try:
                 from .status import StatusClient
 
-                self.client = StatusClient(*self.agent, log=log)
+                self.client = StatusClient(*self.agent, log=log, secrets=secrets)
                 self.client.on_var(self._var_from_agent)
             except Exception as exc:  # the status channel must never stop the task
                 log(f"status forwarding unavailable ({exc}); statuses go to stderr")
