@@ -3,6 +3,7 @@ directory, and everest-run-task as a real subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -80,8 +81,6 @@ def every_byte(root: Path) -> bytes:
         raw = path.read_bytes()
         data += raw
         if raw[:2] == b"PK":
-            try:
+            with contextlib.suppress(zipfile.BadZipFile):
                 data += b"".join(zip_members(path).values())
-            except zipfile.BadZipFile:
-                pass
     return data

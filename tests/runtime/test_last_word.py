@@ -5,7 +5,6 @@ whatever the model does to the relay."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.fakes.agent import FaultyAgent, free_port
