@@ -72,10 +72,13 @@ def status_text(task: Path) -> str:
     return (task / "status.txt").read_text().strip()
 
 
-def every_byte(root: Path) -> bytes:
-    """Every file under ``root`` (links not followed), zip members included."""
+def every_byte(root: Path, skip: Path | None = None) -> bytes:
+    """Every file under ``root`` (links not followed, nothing under ``skip``),
+    zip members included."""
     data = b""
     for path in sorted(root.rglob("*")):
+        if skip is not None and skip in path.parents:
+            continue
         if path.is_symlink() or not path.is_file():
             continue
         raw = path.read_bytes()
