@@ -95,7 +95,10 @@ def statusing_env(agent: FaultyAgent, **extra: str) -> dict[str, str]:
 
 
 def test_status_through_the_cli_and_the_library_is_redacted_without_a_runner(tmp_path):
-    library = "from everest_runtime import status; status.send('lib ' + __import__('os').environ['DB_PASSWORD'])"
+    library = (
+        "import os; from everest_runtime import status; "
+        "status.send('lib ' + os.environ['DB_PASSWORD'])"
+    )
     with FaultyAgent() as agent:
         env = statusing_env(agent, DB_PASSWORD=SECRET)
         cli = [PYTHON, "-m", "everest_runtime", "status", f"cli {SECRET}"]
