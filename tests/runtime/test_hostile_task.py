@@ -153,8 +153,10 @@ EXTREME = [
 ]
 
 
-@pytest.mark.parametrize("text, message", EXTREME, ids=[m.split("'")[1] + str(i)
-                                                       for i, (_, m) in enumerate(EXTREME)])  # fmt: skip
+EXTREME_IDS = [f"{m.split(chr(39))[1]}-{i}" for i, (_, m) in enumerate(EXTREME)]
+
+
+@pytest.mark.parametrize("text, message", EXTREME, ids=EXTREME_IDS)
 def test_extreme_parameters_are_one_line_and_a_failed_status(tmp_path, text, message):
     model = make_model(tmp_path, "open('ran', 'w').close()\n")
     task = make_task(tmp_path)

@@ -63,20 +63,22 @@ def test_a_solver_in_its_own_session_gets_sigterm_and_the_rest_of_the_grace(tmp_
 
 def big_input(task, megabytes: int) -> None:
     """A data.tar.gz that unpacks to ``megabytes`` of zeros (small to store)."""
-    with gzip.open(task / "data.tar.gz", "wb", compresslevel=1) as raw:
-        with tarfile.open(fileobj=raw, mode="w") as tf:
-            info = tarfile.TarInfo("zeros.bin")
-            info.size = megabytes << 20
+    info = tarfile.TarInfo("zeros.bin")
+    info.size = megabytes << 20
 
-            class Zeros:
-                left = info.size
+    class Zeros:
+        left = info.size
 
-                def read(self, n):
-                    n = min(n, self.left)
-                    self.left -= n
-                    return bytes(n)
+        def read(self, n):
+            n = min(n, self.left)
+            self.left -= n
+            return bytes(n)
 
-            tf.addfile(info, Zeros())  # type: ignore[arg-type]
+    with (
+        gzip.open(task / "data.tar.gz", "wb", compresslevel=1) as raw,
+        tarfile.open(fileobj=raw, mode="w") as tf,
+    ):
+        tf.addfile(info, Zeros())  # type: ignore[arg-type]
 
 
 def test_sigterm_while_the_input_unpacks_stops_it_with_a_preempted_status(tmp_path):
