@@ -353,7 +353,7 @@ def _start(prep: _Prepared, work: Path, env: dict[str, str]) -> subprocess.Popen
 
 def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
     from . import proctree
-    from .pump import Pump
+    from .pump import Pump, set_pipe_size
 
     sampler = None
     # Orphans of the model come back to us, so they can be counted, ended and reaped.
@@ -383,6 +383,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         assert stream is not None
         fd = os.dup(stream.fileno())
         stream.close()
+        set_pipe_size(fd)
         sink_fd = _fileno(sink)
         pump = Pump(fd, sink_fd, log_fd, name, prep.contract.status_prefix,
                     status.from_model, secrets, opts.max_log_bytes)  # fmt: skip
