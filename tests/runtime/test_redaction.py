@@ -191,7 +191,7 @@ def test_debug_zip_never_follows_a_link_and_redacts_what_the_model_wrote_into_th
     outside = tmp_path / "outside.txt"
     outside.write_text("PRIVATE-FILE-CONTENT")
     script = (
-        "import os\n"
+        "import os, time\n"
         f"outside = {str(outside)!r}\n"
         "task = os.environ['EVEREST_TASK_DIR']\n"
         "print('hello', flush=True)\n"
@@ -201,6 +201,8 @@ def test_debug_zip_never_follows_a_link_and_redacts_what_the_model_wrote_into_th
         "os.remove(os.path.join(logs, 'stdout.log'))\n"
         "os.symlink(outside, os.path.join(logs, 'stdout.log'))\n"
         "for name in ('stats.csv', 'version.txt'):\n"
+        "    while not os.path.exists(os.path.join(task, name)):\n"  # the sampler's file
+        "        time.sleep(0.01)\n"
         "    os.remove(os.path.join(task, name))\n"
         "    os.symlink(outside, os.path.join(task, name))\n"
         "os.makedirs('trace', exist_ok=True)\n"
