@@ -605,6 +605,8 @@ def _stats(sampler, wall, task: Path, reaped_cpu, prep, problems) -> dict[str, A
         if not (task / "stats.csv").exists():
             _save("stats.csv", problems, prep, lambda: outputs.write_text(
                 task / "stats.csv", ",".join(stats.CSV_COLUMNS) + "\n"))  # fmt: skip
+    # The runner's own peak memory: bounded whatever the model prints or sends.
+    summary["runner_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if sampler is not None and sampler.csv_problem:
         problems.append(sampler.csv_problem)
     _save("stats.json", problems, prep, lambda: stats.write_summary(task / "stats.json", summary))
