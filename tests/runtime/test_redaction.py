@@ -164,7 +164,15 @@ def test_a_token_in_the_gitlab_urls_user_info_is_used_and_never_echoed(tmp_path)
     sha = hashlib.sha1(b"userinfo").hexdigest()
     files = {
         "everest.toml": '[model]\ncommand = ["python", "m.py"]\n',
-        "m.py": "import os\nprint(os.environ.get('EVEREST_MODEL_VERSION'))\n",
+        # The bootstrap's command line and environment as any process of its user
+        # reads them, kept in a work file (not redacted: only the scan below looks).
+        "m.py": (
+            "import os\n"
+            "print(os.environ.get('EVEREST_MODEL_VERSION'))\n"
+            "proc = f'/proc/{os.getppid()}'\n"
+            "seen = open(proc + '/cmdline', 'rb').read() + open(proc + '/environ', 'rb').read()\n"
+            "open('parent.bin', 'wb').write(seen)\n"
+        ),
     }
     env = clean_env(EVEREST_CACHE_DIR=str(tmp_path / "cache"))
     outputs = b""
@@ -183,6 +191,7 @@ def test_a_token_in_the_gitlab_urls_user_info_is_used_and_never_echoed(tmp_path)
             outputs += done.stdout + done.stderr
         assert all(ok for _, _, ok in gitlab.requests)  # the token went as the header
     assert "version: main" in (tmp_path / "task0" / "version.txt").read_text()
+    assert b"--gitlab-url" in (tmp_path / "task0" / "work" / "parent.bin").read_bytes()
     assert "not found" in status_text(tmp_path / "task1")
     assert token.encode() not in outputs + every_byte(tmp_path)
 
