@@ -208,3 +208,22 @@ def test_the_runners_memory_stays_bounded_whatever_the_model_sends(tmp_path):
     summary = json.loads((task / "stats.json").read_text())
     assert summary["runner_peak_rss_bytes"] < 64 << 20, summary
     assert status_text(task) == "done"
+
+
+def test_junk_written_into_stats_csv_does_not_stop_the_chart(tmp_path):
+    script = (
+        "import os, time\n"
+        "path = os.path.join(os.environ['EVEREST_TASK_DIR'], 'stats.csv')\n"
+        "while not os.path.exists(path):\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.3)\n"
+        "open(path, 'a').write('junk,,x\\n\\x00\\xff,not,a,row\\n1e999,nan,,,,,\\n')\n"
+        "time.sleep(0.5)\n"
+        "print('##status done')\n"
+    )
+    task = make_task(tmp_path)
+    result = run_task(task, make_model(tmp_path, script), "--sample-interval", "0.1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert (task / "stats.svg").read_text().startswith("<svg")
+    assert status_text(task) == "done"
