@@ -45,6 +45,8 @@ def write(state: SweepState) -> Path:
     totals = json.loads((state.directory / "summary.json").read_text(encoding="utf-8"))["totals"]
     page = render(state, rows, totals)
     path = state.directory / REPORT_FILE
+    for stale in state.directory.glob(f".{REPORT_FILE}.*.tmp"):  # a killed writer's
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)

@@ -175,6 +175,7 @@ def write(state: SweepState, progress: Callable[[int], None] | None = None) -> W
     json_path = state.directory / "summary.json"
     cols = columns(state)
     totals = Totals()
+    _remove_leftovers(state.directory, ("summary.csv", "summary.json"))
     with _Atomic(csv_path) as out_csv, _Atomic(json_path) as out_json:
         writer = csv.DictWriter(
             out_csv, fieldnames=cols, lineterminator="\n", extrasaction="ignore"
@@ -189,6 +190,13 @@ def write(state: SweepState, progress: Callable[[int], None] | None = None) -> W
                 progress(n + 1)
         out_json.write('\n ],\n "totals": ' + json.dumps(totals.as_json(), indent=1) + "\n}\n")
     return Written(csv_path, json_path, totals.as_json())
+
+
+def _remove_leftovers(directory: Path, names: tuple[str, ...]) -> None:
+    """Temporary files of a writer that was killed (their pid is in their name)."""
+    for name in names:
+        for stale in directory.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 class _Atomic:

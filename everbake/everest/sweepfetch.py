@@ -79,6 +79,8 @@ class Fetcher:
     def _fetch(self, attempt: Open, doc: dict[str, Any]) -> FetchResult:
         state = attempt.state or "MISSING"
         dest = self.directory / str(attempt.job_id)
+        for stale in dest.glob(".*.part") if dest.is_dir() else ():  # a killed download's
+            stale.unlink(missing_ok=True)
         got = 0
         for name, uri in jobs.output_files(doc):
             target = dest / Path(name).name  # never a path from the server
