@@ -128,9 +128,8 @@ class ViewState:
         )
 
     def traffic(self) -> str:
-        per_second = self.requests / self.elapsed if self.elapsed > 0 else 0.0
         return (
-            f"requests {self.requests} ({per_second:.1f}/s, budget {self.rate:g}/s); "
+            f"requests {self.requests} (budget {self.rate:g}/s); "
             f"downloads {self.files} files, {_mb(self.bytes)}, {self.fetching} in flight; "
             f"{format_elapsed(self.elapsed)}"
         )

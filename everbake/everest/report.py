@@ -24,7 +24,7 @@ from everbake.everest.sweepstate import SweepState
 
 REPORT_FILE = "report.html"
 MAX_SCATTERS = 12
-W, H = 560, 260  # a chart's size
+W, H = 520, 250  # a chart's size: two side by side on a laptop's screen
 PAD_L, PAD_R, PAD_T, PAD_B = 62, 14, 26, 40
 COLOURS = {
     "DONE": "#2a9d8f",
@@ -54,10 +54,12 @@ def write(state: SweepState) -> Path:
 
 
 def render(state: SweepState, rows: list[dict[str, Any]], totals: dict[str, Any]) -> str:
-    charts = [timeline(state)]
-    charts += scatters(rows)
-    charts.append(per_job(rows, "cpu_seconds", "CPU seconds per job", "s"))
-    charts.append(per_job(rows, "peak_rss_bytes", "peak memory per job", "MB", 1e-6))
+    charts = [
+        timeline(state),
+        per_job(rows, "cpu_seconds", "CPU seconds per job", "s"),
+        per_job(rows, "peak_rss_bytes", "peak memory per job", "MB", 1e-6),
+        *scatters(rows),
+    ]
     body = [
         f"<h1>sweep {_e(state.sweep_id)}</h1>",
         f"<p class=sub>app {_e(state.app)} · grid {_e(state.grid)}</p>",
@@ -146,7 +148,9 @@ def _num(v: float) -> str:
     return f"{v:.4g}"
 
 
-def frame(title: str, x: Axis, y: Axis, xlabel: str, ylabel: str, marks: str, n: int) -> str:
+def frame(
+    title: str, x: Axis, y: Axis, xlabel: str, ylabel: str, marks: str, n: int, caption: str = ""
+) -> str:
     parts = [
         f'<figure class=chart><svg class=plot data-points="{n}" viewBox="0 0 {W} {H}" '
         f'width="{W}" height="{H}" role="img" aria-label="{_e(title)}">',
@@ -172,7 +176,10 @@ def frame(title: str, x: Axis, y: Axis, xlabel: str, ylabel: str, marks: str, n:
         f"text-anchor=middle>{_e(ylabel)}</text>"
     )
     parts.append(marks)
-    parts.append("</svg></figure>")
+    parts.append("</svg>")
+    if caption:
+        parts.append(f"<figcaption>{_e(caption)}</figcaption>")
+    parts.append("</figure>")
     return "".join(parts)
 
 
@@ -240,13 +247,17 @@ def timeline(state: SweepState) -> str:
         )
     legend = _legend([("queued", QUEUE_COLOUR), *[(k, COLOURS.get(k, "#457b9d")) for k in bars]])
     return frame(
-        "job timeline (▲ preempted, | resubmitted)",
+        "job timeline",
         x,
         y,
         "seconds since the first submission",
         "jobs",
         "".join(marks) + legend,
         sum(len(m) for _, m in segments),
+        "one row per variation: grey while queued, coloured while running; "
+        "▲ a preemption, | a resubmission"
+        if preempts or resubs
+        else "",
     )
 
 
@@ -300,7 +311,7 @@ def scatter(rows: list[dict[str, Any]], xkey: str, ykey: str) -> str:
     radius = 6 if len(pts) < 200 else 3
     marks = "".join(
         f'<path d="{"".join(d)}" stroke="{c}" stroke-width="{radius}" stroke-linecap=round '
-        'stroke-opacity="0.75" fill=none />'
+        "fill=none />"
         for c, d in by_colour.items()
     )
     name_x, name_y = xkey.removeprefix("param."), ykey.removeprefix("metric.")
@@ -369,6 +380,7 @@ h1{margin:0 0 4px;font-size:22px} h2{font-size:17px;margin:28px 0 8px}
 .note{color:#6c757d;font-size:12px;margin:4px 0 12px}
 .charts{display:flex;flex-wrap:wrap;gap:14px}
 figure{margin:0;border:1px solid #dee2e6;border-radius:6px;padding:4px}
+figcaption{color:#6c757d;font-size:12px;padding:0 8px 4px;max-width:500px}
 svg text{font-size:11px;fill:#495057} svg .t{font-size:13px;font-weight:600;fill:#212529}
 svg .g{stroke:#eef0f2;stroke-width:1} svg .lab{font-size:12px}
 table{border-collapse:collapse;font-size:12px}
