@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -102,7 +102,7 @@ class ViewState:
 
     total: int
     outcomes: dict[str, int]  # final variations by outcome
-    running: Sequence[Open] = ()  # the attempts being followed (at most --max-parallel)
+    running: Collection[Open] = ()  # the attempts followed (at most --max-parallel)
     failures: deque[tuple[str, str, str]] = field(
         default_factory=lambda: deque(maxlen=RECENT_FAILURES)
     )  # (variation, outcome, status)

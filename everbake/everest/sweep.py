@@ -189,7 +189,7 @@ class _Runner:
 
     def _show(self, force: bool = False) -> None:
         vs = self.vs
-        vs.running = list(self.by_job.values())
+        vs.running = self.by_job.values()  # a view: nothing copied per tick
         fetcher = self.fetcher
         vs.fetching, vs.files, vs.bytes = fetcher.in_flight, fetcher.files, fetcher.bytes
         vs.requests, vs.rate = self.budget.granted, self.budget.rate
