@@ -90,9 +90,9 @@ def totals_block(t: dict[str, Any]) -> str:
         cards.append(("wall", _duration(t["wall_seconds"]), "total-wall"))
     if t.get("cost") is not None:
         cur = f" {t['currency']}" if t.get("currency") else ""
-        cards.append(("estimated cost", f"{t['cost']:.2f}{cur}", "total-cost"))
+        cards.append(("estimated cost", f"{money(t['cost'])}{cur}", "total-cost"))
         if t.get("cost_standard") is not None:
-            cards.append(("on standard VMs", f"{t['cost_standard']:.2f}{cur}", "total-cost-std"))
+            cards.append(("on standard VMs", f"{money(t['cost_standard'])}{cur}", "total-cost-std"))
     items = "".join(
         f'<div class=card><div class=v id="{i}">{_e(str(v))}</div><div class=k>{_e(k)}</div></div>'
         for k, v, i in cards
@@ -104,6 +104,11 @@ def totals_block(t: dict[str, Any]) -> str:
         else "<p class=note>No prices in the spec's [resource]: CPU-hours only.</p>"
     )
     return f'<div class="cards">{items}</div>{note}'
+
+
+def money(value: float) -> str:
+    """Cents for real sums; small sums (short test sweeps) keep 3 significant digits."""
+    return f"{value:.2f}" if value >= 1 or value == 0 else f"{value:.3g}"
 
 
 # --------------------------------------------------------------- plotting
@@ -264,7 +269,7 @@ def timeline(state: SweepState) -> str:
 def _legend(items: Sequence[tuple[str, str]]) -> str:
     out, px = [], W - PAD_R
     for label, colour in reversed(items):
-        px -= 8 + 6 * len(label) + 14
+        px -= 10 + 7 * len(label) + 14
         out.append(
             f'<rect x="{px}" y="8" width="10" height="10" fill="{colour}" />'
             f'<text x="{px + 14}" y="17" class=tick>{_e(label)}</text>'

@@ -67,8 +67,8 @@ class Totals:
             "run_hours": round(self.run_seconds / 3600, 4),
             "max_peak_rss_bytes": self.peak_rss_bytes,
             "wall_seconds": wall,
-            "cost": None if self.cost is None else round(self.cost, 4),
-            "cost_standard": None if self.cost_standard is None else round(self.cost_standard, 4),
+            "cost": None if self.cost is None else round(self.cost, 6),
+            "cost_standard": None if self.cost_standard is None else round(self.cost_standard, 6),
             "currency": self.currency,
         }
 
@@ -231,9 +231,10 @@ def totals_lines(totals: dict[str, Any]) -> list[str]:
     ]
     if totals["cost"] is not None:
         cur = f" {totals['currency']}" if totals["currency"] else ""
-        line = f"estimated cost: {totals['cost']:.2f}{cur}"
+        line = f"estimated cost: {_money(totals['cost'])}{cur}"
         if totals["cost_standard"] is not None:
-            line += f" (on standard VMs: {totals['cost_standard']:.2f}{cur})"
+            line += f" (on standard VMs: {_money(totals['cost_standard'])}{cur})"
+        line += "; run time only, VM start-up and idle time not counted"
         lines.append(line)
     return lines
 
@@ -257,6 +258,10 @@ def format_table(table: list[dict[str, Any]]) -> str:
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _money(value: float) -> str:
+    return f"{value:.2f}" if value >= 1 or value == 0 else f"{value:.3g}"
 
 
 def _round(value: float | None) -> float | None:

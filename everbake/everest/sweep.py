@@ -290,9 +290,11 @@ class _Runner:
                 self.state.forget_attempt(attempt)  # the server refused it: no job
                 self.retry.appendleft(idx)
             raise
-        except BaseException:
-            self.state.forget_attempt(attempt)
+        except EverbakeError:
+            self.state.forget_attempt(attempt)  # refused (400, 404, ...): no job was made
             raise
+        # Anything else (Ctrl-C during the POST) leaves the name saved: a resumed
+        # sweep looks the job up by it.
         self.state.submitted(attempt, job_id, "SUBMITTED", time.time())
         self._follow(attempt, max(self.first, min(self.most, self.typical * 0.9)))
 
@@ -331,7 +333,11 @@ class _Runner:
     def _maybe_list(self, now: float, due: list[str]) -> set[str]:
         """One GET /api/jobs when it serves two or more due jobs (or name lookups)."""
         wanted = [j for j in due if j not in self.missed]
-        if not self.list_ok or now < self.list_next or (len(wanted) < 2 and not self.lookups):
+        if not self.list_ok:
+            if self.lookups:
+                self._lookups_failed("the server lists no jobs")
+            return set()
+        if now < self.list_next or (len(wanted) < 2 and not self.lookups):
             return set()
         try:
             docs = self.api.jobs()
@@ -355,7 +361,9 @@ class _Runner:
             elif names and str(doc.get("name")) in names and job_id:
                 found = names.pop(str(doc.get("name")))
                 self.lookups.remove(found)
-                self.state.submitted(found, job_id, str(doc.get("state") or "SUBMITTED"), now)
+                self.state.submitted(
+                    found, job_id, str(doc.get("state") or "SUBMITTED"), found.started
+                )
                 self._follow(found, 0.0)
                 self._update(found, doc)
         if self.lookups:
