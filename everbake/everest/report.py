@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from everbake.everest.summary import read_rows
+from everbake.everest.summary import outcome_of, read_rows
 from everbake.everest.sweepstate import SweepState
 
 REPORT_FILE = "report.html"
@@ -303,7 +303,7 @@ def scatters(rows: list[dict[str, Any]]) -> list[str]:
 
 def scatter(rows: list[dict[str, Any]], xkey: str, ykey: str) -> str:
     pts = [
-        (r[xkey], r[ykey], r.get("outcome") or "")
+        (r[xkey], r[ykey], outcome_of(r))
         for r in rows
         if isinstance(r.get(xkey), int | float) and isinstance(r.get(ykey), int | float)
     ]
@@ -354,7 +354,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 cells.append(f'<td class=n data-v="{v}">{_e(shown)}</td>')
             else:
                 cells.append(f"<td>{_e('' if v is None else str(v))}</td>")
-        lines.append(f"<tr class=\"o-{_e(str(r.get('outcome', '')).replace(' ', '-'))}\">"
+        lines.append(f"<tr class=\"o-{_e(outcome_of(r).replace(' ', '-'))}\">"
                      + "".join(cells) + "</tr>")  # fmt: skip
     lines.append("</tbody></table>")
     return "\n".join(lines)

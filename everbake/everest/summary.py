@@ -1,7 +1,7 @@
 """A sweep's summary, written from its state in one streamed pass: summary.csv and
 summary.json (one row per variation), the sweep's totals, and a short table.
 
-Columns: the first seven are those of everbake's first sweeps (kept, in order),
+Columns: the first eight are those of everbake's first sweeps (kept, in order),
 then the attempt counts and times, the runtime's statistics (stats.json), the
 estimated cost when the spec gave prices, the variation's parameters
 (``param.<name>``) and the model's metrics (``metric.<key>``, from metrics.json).
@@ -18,13 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from everbake.everest import jobs
 from everbake.everest.pricing import Prices
 from everbake.everest.sweepstate import SweepState
 from everbake.everest.watch import format_elapsed
 
-COLUMNS = ("variation", "version", "state", "last_status", "elapsed", "job", "resubmissions")
+COLUMNS = (
+    "variation",
+    "version",
+    "state",
+    "last_status",
+    "elapsed",
+    "job",
+    "resubmissions",
+    "failure",  # why it FAILED: preempted, no outputs, or empty (jobs.failure)
+)
 MORE_COLUMNS = (
-    "outcome",
     "attempts",
     "queued_seconds",
     "run_seconds",
@@ -67,8 +76,8 @@ class Totals:
             "run_hours": round(self.run_seconds / 3600, 4),
             "max_peak_rss_bytes": self.peak_rss_bytes,
             "wall_seconds": wall,
-            "cost": None if self.cost is None else round(self.cost, 6),
-            "cost_standard": None if self.cost_standard is None else round(self.cost_standard, 6),
+            "cost": None if self.cost is None else round(self.cost, 9),
+            "cost_standard": None if self.cost_standard is None else round(self.cost_standard, 9),
             "currency": self.currency,
         }
 
@@ -119,7 +128,7 @@ def rows(state: SweepState, totals: Totals | None = None) -> Iterator[dict[str, 
             "elapsed": round(end - first_submit, 1) if end and first_submit else None,
             "job": (last["job_id"] or "") if last else "",
             "resubmissions": max(0, len(attempts) - 1),
-            "outcome": (last["outcome"] or "") if last else "",
+            "failure": _failure(last["outcome"]) if last else "",
             "attempts": len(attempts),
             "queued_seconds": _round(queued_seconds(last)) if last else None,
             "run_seconds": _round(run_seconds(last)) if last else None,
@@ -258,6 +267,15 @@ def format_table(table: list[dict[str, Any]]) -> str:
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _failure(outcome: str | None) -> str:
+    return outcome if outcome in (jobs.PREEMPTED, jobs.NO_OUTPUTS) else ""
+
+
+def outcome_of(row: dict[str, Any]) -> str:
+    """DONE, FAILED, CANCELLED, MISSING, preempted or no outputs: a row's outcome."""
+    return str(row.get("failure") or row.get("state") or "")
 
 
 def _money(value: float) -> str:

@@ -30,13 +30,13 @@ from typing import Any
 
 from everbake import ui
 from everbake.errors import EverbakeError
-from everbake.everest import jobs, report, summary
+from everbake.everest import jobs, report, submissions, summary
 from everbake.everest.budget import DEFAULT_RATE, RequestBudget, check_rate
 from everbake.everest.client import EverestNotFound, EverestUnavailable
 from everbake.everest.grid import load_grid
 from everbake.everest.jobsapi import JobsApi, is_transient
 from everbake.everest.liveview import SweepView, ViewState
-from everbake.everest.runjob import submit
+from everbake.everest.runjob import prepare, submit
 from everbake.everest.sweepfetch import DEFAULT_WORKERS, RETRIED, Fetched, Fetcher
 from everbake.everest.sweepstate import Open, SweepState, load_state, new_state
 from everbake.everest.watch import Backoff, Patience
@@ -282,7 +282,8 @@ class _Runner:
             debug=v.debug,
         )
         try:
-            job_id = submit(self.api, sub, self.uploads)
+            body = prepare(self.api, sub, self.uploads)
+            job_id = submit(self.api, sub, body)
         except EverestUnavailable as exc:
             if exc.status is None:
                 self.lookups.append(attempt)  # the job may exist: found by its name
@@ -296,7 +297,13 @@ class _Runner:
         # Anything else (Ctrl-C during the POST) leaves the name saved: a resumed
         # sweep looks the job up by it.
         self.state.submitted(attempt, job_id, "SUBMITTED", time.time())
+        self._record_submission(job_id, body)
         self._follow(attempt, max(self.first, min(self.most, self.typical * 0.9)))
+
+    def _record_submission(self, job_id: str, body: dict[str, Any]) -> None:
+        """everbake's own record (submissions.py): what resubmit needs later."""
+        job_dir = self.state.directory / job_id
+        submissions.write(job_dir, job_id, self.api.client.url, body, self.state.app, "")
 
     # --------------------------------------------------------------- polls
     def _due_jobs(self, now: float) -> list[str]:
@@ -364,6 +371,11 @@ class _Runner:
                 self.state.submitted(
                     found, job_id, str(doc.get("state") or "SUBMITTED"), found.started
                 )
+                resource = self.state.variation(found.variation).resource
+                body = {"name": found.name, "inputs": doc.get("inputs") or {}}
+                self._record_submission(
+                    job_id, {**body, "resources": [resource]} if resource else body
+                )
                 self._follow(found, 0.0)
                 self._update(found, doc)
         if self.lookups:
@@ -410,7 +422,7 @@ class _Runner:
 
     def _update(self, attempt: Open, doc: dict[str, Any]) -> bool:
         state = str(doc.get("state") or attempt.state or "SUBMITTED")
-        status = jobs.live_status(doc)
+        status = jobs.info(doc)  # public clients read info once FAILED/CANCELLED only
         changed = state != attempt.state or bool(status and status != attempt.last_live)
         if changed:
             self.state.seen(attempt, state, status, time.time())
@@ -473,9 +485,7 @@ class _Runner:
                 self.vs.failures.append((attempt.label, result.outcome, result.final_status))
         else:
             self.vs.resubmitted += 1
-            why = (
-                "was preempted" if result.outcome == "preempted" else "ended FAILED without outputs"
-            )
+            why = "was preempted" if result.outcome == jobs.PREEMPTED else "FAILED with no outputs"
             ui.say(
                 f"{attempt.label}: job {attempt.job_id} {why}; resubmitting "
                 f"({attempt.n + 1} of {self.state.retries})"

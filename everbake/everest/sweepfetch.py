@@ -18,6 +18,7 @@ from everbake.everest import jobs
 from everbake.everest.client import EverestNotFound
 from everbake.everest.jobsapi import JobsApi, is_transient
 from everbake.everest.sweepstate import FetchResult, Open
+from everbake.files import write_json
 
 DEFAULT_WORKERS = 3
 METRICS_FILE = "metrics.json"  # the model's out/metrics.json, copied out by the runtime
@@ -25,9 +26,10 @@ STATS_FILE = "stats.json"  # runtime/everest_runtime/stats.py write_summary
 MAX_METRICS = 100
 MAX_METRIC_TEXT = 200
 # Outcomes after which the sweep submits the variation again (while --retries last):
-# the runtime said the VM was preempted, or a FAILED job delivered no output at all
-# (a VM that vanished writes none; a model that fails still gets status.txt).
-RETRIED = ("preempted", "no outputs")
+# the retry rule of jobs.failure (README "Everest jobs and sweeps"): the runtime said
+# the VM was preempted, or a FAILED job delivered no output at all (a VM that
+# vanished writes none); any other failure is the variation's answer.
+RETRIED = (jobs.PREEMPTED, jobs.NO_OUTPUTS)
 
 
 @dataclass
@@ -82,6 +84,9 @@ class Fetcher:
         for stale in dest.glob(".*.part") if dest.is_dir() else ():  # a killed download's
             stale.unlink(missing_ok=True)
         got = 0
+        if "result" in doc:  # the whole result too, values that are no file included
+            dest.mkdir(parents=True, exist_ok=True)
+            write_json(dest / jobs.RESULT_FILE, doc["result"])
         for name, uri in jobs.output_files(doc):
             target = dest / Path(name).name  # never a path from the server
             try:
@@ -105,11 +110,9 @@ class Fetcher:
 
 
 def outcome(state: str, final_status: str, attempt: Open, files: int) -> str:
-    if state != "FAILED":
-        return state
-    if jobs.is_preempted([final_status, attempt.last_live]):
-        return "preempted"
-    return "no outputs" if files == 0 else "FAILED"
+    """The job's state, or for a FAILED one why (jobs.failure: preempted, no outputs)."""
+    reason = jobs.failure(state, [attempt.last_live, final_status], [None] * files)
+    return reason or state
 
 
 def read_outputs(dest: Path) -> FetchResult:
