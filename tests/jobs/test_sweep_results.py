@@ -122,3 +122,27 @@ def test_price_keys_load_from_the_specs_resource_table(tmp_path):
     spec_file.write_text(text.replace("price_per_hour = 0.4", "price_per_hour = -1"))
     with pytest.raises(EverbakeError, match=r"resource\.price_per_hour: expected a number >= 0"):
         load_spec(spec_file)
+
+
+def test_the_cli_takes_prices_from_the_spec_that_image_names(site, tmp_path):
+    from tests.jobs.conftest import REPO
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "defaults.toml").write_text((REPO / "images/defaults.toml").read_text())
+    spec = (REPO / "images/optimization.toml").read_text()
+    spec += "\n[resource]\nprice_per_hour = 0.4\npreemptible_price_per_hour = 0.1\n"
+    (images / "optimization.toml").write_text(spec)
+    site.jobs.step = 0.03
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2]}}}))
+    env = {"INVOKE_EVERBAKE_IMAGES_DIR": str(images)}
+    args = ("sweep", "--max-requests-per-second", "100", "--app", APP, "--grid", str(grid))
+    result = site.everbake(*args, "--image", "optimization", cwd=tmp_path, more_env=env)
+    assert result.returncode == 0, result.stderr
+    assert "estimated cost: " in result.stderr and "(on standard VMs: " in result.stderr
+    [where] = (tmp_path / "runs").glob("sweep-*")
+    assert {"cost", "cost_standard"} <= set(csv_rows(where / "summary.csv")[0])
+    bad = site.everbake(*args, "--image", "nosuch", cwd=tmp_path, more_env=env)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "nosuch" in bad.stderr
