@@ -30,7 +30,7 @@ from typing import Any
 
 from everbake import ui
 from everbake.errors import EverbakeError
-from everbake.everest import jobs, report, submissions, summary
+from everbake.everest import jobs, report, submissions, summary, sweepimport
 from everbake.everest.budget import DEFAULT_RATE, RequestBudget, check_rate
 from everbake.everest.client import EverestNotFound, EverestUnavailable
 from everbake.everest.grid import load_grid
@@ -96,6 +96,8 @@ def start(
 
 
 def resume(directory: Path, app: str | None, grid: Path | None) -> SweepState:
+    if sweepimport.carry_over(directory):
+        ui.say(f"sweep in {directory}: the first format's sweep.json carried over into sweep.db")
     state = load_state(directory)
     if app and app != state.app:
         raise EverbakeError(f"--app {app}: the sweep in {directory} runs app {state.app}")

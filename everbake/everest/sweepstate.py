@@ -20,7 +20,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -353,30 +353,46 @@ def new_state(
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
     directory = runs_dir / f"sweep-{sweep_id}"
     directory.mkdir(parents=True)
+    meta = {
+        "id": sweep_id,
+        "app": app,
+        "grid": str(grid.resolve()),
+        "retries": str(retries),
+        "max_parallel": str(parallel),
+        "created": repr(time.time()),
+    }
+    return create(directory, meta, variations, settings)
+
+
+def create(
+    directory: Path,
+    meta: dict[str, str],
+    variations: list[Variation],
+    settings: dict[str, Any] | None = None,
+    fill: Callable[[sqlite3.Connection], None] | None = None,
+) -> SweepState:
+    """A new sweep.db in ``directory``, written under a temporary name and renamed
+    when whole (a sweep exists whole or not at all); ``fill`` adds more rows."""
     tmp = directory / f".{STATE_FILE}.new"
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        leftover.unlink(missing_ok=True)
     conn = _connect(tmp, new=True)
     conn.executescript(SCHEMA)
     with conn:
-        meta = {
-            "format": str(FORMAT),
-            "id": sweep_id,
-            "app": app,
-            "grid": str(grid.resolve()),
-            "retries": str(retries),
-            "max_parallel": str(parallel),
-            "created": repr(time.time()),
-        }
+        rows = {"format": str(FORMAT), **meta}
         for key, value in (settings or {}).items():
-            meta[f"setting.{key}"] = json.dumps(value)
-        conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+            rows[f"setting.{key}"] = json.dumps(value)
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
         conn.executemany(
             "INSERT INTO variations (idx, label, spec) VALUES (?, ?, ?)",
             ((v.index, v.label, json.dumps(v.as_json())) for v in variations),
         )
+        if fill is not None:
+            fill(conn)
     conn.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    tmp.rename(directory / STATE_FILE)  # a sweep exists whole or not at all
+    tmp.rename(directory / STATE_FILE)
     return SweepState(directory, _connect(directory / STATE_FILE))
 
 
@@ -385,9 +401,9 @@ def load_state(directory: Path) -> SweepState:
     if not path.is_file():
         if (directory / OLD_STATE_FILE).is_file():
             raise jobs.JobError(
-                f"--resume {directory}: {OLD_STATE_FILE} is the first sweep format, which this "
-                "everbake does not resume; finish it with the everbake that started it (issue "
-                "12's release), or fetch its jobs one by one with 'invoke fetch-job <id>'"
+                f"--resume {directory}: {OLD_STATE_FILE} is the first sweep format and could "
+                "not be carried over; finish it with the everbake that started it, or fetch "
+                "its jobs one by one with 'invoke fetch-job <id>'"
             )
         raise jobs.JobError(
             f"--resume {directory}: no {STATE_FILE} there; give a runs/sweep-<id> directory"
