@@ -43,8 +43,7 @@ from tests.fakes.everest import EverestFake, Reply
 from tests.fakes import everest_jobs as fj
 
 def plan(inputs, n):
-    script = fj.Script(statuses=["solving", "solving"], queued_steps=1,
-                       final_status="optimal: objective 42")
+    script = fj.Script(running_steps=2, queued_steps=1, final_status="optimal: objective 42")
     script.metrics = {"objective": inputs["params"]["x"] * 1.5, "gap": 0.0}
     return script
 
