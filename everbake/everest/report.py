@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake.everest.summary import outcome_of, read_rows
-from everbake.everest.sweepstate import SweepState
+from everbake.everest.sweepstate import LOST, SweepState
 
 REPORT_FILE = "report.html"
 MAX_SCATTERS = 12
@@ -33,6 +33,7 @@ COLOURS = {
     "no outputs": "#9d0208",
     "CANCELLED": "#6c757d",
     "MISSING": "#adb5bd",
+    LOST: "#7b2cbf",  # submit answers lost: the job may exist
     "running": "#457b9d",
 }
 QUEUE_COLOUR = "#ced4da"

@@ -274,7 +274,7 @@ def _failure(outcome: str | None) -> str:
 
 
 def outcome_of(row: dict[str, Any]) -> str:
-    """DONE, FAILED, CANCELLED, MISSING, preempted or no outputs: a row's outcome."""
+    """DONE, FAILED, CANCELLED, MISSING, LOST, preempted or no outputs: a row's outcome."""
     return str(row.get("failure") or row.get("state") or "")
 
 

@@ -11,6 +11,13 @@ partial list leaves out are polled one by one, and a large list is asked for at
 most LIST_DOCS_PER_SECOND documents a second. Jobs polled one by one go nearest
 to their expected end first.
 
+A submission whose answer was lost is looked up by its unique name; one not
+found is sent again under that name, at most sweepstate.LOST_ANSWERS times, then
+the variation ends LOST saying how to find or cancel the job. A server that keeps
+failing is given up on after EVERBAKE_WATCH_GIVE_UP_SECONDS of failures in a row,
+measured for submissions, polls and downloads apart: only a success of the same
+kind resets each.
+
 Cost per job stays constant: the state is SQLite (sweepstate.py) changed by one
 short transaction per event, the jobs in memory are the ones under way (at most
 --max-parallel), and nothing loops over all variations while the sweep runs.
@@ -24,6 +31,7 @@ import itertools
 import queue
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +46,7 @@ from everbake.everest.jobsapi import JobsApi, is_transient
 from everbake.everest.liveview import SweepView, ViewState
 from everbake.everest.runjob import prepare, submit
 from everbake.everest.sweepfetch import DEFAULT_WORKERS, RETRIED, Fetched, Fetcher
-from everbake.everest.sweepstate import Open, SweepState, load_state, new_state
+from everbake.everest.sweepstate import LOST, LOST_ANSWERS, Open, SweepState, load_state, new_state
 from everbake.everest.watch import Backoff, Patience
 
 LIST_DOCS_PER_SECOND = 1000.0
@@ -139,10 +147,10 @@ class _Runner:
         self.api, self.state, self.view, self.budget = api, state, view, budget
         backoff = Backoff.from_env()
         self.first, self.most = backoff.first, backoff.most
-        self.patience = Patience(
-            f"sweep {state.sweep_id}",
-            f"jobs keep running; resume with --resume {state.directory}",
-        )
+        fix = f"jobs keep running; resume with --resume {state.directory}"
+        self.submits = Patience(f"sweep {state.sweep_id}, submitting", fix)
+        self.polls = Patience(f"sweep {state.sweep_id}, polling", fix)
+        self.fetches = Patience(f"sweep {state.sweep_id}, downloading", fix)
         self.fetcher = Fetcher(api, state.directory)
         self.uploads = _Recorded(state)
         counts = state.status_counts()
@@ -172,14 +180,10 @@ class _Runner:
     def run(self) -> SweepOutcome:
         try:
             while self.left > 0:
-                try:
-                    self._collect()
-                    self._poll()
-                    self._submit_more()
-                    self.patience.ok()
-                except EverbakeError as exc:
-                    self.patience.failed(exc)
-                    self._sleep(self.first)
+                self._collect()
+                # A server failing polls is not sent more jobs in the same turn.
+                if not self._failed(self._poll, self.polls):
+                    self._failed(self._submit_more, self.submits)
                 self._show()
                 if self.left > 0:
                     self._sleep(self._next_wake())
@@ -188,6 +192,17 @@ class _Runner:
         self._show(force=True)
         self.view.close()
         return _finish(self.state)
+
+    def _failed(self, work: Callable[[], None], patience: Patience) -> bool:
+        """Do ``work``; a transient error is told to ``patience`` (which gives up when
+        that kind of call kept failing) and waited out a little."""
+        try:
+            work()
+        except EverbakeError as exc:
+            patience.failed(exc)
+            self._sleep(self.first)
+            return True
+        return False
 
     def _show(self, force: bool = False) -> None:
         vs = self.vs
@@ -285,14 +300,24 @@ class _Runner:
         )
         try:
             body = prepare(self.api, sub, self.uploads)
-            job_id = submit(self.api, sub, body)
-        except EverestUnavailable as exc:
-            if exc.status is None:
-                self.lookups.append(attempt)  # the job may exist: found by its name
-            else:
-                self.state.forget_attempt(attempt)  # the server refused it: no job
+        except EverbakeError as exc:
+            self.state.forget_attempt(attempt)  # an upload failed: nothing was POSTed
+            if is_transient(exc):
                 self.retry.appendleft(idx)
             raise
+        try:
+            job_id = submit(self.api, sub, body)
+            self.submits.ok()
+        except EverestUnavailable as exc:
+            if exc.status is not None:
+                self.state.forget_attempt(attempt)  # the server refused it: no job
+                self.retry.appendleft(idx)
+                raise
+            self.lookups.append(attempt)  # the job may exist: found by its name
+            raise EverestUnavailable(
+                f"no answer came to the submission of job {attempt.name} (the connection "
+                "broke); the job may exist: looking for it by its name"
+            ) from None
         except EverbakeError:
             self.state.forget_attempt(attempt)  # refused (400, 404, ...): no job was made
             raise
@@ -350,6 +375,7 @@ class _Runner:
             return set()
         try:
             docs = self.api.jobs()
+            self.polls.ok()
         except EverbakeError as exc:
             if is_transient(exc):
                 raise
@@ -370,6 +396,7 @@ class _Runner:
             elif names and str(doc.get("name")) in names and job_id:
                 found = names.pop(str(doc.get("name")))
                 self.lookups.remove(found)
+                self.submits.ok()  # the lost answer's job exists: that submission worked
                 self.state.submitted(
                     found, job_id, str(doc.get("state") or "SUBMITTED"), found.started
                 )
@@ -389,14 +416,21 @@ class _Runner:
         return served
 
     def _lookups_failed(self, why: str) -> None:
-        """A lost submission not found by name: submitted again, saying so."""
+        """A lost submission not found by name: submitted again, saying so, until the
+        variation's lost answers reach LOST_ANSWERS; then it ends LOST."""
         for attempt in self.lookups:
+            lost = self.state.answer_lost(attempt)
+            if attempt.phase == "fetched":
+                self.left -= 1
+                self.vs.outcomes[LOST] = self.vs.outcomes.get(LOST, 0) + 1
+                self.vs.failures.append((attempt.label, LOST, attempt.last_live))
+                ui.say(f"{attempt.label}: {attempt.last_live}")
+                continue
             ui.say(
                 f"job {attempt.name}: its submission's answer was lost and it is {why}; "
-                "submitting it again (if two jobs of that name appear, cancel one: "
-                "'invoke cancel-job <id>')"
+                f"submitting it again ({lost} of {LOST_ANSWERS} lost answers; if two jobs of "
+                "that name appear, cancel one: 'invoke cancel-job <id>')"
             )
-            self.state.forget_attempt(attempt)
             self.retry.append(attempt.variation)
         self.lookups = []
 
@@ -406,12 +440,14 @@ class _Runner:
             doc = self.api.job(job_id)
         except EverestNotFound:
             # Deleted on Everest (web UI, another client): nothing left to follow.
+            self.polls.ok()
             self.state.seen(attempt, "MISSING", "the job is gone from Everest (404)", time.time())
             self._ended(attempt, {})
             return
         except BaseException:
             self._schedule(job_id, self.first)
             raise
+        self.polls.ok()
         self.missed.discard(job_id)
         changed = self._update(attempt, doc)
         if job_id in self.by_job:
@@ -442,6 +478,7 @@ class _Runner:
         except EverestNotFound:
             self.state.seen(attempt, "MISSING", "the job is gone from Everest (404)", time.time())
             doc = {}
+        self.polls.ok()
         if not doc or str(doc.get("state")) in jobs.TERMINAL:
             self._ended(attempt, doc)
         else:  # resumed in the 'ended' phase yet running: cannot be; follow it anyway
@@ -475,8 +512,9 @@ class _Runner:
         if done.error is not None or done.result is None:
             self.refetch.append((time.monotonic() + self.first, attempt, {}))
             if done.error is not None:
-                self.patience.failed(done.error)
+                self.fetches.failed(done.error)
             return
+        self.fetches.ok()
         result = done.result
         final = result.outcome not in RETRIED or attempt.n >= self.state.retries
         self.state.fetched(attempt, result, final)

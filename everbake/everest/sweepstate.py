@@ -9,6 +9,9 @@ the step that depends on it:
   submitted  the server gave it an id; polled until it ends
   ended      Everest says DONE/FAILED/CANCELLED; its outputs are to be fetched
   fetched    outputs on disk, statistics and metrics read: the attempt's outcome
+A submission whose answer was lost and whose job is not found by its name is
+forgotten and sent again under the same name; the LOST_ANSWERS-th such answer of
+a variation (counted in variations.lost) ends the attempt LOST instead.
 A variation is pending (an attempt is due), active (its attempt is under way) or
 final. Every query the sweep makes per change uses an index: nothing scans all
 variations while the sweep runs.
@@ -31,6 +34,10 @@ from everbake.everest.grid import Variation
 STATE_FILE = "sweep.db"
 OLD_STATE_FILE = "sweep.json"  # everbake's first sweep format (one JSON document)
 FORMAT = 2
+# A lost answer may mean the server never got the POST, or made a job its list does
+# not show: a variation's POSTs may lose their answer this many times, then it ends LOST.
+LOST_ANSWERS = 3
+LOST = "LOST"  # an attempt's state and outcome: the job may exist, its id is unknown
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,7 +46,8 @@ CREATE TABLE IF NOT EXISTS variations (
     label TEXT NOT NULL,
     spec TEXT NOT NULL,              -- Variation.as_json()
     status TEXT NOT NULL DEFAULT 'pending',  -- pending | active | final
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0  -- submissions whose answer was lost, job not found
 );
 CREATE INDEX IF NOT EXISTS variations_by_status ON variations (status, idx);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -49,7 +57,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     name TEXT NOT NULL UNIQUE,
     job_id TEXT UNIQUE,
     phase TEXT NOT NULL,             -- naming | submitted | ended | fetched
-    state TEXT,                      -- Everest's state, or MISSING
+    state TEXT,                      -- Everest's state, or MISSING or LOST
     last_status TEXT NOT NULL DEFAULT '',
     outcome TEXT,                    -- jobs state, or preempted / no outputs
     started REAL NOT NULL,           -- before the POST
@@ -236,11 +244,45 @@ class SweepState:
     def forget_attempt(self, attempt: Open) -> None:
         """The POST surely made no job (the server refused it): as if never begun."""
         with self.conn:
-            self.conn.execute("DELETE FROM attempts WHERE id = ?", (attempt.id,))
+            self._forget(attempt)
+
+    def _forget(self, attempt: Open) -> None:
+        self.conn.execute("DELETE FROM attempts WHERE id = ?", (attempt.id,))
+        self.conn.execute(
+            "UPDATE variations SET status = 'pending', attempts = ? WHERE idx = ?",
+            (attempt.n, attempt.variation),
+        )
+
+    def answer_lost(self, attempt: Open) -> int:
+        """The attempt's POST went unanswered and no job of its name was found: it
+        counts against LOST_ANSWERS. Under it the attempt is forgotten (the variation
+        is pending; its next submission reuses the name, so a job made by any of them
+        is found by it); at it the attempt ends LOST and the variation is final, in the
+        same commit. Returns how many of the variation's answers were lost."""
+        with self.conn:
             self.conn.execute(
-                "UPDATE variations SET status = 'pending', attempts = ? WHERE idx = ?",
-                (attempt.n, attempt.variation),
+                "UPDATE variations SET lost = lost + 1 WHERE idx = ?", (attempt.variation,)
             )
+            (lost,) = self.conn.execute(
+                "SELECT lost FROM variations WHERE idx = ?", (attempt.variation,)
+            ).fetchone()
+            if lost < LOST_ANSWERS:
+                self._forget(attempt)
+                return int(lost)
+            status = (
+                f"submit answer lost {lost} times; the job may exist: "
+                f"invoke job-status {attempt.name} / invoke cancel-job {attempt.name}"
+            )
+            attempt.phase, attempt.state, attempt.last_live = "fetched", LOST, status
+            self.conn.execute(
+                "UPDATE attempts SET phase = 'fetched', state = ?, outcome = ?, "
+                "last_status = ? WHERE id = ?",
+                (LOST, LOST, status, attempt.id),
+            )
+            self.conn.execute(
+                "UPDATE variations SET status = 'final' WHERE idx = ?", (attempt.variation,)
+            )
+        return int(lost)
 
     def submitted(self, attempt: Open, job_id: str, state: str, when: float) -> None:
         attempt.job_id, attempt.phase, attempt.state = job_id, "submitted", state
@@ -312,7 +354,7 @@ class SweepState:
 class FetchResult:
     """What the download of one ended attempt found."""
 
-    outcome: str  # DONE, FAILED, CANCELLED, MISSING, preempted, no outputs
+    outcome: str  # DONE, FAILED, CANCELLED, MISSING, LOST, preempted, no outputs
     final_status: str = ""
     files: int = 0
     bytes: int = 0
