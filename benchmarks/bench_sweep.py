@@ -50,10 +50,6 @@ def plan(inputs, n):
 with EverestFake() as fake:
     jobs = fj.EverestJobs(fake, plan=plan, step_seconds=1.0)
     app = application(load_spec("optimization"), {"image_name": "everbake-optimization"})
-    app["config"]["outputMappings"].append(
-        {"param": "metrics", "file": "metrics.json", "pattern": ""})
-    app["outputs"]["metrics"] = {"title": "metrics", "type": "string", "format": "uri",
-                                 "required": False}
     fake.add_app(app, alias="transport")
     fake.route("GET", r"/bench/stamps", lambda call: Reply(200, fake.stamps), auth=False)
     print(json.dumps({"url": fake.url, "token": fake.issue_token()}), flush=True)

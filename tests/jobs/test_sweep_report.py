@@ -17,7 +17,6 @@ from everbake.everest import sweep
 from everbake.everest.liveview import SweepView
 from tests.fakes import everest_jobs as fj
 from tests.jobs.conftest import APP, Site
-from tests.jobs.test_sweep_results import map_metrics
 from tests.runtime.test_chart import png_pixels
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,7 +49,6 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def report_sweep(site: Site, tmp_path: Path) -> sweep.SweepOutcome:
-    map_metrics(site)
     seen: set[tuple[int, str]] = set()
 
     def plan(inputs: dict, n: int) -> fj.Script:

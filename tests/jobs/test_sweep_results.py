@@ -19,20 +19,6 @@ from tests.fakes import everest_jobs as fj
 from tests.jobs.conftest import APP, Site
 
 
-def map_metrics(site: Site) -> None:
-    """The app maps metrics.json as an output (what export-app must add; issue 21)."""
-    app = site.fake.apps[site.app_id]
-    app["config"]["outputMappings"].append(
-        {"param": "metrics", "file": "metrics.json", "pattern": ""}
-    )
-    app["outputs"]["metrics"] = {
-        "title": "metrics",
-        "type": "string",
-        "format": "uri",
-        "required": False,
-    }
-
-
 def plan(inputs: dict, n: int) -> fj.Script:
     x = inputs["params"]["freight"]
     script = fj.done(objective=x * 1.5)
@@ -41,9 +27,15 @@ def plan(inputs: dict, n: int) -> fj.Script:
     return script
 
 
-def run(site: Site, tmp_path: Path, settings: dict | None = None):
+def without_metrics(inputs: dict, n: int) -> fj.Script:
+    script = plan(inputs, n)
+    script.metrics = None  # the model wrote no out/metrics.json
+    return script
+
+
+def run(site: Site, tmp_path: Path, settings: dict | None = None, jobs_plan=plan):
     site.jobs.step = 0.03
-    site.jobs.plan = plan
+    site.jobs.plan = jobs_plan
     grid = tmp_path / "grid.toml"
     grid.write_text(
         textwrap.dedent("""\
@@ -63,7 +55,10 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_metrics_and_statistics_are_columns_beside_the_parameters(site, tmp_path):
-    map_metrics(site)
+    # The app export-app writes maps metrics.json (conftest: the fake holds that app).
+    assert {"param": "metrics", "file": "metrics.json", "pattern": ""} in (
+        site.fake.apps[site.app_id]["config"]["outputMappings"]
+    )
     outcome = run(site, tmp_path)
     rows = csv_rows(outcome.csv)
     head = list(rows[0])
@@ -88,10 +83,11 @@ def test_metrics_and_statistics_are_columns_beside_the_parameters(site, tmp_path
 
 
 def test_without_metrics_json_the_columns_are_simply_absent(site, tmp_path):
-    outcome = run(site, tmp_path)  # the app does not map metrics.json
+    outcome = run(site, tmp_path, jobs_plan=without_metrics)
     head = list(csv_rows(outcome.csv)[0])
     assert not [k for k in head if k.startswith("metric.")]
-    assert [r["state"] for r in outcome.table] == ["DONE"] * 3
+    assert [r["state"] for r in outcome.table] == ["DONE"] * 3  # metrics are optional
+    assert not list(outcome.csv.parent.glob("*/metrics.json"))
 
 
 def test_cost_appears_with_prices_and_compares_with_standard_vms(site, tmp_path):
