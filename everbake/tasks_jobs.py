@@ -138,18 +138,52 @@ def resubmit(c, job, version=None, params=None, data=None, resource=None):
         "max_parallel": "at most this many jobs submitted and not ended at once (default 4)",
         "retries": "resubmit a job whose VM was preempted up to this many times (default 2)",
         "resume": "carry on with runs/sweep-<id> without resubmitting finished jobs",
+        "max_requests_per_second": "at most this many requests to Everest a second, all "
+        "kinds together (default 5)",
+        "image": "the image spec whose [resource] prices estimate the sweep's cost",
     }
 )
-def sweep(c, app=None, grid=None, max_parallel=4, retries=2, resume=None):
-    """Run every variation of a grid as a job; resubmit preempted ones; write a summary."""
+def sweep(
+    c,
+    app=None,
+    grid=None,
+    max_parallel=4,
+    retries=2,
+    resume=None,
+    max_requests_per_second=5.0,
+    image=None,
+):
+    """Run every variation of a grid as a job; resubmit preempted ones; write a summary
+    and report.html."""
+    from everbake.everest.pricing import Prices
     from everbake.everest.sweep import sweep_from_flags
 
+    settings = {}
+    if image:
+        prices = Prices.from_spec(settings_of(c).load_spec(image))
+        settings["prices"] = prices.as_setting() if prices else {}
     outcome = sweep_from_flags(
-        _api(c), app, grid, _runs(c), int(max_parallel), int(retries), resume
+        _api(c),
+        app,
+        grid,
+        _runs(c),
+        int(max_parallel),
+        int(retries),
+        resume,
+        rate=_number(max_requests_per_second, "--max-requests-per-second"),
+        settings=settings,
     )
     if outcome.exit_code:
-        bad = sum(1 for row in outcome.table if row["state"] != "DONE")
-        raise invoke.Exit(f"sweep {outcome.sweep.sweep_id}: {bad} job(s) did not end DONE", 1)
+        raise invoke.Exit(
+            f"sweep {outcome.sweep_id}: {outcome.not_done} job(s) did not end DONE", 1
+        )
+
+
+def _number(value, flag: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise invoke.Exit(f"{flag} {value!r}: give a number", 1) from None
 
 
 def register(ns: invoke.Collection) -> None:

@@ -76,8 +76,9 @@ INPUT_FILES = {
 # task). The runtime's README, "Task directory", says which files it writes;
 # stdout and stderr are the agent's captures (both public exports map them).
 # Only some tasks write results.zip (a model that failed early has none),
-# debug.zip (debug=true) and the chart: required false, so a job without them
-# does not fail for that.
+# debug.zip (debug=true), the chart and metrics.json (the runtime's copy of the
+# model's out/metrics.json, when the model writes one): required false, so a job
+# without them does not fail for that.
 OUTPUT_FILES = {
     "results": ("results.zip", "the files the model's everest.toml lists as results", False),
     "stdout": ("stdout", "the task's standard output", True),
@@ -88,6 +89,7 @@ OUTPUT_FILES = {
     "stats": ("stats.json", "peak memory, CPU seconds, wall time, utilisation", True),
     "stats_csv": ("stats.csv", "CPU and memory samples over time", True),
     "stats_chart": ("stats.svg", "CPU and memory over time as a chart, for a browser", False),
+    "metrics": ("metrics.json", "the model's own metrics: a flat JSON object", False),
 }
 MODEL_SOURCE_SECRET = "gitlab_token"  # the spec's secret holding the GitLab token
 DEFAULT_GITLAB_URL = "https://gitlab.com"

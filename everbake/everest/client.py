@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from everbake.errors import EverbakeError
 from everbake.ui import say
@@ -152,8 +152,18 @@ class _Chain:
             self._file.close()
 
 
+class Pacer(Protocol):
+    """Paces every HTTP attempt (a sweep's request budget, everest/budget.py)."""
+
+    def before_request(self) -> None: ...
+
+    def server_asked_to_wait(self, retry_after: str) -> None: ...
+
+
 class EverestClient:
-    """Calls to one Everest server. ``token`` may be None for the login call only."""
+    """Calls to one Everest server. ``token`` may be None for the login call only.
+    ``pacer``, when given, is asked before every attempt (retries included) and told
+    of every Retry-After the server sends."""
 
     def __init__(
         self,
@@ -164,8 +174,10 @@ class EverestClient:
         backoff: float = DEFAULT_BACKOFF,
         timeout: float = DEFAULT_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self.url = base_url(url)
+        self.pacer = pacer
         self._token = token
         self.retries = retries
         self.backoff = backoff
@@ -254,11 +266,15 @@ class EverestClient:
         what = f"{method} {base}{path.split('?')[0]}"
         attempts = 1 + (self.retries if retry else 0)
         for attempt in range(1, attempts + 1):
+            if self.pacer is not None:
+                self.pacer.before_request()
             try:
                 return self._once(method, path, data, content_type, headers, sink, auth, base)
             except urllib.error.HTTPError as exc:
                 status, text, after = exc.code, _error_text(exc), exc.headers.get("Retry-After")
                 exc.close()
+                if after and self.pacer is not None:
+                    self.pacer.server_asked_to_wait(after)
                 if status not in RETRY_STATUSES or attempt == attempts:
                     raise self._http_error(what, status, text, attempt) from None
                 delay = _retry_after(after) or self._delay(attempt)

@@ -96,6 +96,10 @@ class _Converter:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
             return self.wrong(key, value, "an integer", f"{key.rpartition('.')[2]} = 20")
+        if hint is float:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+            return self.wrong(key, value, "a number >= 0", f"{key.rpartition('.')[2]} = 0.05")
         if origin is tuple:
             if not isinstance(value, list):
                 return self.wrong(key, value, "a list", f"{key.rpartition('.')[2]} = [...]")

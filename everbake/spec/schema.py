@@ -202,6 +202,11 @@ class Resource:
     disk_size_gb: int = 20
     # task_slots above the machine's cores only when the spec says so.
     oversubscribe: bool = False
+    # Hourly prices of one VM, for sweeps' cost estimates (0: not given; no
+    # built-in price list, prices change). everbake/everest/pricing.py.
+    price_per_hour: float = 0.0
+    preemptible_price_per_hour: float = 0.0
+    currency: str = ""
 
 
 @dataclass(frozen=True)

@@ -96,9 +96,12 @@ def test_export_writes_descriptor_bootstrap_and_zip(repo_copy: Path, tmp_path: P
         "stats": "stats.json",
         "stats_csv": "stats.csv",
         "stats_chart": "stats.svg",
+        "metrics": "metrics.json",
     }
+    assert all(m["pattern"] == "" for m in app["config"]["outputMappings"])
     optional = {name for name, d in app["outputs"].items() if not d["required"]}
-    assert optional == {"results", "debug_archive", "stats_chart"}
+    assert optional == {"results", "debug_archive", "stats_chart", "metrics"}
+    assert app["outputs"]["metrics"]["format"] == "uri"
     reqs = app["config"]["resourceRequirements"]
     assert set(reqs) == {"nodes", "coresPerNode", "memoryPerCore", "timeLimit"}
     assert all(set(r) == {"defaultValue", "allowOverride"} for r in reqs.values())

@@ -103,6 +103,25 @@ def test_outputs_are_collected_by_the_mappings(app_dir: Path, tmp_path: Path) ->
     assert not (run / "work.tmp").exists()
 
 
+def test_the_model_s_metrics_json_is_collected_when_present(app_dir: Path, tmp_path: Path) -> None:
+    steps = AppSteps(app_dir)
+    for wrote in (True, False):
+        task, run = tmp_path / f"task-{wrote}", tmp_path / f"run-{wrote}"
+        task.mkdir()
+        run.mkdir()
+        (task / "status.txt").write_text("optimal: objective 153.675")
+        if wrote:
+            (task / "metrics.json").write_text('{"objective": 153.675}')
+        collected = steps.collect(task, run)
+        outputs = json.loads((run / "outputs.json").read_text())
+        if wrote:
+            assert "metrics.json" in collected and outputs["metrics"] == ["metrics.json"]
+            assert (run / "metrics.json").read_text() == '{"objective": 153.675}'
+        else:
+            assert "metrics" not in outputs and not (run / "metrics.json").exists()
+        assert "metrics" not in steps.missing  # optional: a job without it does not fail
+
+
 def test_a_mapping_that_leaves_the_task_dir_is_refused(app_dir: Path, tmp_path: Path) -> None:
     descriptor = json.loads((app_dir / "application.json").read_text())
     descriptor["config"]["inputMappings"][1]["file"] = "../escape.json"

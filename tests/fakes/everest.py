@@ -32,6 +32,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,10 +97,12 @@ class EverestFake(LoopbackHttpServer):
         self.resources: dict[str, dict[str, Any]] = {}  # name -> config
         self.resource_endpoint = resource_endpoint.rstrip("/")
         self.calls: list[tuple[str, str]] = []  # (method, path) of every request
+        self.stamps: list[float] = []  # time.monotonic() of every request, as calls
+        self.faulted: list[int] = []  # indices into calls answered by a queued fault
         self.bodies: list[bytes] = []  # every request body, for secret scans
         self.headers_seen: list[dict[str, str]] = []
         self.lock = threading.RLock()
-        self._faults: list[list[Any]] = []  # [method, pattern, status, remaining]
+        self._faults: list[list[Any]] = []  # [method, pattern, status, remaining, headers]
         self._routes: list[Route] = []
         self.route("POST", r"/api/auth/access_token", self._access_token, auth=False)
         self.route("GET", r"/api/apps", self._list_apps)
@@ -124,10 +127,18 @@ class EverestFake(LoopbackHttpServer):
         """Serve ``method`` on paths fully matching ``pattern``; later routes win."""
         self._routes.insert(0, (method, re.compile(pattern), handler, auth))
 
-    def fail(self, method: str, pattern: str, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` matching requests with ``status`` (0: drop the connection)."""
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (0: drop the
+        connection), with ``headers`` (e.g. Retry-After, RFC 9110 10.2.3)."""
         with self.lock:
-            self._faults.append([method, re.compile(pattern), status, times])
+            self._faults.append([method, re.compile(pattern), status, times, headers or {}])
 
     def issue_token(self, user: str = "alice") -> str:
         token = secrets.token_urlsafe(24)
@@ -265,14 +276,18 @@ class EverestFake(LoopbackHttpServer):
         path, _, query = raw_path.partition("?")
         with self.lock:
             self.calls.append((method, path))
+            self.stamps.append(time.monotonic())
             self.bodies.append(body)
             self.headers_seen.append(headers)
             for fault in self._faults:
                 if fault[0] == method and fault[1].fullmatch(path) and fault[3] > 0:
                     fault[3] -= 1
+                    self.faulted.append(len(self.calls) - 1)
                     if fault[2] == 0:
                         raise ConnectionAbortedError
-                    return error(fault[2], "Internal Server Error")  # guess: text
+                    reply = error(fault[2], "Internal Server Error")  # guess: text
+                    reply.headers.update(fault[4])
+                    return reply
         for route_method, pattern, handler, auth in self._routes:
             match = pattern.fullmatch(path)
             if not match or route_method != method:

@@ -62,6 +62,11 @@ class Script:
     queued_steps: int = 2  # SUBMITTED, then SCHEDULED, before RUNNING
     outputs: bool = True  # False: the VM vanished, nothing came back
     info: str = ""  # what `info` says once FAILED/CANCELLED (guess: its text)
+    # What the runtime's stats.json holds (runtime/everest_runtime/stats.py summary())
+    cpu_seconds: float = 0.1
+    peak_rss_bytes: int = 50_000_000
+    # The model's out/metrics.json (runtime/README.md), an output when the app maps it
+    metrics: dict[str, Any] | None = None
 
 
 def done(objective: float = 42.0) -> Script:
@@ -158,6 +163,13 @@ class EverestJobs:
         self.output_uris = output_uris
         self.file_host = file_host
         self.jobs: dict[str, FakeJob] = {}
+        # How GET /api/jobs answers. everest.py getJobs reads a JSON list of job
+        # documents, each as GET /api/jobs/<id> (Job.fromjson); whether it pages is
+        # not public (facts "Jobs as public clients see them"). The other shapes are
+        # test knobs, not Everest's known behaviour:
+        self.list_absent = False  # guess: a server without the list (404)
+        self.list_limit: int | None = None  # guess: only the newest N (a paged list)
+        self.list_without_result = False  # guess: list documents without result
         self.submissions: list[dict[str, Any]] = []  # every accepted POST body, in order
         self.lock = threading.RLock()
         app = r"/api/apps/(?P<app>[0-9a-f]{24}|[^/]+/[^/]+)"
@@ -249,8 +261,16 @@ class EverestJobs:
 
     def _list(self, call: Call) -> Reply:
         # sptp getJobs: a JSON list of job documents (whether it pages is not public).
+        if self.list_absent:
+            return error(404, "Not Found")  # guess: text
         with self.lock:
-            return Reply(200, [self._doc(j) for j in self.jobs.values()])
+            found = list(self.jobs.values())
+            if self.list_limit is not None:
+                found = found[-self.list_limit :]
+            docs = [self._doc(j) for j in found]
+        if self.list_without_result:
+            docs = [{k: v for k, v in d.items() if k != "result"} for d in docs]
+        return Reply(200, docs)
 
     def _get(self, call: Call) -> Reply:
         return Reply(200, self._doc(self._find(call)))  # sptp getJobStatus
@@ -315,6 +335,7 @@ class EverestJobs:
         return self._ended(job, doc, script.end, script.final_status)
 
     def _ended(self, job: FakeJob, doc: dict[str, Any], state: str, status: str) -> dict:
+        script = job.script
         doc["state"] = state
         if state in ("FAILED", "CANCELLED"):
             doc["info"] = job.script.info or state.lower()  # templet reads it here only
@@ -327,8 +348,16 @@ class EverestJobs:
             "stdout": log,
             "stderr": "",
             "version.txt": f"{job.inputs.get('version')} (0123abcd)\n",
-            "stats.json": '{"cpu_seconds": 0.1, "wall_seconds": 0.2}\n',
+            "stats.json": json.dumps(
+                {
+                    "cpu_seconds": script.cpu_seconds,
+                    "wall_seconds": self.step * script.running_steps,
+                    "peak_rss_bytes": script.peak_rss_bytes,
+                }
+            ),
         }
+        if script.metrics is not None:
+            content["metrics.json"] = json.dumps(script.metrics)
         if job.inputs.get("debug") == "true":
             content["debug.zip"] = _zip({"logs/stdout.log": log})
         # The app's outputMappings name the files; a file the task did not write is no

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 
 import pytest
@@ -10,7 +9,7 @@ from everest_runtime import runner
 
 from everbake.everest import jobs
 from everbake.everest.grid import Variation
-from everbake.everest.sweepstate import Attempt, load_sweep, new_sweep
+from everbake.everest.sweepstate import load_state, new_state
 from everbake.everest.watch import Backoff, Tracker
 
 
@@ -143,29 +142,53 @@ def test_backoff_stretches_while_quiet_and_snaps_back_on_change():
     assert b.next(True) == pytest.approx(1.0, rel=0.11)
 
 
-def test_sweep_state_round_trips_and_is_written_atomically(tmp_path):
+def test_sweep_state_round_trips_its_phases(tmp_path):
     variations = [Variation(i, f"x={i}", "v1", {"x": i}) for i in range(3)]
     grid = tmp_path / "grid.toml"
     grid.write_text("")
-    sweep = new_sweep("alice/app", grid, variations, tmp_path / "runs", retries=2, parallel=2)
-    item = sweep.items[1]
-    item.attempts.append(Attempt(sweep.job_name(item), Tracker("f" * 24, "RUNNING", ["solving"])))
-    item.attempts.append(Attempt(sweep.job_name(item)))  # saved before its POST
-    sweep.uploads["/data.zip"] = "/api/files/temp/1/data.zip"
-    sweep.save()
-    assert [p.name for p in sweep.directory.iterdir()] == ["sweep.json"]  # no temp left
-    again = load_sweep(sweep.directory)
-    assert again.sweep_id == sweep.sweep_id and again.uploads == sweep.uploads
-    names = [a.name for a in again.items[1].attempts]
-    assert names == [f"sweep-{sweep.sweep_id}-1-0", f"sweep-{sweep.sweep_id}-1-1"]
-    assert again.items[1].attempts[0].tracker.last_status == "solving"
-    assert again.items[1].attempts[1].tracker is None
-    assert json.loads(sweep.path.read_text())["items"][0]["attempts"] == []
+    state = new_state("alice/app", grid, variations, tmp_path / "runs", retries=2, parallel=2)
+    first = state.begin_attempt(1)  # saved before its POST
+    state.submitted(first, "f" * 24, "SUBMITTED", 100.0)
+    state.seen(first, "RUNNING", "solving", 101.0)
+    second = state.begin_attempt(2)
+    state.add_upload("/data.zip", "/api/files/temp/1/data.zip")
+    state.close()
+    # Only the database and its WAL files: no temporary file left behind.
+    assert {p.name for p in state.directory.iterdir()} <= {
+        "sweep.db",
+        "sweep.db-wal",
+        "sweep.db-shm",
+    }
+    again = load_state(state.directory)
+    assert again.sweep_id == state.sweep_id and again.uploads() == {
+        "/data.zip": "/api/files/temp/1/data.zip"
+    }
+    opened = {a.variation: a for a in again.open_attempts()}
+    assert opened[1].name == f"sweep-{state.sweep_id}-1-0" and opened[1].phase == "submitted"
+    assert (opened[1].state, opened[1].last_live, opened[1].running_at) == (
+        "RUNNING",
+        "solving",
+        101.0,
+    )
+    assert (
+        opened[2].name == second.name and opened[2].phase == "naming" and opened[2].job_id is None
+    )
+    assert again.status_counts() == {"pending": 1, "active": 2}
+    assert again.pending(-1, 10) == [0]
 
 
 def test_resume_of_a_directory_without_state_says_what_to_give(tmp_path):
-    with pytest.raises(jobs.JobError, match=r"no sweep\.json there; give a runs/sweep-<id>"):
-        load_sweep(tmp_path)
+    with pytest.raises(jobs.JobError, match=r"no sweep\.db there; give a runs/sweep-<id>"):
+        load_state(tmp_path)
+
+
+def test_resume_of_a_first_format_sweep_says_how_to_finish_it(tmp_path):
+    (tmp_path / "sweep.json").write_text('{"format": 1, "items": []}')
+    with pytest.raises(jobs.JobError) as caught:
+        load_state(tmp_path)
+    message = str(caught.value)
+    assert "sweep.json is the first sweep format" in message and "finish it with" in message
+    assert "\n" not in message
 
 
 def test_live_view_redraws_in_place_on_a_terminal_and_prints_changes_elsewhere():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import sqlite3
 import textwrap
 import time
 from collections import Counter
@@ -51,6 +52,23 @@ def sweep_dir(cwd: Path) -> Path:
     return found
 
 
+def db_query(directory: Path, sql: str) -> list[tuple]:
+    """Read the sweep's state as another process sees it (the sweep may be running)."""
+    conn = sqlite3.connect(f"file:{directory / 'sweep.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def finished_count(cwd: Path) -> int:
+    try:
+        directory = sweep_dir(cwd)
+        return db_query(directory, "SELECT count(*) FROM variations WHERE status = 'final'")[0][0]
+    except (ValueError, sqlite3.Error):
+        return 0  # not created yet
+
+
 def check_finished_sweep(site: Site, directory: Path) -> list[dict]:
     table = json.loads((directory / "summary.json").read_text())["jobs"]
     assert len(table) == 12
@@ -82,8 +100,8 @@ def test_sweep_of_12_with_3_preemptions_ends_all_done(site, tmp_path, data_archi
     preempt_some_once(site)
     grid = grid_file(tmp_path, data_archive)
     result = site.everbake(
-        "sweep", "--app", APP, "--grid", str(grid), "--max-parallel", "5", "--retries", "2",
-        cwd=tmp_path,
+        "sweep", "--max-requests-per-second", "100", "--app", APP, "--grid", str(grid),
+        "--max-parallel", "5", "--retries", "2", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     directory = sweep_dir(tmp_path)
@@ -96,7 +114,7 @@ def test_sweep_of_12_with_3_preemptions_ends_all_done(site, tmp_path, data_archi
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["variation", "version", "state"] and len(lines) == 13
     assert site.token not in result.stdout + result.stderr
-    assert site.token not in (directory / "sweep.json").read_text()
+    assert site.token.encode() not in (directory / "sweep.db").read_bytes()
 
 
 def test_sweep_killed_midway_resumes_without_resubmitting_finished_jobs(
@@ -106,7 +124,16 @@ def test_sweep_killed_midway_resumes_without_resubmitting_finished_jobs(
     site.jobs.step = 0.06
     grid = grid_file(tmp_path, data_archive)
     proc = site.spawn(
-        "sweep", "--app", APP, "--grid", str(grid), "--max-parallel", "2", cwd=tmp_path
+        "sweep",
+        "--max-requests-per-second",
+        "100",
+        "--app",
+        APP,
+        "--grid",
+        str(grid),
+        "--max-parallel",
+        "2",
+        cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 60
@@ -114,23 +141,33 @@ def test_sweep_killed_midway_resumes_without_resubmitting_finished_jobs(
         while finished < 4:
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
             time.sleep(0.05)
-            try:
-                state = json.loads((sweep_dir(tmp_path) / "sweep.json").read_text())
-            except (ValueError, FileNotFoundError):
-                continue  # not written yet
-            finished = sum(1 for item in state["items"] if item["final"])
+            finished = finished_count(tmp_path)
         proc.send_signal(signal.SIGKILL)  # no chance to tidy up
         proc.wait(timeout=10)
     finally:
         proc.kill()
         proc.communicate()
     directory = sweep_dir(tmp_path)
-    before = json.loads((directory / "sweep.json").read_text())
-    assert not all(item["final"] for item in before["items"])
-    done_before = {item["attempts"][-1]["job_id"] for item in before["items"] if item["final"]}
+    statuses = db_query(directory, "SELECT status FROM variations")
+    assert {"final"} < {s for (s,) in statuses}  # some finished, not all
+    done_before = {
+        job
+        for (job,) in db_query(
+            directory,
+            "SELECT a.job_id FROM attempts a JOIN variations v ON v.idx = a.variation "
+            "AND a.n = v.attempts - 1 WHERE v.status = 'final'",
+        )
+    }
     submitted_before = len(site.jobs.submissions)
 
-    result = site.everbake("sweep", "--resume", str(directory.relative_to(tmp_path)), cwd=tmp_path)
+    result = site.everbake(
+        "sweep",
+        "--max-requests-per-second",
+        "100",
+        "--resume",
+        str(directory.relative_to(tmp_path)),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "resuming, " in result.stderr
     table = check_finished_sweep(site, directory)
@@ -145,7 +182,16 @@ def test_a_variation_preempted_more_often_than_retries_ends_failed(site, tmp_pat
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2]}}}))
     result = site.everbake(
-        "sweep", "--app", APP, "--grid", str(grid), "--retries", "1", cwd=tmp_path
+        "sweep",
+        "--max-requests-per-second",
+        "100",
+        "--app",
+        APP,
+        "--grid",
+        str(grid),
+        "--retries",
+        "1",
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     assert "did not end DONE" in result.stderr
@@ -158,7 +204,9 @@ def test_a_variation_preempted_more_often_than_retries_ends_failed(site, tmp_pat
 def test_a_bad_grid_fails_before_anything_is_submitted(site, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text('[base]\nversion = "v1"\ndata = "missing.zip"\n[product.params]\nx = [1]\n')
-    result = site.everbake("sweep", "--app", APP, "--grid", str(grid), cwd=tmp_path)
+    result = site.everbake(
+        "sweep", "--max-requests-per-second", "100", "--app", APP, "--grid", str(grid), cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "missing.zip: no such file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -173,11 +221,11 @@ def small_sweep(site: Site, tmp_path: Path):
         json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2, 3]}}})
     )
     api = site.api(backoff=0.001)
-    return sweep, api, sweep.start(api, APP, grid, tmp_path / "runs", 3, 0)
+    return sweep, api, sweep.start(APP, grid, tmp_path / "runs", 3, 0)
 
 
 def test_a_submission_whose_answer_was_lost_is_found_by_name_not_sent_twice(site, tmp_path):
-    from everbake.everest.liveview import LiveView
+    from everbake.everest.liveview import SweepView
 
     lost = []
 
@@ -190,7 +238,7 @@ def test_a_submission_whose_answer_was_lost_is_found_by_name_not_sent_twice(site
 
     site.fake.route("POST", r"/api/apps/(?P<app>[^/]+/[^/]+)", submit_then_drop)
     sweep, api, state = small_sweep(site, tmp_path)
-    outcome = sweep.run(api, state, LiveView(tty=False))
+    outcome = sweep.run(api, state, SweepView(tty=False), rate=100)
     assert [row["state"] for row in outcome.table] == ["DONE"] * 3
     assert len(site.jobs.submissions) == 3  # the lost one was adopted, not resubmitted
     assert lost[0] in {row["job"] for row in outcome.table}
@@ -198,11 +246,11 @@ def test_a_submission_whose_answer_was_lost_is_found_by_name_not_sent_twice(site
 
 
 def test_a_submission_refused_with_503_is_sent_again(site, tmp_path):
-    from everbake.everest.liveview import LiveView
+    from everbake.everest.liveview import SweepView
 
     site.fake.fail("POST", r"/api/apps/.*", 503, times=1)
     sweep, api, state = small_sweep(site, tmp_path)
-    outcome = sweep.run(api, state, LiveView(tty=False))
+    outcome = sweep.run(api, state, SweepView(tty=False), rate=100)
     assert [row["state"] for row in outcome.table] == ["DONE"] * 3
     assert len(site.jobs.submissions) == 3
     assert site.fake.count("POST", r"/api/apps/.*") == 4
@@ -212,7 +260,9 @@ def test_ctrl_c_stops_the_sweep_with_130_and_says_how_to_resume(site, tmp_path):
     site.jobs.plan = lambda inputs, n: fj.never_ends()
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2]}}}))
-    proc = site.spawn("sweep", "--app", APP, "--grid", str(grid), cwd=tmp_path)
+    proc = site.spawn(
+        "sweep", "--max-requests-per-second", "100", "--app", APP, "--grid", str(grid), cwd=tmp_path
+    )
     try:
         deadline = time.monotonic() + 30
         ids: list = []
@@ -220,10 +270,9 @@ def test_ctrl_c_stops_the_sweep_with_130_and_says_how_to_resume(site, tmp_path):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
             try:
-                state = json.loads((sweep_dir(tmp_path) / "sweep.json").read_text())
-            except (ValueError, FileNotFoundError):
+                ids = [j for (j,) in db_query(sweep_dir(tmp_path), "SELECT job_id FROM attempts")]
+            except (ValueError, sqlite3.Error):
                 continue
-            ids = [a["job_id"] for item in state["items"] for a in item["attempts"]]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -231,33 +280,32 @@ def test_ctrl_c_stops_the_sweep_with_130_and_says_how_to_resume(site, tmp_path):
     assert proc.returncode == 130, err
     directory = sweep_dir(tmp_path)
     assert f"Resume with: invoke sweep --resume {directory.relative_to(tmp_path)}" in err
-    state = json.loads((directory / "sweep.json").read_text())
-    assert all(item["attempts"][0]["job_id"] for item in state["items"])
+    assert all(j for (j,) in db_query(directory, "SELECT job_id FROM attempts WHERE n = 0"))
 
 
 def test_a_submission_refused_with_400_stops_the_sweep_at_once(site, tmp_path):
     import pytest
 
     from everbake.errors import EverbakeError
-    from everbake.everest.liveview import LiveView
+    from everbake.everest.liveview import SweepView
 
     site.fake.fail("POST", r"/api/apps/.*", 400, times=1)
     sweep, api, state = small_sweep(site, tmp_path)
     with pytest.raises(EverbakeError, match="answered 400"):
-        sweep.run(api, state, LiveView(tty=False))
+        sweep.run(api, state, SweepView(tty=False), rate=100)
     assert site.fake.count("POST", r"/api/apps/.*") == 1  # not sent again and again
 
 
 def test_a_job_deleted_on_everest_ends_missing_while_the_rest_finish(site, tmp_path):
     import threading
 
-    from everbake.everest.liveview import LiveView
+    from everbake.everest.liveview import SweepView
 
     site.jobs.plan = lambda inputs, n: fj.never_ends() if inputs["params"]["x"] == 2 else fj.done()
     sweep, api, state = small_sweep(site, tmp_path)
     outcome = []
     runner = threading.Thread(
-        target=lambda: outcome.append(sweep.run(api, state, LiveView(tty=False)))
+        target=lambda: outcome.append(sweep.run(api, state, SweepView(tty=False), rate=100))
     )
     runner.start()
     deadline = time.monotonic() + 30
@@ -296,7 +344,16 @@ def test_the_retry_rule_preempted_and_vanished_again_a_model_failure_never(site,
         json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2, 3]}}})
     )
     result = site.everbake(
-        "sweep", "--app", APP, "--grid", str(grid), "--retries", "2", cwd=tmp_path
+        "sweep",
+        "--max-requests-per-second",
+        "100",
+        "--app",
+        APP,
+        "--grid",
+        str(grid),
+        "--retries",
+        "2",
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     assert "x=1: job " in result.stderr and "was preempted; resubmitting (1 of 2)" in result.stderr
@@ -310,7 +367,7 @@ def test_the_retry_rule_preempted_and_vanished_again_a_model_failure_never(site,
     ]
     assert len(site.jobs.submissions) == 5
     with open(directory / "summary.csv", newline="") as f:
-        assert next(csv.reader(f))[-1] == "failure"
+        assert next(csv.reader(f))[7] == "failure"  # after the first seven, as before
     # Every job of the sweep has everbake's record, for resubmit.
     for row in table:
         record = json.loads((directory / row["job"] / "submission.json").read_text())
@@ -322,7 +379,16 @@ def test_a_variation_that_keeps_vanishing_ends_failed_with_the_reason(site, tmp_
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1]}}}))
     result = site.everbake(
-        "sweep", "--app", APP, "--grid", str(grid), "--retries", "1", cwd=tmp_path
+        "sweep",
+        "--max-requests-per-second",
+        "100",
+        "--app",
+        APP,
+        "--grid",
+        str(grid),
+        "--retries",
+        "1",
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     [row] = json.loads((sweep_dir(tmp_path) / "summary.json").read_text())["jobs"]
