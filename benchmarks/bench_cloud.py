@@ -164,7 +164,7 @@ def main() -> None:
 PLAN = """
 import os, sys
 from pathlib import Path
-from everbake import plan
+from everbake import build_plan as plan
 from everbake.spec import list_images, load_spec
 images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
 specs = [load_spec(name, images) for name in list_images(images)]

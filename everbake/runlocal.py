@@ -36,7 +36,7 @@ from everbake.fingerprint import fingerprints
 from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
 from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
-from everbake.localbuild.plan import image_tarball
+from everbake.localbuild.step_plan import image_tarball
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.ui import phase, say

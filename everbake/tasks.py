@@ -13,9 +13,9 @@ import sys
 
 from invoke import Collection, Exit
 
+from everbake import build_plan as planning
 from everbake import check as checks
 from everbake import packer
-from everbake import plan as planning
 from everbake import render as rendering
 from everbake.errors import EverbakeError
 from everbake.providers import NAMES

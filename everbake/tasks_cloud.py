@@ -31,7 +31,7 @@ def gc_images(
     dist=None,
 ):
     """Retire old images of a family; never the newest N nor any published one."""
-    from everbake.retire import gc_family
+    from everbake.gc_images import gc_family
 
     try:
         keep_n = int(keep)

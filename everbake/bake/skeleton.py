@@ -4,7 +4,7 @@
     build held the lock) -> bake -> write the build record -> say what was built
 
 The provider supplies the steps (`Provider.bake_steps`): the local ones in
-everbake.bake.local, the clouds' in everbake.cloudbuild.flow. This module knows
+everbake.bake.local_steps, the clouds' in everbake.bake.cloud_steps. This module knows
 neither.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from everbake.bake.record import write_record
+from everbake.records import write_record
 from everbake.ui import say
 
 

@@ -26,10 +26,10 @@ import jinja2
 from everbake.errors import EverbakeError
 from everbake.everest import agentconf
 from everbake.everest.agentconf import AppError
-from everbake.everest.records import find_build, settings_with
 from everbake.files import write_atomic
 from everbake.providers import DEFAULT
 from everbake.provision_env import secret_path
+from everbake.records import find_build, settings_with
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 

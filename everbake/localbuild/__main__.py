@@ -16,7 +16,7 @@ from types import FrameType
 
 from everbake.errors import EverbakeError
 from everbake.localbuild import steps
-from everbake.localbuild.plan import load_plan
+from everbake.localbuild.step_plan import load_plan
 from everbake.taskutil import debug_enabled
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from everbake.errors import BuildError
 from everbake.localbuild import export, overlay, rootfs
 from everbake.localbuild.chroot import chroot, remove_tree
-from everbake.localbuild.plan import Plan
+from everbake.localbuild.step_plan import Plan
 from everbake.proc import stream
 from everbake.staging import write_embed_secrets
 from everbake.ui import phase, say

@@ -22,7 +22,7 @@ from everbake.errors import EverbakeError
 if TYPE_CHECKING:
     from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
+    from everbake.retirement import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
     from everbake.stores import ImageStore

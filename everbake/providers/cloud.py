@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming, provision_env
-from everbake.cloudbuild.attempts import SESSION_LOST, Loss, Signal, read_loss
+from everbake.attempts import SESSION_LOST, Loss, Signal, read_loss
 from everbake.errors import CredentialsError, EverbakeError, RenderError, ToolError
 from everbake.providers.base import BuildSettings, CheckLine, Provider
 from everbake.stores import BuildVmStore
@@ -19,7 +19,7 @@ from everbake.stores import BuildVmStore
 if TYPE_CHECKING:
     from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
+    from everbake.retirement import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
     from everbake.stores import CloudImage, CredentialsHint, ImageStore
@@ -55,7 +55,7 @@ class CloudProvider(Provider):
     place: ClassVar[Place]
     sdk: ClassVar[Sdk]
     # Packer console lines that mean the build VM was lost or could not be had
-    # (everbake.cloudbuild.attempts: where each line comes from).
+    # (everbake.attempts: where each line comes from).
     lost_vm_signals: ClassVar[tuple[Signal, ...]] = SESSION_LOST
 
     # -- where it builds -------------------------------------------------
@@ -164,12 +164,12 @@ class CloudProvider(Provider):
         force: bool,
         replace_published: bool,
     ) -> BakeSteps:
-        from everbake.cloudbuild.flow import CloudSteps
+        from everbake.bake.cloud_steps import CloudSteps
 
         return CloudSteps(self, spec, settings, environ, force, replace_published)
 
     def retirement(self) -> Policy:
-        from everbake.gc import Policy
+        from everbake.retirement import Policy
 
         return Policy(deprecate_first=False)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming
-from everbake.cloudbuild.attempts import GCE_CREATION, SESSION_LOST
+from everbake.attempts import GCE_CREATION, SESSION_LOST
 from everbake.providers.base import BuildSettings, Plugin
 from everbake.providers.cloud import (
     BuildLayer,
@@ -21,7 +21,7 @@ from everbake.providers.cloud import (
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
+    from everbake.retirement import Policy
     from everbake.spec import ImageSpec
     from everbake.stores import CloudImage, CredentialsHint, ImageStore
 
@@ -61,7 +61,7 @@ class Gcp(CloudProvider):
         return GcpImageStore(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
 
     def retirement(self) -> Policy:
-        from everbake.gc import Policy
+        from everbake.retirement import Policy
 
         return Policy(deprecate_first=True, delete_after_days=30.0)
 

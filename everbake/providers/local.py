@@ -15,7 +15,7 @@ from everbake.providers.base import BuildSettings, CheckLine, Provider
 if TYPE_CHECKING:
     from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
+    from everbake.retirement import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
     from everbake.stores import ImageStore
@@ -36,7 +36,7 @@ class Local(Provider):
         return dist_root / "builds" / self.name / f"{spec.name}.manifest.json"
 
     def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
-        from everbake.localbuild.plan import PLAN_FILE
+        from everbake.localbuild.step_plan import PLAN_FILE
 
         return {"plan_file": (directory / PLAN_FILE).resolve()}
 
@@ -69,14 +69,14 @@ class Local(Provider):
         return lines
 
     def retirement(self) -> Policy:
-        from everbake.gc import Policy
+        from everbake.retirement import Policy
 
         return Policy(deprecate_first=False)  # a tarball has no deprecation
 
     def gc_target(
         self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
     ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
-        from everbake.localbuild.plan import cache_dir_in, images_dir_in
+        from everbake.localbuild.step_plan import cache_dir_in, images_dir_in
         from everbake.stores.local import LocalBaseCaches, LocalImageStore
 
         dist = settings.dist_root(spec)
@@ -95,7 +95,7 @@ class Local(Provider):
         force: bool,
         replace_published: bool,
     ) -> BakeSteps:
-        from everbake.bake.local import LocalSteps
+        from everbake.bake.local_steps import LocalSteps
 
         return LocalSteps(self, spec, settings, environ, force)
 
@@ -109,8 +109,8 @@ class Local(Provider):
         offline: bool,
     ) -> dict[str, bool | str]:
         """From the build record and the base cache: nothing to look up remotely."""
-        from everbake.bake.record import local_up_to_date, read_record, record_path
-        from everbake.localbuild.plan import base_cache_name, cache_dir_in
+        from everbake.localbuild.step_plan import base_cache_name, cache_dir_in
+        from everbake.records import local_up_to_date, read_record, record_path
 
         dist = settings.dist_root(spec)
         image = layers["image"]
@@ -125,7 +125,7 @@ class Local(Provider):
 def bases_in_use(settings: Settings) -> dict[str, str]:
     """Base cache name -> why it is kept: the current base of each spec in images/."""
     from everbake.fingerprint import fingerprints
-    from everbake.localbuild.plan import base_cache_name
+    from everbake.localbuild.step_plan import base_cache_name
     from everbake.spec import list_images, load_spec
 
     kept: dict[str, str] = {}

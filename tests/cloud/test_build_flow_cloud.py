@@ -406,7 +406,7 @@ def test_force_replaces_an_unpublished_image_saying_so(repo, cloud, capfd):
 
 
 def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
     first = build_image("cloudtest", "yandex", images_dir=repo / "images")
     capfd.readouterr()
@@ -429,7 +429,7 @@ def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
 
 
 def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypatch):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
     first = build_image("cloudtest", "yandex", images_dir=repo / "images")
     before = {i.name: i.id for i in cloud["yc"].images.values()}
@@ -441,7 +441,7 @@ def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypa
 
 
 def test_a_yandex_force_rebuild_finishes_an_interrupted_swap_first(repo, cloud, capfd):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
     first = build_image("cloudtest", "yandex", images_dir=repo / "images")
     # As if the last replacement deleted the old image but could not rename the new one.
@@ -454,7 +454,7 @@ def test_a_yandex_force_rebuild_finishes_an_interrupted_swap_first(repo, cloud, 
 
 
 def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
     first = build_image("cloudtest", "yandex", images_dir=repo / "images")
     leftover = cloud["yc"].add_image(FOLDER, first.image + "-new", "everbake-cloudtest", {})

@@ -192,7 +192,7 @@ def test_credentials_hint_offline(tmp_path):
 
 def test_importing_the_store_does_not_import_the_sdk():
     code = (
-        "import sys; import everbake.stores.gcp, everbake.stores.yandex, everbake.gc;"
+        "import sys; import everbake.stores.gcp, everbake.stores.yandex, everbake.retirement;"
         "bad=[m for m in sys.modules if m.startswith(('google.cloud','yandexcloud','grpc'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

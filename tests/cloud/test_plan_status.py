@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from everbake import build_plan as planning
 from everbake import naming
-from everbake import plan as planning
 from everbake.fingerprint import fingerprints
-from everbake.localbuild.plan import base_cache_name, cache_dir_in
+from everbake.localbuild.step_plan import base_cache_name, cache_dir_in
 from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from tests.cloud.conftest import FOLDER, PROJECT
 from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)

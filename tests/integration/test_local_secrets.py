@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from everbake import packer, render
-from everbake.localbuild.plan import PLAN_FILE
+from everbake.localbuild.step_plan import PLAN_FILE
 from everbake.spec import load_spec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"

@@ -11,12 +11,12 @@ import pytest
 
 from everbake import naming
 from everbake.bake import build_image, build_spec
-from everbake.bake.record import local_up_to_date, record_path
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import export
 from everbake.localbuild.chroot import mounts_under
-from everbake.localbuild.plan import base_cache_name, image_tarball
+from everbake.localbuild.step_plan import base_cache_name, image_tarball
+from everbake.records import local_up_to_date, record_path
 from everbake.settings import Settings
 from everbake.spec import REPO_ROOT, load_spec
 from tests.spec_text import without_agent_table

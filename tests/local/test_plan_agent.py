@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 from everbake import naming, plan
-from everbake.bake.record import record_path
 from everbake.fingerprint import fingerprints
+from everbake.records import record_path
 from everbake.settings import Settings
 from everbake.spec import load_spec
 from everbake.staging import resolve_agent

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from everbake.bake.local import prepare
+from everbake.bake.local_steps import prepare
 from everbake.errors import BuildError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import export
-from everbake.localbuild.plan import PLAN_FILE, load_plan, make_plan
+from everbake.localbuild.step_plan import PLAN_FILE, load_plan, make_plan
 from everbake.spec import load_spec
 
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from everbake import gc, ui
+from everbake import retirement, ui
 from everbake.errors import EverbakeError
 from everbake.providers import Provider, get
 from everbake.settings import Settings
@@ -29,10 +29,10 @@ def gc_family(
     layer: str = "image",
     delete_after_days: float | None = None,
     environ: Mapping[str, str] | None = None,
-) -> list[gc.Action]:
+) -> list[retirement.Action]:
     """Plan (and unless ``dry_run`` apply) the retirement of old images of a spec."""
     chosen = get(provider)  # an unknown name lists the choices
-    gc.check_keep(keep)  # before any listing
+    retirement.check_keep(keep)  # before any listing
     if layer not in LAYERS:
         raise EverbakeError(f"--layer {layer}: choose one of {', '.join(LAYERS)}")
     settings = settings or Settings()
@@ -44,10 +44,10 @@ def gc_family(
         policy = dataclasses.replace(policy, delete_after_days=float(delete_after_days))
     store, family, protected = chosen.gc_target(spec, layer, settings, environ)
     if protected is None:
-        protected = gc.protected_images(dist, chosen.name)
+        protected = retirement.protected_images(dist, chosen.name)
     with ui.phase(f"{chosen.name}: listing images of family {family}"):
         images = store.list_family(family)
-    actions = gc.plan(
+    actions = retirement.plan(
         images,
         family=family,
         keep=keep,
@@ -64,5 +64,5 @@ def gc_family(
         ui.say(f"dry run: {len(changes)} change(s) listed above, nothing done")
     else:
         with ui.phase(f"{chosen.name}: retiring {len(changes)} image(s) of family {family}"):
-            gc.apply(store, changes, say=ui.say)
+            retirement.apply(store, changes, say=ui.say)
     return actions

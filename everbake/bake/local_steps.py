@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from everbake import naming, packer, provision_env, render, staging
-from everbake.bake.record import local_up_to_date, read_record, record_path
 from everbake.bake.skeleton import BuildOutcome
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.localbuild import overlay, rootfs
-from everbake.localbuild.plan import (
+from everbake.localbuild.step_plan import (
     LAYERS,
     PLAN_FILE,
     STAGING_IN_IMAGE,
@@ -26,6 +25,7 @@ from everbake.localbuild.plan import (
     make_plan,
 )
 from everbake.providers import BuildSettings, Provider
+from everbake.records import local_up_to_date, read_record, record_path
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.ui import phase, say

@@ -7,7 +7,7 @@
    missing; the image layer starts from it by name.
 3. Each layer: stage, render (with what staging found), validate, `packer
    build` streamed with the provider as prefix; a lost build VM moves on to the
-   next attempt (everbake.cloudbuild.attempts), any other failure stops with the
+   next attempt (everbake.attempts), any other failure stops with the
    log tail.
 4. The manifest entry of the last run names the artifact, the store must then
    find it, and the build record is written last (everbake.bake.skeleton).
@@ -24,10 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import naming, packer, provision_env, render, staging
-from everbake.bake.local import agent_fingerprints, drop_fetched
-from everbake.bake.record import read_record, record_path
-from everbake.bake.skeleton import BuildOutcome, run
-from everbake.cloudbuild.attempts import (
+from everbake.attempts import (
     PREEMPTED,
     SUSPECT,
     Attempt,
@@ -35,12 +32,15 @@ from everbake.cloudbuild.attempts import (
     first_attempt,
     next_attempt,
 )
+from everbake.bake.local_steps import agent_fingerprints, drop_fetched
+from everbake.bake.skeleton import BuildOutcome, run
 from everbake.errors import BuildError
 from everbake.fingerprint import fingerprints
-from everbake.gc import published_names
 from everbake.pinagent import require_pinned_agents
 from everbake.providers import BuildSettings, get
 from everbake.providers.cloud import CloudProvider
+from everbake.records import read_record, record_path
+from everbake.retirement import published_names
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.stores import CloudImage, ImageStore
