@@ -82,7 +82,7 @@ def test_refused_credentials_fail_the_api_step_with_the_fix(repo, cloud):  # noq
 
 def test_format_shows_the_fix_under_each_missing_line(repo, cloud, monkeypatch):  # noqa: F811
     monkeypatch.delenv("YC_FOLDER_ID")
-    text = check.format_lines(check.run_checks(["yandex"], [spec_in(repo)]))
+    text = check.format_lines(check.run_checks([get("yandex")], [spec_in(repo)]))
     assert "MISSING yandex: folder" in text
     assert "fix: export YC_FOLDER_ID=$(yc config get folder-id)" in text
 

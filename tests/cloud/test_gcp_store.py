@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.stores import FINGERPRINT_LABEL
-from everbake.stores import fingerprint_label_value as fingerprint_label
+from everbake.labels import FINGERPRINT_LABEL
+from everbake.labels import fingerprint_label_value as fingerprint_label
 from everbake.stores.gcp import GcpImageStore, gcp_credentials_hint
 from tests.cloud.conftest import PROJECT, ROOT, service_account_key
 
