@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import provision_env
+from everbake.image_info import fingerprint_view
 from everbake.packer import PLUGINS
 from everbake.spec import ImageSpec
 
@@ -119,6 +120,8 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str, agent: str) -> dict[str
         "agent_template": _files(root, [root / spec.agent.config_template]),
         "runtime": _tree(root / spec.runtime.source, root),
         "secrets": data["secrets"],
+        # The image.json staging writes into the image (its own shape is content too).
+        "image_info": fingerprint_view(spec, agent),
         "scripts": _files(root, provision_env.scripts(root, "image")),
     }
 

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "spec",
         "agent_standin",
     ),
-    ("provision_env", "packer", "agent_python"),
+    ("provision_env", "packer", "agent_python", "image_info"),
     ("fingerprint", "localbuild"),
     ("naming", "settings", "stores", "agent_fetch", "runtime_wheel", "staging", "retirement"),
     ("records",),
