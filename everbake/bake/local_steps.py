@@ -103,6 +103,7 @@ class LocalSteps:
                     dist=self.dist,
                     cache_dir=self.cache_dir,
                     agent=self.agent,
+                    package_cache=self.settings.package_cache,
                 )
             with phase(f"render {build_dir}"):
                 packer_dir.write_layers(
@@ -162,6 +163,7 @@ def prepare(
     dist: Path,
     cache_dir: Path,
     agent: ResolvedAgent,
+    package_cache: Path | None = None,
 ) -> tuple[Plan, staging.Staged]:
     """Build the runtime wheel, stage everything into build_dir/staging and write
     build_dir/local-plan.json."""
@@ -195,6 +197,7 @@ def prepare(
         embed_secrets=provision_env.embed_secrets(spec),
         compression_level=spec.build.local.level,
         include=rootfs.base_packages(provision_env.apt_solver_pins(spec), spec.system.apt_packages),
+        package_cache=package_cache,
     )
     plan.write(build_dir / PLAN_FILE)
     return plan, staged
