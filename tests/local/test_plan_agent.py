@@ -11,6 +11,7 @@ from everbake import build_plan as plan
 from everbake import naming
 from everbake.agent_fetch import resolve_agent
 from everbake.fingerprint import fingerprints
+from everbake.localbuild.step_plan import image_tarball
 from everbake.providers import get
 from everbake.records import record_path
 from everbake.settings import Settings
@@ -34,8 +35,9 @@ def test_plan_finds_the_image_of_the_agent_content_baked(tmp_path: Path) -> None
     content = resolve_agent(spec, tmp_path / "fetched.tar.gz").content
     fps = fingerprints(spec, content)
     assert fps != fingerprints(spec)  # unpinned: not known before the fetch
-    # A finished local build of that content.
-    tarball = tmp_path / "image.tar.zst"
+    # A finished local build of that content, where build-image puts it.
+    tarball = image_tarball(tmp_path / "dist", naming.image_name(spec, fps))
+    tarball.parent.mkdir(parents=True)
     tarball.write_bytes(b"x" * 8)
     settings = Settings(images_dir=images, dist_dir=tmp_path / "dist")
     rec = record_path(tmp_path / "dist", "local", naming.image_name(spec, fps))
