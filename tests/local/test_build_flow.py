@@ -114,7 +114,8 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
                 worker.join(0.05)
                 said += capfd.readouterr().err
             # ... and finishes the very image before it lets go.
-            tarball = tmp_path / "img.tar.zst"
+            tarball = image_tarball(REPO_ROOT / "dist", naming.image_name(spec, fps))
+            tarball.parent.mkdir(parents=True, exist_ok=True)
             tarball.write_bytes(b"x" * 10)
             artifact = {"path": str(tarball), "size_bytes": 10}
             rec.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +125,7 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
         assert not (REPO_ROOT / "build" / "local" / "flowwait").exists()  # nothing rendered
     finally:
         rec.unlink(missing_ok=True)
+        image_tarball(REPO_ROOT / "dist", naming.image_name(spec, fps)).unlink(missing_ok=True)
         lock_path.unlink(missing_ok=True)
 
 
