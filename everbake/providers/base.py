@@ -61,6 +61,9 @@ class BuildSettings:
     # What staging found and the scripts must be told (everbake.staging.agent_env):
     # staging runs before rendering, so no rendered file is patched afterwards.
     agent_env: Mapping[str, str] | None = None
+    # The subnet for this zone (GCE subnetwork / Yandex subnet id), as the build
+    # chose it (a Yandex folder's default network may have been looked up).
+    subnet: str | None = None
 
 
 class Provider:

@@ -18,6 +18,7 @@ from everbake.labels import LAYER_LABEL, SPEC_LABEL, label_value
 from everbake.packer import VALIDATE_PLACEHOLDER
 from everbake.providers.base import BuildSettings, GcTarget, Provider
 from everbake.stores import BuildVmStore
+from everbake.stores.build_vms import BUILD_LABEL, attempt_id
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from everbake.spec import ImageSpec
     from everbake.stores import CloudImage, ImageStore
 
-# Build one layer: (packer_force, image_name) -> (image, manifest entry, attempt).
+# Build one layer: (image_name) -> (image, manifest entry, attempt).
 BuildLayer = Callable[..., tuple[Any, dict[str, Any], Any]]
 
 
@@ -58,6 +59,16 @@ class CloudProvider(Provider):
     # Packer console lines that mean the build VM was lost or could not be had
     # (everbake.attempts: where each line comes from).
     lost_vm_signals: ClassVar[tuple[Signal, ...]] = SESSION_LOST
+    # The watcher (everbake.watcher): seconds between two looks at the build VM,
+    # and the cloud's statuses that mean it took the VM.
+    watch_interval: ClassVar[float] = 20.0
+    lost_statuses: ClassVar[frozenset[str]] = frozenset()
+    # Packer timeouts of every cloud source: a VM that vanishes without closing TCP
+    # must not hang the SSH session (ssh_read_write_timeout is unset by default),
+    # and image creation outlasts the 5 minute state_timeout default
+    # (hashicorp/packer-plugin-googlecompute#164, hashicorp/packer#6887).
+    ssh_read_write_timeout: ClassVar[str] = "5m"
+    state_timeout: ClassVar[str] = "30m"
 
     # -- where it builds -------------------------------------------------
 
@@ -118,6 +129,34 @@ class CloudProvider(Provider):
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
         raise NotImplementedError
+
+    def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
+        """The cloud's build VMs in ``location`` (status, leftovers, checks)."""
+        raise NotImplementedError
+
+    def watch_every(self, environ: Mapping[str, str]) -> float:
+        """Seconds between the watcher's looks (EVERBAKE_WATCH_INTERVAL overrides)."""
+        try:
+            return float(environ.get("EVERBAKE_WATCH_INTERVAL") or self.watch_interval)
+        except ValueError:
+            return self.watch_interval
+
+    def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
+        """The subnet to send for a build in ``zone`` ('' for none); ``found`` is what
+        a lookup in the cloud returned (zone -> subnet) when the spec names none."""
+        return ""
+
+    def subnet_fix(self, spec: ImageSpec, zones: Sequence[str]) -> str:
+        """How to name the subnets in the spec."""
+        return ""
+
+    def serial_log(self, layer_dir: Path) -> Path | None:
+        """Where the builder writes the build VM's serial console on failure (None: nowhere)."""
+        return None
+
+    def subnets_to_look_up(self, spec: ImageSpec) -> bool:
+        """Whether the build must find its subnets in the cloud before a VM starts."""
+        return False
 
     def sdk_installed(self) -> bool:
         try:
@@ -296,8 +335,11 @@ class CloudProvider(Provider):
         common = self.common_vars(spec, fps, layer)
         if settings.image_name:
             common["image_name"] = settings.image_name
+        labels = {SPEC_LABEL: label_value(spec.name), LAYER_LABEL: layer}
         if settings.instance_name:
             common["instance_name"] = settings.instance_name
+            # The attempt id: how `invoke clean-builds` knows what a build left.
+            labels[BUILD_LABEL] = attempt_id(settings.instance_name)
         # The project/folder: the build settings', the spec's, or the environment's.
         place = settings.project or self.find_location(spec, environ)
         if place:
@@ -314,10 +356,12 @@ class CloudProvider(Provider):
             if settings.preemptible is None
             else settings.preemptible,
             "disk_size_gb": build.disk_size_gb,
-            "build_labels": {SPEC_LABEL: label_value(spec.name), LAYER_LABEL: layer},
+            "build_labels": labels,
             "ssh_username": self.ssh_username,
             # Not SHA-1 RSA, which Debian 12's OpenSSH refuses from Packer < 1.8.1.
             "temporary_key_pair_type": "ed25519",
+            "ssh_read_write_timeout": self.ssh_read_write_timeout,
+            "state_timeout": self.state_timeout,
             "staging_dir": str(paths["staging"]),
             "scripts": [str(p) for p in paths["scripts"]],
             "manifest_path": str(paths["manifest"]),

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming, packer
-from everbake.attempts import GCE_CREATION, SESSION_LOST
+from everbake.attempts import GCE_CREATION, SESSION_LOST, region_of
 from everbake.check_line import CheckLine
 from everbake.providers.base import BuildSettings
 from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.providers.swap import replace_by_swap
 from everbake.retirement import Policy
-from everbake.stores.gcp import GcpImageStore, gcp_credentials_hint
+from everbake.stores.gcp import gcp_credentials_hint
+from everbake.stores.gcp_vms import GcpBuildVms
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
@@ -40,6 +42,12 @@ class Gcp(CloudProvider):
     )
     sdk = Sdk("google.cloud.compute_v1", "pip install 'everbake[gcp]'  (google-cloud-compute)")
     lost_vm_signals = (*GCE_CREATION, *SESSION_LOST)
+    # GCE's deletion also passes through STOPPING and TERMINATED (Packer's cleanup),
+    # so only its own word counts: a zone operation "compute.instances.preempted"
+    # for the VM (https://cloud.google.com/compute/docs/instances/preemptible
+    # #detecting_if_an_instance_was_preempted), which GcpBuildVms.observe reports
+    # as PREEMPTED.
+    lost_statuses = frozenset({"PREEMPTED"})
 
     def location_in_spec(self, spec: ImageSpec) -> str:
         return spec.build.gcp.project
@@ -51,7 +59,15 @@ class Gcp(CloudProvider):
         return gcp_credentials_hint(dict(environ))
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
-        return GcpImageStore(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+        # The build-VM adapter is an image store too: --force swaps images with it.
+        return self.open_build_vms(location, environ)
+
+    def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
+        return GcpBuildVms(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+
+    def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
+        build = spec.build.gcp
+        return build.subnetworks.get(region_of(zone), "") or build.subnetwork
 
     def retirement(self) -> Policy:
         return Policy(deprecate_first=True, delete_after_days=30.0)
@@ -67,9 +83,8 @@ class Gcp(CloudProvider):
         family: str,
         build: BuildLayer,
     ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
-        # `packer build -force` deletes the old image only once the new one is made.
-        image, entry, attempt = build(packer_force=True)
-        return image, entry, attempt, existing
+        # Not `packer build -force`: it deletes the old image before making the new one.
+        return replace_by_swap(self.name, store, existing, name, family, build)
 
     def template_vars(
         self,
@@ -87,8 +102,9 @@ class Gcp(CloudProvider):
         # Sent only as given: a subnetwork of a custom VPC must not meet "default".
         if build.network:
             values["network"] = build.network
-        if build.subnetwork:
-            values["subnetwork"] = build.subnetwork
+        subnetwork = settings.subnet or self.subnet_for(spec, values["zone"], {})
+        if subnetwork:
+            values["subnetwork"] = subnetwork
         # Metadata SSH keys, not OS Login (ignored where a project enforces it).
         values["use_os_login"] = build.use_os_login
         if build.service_account:

@@ -5,7 +5,7 @@ to replace an image (names are unique and the plugin has no -force)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +14,9 @@ from everbake.check_line import CheckLine
 from everbake.errors import CloudError
 from everbake.providers.base import BuildSettings
 from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.providers.swap import replace_by_swap
 from everbake.stores.yandex import YandexImageStore, yandex_credentials_hint
-from everbake.ui import phase
+from everbake.stores.yandex_vms import YandexBuildVms
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
@@ -77,11 +78,12 @@ YANDEX_FIELDS = frozenset(
         "ssh_handshake_attempts",
         "temporary_key_pair_type",
         "temporary_key_pair_bits",
+        # packer-plugin-sdk communicator/config.go (SSHReadWriteTimeout), common to builders.
+        "ssh_read_write_timeout",
     ]
 )
 
 
-TEMPORARY_SUFFIX = "-new"  # fits: families leave room for "-base-" + 12 hex
 PACKER_FIX = (
     "install Packer >= 1.7 (https://developer.hashicorp.com/packer/install); "
     "build-image runs 'packer init' for the yandex plugin"
@@ -105,6 +107,12 @@ class Yandex(CloudProvider):
         "folder_id",
     )
     sdk = Sdk("yandexcloud", "pip install 'everbake[yandex]'  (yandexcloud)")
+    # How Yandex ends a preemptible VM: it stops it ("Preemptible VMs ... are
+    # stopped", https://yandex.cloud/en/docs/compute/concepts/preemptible-vm).
+    # The builder's failure cleanup deletes (DELETING) and never stops; only its
+    # success path stops the VM ("Stopping instance...", step_teardown_instance.go).
+    lost_statuses = frozenset({"STOPPING", "STOPPED"})
+    SERIAL_LOG = "serial-port.log"
 
     def location_in_spec(self, spec: ImageSpec) -> str:
         return spec.build.yandex.folder_id
@@ -116,6 +124,11 @@ class Yandex(CloudProvider):
         return yandex_credentials_hint(environ)
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
+        return YandexImageStore(location, **self._sdk_args(environ))
+
+    def _sdk_args(self, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The credentials of ``environ`` (the same ones credentials_hint() judged) and
+        the endpoint and CA of a fake."""
         ca_file = environ.get("EVERBAKE_YANDEX_CA_FILE")
         try:
             roots = Path(ca_file).read_bytes() if ca_file else None
@@ -124,14 +137,37 @@ class Yandex(CloudProvider):
                 f"EVERBAKE_YANDEX_CA_FILE={ca_file}: {exc.strerror}; point it at a PEM file "
                 "or unset it"
             ) from None
-        # The credentials of ``environ``, the same ones credentials_hint() judged.
-        return YandexImageStore(
-            location,
-            token=environ.get("YC_TOKEN") or None,
-            service_account_key=environ.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None,
-            endpoint=environ.get("EVERBAKE_YANDEX_ENDPOINT") or None,
-            root_certificates=roots,
+        return {
+            "token": environ.get("YC_TOKEN") or None,
+            "service_account_key": environ.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None,
+            "endpoint": environ.get("EVERBAKE_YANDEX_ENDPOINT") or None,
+            "root_certificates": roots,
+        }
+
+    def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
+        return YandexBuildVms(location, **self._sdk_args(environ))
+
+    def subnets_to_look_up(self, spec: ImageSpec) -> bool:
+        build = spec.build.yandex
+        return not (build.subnets or build.subnet_id)
+
+    def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
+        build = spec.build.yandex
+        return build.subnets.get(zone, "") or build.subnet_id or found.get(zone, "")
+
+    def subnet_fix(self, spec: ImageSpec, zones: Sequence[str]) -> str:
+        table = ", ".join(f'"{z}" = "<subnet id>"' for z in zones)
+        return (
+            f"set build.yandex.subnets = {{ {table} }} in {spec.source_path} "
+            "(yc vpc subnet list), or create the folder's default network"
         )
+
+    def serial_log(self, layer_dir: Path) -> Path | None:
+        return (layer_dir / self.SERIAL_LOG).resolve()
+
+    def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
+        paths = super().render_paths(spec, layer, directory)
+        return {**paths, "serial_log": self.serial_log(directory)}
 
     def artifact_id(self, image: CloudImage) -> str:
         return image.id  # the yandex builder's artifact id is the image id
@@ -173,15 +209,7 @@ class Yandex(CloudProvider):
         family: str,
         build: BuildLayer,
     ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
-        """Build under a temporary name and swap only once the new image exists, so a
-        failed rebuild leaves the old image in place."""
-        temporary = name + TEMPORARY_SUFFIX
-        old: CloudImage | None = existing
-        if existing.name == temporary:
-            old = _finish_swap(store, family, existing, name)
-        _drop_leftover(store, family, temporary)
-        image, entry, attempt = build(image_name=temporary)
-        return _swap_in(store, old, image, name), entry, attempt, old
+        return replace_by_swap(self.name, store, existing, name, family, build)
 
     def template_vars(
         self,
@@ -198,8 +226,12 @@ class Yandex(CloudProvider):
         values["cores"] = build.cores
         values["memory_gb"] = build.memory_gb
         values["core_fraction"] = build.core_fraction
-        if build.subnet_id:
-            values["subnet_id"] = build.subnet_id
+        subnet = settings.subnet or self.subnet_for(spec, values["zone"], {})
+        if subnet:
+            values["subnet_id"] = subnet
+        # Written by the builder before its cleanup deletes the VM (step_create_instance.go).
+        values["serial_log_file"] = str(paths["serial_log"])
+        values["disk_labels"] = values["build_labels"]
         if layer == "image":
             values["source_image_name"] = naming.image_name(spec, fps, "base")
         elif spec.base.yandex.image_id:
@@ -237,34 +269,3 @@ class Yandex(CloudProvider):
                 "min_disk_size_gb": int(built.get("disk_size_gb", spec.build.yandex.disk_size_gb)),
             },
         }
-
-
-def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:
-    """Delete a temporary image an interrupted replacement left behind (never published)."""
-    for image in store.list_family(family):
-        if image.name == temporary:
-            with phase(f"yandex: deleting {image.name} ({image.id}), left by an earlier --force"):
-                store.delete(image)
-
-
-def _finish_swap(store: ImageStore, family: str, new: CloudImage, name: str) -> CloudImage:
-    """An earlier replacement stopped after building ``new`` (the newest image of the
-    fingerprint, still under its temporary name): finish it before building again."""
-    olds = [i for i in store.list_family(family) if i.name == name]
-    return _swap_in(store, olds[0] if olds else None, new, name)
-
-
-def _swap_in(store: ImageStore, old: CloudImage | None, new: CloudImage, name: str) -> CloudImage:
-    """Delete ``old``, then give ``new`` its name; say what is left when a step fails."""
-    assert isinstance(store, YandexImageStore)
-    what = f"{old.name} ({old.id})" if old else "nothing"
-    with phase(f"yandex: replacing {what} by {new.id}, named {name}"):
-        try:
-            if old is not None:
-                store.delete(old)
-            return store.rename(new, name)
-        except CloudError as exc:
-            raise CloudError(
-                f"{exc}; the new image {new.id} exists as {new.name}: run build-image "
-                "--provider yandex --force again to finish the swap"
-            ) from None

@@ -4,23 +4,19 @@ through the image store it extends)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from everbake.errors import CloudError
-from everbake.stores import parse_time
+from everbake.stores import CloudImage, parse_time
+from everbake.stores.build_vms import BUILD_LABEL, Leftover, attempt_id
 from everbake.stores.gcp import GcpImageStore
 
-# The build VM's label carrying its attempt id (everbake.providers.cloud writes it).
-BUILD_LABEL = "everbake-build"
 # googlecompute names the boot disk after the instance (DiskName defaults to
 # InstanceName, packer-plugin-googlecompute builder/googlecompute/config.go) and
 # does not label it: our instance names are how its disks are known.
-BUILD_VM_NAME = re.compile(r"^everbake-(base|image)-[0-9a-f]{16}$")
 # Project-level permissions a build needs (googlecompute's docs ask for
 # roles/compute.instanceAdmin.v1 and roles/iam.serviceAccountUser; the watcher
 # reads zone operations).
@@ -39,18 +35,6 @@ BUILD_PERMISSIONS = (
     "iam.serviceAccounts.actAs",
 )
 CRM_API = "https://cloudresourcemanager.googleapis.com"
-
-
-@dataclass(frozen=True)
-class Leftover:
-    kind: str  # instance or disk
-    name: str
-    zone: str
-    created: str
-    attempt: str  # the attempt id (label or name)
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.name} in {self.zone} (created {self.created})"
 
 
 class GcpBuildVms(GcpImageStore):
@@ -111,6 +95,34 @@ class GcpBuildVms(GcpImageStore):
             out.append(f"disk {instance} in {zone}")
         return out
 
+    # -- replacing an image -------------------------------------------------------
+
+    def rename(self, image: CloudImage, name: str) -> CloudImage:
+        """GCE images cannot be renamed: copy ``image`` to ``name`` (images.insert
+        with sourceImage, family, labels and description kept), then delete it."""
+        source = self._call(
+            f"get image {image.name}",
+            lambda: self._images.get(project=self.project, image=image.name, timeout=self._timeout),
+        )
+        copy = self._compute.Image(
+            name=name,
+            source_image=f"projects/{self.project}/global/images/{image.name}",
+            family=source.family,
+            labels=dict(source.labels),
+            description=source.description,
+        )
+        self._mutate(
+            f"copy image {image.name} to {name}",
+            lambda: self._images.insert_unary(
+                project=self.project, image_resource=copy, timeout=self._timeout
+            ),
+        )
+        self.delete(image)
+        found = [i for i in self.list_family(source.family) if i.name == name]
+        if not found:
+            raise CloudError(f"gcp: image {name} is missing right after copying {image.name}")
+        return found[0]
+
     # -- leftovers ---------------------------------------------------------------
 
     def leftovers(self, zones: Iterable[str], older_than: timedelta) -> list[Leftover]:
@@ -135,9 +147,8 @@ class GcpBuildVms(GcpImageStore):
                 f"list the disks in {zone}",
                 partial(_listed, self._disks, disks, self._timeout),
             ):
-                named = BUILD_VM_NAME.match(disk.name)
-                if named and parse_time(disk.creation_timestamp) < cutoff:
-                    attempt = disk.name.rsplit("-", 1)[1]
+                attempt = attempt_id(disk.name)
+                if attempt and parse_time(disk.creation_timestamp) < cutoff:
                     found.append(
                         Leftover("disk", disk.name, zone, disk.creation_timestamp, attempt)
                     )

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from everbake.stores.gcp_vms import BUILD_LABEL, Leftover
+from everbake.stores.build_vms import BUILD_LABEL, Leftover, attempt_id
 from everbake.stores.yandex import YandexImageStore
 
 # The network Yandex Cloud makes in every new folder ("default", with one subnet
@@ -163,7 +163,7 @@ class YandexBuildVms(YandexImageStore):
         ).disks
         labelled = [d for d in disks if BUILD_LABEL in d.labels]
         if instance:
-            attempt = instance.rsplit("-", 1)[-1]
+            attempt = attempt_id(instance)
             labelled = [d for d in labelled if d.labels[BUILD_LABEL] == attempt]
         return labelled
 
