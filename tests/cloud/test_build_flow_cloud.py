@@ -30,6 +30,7 @@ pytestmark = [
 ]
 
 SECRET = "s3cr3t-licence-9d41c7e0b2"
+DEFAULT_SUBNETS = {"ru-central1-a": "e9bdefaulta", "ru-central1-b": "e2ldefaultb"}
 SPEC = """
 name = "cloudtest"
 family = "everbake-cloudtest"
@@ -103,9 +104,12 @@ def cloud(gce, yc, tmp_path, monkeypatch):
         "EVERBAKE_YANDEX_CA_FILE": str(ca),
         "EVERBAKE_STANDIN_LOG": str(log),
         "EVERBAKE_TEST_LICENCE": SECRET,
+        "EVERBAKE_WATCH_INTERVAL": "0.05",  # the watcher looks every 50 ms here
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # A folder as Yandex makes it: a network "default" with a subnet per zone.
+    yc.add_network(FOLDER, "default", DEFAULT_SUBNETS)
     return {"gce": gce, "yc": yc, "log": log}
 
 
@@ -155,9 +159,10 @@ def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
     assert record["image_name"] == name and record["provider"] == provider
     assert record["fingerprints"] == {"base": fps.base, "image": fps.image}
     assert record["base"]["image_name"] == base and record["base"]["built"] is True
-    assert record["attempts"] == [
+    assert [{k: v for k, v in a.items() if k != "watch"} for a in record["attempts"]] == [
         {"number": 1, "zone": record["zone"], "preemptible": True, "outcome": "built"}
     ]
+    assert record["attempts"][0]["watch"]["instance"].startswith("everbake-image-")
     assert record["manifest"]["custom_data"]["fingerprint"] == fps.image
     if provider == "gcp":
         assert record["image_id"] and record["manifest"]["artifact_id"] == name

@@ -306,8 +306,7 @@ class CloudVm:
         else:
             # step_create_instance.go createNetwork/createSubnet: every build without
             # subnet_id makes its own network and subnet.
-            say(source, "Creating network...")
-            say(source, f'Creating subnet in zone "{self.zone}"...')
+            subnet = self._builder_network(source)
         say(source, "Creating disk...")
         op = disks.Create(
             disk_service_pb2.CreateDiskRequest(
@@ -345,6 +344,80 @@ class CloudVm:
         op.metadata.Unpack(vm_meta)
         self.ids["instance"] = vm_meta.instance_id
         return ""
+
+    def _builder_network(self, source: str) -> str:
+        import grpc
+        from yandex.cloud.vpc.v1 import (
+            network_service_pb2,
+            network_service_pb2_grpc,
+            subnet_service_pb2,
+            subnet_service_pb2_grpc,
+        )
+
+        roots = Path(os.environ["EVERBAKE_YANDEX_CA_FILE"]).read_bytes()
+        channel = grpc.secure_channel(
+            os.environ["EVERBAKE_YANDEX_ENDPOINT"], grpc.ssl_channel_credentials(roots)
+        )
+        metadata = [("authorization", f"Bearer {os.environ.get('YC_TOKEN', '')}")]
+        folder = self.values["folder_id"]
+        say(source, "Creating network...")
+        op = network_service_pb2_grpc.NetworkServiceStub(channel).Create(
+            network_service_pb2.CreateNetworkRequest(
+                folder_id=folder, name=f"packer-network-{uuid.uuid4()}"
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+        meta = network_service_pb2.CreateNetworkMetadata()
+        op.metadata.Unpack(meta)
+        self.ids["network"] = meta.network_id
+        say(source, f'Creating subnet in zone "{self.zone}"...')
+        op = subnet_service_pb2_grpc.SubnetServiceStub(channel).Create(
+            subnet_service_pb2.CreateSubnetRequest(
+                folder_id=folder,
+                network_id=meta.network_id,
+                name=f"packer-subnet-{uuid.uuid4()}",
+                zone_id=self.zone,
+                v4_cidr_blocks=["192.168.111.0/24"],
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+        subnet = subnet_service_pb2.CreateSubnetMetadata()
+        op.metadata.Unpack(subnet)
+        self.ids["subnet"] = subnet.subnet_id
+        return subnet.subnet_id
+
+    def _drop_builder_network(self, source: str) -> None:
+        import grpc
+        from yandex.cloud.vpc.v1 import (
+            network_service_pb2,
+            network_service_pb2_grpc,
+            subnet_service_pb2,
+            subnet_service_pb2_grpc,
+        )
+
+        roots = Path(os.environ["EVERBAKE_YANDEX_CA_FILE"]).read_bytes()
+        channel = grpc.secure_channel(
+            os.environ["EVERBAKE_YANDEX_ENDPOINT"], grpc.ssl_channel_credentials(roots)
+        )
+        metadata = [("authorization", f"Bearer {os.environ.get('YC_TOKEN', '')}")]
+        if "subnet" in self.ids:
+            say(source, "Destroying subnet...")
+            subnet_service_pb2_grpc.SubnetServiceStub(channel).Delete(
+                subnet_service_pb2.DeleteSubnetRequest(subnet_id=self.ids["subnet"]),
+                metadata=metadata,
+                timeout=10,
+            )
+            print(f"    {source}: Subnet has been deleted!", flush=True)
+        if "network" in self.ids:
+            say(source, "Destroying network...")
+            network_service_pb2_grpc.NetworkServiceStub(channel).Delete(
+                network_service_pb2.DeleteNetworkRequest(network_id=self.ids["network"]),
+                metadata=metadata,
+                timeout=10,
+            )
+            print(f"    {source}: Network has been deleted!", flush=True)
 
     def status(self) -> str:
         if self.provider == "gcp":
@@ -397,6 +470,7 @@ class CloudVm:
                 timeout=10,
             )
             print(f"    {source}: Instance has been destroyed!", flush=True)
+        self._drop_builder_network(source)
         if "disk" in self.ids:
             say(source, "Destroying boot disk...")
             if leak == "disk":

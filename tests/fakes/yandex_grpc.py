@@ -53,6 +53,8 @@ from yandex.cloud.vpc.v1 import (
     network_service_pb2,
     network_service_pb2_grpc,
     subnet_pb2,
+    subnet_service_pb2,
+    subnet_service_pb2_grpc,
 )
 
 from tests.fakes.tls import localhost_certificate
@@ -111,6 +113,7 @@ class FakeYandex:
         )
         disk_service_pb2_grpc.add_DiskServiceServicer_to_server(_Disks(self), self._server)
         network_service_pb2_grpc.add_NetworkServiceServicer_to_server(_Networks(self), self._server)
+        subnet_service_pb2_grpc.add_SubnetServiceServicer_to_server(_Subnets(self), self._server)
 
     @property
     def endpoint(self) -> str:
@@ -501,10 +504,59 @@ class _Networks(network_service_pb2_grpc.NetworkServiceServicer):
         ]
         return network_service_pb2.ListNetworksResponse(networks=chosen)
 
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("NetworkService/Create", context)
+        with fake._lock:
+            network = network_pb2.Network(
+                id=f"enp{next(fake._ids):017d}", folder_id=request.folder_id, name=request.name
+            )
+            fake.networks[network.id] = network
+        op = fake.new_operation("Create network")
+        op.metadata.Pack(network_service_pb2.CreateNetworkMetadata(network_id=network.id))
+        op.response.Pack(network)
+        return op
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("NetworkService/Delete", context)
+        if self.fake.networks.pop(request.network_id, None) is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Network {request.network_id} not found")
+        return self.fake.new_operation("Delete network")
+
     def ListSubnets(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("NetworkService/ListSubnets", context)
         chosen = [s for s in self.fake.subnets.values() if s.network_id == request.network_id]
         return network_service_pb2.ListNetworkSubnetsResponse(subnets=chosen)
+
+
+class _Subnets(subnet_service_pb2_grpc.SubnetServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("SubnetService/Create", context)
+        with fake._lock:
+            subnet = subnet_pb2.Subnet(
+                id=f"e9b{next(fake._ids):017d}",
+                folder_id=request.folder_id,
+                name=request.name,
+                network_id=request.network_id,
+                zone_id=request.zone_id,
+            )
+            fake.subnets[subnet.id] = subnet
+        op = fake.new_operation("Create subnet")
+        op.metadata.Pack(subnet_service_pb2.CreateSubnetMetadata(subnet_id=subnet.id))
+        op.response.Pack(subnet)
+        return op
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("SubnetService/Delete", context)
+        if self.fake.subnets.pop(request.subnet_id, None) is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Subnet {request.subnet_id} not found")
+        return self.fake.new_operation("Delete subnet")
 
 
 class _Operations(operation_service_pb2_grpc.OperationServiceServicer):
