@@ -227,19 +227,161 @@ def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
 # ------------------------------------------------------------------ fallbacks
 
 
-@pytest.mark.parametrize("line", ["disconnect", "ssh-timeout"])
-def test_a_confirmed_preemption_moves_to_the_next_zone(repo, cloud, monkeypatch, capfd, line):
-    # GCE preempts every preemptible VM in zone-a: the console shows only the
-    # lost session; the zone's compute.instances.preempted operation confirms it.
-    cloud["gce"].state.zone_trouble["zone-a"] = "preempt"
-    monkeypatch.setenv("EVERBAKE_STANDIN_LOST_LINE", line)
-    outcome = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+@pytest.mark.parametrize(
+    ("when", "console", "outcome"),
+    [
+        ("boot", "Timeout waiting for SSH.", "lost at boot"),
+        ("script", "Script exited with non-zero exit status: 143", "lost"),
+    ],
+)
+def test_a_preempted_vm_is_decided_by_the_cloud(
+    repo, cloud, monkeypatch, capfd, when, console, outcome
+):
+    # GCE preempts zone-a's preemptible VMs 0.2 s after they start: while they boot
+    # (the console shows only the SSH wait running out) or mid-script (SIGTERM: 143).
+    gce = cloud["gce"]
+    gce.state.zone_trouble["zone-a"] = "preempt"
+    gce.state.preempt_after = 0.2
+    monkeypatch.setenv(f"EVERBAKE_STANDIN_{'BOOT' if when == 'boot' else 'SCRIPT'}", "1.0")
+    built = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
-    assert tried[:2] == [("zone-a", True, "lost"), ("zone-b", True, "built")]
-    assert [a["outcome"] for a in outcome.record["base"]["attempts"]] == ["preempted", "built"]
+    assert tried[:2] == [("zone-a", True, outcome), ("zone-b", True, "built")]
+    first = built.record["base"]["attempts"][0]
+    assert first["outcome"] == "preempted"
+    seen = [s["status"] for s in first["watch"]["seen"]]
+    assert seen[0] == "RUNNING" and "PREEMPTED" in seen  # the cloud's account of it
     err = capfd.readouterr().err
-    assert "ask whether everbake-base-" in err and "the cloud confirms it took the VM" in err
+    assert console in err
+    assert "the cloud took the VM (everbake-base-" in err and "PREEMPTED at" in err
     assert "zone-a lost the VM: trying the next zone, zone-b, on a preemptible VM" in err
+    assert gce.state.instances[(PROJECT, "zone-a")] == {}  # Packer's cleanup deleted it
+
+
+def test_a_failing_watch_is_noted_not_fatal(repo, cloud, monkeypatch, capfd):
+    # Every look at zone-a's operations fails: the watch says so once and goes on;
+    # without the cloud's word, the lost session is not retried blindly.
+    gce = cloud["gce"]
+    gce.state.zone_trouble["zone-a"] = "preempt"
+    gce.state.preempt_after = 0.1
+    gce.fail(503, "/zones/zone-a/operations")
+    monkeypatch.setenv("EVERBAKE_STANDIN_SCRIPT", "0.8")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    err = capfd.readouterr().err
+    assert "watch: could not ask about everbake-base-" in err and "the build goes on" in err
+    assert "ended its script with SIGTERM (exit status 143)" in str(failure.value)
+    assert "so not retried" in str(failure.value) and "failed looks" in str(failure.value)
+    assert "Traceback" not in err
+
+
+def test_yandex_reaches_its_next_zone_though_cleanup_deletes_the_vm(repo, cloud, monkeypatch):
+    # Yandex stops ru-central1-a's preemptible VMs mid-script; the builder's cleanup
+    # then deletes the VM, so only the watcher saw it STOPPED.
+    yc = cloud["yc"]
+    yc.preempt_zones = {"ru-central1-a"}
+    yc.preempt_after = 0.2
+    monkeypatch.setenv("EVERBAKE_STANDIN_SCRIPT", "1.0")
+    built = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
+    tried = [(r["zone"], r["outcome"], r["subnet"]) for r in runs(cloud)]
+    assert tried[:2] == [
+        ("ru-central1-a", "lost", DEFAULT_SUBNETS["ru-central1-a"]),
+        ("ru-central1-b", "built", DEFAULT_SUBNETS["ru-central1-b"]),  # that zone's subnet
+    ]
+    lost = built.record["base"]["attempts"][0]
+    assert lost["outcome"] == "preempted"
+    assert yc.statuses[lost["watch"]["instance"]][-1] == "DELETING"  # gone, as the builder does
+    assert {"STOPPING", "STOPPED"} & {s["status"] for s in lost["watch"]["seen"]}
+    assert not yc.instances and not yc.disks  # nothing left behind
+    assert [n.name for n in yc.networks.values()] == ["default"]  # no builder-made network
+    serial = repo / "build/yandex/cloudtest/base" / "serial-port.log"
+    assert serial.is_file()  # the builder wrote the serial console before deleting
+
+
+def test_yandex_failure_shows_the_serial_console_tail(repo, cloud, monkeypatch):
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "apt-get install coinor-cbc: E: Unable to locate")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
+    message = str(failure.value)
+    assert "serial console of the build VM" in message and "login:" in message
+
+
+def test_no_preemptible_cpu_quota_moves_to_a_standard_vm(repo, cloud, capfd):
+    cloud["gce"].state.zone_trouble["zone-a"] = "quota-preemptible"
+    built = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
+    assert tried[:2] == [("zone-a", True, "not created"), ("zone-a", False, "built")]
+    assert [a["outcome"] for a in built.record["base"]["attempts"]] == [
+        "quota-preemptible",
+        "built",
+    ]
+    err = capfd.readouterr().err
+    assert "Quota 'PREEMPTIBLE_CPUS' exceeded" in err
+    assert "no preemptible CPU quota left in zone: building on a standard" in err
+
+
+@pytest.mark.parametrize("trouble", ["stockout", "quota-cpus"])
+def test_trouble_in_one_region_moves_to_the_next_with_its_subnetwork(repo, cloud, capfd, trouble):
+    path = repo / "images" / "cloudtest.toml"
+    path.write_text(
+        path.read_text().replace(
+            'zones = ["zone-a", "zone-b", "zone-c"]',
+            'zones = ["europe-west1-b", "europe-west1-c", "europe-west4-a"]\n'
+            'subnetworks = { "europe-west1" = "builds-w1", "europe-west4" = "builds-w4" }',
+        )
+    )
+    gce = cloud["gce"]
+    gce.state.zone_trouble["europe-west1-b"] = trouble
+    if trouble == "quota-cpus":  # a regional quota closes europe-west1-c too
+        gce.state.zone_trouble["europe-west1-c"] = trouble
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    tried = [(r["zone"], r["outcome"], r["subnet"]) for r in runs(cloud)]
+    if trouble == "stockout":
+        assert tried[:2] == [
+            ("europe-west1-b", "not created", "builds-w1"),
+            ("europe-west1-c", "built", "builds-w1"),
+        ]
+    else:
+        assert tried[:2] == [
+            ("europe-west1-b", "not created", "builds-w1"),
+            ("europe-west4-a", "built", "builds-w4"),
+        ]
+        err = capfd.readouterr().err
+        assert "hit the CPUS quota of its region: trying the next region's zone" in err
+
+
+def test_zones_in_two_regions_with_one_subnetwork_are_refused_before_any_vm(repo, cloud):
+    path = repo / "images" / "cloudtest.toml"
+    path.write_text(
+        path.read_text().replace(
+            'zones = ["zone-a", "zone-b", "zone-c"]',
+            'zones = ["europe-west1-b", "europe-west4-a"]\nsubnetwork = "builds"',
+        )
+    )
+    with pytest.raises(SpecError) as failure:
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    assert "build.gcp.subnetwork: one subnetwork for zones in 2 regions" in str(failure.value)
+    assert runs(cloud) == [] and cloud["gce"].state.requests == []
+
+
+def test_a_yandex_folder_without_subnets_stops_before_any_vm(repo, cloud):
+    cloud["yc"].networks.clear()
+    cloud["yc"].subnets.clear()
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
+    message = str(failure.value)
+    assert "no subnet for zone ru-central1-a, ru-central1-b" in message
+    assert "build.yandex.subnets" in message and "\n" not in message
+    assert runs(cloud) == []
+
+
+def test_a_leftover_disk_is_named_when_the_build_fails(repo, cloud, monkeypatch):
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
+    monkeypatch.setenv("EVERBAKE_STANDIN_LEAK", "disk")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    message = str(failure.value)
+    assert "left behind: disk everbake-base-" in message
+    assert "invoke clean-builds --provider gcp" in message
 
 
 def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
@@ -253,7 +395,7 @@ def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
     assert tried == [
         ("zone-a", True, "not created"),
         ("zone-b", True, "not created"),
-        ("zone-c", True, "lost"),
+        ("zone-c", True, "lost at boot"),
         ("zone-b", False, "built"),
     ]
     kinds = [a["outcome"] for a in outcome.record["base"]["attempts"]]

@@ -210,11 +210,12 @@ class FakeGce(LoopbackHttpServer):
                 if due is None or now < due:
                     continue
                 if vm["status"] == "RUNNING":
+                    # The preemption's operation exists from the moment it starts.
                     vm["status"] = "STOPPING"
+                    self._zone_operation(project, zone, "compute.instances.preempted", name)
                 elif vm["status"] == "STOPPING" and now >= due + 0.2:
                     vm["status"] = "TERMINATED"
                     vm.pop("_preempt_at")
-                    self._zone_operation(project, zone, "compute.instances.preempted", name)
 
     def _jwt_ok(self, header: str) -> bool:
         if not self.state.accept_jwt_issuer or not header.startswith("Bearer "):
