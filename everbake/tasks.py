@@ -149,6 +149,7 @@ from everbake import (  # noqa: E402
 ns.add_task(tasks_build.build_image)
 ns.add_task(tasks_build.run_local)
 ns.add_task(tasks_cloud.gc_images)
+ns.add_task(tasks_cloud.clean_builds)
 tasks_everest.register(ns)
 tasks_jobs.register(ns)
 ns.add_task(tasks_ci.ci_pipeline)

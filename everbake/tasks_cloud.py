@@ -7,7 +7,7 @@ from pathlib import Path
 
 from everbake.errors import EverbakeError
 from everbake.providers import get
-from everbake.taskutil import settings_of, task
+from everbake.taskutil import settings_of, split_list, task
 
 
 @task(
@@ -43,3 +43,18 @@ def gc_images(
     if dist:
         settings = dataclasses.replace(settings, dist_dir=Path(dist).absolute())
     gc_family(get(provider), image, keep_n, bool(dry_run), settings, layer, days)
+
+
+@task(
+    help={
+        "provider": "gcp or yandex",
+        "image": "only the zones and project/folder of these specs (default: every spec)",
+        "dry-run": "only list what would be deleted",
+    }
+)
+def clean_builds(c, provider, image="all", dry_run=False):
+    """Delete build VMs and disks failed builds left behind (older than an hour)."""
+    from everbake.clean_builds import clean_builds as clean
+
+    settings = settings_of(c)
+    clean(get(provider), settings.load_specs(split_list(image)), bool(dry_run))

@@ -102,6 +102,13 @@ class CloudProvider(Provider):
             f"{place.variables[0]}=<{place.key}> or set {place.setting} in {spec.source_path}"
         )
 
+    def location_of_env_or_fail(self, environ: Mapping[str, str]) -> str:
+        """The environment's project/folder, or the one-line error naming the variable."""
+        found = self.location_in_env(environ)
+        if not found:
+            raise CredentialsError(self.missing_location())
+        return found
+
     def missing_location(self) -> str:
         """The one-line message for a store opened with no project/folder."""
         place = self.place
