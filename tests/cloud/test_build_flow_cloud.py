@@ -748,3 +748,19 @@ def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, ca
     assert baked.record["fingerprints"]["image"] == fingerprints(spec).image
     assert baked.image != skipped.image
     assert not list((repo / "build" / "gcp").glob(".*.agent-*"))  # fetched copies dropped
+
+
+def test_a_failed_forced_gcp_rebuild_keeps_the_image_it_replaces(repo, cloud, monkeypatch, capfd):
+    # googlecompute's -force deletes the old image first; the build never uses it.
+    first = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    before = set(cloud["gce"].image_names(PROJECT))
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
+    with pytest.raises(BuildError):
+        build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
+    assert set(cloud["gce"].image_names(PROJECT)) == before and first.image in before
+    assert all("-force" not in run["argv"] for run in runs(cloud))
+    monkeypatch.delenv("EVERBAKE_STANDIN_FAIL")
+    again = build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
+    assert again.image == first.image and again.record["image_id"] != first.record["image_id"]
+    assert set(cloud["gce"].image_names(PROJECT)) == before  # swapped in under its own name
+    assert f"gcp: replacing {first.image}" in capfd.readouterr().err
