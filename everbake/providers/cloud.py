@@ -269,8 +269,20 @@ class CloudProvider(Provider):
                 )
             )
         if sdk and hint.ok and locations:
-            lines.extend(self._api_checks(locations, environ))
+            api = self._api_checks(locations, environ)
+            lines.extend(api)
+            if all(line.ok for line in api):
+                for location in sorted(locations):
+                    here = [s for s in specs if self.find_location(s, environ) == location]
+                    lines.extend(self.build_checks(location, here, environ))
         return lines
+
+    def build_checks(
+        self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        """What a build in ``location`` needs besides the image API (permissions,
+        quotas, subnets), checked before any VM starts."""
+        return []
 
     def packer_checks(self) -> list[CheckLine]:
         """Whether the Packer here can build this cloud's source (none to add by default)."""

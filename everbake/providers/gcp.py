@@ -5,15 +5,17 @@ through google-cloud-compute, deprecation before deletion, and `packer build
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming, packer
 from everbake.attempts import GCE_CREATION, SESSION_LOST, region_of
 from everbake.check_line import CheckLine
+from everbake.errors import EverbakeError
 from everbake.providers.base import BuildSettings
 from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.providers.gcp_checks import build_checks
 from everbake.providers.swap import replace_by_swap
 from everbake.retirement import Policy
 from everbake.stores.gcp import gcp_credentials_hint
@@ -64,6 +66,15 @@ class Gcp(CloudProvider):
 
     def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
         return GcpBuildVms(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+
+    def build_checks(
+        self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        try:
+            vms = self.open_build_vms(location, environ)
+        except EverbakeError as exc:
+            return [CheckLine("gcp: build checks", False, str(exc).splitlines()[0])]
+        return build_checks(location, vms, specs, self.vcpus, packer.detect_version_or_none())
 
     def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
         build = spec.build.gcp

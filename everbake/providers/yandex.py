@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from everbake import naming, packer
 from everbake.check_line import CheckLine
-from everbake.errors import CloudError
+from everbake.errors import CloudError, EverbakeError
 from everbake.providers.base import BuildSettings
 from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
 from everbake.providers.swap import replace_by_swap
@@ -146,6 +146,56 @@ class Yandex(CloudProvider):
 
     def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
         return YandexBuildVms(location, **self._sdk_args(environ))
+
+    def build_checks(
+        self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        """A subnet for every zone listed (the spec's, or the folder's default network);
+        permissions and quotas: what the SDK cannot test is said, not guessed."""
+        zones = sorted({z for s in specs for z in s.build.yandex.zones})
+        looked_up = [s for s in specs if self.subnets_to_look_up(s)]
+        lines = []
+        if looked_up:
+            try:
+                found = YandexBuildVms(location, **self._sdk_args(environ)).default_subnets()
+            except EverbakeError as exc:
+                found = {}
+                lines.append(CheckLine("yandex: subnets", False, str(exc).splitlines()[0]))
+            missing = sorted({z for s in looked_up for z in s.build.yandex.zones} - set(found))
+            if missing:
+                lines.append(
+                    CheckLine(
+                        "yandex: subnets",
+                        False,
+                        f"{location}: no subnet for zone {', '.join(missing)} in the default "
+                        "network",
+                        self.subnet_fix(looked_up[0], missing),
+                    )
+                )
+            elif found:
+                shown = ", ".join(f"{z} {found[z]}" for z in zones if z in found)
+                lines.append(CheckLine("yandex: subnets", True, f"default network: {shown}"))
+        else:
+            lines.append(CheckLine("yandex: subnets", True, "named in build.yandex.subnets"))
+        lines.append(
+            CheckLine(
+                "yandex: permissions",
+                True,
+                "not checked (the SDK has no permission test): a build needs compute.editor "
+                f"and vpc.user on folder {location} (yc resource-manager folder "
+                "add-access-binding)",
+            )
+        )
+        lines.append(
+            CheckLine(
+                "yandex: quotas",
+                True,
+                "not checked (no quota API used): a build needs "
+                f"{max((s.build.yandex.cores for s in specs), default=2)} vCPUs and one "
+                "public address in its zone",
+            )
+        )
+        return lines
 
     def subnets_to_look_up(self, spec: ImageSpec) -> bool:
         build = spec.build.yandex

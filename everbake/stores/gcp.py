@@ -252,6 +252,12 @@ class GcpImageStore:
                 f"({_short(exc)}): {LOGIN_FIX}"
             ) from None
         except api.Forbidden as exc:
+            if "accessNotConfigured" in str(exc) or "has not been used in project" in str(exc):
+                # 403 accessNotConfigured: the API is off, no role helps (midl-dev/tezos-on-gke#34).
+                raise CredentialsError(
+                    f"gcp: the Compute Engine API is not enabled in project {self.project}: "
+                    f"gcloud services enable compute.googleapis.com --project {self.project}"
+                ) from None
             raise CredentialsError(
                 f"gcp: permission denied to {what} in project {self.project} ({_short(exc)}): "
                 "grant the account roles/compute.storageAdmin on the project, or use another "
