@@ -3,8 +3,9 @@
 # SSH host keys and login keys, the machine id, shell histories, apt and pip caches,
 # cloud-init state, log contents, the staging directory, documentation, (unless kept) the
 # build's CA certificates and, on a cloud build VM, the user Packer logged in as
-# (EB_BUILD_USER: its account, home and sudoers entries); then checks that all
-# of it is gone.
+# (EB_BUILD_USER: its account, home and sudoers entries; "@login": the OS Login
+# user this session came in as, whose home and OS Login sudoers file go); then
+# checks that all of it is gone.
 set -euo pipefail
 me=90-hygiene.sh
 die() { echo "$me: $*" >&2; exit 1; }
@@ -14,6 +15,15 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 EB_KEEP_CA_CERTS=${EB_KEEP_CA_CERTS:-0}
 EB_BUILD_USER=${EB_BUILD_USER:-} # empty in the local chroot, where nobody logs in
 EB_USER=${EB_USER:-}
+os_login=0
+if [[ $EB_BUILD_USER == "@login" ]]; then
+  # OS Login: Packer logged in as the account's OS Login user, not ssh_username
+  # (packer-plugin-googlecompute step_import_os_login_ssh_key.go); the scripts run
+  # through sudo, which names that user.
+  os_login=1
+  EB_BUILD_USER=${SUDO_USER:-}
+  [[ -n $EB_BUILD_USER ]] || die "EB_BUILD_USER=@login but SUDO_USER is not set (not run through sudo?)"
+fi
 [[ $EB_KEEP_CA_CERTS == 0 || $EB_KEEP_CA_CERTS == 1 ]] || die "EB_KEEP_CA_CERTS must be 0 or 1"
 case $EB_STAGING in
   / | /etc | /usr | /var | /var/tmp | /tmp | /home | /root | /opt | *..* | [!/]*)
@@ -53,7 +63,20 @@ remove_build_user() {
   if [[ -f /var/lib/google/google_users ]]; then sed -i "/^$user\$/d" /var/lib/google/google_users; fi
   echo "$me: removed the build user $user (account, home, sudoers entries)"
 }
-if [[ -n $EB_BUILD_USER ]]; then
+# An OS Login user lives in the metadata server, not /etc/passwd: userdel cannot
+# remove it. Its home (pam_mkhomedir), the login keys in it and its sudoers file
+# (/var/google-sudoers.d/<user>, GoogleCloudPlatform/guest-oslogin
+# pam_oslogin_admin.cc) are what stays in the image.
+remove_os_login_user() {
+  local user=$1 home
+  home=$(getent passwd "$user" | cut -d: -f6) || home=/home/$user
+  [[ $home == /home/?* && $home != */../* ]] || die "OS Login user $user has home '$home'; refusing to remove it"
+  rm -rf "$home" "/var/google-sudoers.d/$user" "/var/google-users.d/$user"
+  echo "$me: removed the OS Login user $user's home and sudoers entry"
+}
+if ((os_login)); then
+  remove_os_login_user "$EB_BUILD_USER"
+elif [[ -n $EB_BUILD_USER ]]; then
   if id -u "$EB_BUILD_USER" >/dev/null 2>&1 || [[ -n $(sudoers_naming "$EB_BUILD_USER") ]]; then
     remove_build_user "$EB_BUILD_USER"
   else
@@ -118,8 +141,9 @@ for f in /etc/ssh/ssh_host_* /var/lib/dbus/machine-id /var/lib/cloud/* /var/cach
 done
 [[ -s /etc/machine-id ]] && left+=(/etc/machine-id)
 if [[ -n $EB_BUILD_USER ]]; then
-  id -u "$EB_BUILD_USER" >/dev/null 2>&1 && left+=("user $EB_BUILD_USER")
+  ((os_login)) || ! id -u "$EB_BUILD_USER" >/dev/null 2>&1 || left+=("user $EB_BUILD_USER")
   [[ -e /home/$EB_BUILD_USER ]] && left+=("/home/$EB_BUILD_USER")
+  [[ -e /var/google-sudoers.d/$EB_BUILD_USER ]] && left+=("/var/google-sudoers.d/$EB_BUILD_USER")
   while IFS= read -r f; do [[ -z $f ]] || left+=("$f (sudoers entry for $EB_BUILD_USER)"); done < <(sudoers_naming "$EB_BUILD_USER")
 fi
 for h in "${homes[@]}"; do

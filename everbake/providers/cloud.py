@@ -277,6 +277,11 @@ class CloudProvider(Provider):
                     lines.extend(self.build_checks(location, here, environ))
         return lines
 
+    def login_user(self, spec: ImageSpec) -> str:
+        """The user Packer logs in as on the build VM, for hygiene to remove (EB_BUILD_USER);
+        provision_env.SESSION_USER when only the VM knows it."""
+        return self.ssh_username
+
     def build_checks(
         self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
     ) -> list[CheckLine]:
@@ -364,7 +369,7 @@ class CloudProvider(Provider):
         if place:
             common[self.place.packer_var] = place
         env_vars = provision_env.provisioning_env(
-            spec, layer, provision_env.DEFAULT_STAGING, build_user=self.ssh_username
+            spec, layer, provision_env.DEFAULT_STAGING, build_user=self.login_user(spec)
         )
         if layer == "image" and settings.agent_env is not None:
             env_vars.update(settings.agent_env)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from everbake import naming, packer
+from everbake import naming, packer, provision_env
 from everbake.attempts import GCE_CREATION, SESSION_LOST, region_of
 from everbake.check_line import CheckLine
 from everbake.errors import EverbakeError
@@ -66,6 +66,11 @@ class Gcp(CloudProvider):
 
     def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
         return GcpBuildVms(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+
+    def login_user(self, spec: ImageSpec) -> str:
+        # With OS Login the plugin logs in as the account's OS Login user, not
+        # ssh_username (step_import_os_login_ssh_key.go): only the VM knows its name.
+        return provision_env.SESSION_USER if spec.build.gcp.use_os_login else self.ssh_username
 
     def build_checks(
         self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]

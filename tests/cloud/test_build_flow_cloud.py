@@ -764,3 +764,18 @@ def test_a_failed_forced_gcp_rebuild_keeps_the_image_it_replaces(repo, cloud, mo
     assert again.image == first.image and again.record["image_id"] != first.record["image_id"]
     assert set(cloud["gce"].image_names(PROJECT)) == before  # swapped in under its own name
     assert f"gcp: replacing {first.image}" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("os_login", "user"), [(False, "packer"), (True, "@login")])
+def test_hygiene_is_told_which_user_logged_in(repo, cloud, os_login, user):
+    # With OS Login the plugin logs in as the OS Login user, whose name only the VM
+    # knows: hygiene then removes the user sudo names (provisioning/90-hygiene.sh).
+    if os_login:
+        path = repo / "images" / "cloudtest.toml"
+        path.write_text(
+            path.read_text().replace("[build.gcp]\n", "[build.gcp]\nuse_os_login = true\n")
+        )
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
+    assert f"EB_BUILD_USER={user}" in values["script_env"]
+    assert values["use_os_login"] is os_login
