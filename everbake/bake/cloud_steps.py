@@ -263,11 +263,17 @@ class CloudSteps:
                     watch,
                 ):
                     packer.build(
-                        rendered.directory, self.packer_env, prefix=provider.name, log_path=log_path
+                        rendered.directory,
+                        self.packer_env,
+                        prefix=provider.name,
+                        log_path=log_path,
+                        on_error="abort" if provider.keep_vm_on_error else "cleanup",
                     )
             except BuildError as exc:
                 seen = watch.account
                 loss = self._lost(attempt, instance, _read_lines(log_path), seen)
+                if provider.keep_vm_on_error:
+                    self._remove_kept_vm(attempt.zone, instance, rendered.directory)
                 made.append(_attempt_data(attempt, loss.kind if loss else "failed", seen))
                 failed = (
                     f"{provider.name}: the {layer} layer of {spec.name} failed in {attempt.zone}"
@@ -364,6 +370,22 @@ class CloudSteps:
             + ", ".join(f"{z} {found[z]}" for z in zones)
         )
         return found
+
+    def _remove_kept_vm(self, zone: str, instance: str, layer_dir: Path) -> None:
+        """Packer ran with -on-error=abort (the builder's cleanup would delete the VM
+        before the cloud could be asked): keep its serial console, then remove it."""
+        vms, _problem = self._vms()
+        if vms is None:
+            return
+        name = self.provider.name
+        with phase(f"{name}: remove the build VM {instance} (kept by -on-error=abort)"):
+            try:
+                serial = self.provider.serial_log(layer_dir)
+                if serial is not None:
+                    serial.write_text(vms.serial_output(zone, instance), encoding="utf-8")
+                vms.remove_build_vm(zone, instance)
+            except (EverbakeError, OSError) as exc:
+                say(f"{name}: could not remove {instance}: {str(exc).splitlines()[0]}")
 
     def _left_behind(self, zone: str, instance: str) -> str:
         """'; left behind: ...' when the failed attempt's VM or disk is still there."""

@@ -63,6 +63,9 @@ class CloudProvider(Provider):
     # and the cloud's statuses that mean it took the VM.
     watch_interval: ClassVar[float] = 20.0
     lost_statuses: ClassVar[frozenset[str]] = frozenset()
+    # Run packer with -on-error=abort and remove the VM ourselves once the cloud has
+    # been asked about it (for a builder whose cleanup deletes the VM at once).
+    keep_vm_on_error: ClassVar[bool] = False
     # Packer timeouts of every cloud source: a VM that vanishes without closing TCP
     # must not hang the SSH session (ssh_read_write_timeout is unset by default),
     # and image creation outlasts the 5 minute state_timeout default

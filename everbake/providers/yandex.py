@@ -112,6 +112,10 @@ class Yandex(CloudProvider):
     # The builder's failure cleanup deletes (DELETING) and never stops; only its
     # success path stops the VM ("Stopping instance...", step_teardown_instance.go).
     lost_statuses = frozenset({"STOPPING", "STOPPED"})
+    # The builder's failure cleanup deletes the VM and waits (driver_yc.go,
+    # StepCreateInstance.Cleanup): a watcher looking every 20 s can miss a stop
+    # that short. With -on-error=abort the VM stays until the cloud was asked.
+    keep_vm_on_error = True
     SERIAL_LOG = "serial-port.log"
 
     def location_in_spec(self, spec: ImageSpec) -> str:

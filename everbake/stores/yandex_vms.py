@@ -4,7 +4,7 @@ the image store it extends)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
@@ -57,6 +57,54 @@ class YandexBuildVms(YandexImageStore):
             if vm.name == instance and vm.zone_id == zone:
                 return str(instance_pb2.Instance.Status.Name(vm.status))
         return None
+
+    def serial_output(self, zone: str, instance: str) -> str:
+        """The VM's serial console (InstanceService.GetSerialPortOutput, port 1)."""
+        from yandex.cloud.compute.v1 import instance_service_pb2
+
+        vm = self._instance_id(zone, instance)
+        if not vm:
+            return ""
+        request = instance_service_pb2.GetInstanceSerialPortOutputRequest(instance_id=vm, port=1)
+        self.requests += 1
+        found = self._call(
+            f"read the serial console of {instance}",
+            partial(self._vm_client.GetSerialPortOutput, request, timeout=self._timeout),
+        )
+        return str(found.contents)
+
+    def remove_build_vm(self, zone: str, instance: str) -> None:
+        """Delete the attempt's VM and its boot disk (what the builder's cleanup does)."""
+        from yandex.cloud.compute.v1 import disk_service_pb2, instance_service_pb2
+
+        vm = self._instance_id(zone, instance)
+        if vm:
+            what = f"delete the build VM {instance}"
+            request = instance_service_pb2.DeleteInstanceRequest(instance_id=vm)
+            self._wait(
+                self._call(what, partial(self._vm_client.Delete, request, timeout=self._timeout)),
+                what,
+            )
+        for disk in self._labelled_disks(instance):
+            what = f"delete the disk {disk.name}"
+            request = disk_service_pb2.DeleteDiskRequest(disk_id=disk.id)
+            self._wait(
+                self._call(what, partial(self._disk_client.Delete, request, timeout=self._timeout)),
+                what,
+            )
+
+    def _instance_id(self, zone: str, instance: str) -> str:
+        from yandex.cloud.compute.v1 import instance_service_pb2
+
+        request = instance_service_pb2.ListInstancesRequest(
+            folder_id=self.folder_id, filter=f'name = "{instance}"'
+        )
+        self.requests += 1
+        found = self._call(
+            f"look up the build VM {instance}",
+            partial(self._vm_client.List, request, timeout=self._timeout),
+        )
+        return next((str(v.id) for v in found.instances if v.zone_id == zone), "")
 
     def left_behind(self, zone: str, instance: str) -> list[str]:
         out = []
@@ -170,8 +218,3 @@ class YandexBuildVms(YandexImageStore):
 
 def _stamp(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
-
-
-def subnet_problems(zones: Iterable[str], subnets: Mapping[str, str], source: str) -> list[str]:
-    """Zones without a subnet in ``subnets`` (found in ``source``)."""
-    return [f"no subnet for zone {zone} in {source}" for zone in zones if zone not in subnets]

@@ -274,9 +274,12 @@ def test_a_failing_watch_is_noted_not_fatal(repo, cloud, monkeypatch, capfd):
     assert "Traceback" not in err
 
 
-def test_yandex_reaches_its_next_zone_though_cleanup_deletes_the_vm(repo, cloud, monkeypatch):
-    # Yandex stops ru-central1-a's preemptible VMs mid-script; the builder's cleanup
-    # then deletes the VM, so only the watcher saw it STOPPED.
+def test_yandex_reaches_its_next_zone_though_cleanup_would_delete_the_vm(
+    repo, cloud, monkeypatch
+):
+    # Yandex stops ru-central1-a's preemptible VMs mid-script. The builder's cleanup
+    # would delete the VM at once, so packer runs with -on-error=abort: the VM stays
+    # until the cloud has been asked, then everbake removes it and its disk.
     yc = cloud["yc"]
     yc.preempt_zones = {"ru-central1-a"}
     yc.preempt_after = 0.2
@@ -289,12 +292,13 @@ def test_yandex_reaches_its_next_zone_though_cleanup_deletes_the_vm(repo, cloud,
     ]
     lost = built.record["base"]["attempts"][0]
     assert lost["outcome"] == "preempted"
-    assert yc.statuses[lost["watch"]["instance"]][-1] == "DELETING"  # gone, as the builder does
+    assert yc.statuses[lost["watch"]["instance"]][-1] == "DELETING"  # removed afterwards
     assert {"STOPPING", "STOPPED"} & {s["status"] for s in lost["watch"]["seen"]}
     assert not yc.instances and not yc.disks  # nothing left behind
     assert [n.name for n in yc.networks.values()] == ["default"]  # no builder-made network
     serial = repo / "build/yandex/cloudtest/base" / "serial-port.log"
-    assert serial.is_file()  # the builder wrote the serial console before deleting
+    assert "login:" in serial.read_text()  # read from the API before the VM went
+    assert all("-on-error=abort" in r["argv"] for r in runs(cloud))
 
 
 def test_yandex_failure_shows_the_serial_console_tail(repo, cloud, monkeypatch):

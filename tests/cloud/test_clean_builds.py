@@ -3,41 +3,22 @@ as a failed build leaves them (a labelled VM, a disk named after its VM)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
+from tests.cloud.test_gc_task import run as run_task
 from tests.fakes.gce import _rfc3339
 
 pytestmark = pytest.mark.timeout(120)
 
 OLD = datetime.now(timezone.utc) - timedelta(hours=3)
 ZONE = "europe-west1-b"  # a zone of images/optimization.toml (images/defaults.toml)
-PROGRAM = (
-    "from invoke import Program, Collection; from everbake import tasks_cloud; "
-    "Program(namespace=Collection.from_module(tasks_cloud)).run()"
-)
 
 
 def run(args, env, cwd):
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "YC_", "EVERBAKE_"))
-    }
-    base["PYTHONPATH"] = str(ROOT)
-    base.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", PROGRAM, "clean-builds", *args],
-        env=base,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    return run_task(args, env, cwd, task="clean-builds")
 
 
 def test_a_leaked_gce_disk_is_found_and_removed(gce, tmp_path):

@@ -351,7 +351,8 @@ class FakeGce(LoopbackHttpServer):
                     return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
                 return 200, self._zone_operation(project, zone, "delete", name)
             case "GET", ["zones", zone, "operations"]:
-                return self._list_zone_operations(project, zone, req.query)
+                ops = self.state.zone_operations.get((project, zone), [])
+                return self._list_items("operationList", {o["name"]: o for o in ops}, req.query)
             case (("GET" | "POST"), ["zones", _zone, "operations", op, *_wait]):
                 return self._get_operation(op)
             case (("GET" | "POST"), ["global", "operations", op]):
@@ -532,19 +533,6 @@ class FakeGce(LoopbackHttpServer):
         op["zone"] = f"https://compute.example{PREFIX}{project}/zones/{zone}"
         self.state.zone_operations.setdefault((project, zone), []).append(op)
         return op
-
-    def _list_zone_operations(
-        self, project: str, zone: str, query: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any]]:
-        text = query.get("filter", [""])[0]
-        try:
-            clauses = _parse_filter(text)
-        except ValueError:
-            # guess: as for images.list above.
-            return 400, _error(400, f"Invalid value for field 'filter': '{text}'.")
-        ops = self.state.zone_operations.get((project, zone), [])
-        items = [op for op in ops if all(_matches(op, c) for c in clauses)]
-        return 200, {"kind": "compute#operationList", "items": items}
 
     def _list_items(
         self, kind: str, items: dict[str, dict[str, Any]], query: dict[str, list[str]]

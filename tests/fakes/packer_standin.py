@@ -219,17 +219,23 @@ def cleanup_lines(source: str, provider: str) -> None:
         say(source, "Disk has been deleted!")
 
 
-def yandex_stubs(endpoint: str):  # type: ignore[no-untyped-def]
+def yandex_channel(endpoint: str):  # type: ignore[no-untyped-def]
+    """A TLS channel to the Yandex fake and the call metadata the builder's SDK sends."""
     import grpc
+
+    roots = Path(os.environ["EVERBAKE_YANDEX_CA_FILE"]).read_bytes()
+    channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(roots))
+    return channel, [("authorization", f"Bearer {os.environ.get('YC_TOKEN', '')}")]
+
+
+def yandex_stubs(endpoint: str):  # type: ignore[no-untyped-def]
     from yandex.cloud.compute.v1 import (
         disk_service_pb2_grpc,
         image_service_pb2_grpc,
         instance_service_pb2_grpc,
     )
 
-    roots = Path(os.environ["EVERBAKE_YANDEX_CA_FILE"]).read_bytes()
-    channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(roots))
-    metadata = [("authorization", f"Bearer {os.environ.get('YC_TOKEN', '')}")]
+    channel, metadata = yandex_channel(endpoint)
     return (
         image_service_pb2_grpc.ImageServiceStub(channel),
         instance_service_pb2_grpc.InstanceServiceStub(channel),
@@ -346,7 +352,6 @@ class CloudVm:
         return ""
 
     def _builder_network(self, source: str) -> str:
-        import grpc
         from yandex.cloud.vpc.v1 import (
             network_service_pb2,
             network_service_pb2_grpc,
@@ -354,11 +359,7 @@ class CloudVm:
             subnet_service_pb2_grpc,
         )
 
-        roots = Path(os.environ["EVERBAKE_YANDEX_CA_FILE"]).read_bytes()
-        channel = grpc.secure_channel(
-            os.environ["EVERBAKE_YANDEX_ENDPOINT"], grpc.ssl_channel_credentials(roots)
-        )
-        metadata = [("authorization", f"Bearer {os.environ.get('YC_TOKEN', '')}")]
+        channel, metadata = yandex_channel(os.environ["EVERBAKE_YANDEX_ENDPOINT"])
         folder = self.values["folder_id"]
         say(source, "Creating network...")
         op = network_service_pb2_grpc.NetworkServiceStub(channel).Create(
@@ -389,7 +390,6 @@ class CloudVm:
         return subnet.subnet_id
 
     def _drop_builder_network(self, source: str) -> None:
-        import grpc
         from yandex.cloud.vpc.v1 import (
             network_service_pb2,
             network_service_pb2_grpc,
@@ -397,11 +397,7 @@ class CloudVm:
             subnet_service_pb2_grpc,
         )
 
-        roots = Path(os.environ["EVERBAKE_YANDEX_CA_FILE"]).read_bytes()
-        channel = grpc.secure_channel(
-            os.environ["EVERBAKE_YANDEX_ENDPOINT"], grpc.ssl_channel_credentials(roots)
-        )
-        metadata = [("authorization", f"Bearer {os.environ.get('YC_TOKEN', '')}")]
+        channel, metadata = yandex_channel(os.environ["EVERBAKE_YANDEX_ENDPOINT"])
         if "subnet" in self.ids:
             say(source, "Destroying subnet...")
             subnet_service_pb2_grpc.SubnetServiceStub(channel).Delete(
@@ -517,18 +513,18 @@ def build_in_fake(source: str, provider: str, values: dict, record: dict, argv: 
     say(source, SSH_WAIT)
     if not wait_while_running(vm, boot):
         say(source, SSH_WAIT_TIMEOUT)
-        fail_cleanup(source, vm, values, leak)
+        fail_cleanup(source, vm, values, leak, argv)
         return errored(source, SSH_WAIT_TIMEOUT, record, "lost at boot")
     say(source, SSH_CONNECTED)
     for script in scripts:
         say(source, f"Provisioning with shell script: {script}")
         if not wait_while_running(vm, run / len(scripts)):
-            fail_cleanup(source, vm, values, leak)
+            fail_cleanup(source, vm, values, leak, argv)
             return errored(source, lost_line(), record, "lost")
     failure = os.environ.get("EVERBAKE_STANDIN_FAIL")
     if failure:
         say(source, f"+ {failure}")
-        fail_cleanup(source, vm, values, leak)
+        fail_cleanup(source, vm, values, leak, argv)
         return errored(
             source,
             "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]",
@@ -549,7 +545,14 @@ def build_in_fake(source: str, provider: str, values: dict, record: dict, argv: 
     return 0
 
 
-def fail_cleanup(source: str, vm: CloudVm, values: dict, leak: str) -> None:
+def fail_cleanup(source: str, vm: CloudVm, values: dict, leak: str, argv: list[str]) -> None:
+    if "-on-error=abort" in argv:
+        # packer-plugin-sdk multistep/commonsteps/multistep_runner.go
+        # (handleAbortsAndInterupts): no step's cleanup runs, the VM stays.
+        say(source, 'Step "StepProvision" failed, aborting...')
+        for step in ("StepConnect", "StepCreateInstance", "StepCreateSSHKey"):
+            say(source, f'aborted: skipping cleanup of step "{step}"')
+        return
     serial = values.get("serial_log_file")
     if serial:
         # yandex step_create_instance.go Cleanup writes the serial port output first.

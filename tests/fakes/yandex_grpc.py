@@ -434,6 +434,19 @@ class _Instances(instance_service_pb2_grpc.InstanceServiceServicer):
         op.response.Pack(vm)
         return op
 
+    def GetSerialPortOutput(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("InstanceService/GetSerialPortOutput", context)
+        vm = fake.instances.get(request.instance_id)
+        if vm is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Instance {request.instance_id} not found")
+        # guess: what a Debian VM's serial console holds; our client only shows its tail.
+        return instance_service_pb2.GetInstanceSerialPortOutputResponse(
+            contents=f"[  OK  ] Started ssh.service - OpenBSD Secure Shell server.\n"
+            f"{vm.name} login: \n"
+        )
+
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         fake = self.fake
         fake.enter("InstanceService/Delete", context)
