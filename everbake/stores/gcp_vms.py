@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from everbake.errors import CloudError
@@ -44,14 +44,32 @@ class GcpBuildVms(GcpImageStore):
         super().__init__(project, credentials, endpoint, timeout=30.0)
         self.endpoint = endpoint
         self.requests = 0
-        compute = self._compute
-        options = self._options
-        self._instances = compute.InstancesClient(credentials=credentials, client_options=options)
-        self._zone_ops = compute.ZoneOperationsClient(
-            credentials=credentials, client_options=options
+
+    # Made when first used: each client reads the credentials on its own (a key
+    # file is parsed per client), and an up-to-date build needs none of them.
+    @cached_property
+    def _instances(self) -> Any:
+        return self._compute.InstancesClient(
+            credentials=self._credentials, client_options=self._options
         )
-        self._disks = compute.DisksClient(credentials=credentials, client_options=options)
-        self._regions = compute.RegionsClient(credentials=credentials, client_options=options)
+
+    @cached_property
+    def _zone_ops(self) -> Any:
+        return self._compute.ZoneOperationsClient(
+            credentials=self._credentials, client_options=self._options
+        )
+
+    @cached_property
+    def _disks(self) -> Any:
+        return self._compute.DisksClient(
+            credentials=self._credentials, client_options=self._options
+        )
+
+    @cached_property
+    def _regions(self) -> Any:
+        return self._compute.RegionsClient(
+            credentials=self._credentials, client_options=self._options
+        )
 
     # -- the watcher -------------------------------------------------------------
 
