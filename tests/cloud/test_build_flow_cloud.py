@@ -274,9 +274,7 @@ def test_a_failing_watch_is_noted_not_fatal(repo, cloud, monkeypatch, capfd):
     assert "Traceback" not in err
 
 
-def test_yandex_reaches_its_next_zone_though_cleanup_would_delete_the_vm(
-    repo, cloud, monkeypatch
-):
+def test_yandex_reaches_its_next_zone_though_cleanup_would_delete_the_vm(repo, cloud, monkeypatch):
     # Yandex stops ru-central1-a's preemptible VMs mid-script. The builder's cleanup
     # would delete the VM at once, so packer runs with -on-error=abort: the VM stays
     # until the cloud has been asked, then everbake removes it and its disk.
