@@ -1,10 +1,13 @@
 """Cloud lookups against the loopback fakes: SDK import cost, one lookup, a full
 up-to-date check, `invoke plan` (with and without the exists/action lookups) and
-an up-to-date build-image of every image in images/ on both providers. Figures
-are ratios against baselines measured in this run (a bare interpreter start; an
-empty HTTP round trip on loopback).
+an up-to-date build-image of every image in images/ on both providers, and the
+build-VM watcher's cost per build minute (API requests and CPU) against the build
+alone. Figures are ratios against baselines measured in this run (a bare
+interpreter start; an empty HTTP round trip on loopback; the same stand-in build
+without the watcher).
 
     python benchmarks/bench_cloud.py [--images 6] [--seed 200] [--repeat 20]
+        [--build-seconds 6] [--watch-interval 0.2] [--only-watcher]
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def median_call(func, repeat: int) -> float:
 
 
 def seed(gce: FakeGce, yc: FakeYandex, count: int) -> list[str]:
-    from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
+    from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
 
     now = datetime.now(timezone.utc)
     fingerprints = [f"{i:064x}" for i in range(count)]
@@ -88,7 +91,15 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=200, help="images in the project/folder")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--build-seconds", type=float, default=6.0, help="watched build length")
+    parser.add_argument(
+        "--watch-interval", type=float, default=0.2, help="seconds between looks in the bench"
+    )
+    parser.add_argument("--only-watcher", action="store_true", help="only the watcher's cost")
     args = parser.parse_args()
+    if args.only_watcher:
+        watcher_cost(args.build_seconds, args.watch_interval)
+        return
 
     bare = fresh("pass")
     gce_import = fresh("import google.cloud.compute_v1")
@@ -159,16 +170,19 @@ def main() -> None:
             f"{wall / bare:.1f}x interpreter start; target < 3 s"
         )
     flows(bare)
+    watcher_cost(args.build_seconds, args.watch_interval)
 
 
 PLAN = """
 import os, sys
 from pathlib import Path
-from everbake import plan
+from everbake import build_plan as plan
+from everbake.providers import get
 from everbake.spec import list_images, load_spec
 images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
 specs = [load_spec(name, images) for name in list_images(images)]
-rows = plan.add_status(plan.plan_rows(specs, ["local", "gcp", "yandex"]), specs)
+chosen = [get(name) for name in ("local", "gcp", "yandex")]
+rows = plan.add_status(plan.plan_rows(specs, chosen), specs, chosen)
 assert all(r["exists"] is True for r in rows if r["provider"] != "local"), rows
 print(plan.format_table(rows, plan.STATUS_COLUMNS))
 """
@@ -178,10 +192,11 @@ import os
 from pathlib import Path
 from everbake.bake import build_image
 from everbake.spec import list_images
+from everbake.providers import get
 images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
 for name in list_images(images):
     for provider in ("gcp", "yandex"):
-        assert build_image(name, provider, images_dir=images).up_to_date
+        assert build_image(name, get(provider), images_dir=images).up_to_date
 """
 
 
@@ -213,8 +228,8 @@ def seed_specs(gce: FakeGce, yc: FakeYandex, images: Path) -> int:
     """Both layers of every image spec, in both fakes: everything is up to date."""
     from everbake import naming
     from everbake.fingerprint import fingerprints
+    from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
     from everbake.spec import list_images, load_spec
-    from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 
     count = 0
     for name in list_images(images):
@@ -285,6 +300,102 @@ def flows(bare: float) -> None:
             f"up-to-date build-image, {specs} images x 2 providers, one process: {every:.2f} s  "
             f"{every / bare:.1f}x interpreter start; target < 3 s"
         )
+
+
+def stand_in_build(gce: FakeGce, where: Path, seconds: float, instance: str) -> float:
+    """One stand-in `packer build` whose VM runs ``seconds`` in the GCE fake; its
+    CPU seconds (the child's user + system time)."""
+    import resource
+
+    where.mkdir()
+    (where / "dist").mkdir()
+    values = {
+        "project_id": PROJECT,
+        "zone": "europe-west1-b",
+        "preemptible": True,
+        "instance_name": instance,
+        "image_name": f"img-{instance}",
+        "image_family": "bench",
+        "image_labels": {},
+        "fingerprint": "0" * 64,
+        "layer": "image",
+        "spec_name": "bench",
+        "manifest_path": str(where / "dist" / "m.json"),
+        "scripts": ["provisioning/50-agent.sh"],
+    }
+    (where / "inputs.auto.pkrvars.json").write_text(json.dumps(values))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EVERBAKE_GCE_ENDPOINT": gce.endpoint}
+    env["EVERBAKE_STANDIN_SCRIPT"] = str(seconds)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests/fakes/packer_standin.py"), "build", "."],
+        cwd=where,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def watcher_cost(seconds: float, interval: float) -> None:
+    """The watcher's requests and CPU per build minute, against the build alone: the
+    same stand-in build (its VM in the GCE fake for ``seconds``) without, then with,
+    the watcher looking every ``interval`` s; scaled to the default 20 s interval."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from everbake.providers import get
+    from everbake.stores.gcp_vms import GcpBuildVms
+    from everbake.watcher import Watcher
+
+    default = get("gcp").watch_interval
+    with FakeGce(projects=[PROJECT]) as gce, tempfile.TemporaryDirectory() as tmp:
+        vms = GcpBuildVms(PROJECT, AnonymousCredentials(), endpoint=gce.endpoint)
+        vms.observe("europe-west1-b", "warm-up")  # connections, as in a build
+        start = time.perf_counter()
+        alone_cpu = stand_in_build(gce, Path(tmp) / "alone", seconds, "everbake-image-a")
+        alone_wall = time.perf_counter() - start
+        alone_requests = len(gce.state.requests)
+        vms.requests = 0
+        start = time.perf_counter()
+        with Watcher(
+            lambda: vms.observe("europe-west1-b", "everbake-image-b"),
+            "everbake-image-b",
+            "europe-west1-b",
+            interval,
+        ) as watch:
+            build_cpu = stand_in_build(gce, Path(tmp) / "watched", seconds, "everbake-image-b")
+        watched_wall = time.perf_counter() - start
+        account = watch.account
+    minutes = watched_wall / 60
+    per_poll_cpu = account.cpu_seconds / max(account.polls, 1)
+    per_poll_requests = vms.requests / max(account.polls, 1)
+    polls_per_minute = 60 / default
+    print(
+        f"build alone (stand-in, VM {seconds:g} s in the GCE fake): {alone_wall:.2f} s wall, "
+        f"{alone_cpu * 1000:.0f} ms CPU, {alone_requests} API requests "
+        f"(the stand-in looks every 50 ms to play the VM's fate; real Packer does not)"
+    )
+    print(
+        f"watched build, a look every {interval:g} s: {watched_wall:.2f} s wall "
+        f"({watched_wall / alone_wall:.2f}x the build alone), build {build_cpu * 1000:.0f} ms CPU; "
+        f"watcher {account.polls} looks, {vms.requests} requests, "
+        f"{account.cpu_seconds * 1000:.1f} ms CPU, {len(account.failures)} failed; seen "
+        + ", ".join(s.status for s in account.sightings)
+    )
+    print(
+        f"watcher per build minute at {interval:g} s: {vms.requests / minutes:.0f} requests, "
+        f"{account.cpu_seconds / minutes * 1000:.1f} ms CPU "
+        f"({account.cpu_seconds / max(alone_cpu, 1e-9) * (alone_wall / watched_wall):.3f}x "
+        "the build alone's CPU per minute)"
+    )
+    print(
+        f"watcher per build minute at the default {default:g} s: "
+        f"{per_poll_requests * polls_per_minute:.1f} requests, "
+        f"{per_poll_cpu * polls_per_minute * 1000:.2f} ms CPU "
+        f"({per_poll_cpu * polls_per_minute / (alone_cpu / alone_wall * 60):.4f}x the build "
+        "alone's CPU per minute)"
+    )
 
 
 if __name__ == "__main__":

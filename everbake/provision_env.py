@@ -20,6 +20,9 @@ IMAGE_LAYER_FROM = 50
 # Run first in each layer on a cloud build VM only: waits out first boot.
 FIRST_BOOT = "provisioning/cloud/first-boot.sh"
 DEFAULT_SECRET_DIR = "/etc/everest/secrets"
+# EB_BUILD_USER's value when only the VM knows who logged in (GCE OS Login): the
+# hygiene step takes the user sudo was run by (SUDO_USER).
+SESSION_USER = "@login"
 
 
 def check_layer(layer: str) -> None:

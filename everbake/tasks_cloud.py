@@ -6,7 +6,8 @@ import dataclasses
 from pathlib import Path
 
 from everbake.errors import EverbakeError
-from everbake.taskutil import settings_of, task
+from everbake.providers import get
+from everbake.taskutil import settings_of, split_list, task
 
 
 @task(
@@ -31,7 +32,7 @@ def gc_images(
     dist=None,
 ):
     """Retire old images of a family; never the newest N nor any published one."""
-    from everbake.retire import gc_family
+    from everbake.gc_images import gc_family  # the flows load on use: --list stays fast
 
     try:
         keep_n = int(keep)
@@ -41,4 +42,19 @@ def gc_images(
     settings = settings_of(c)
     if dist:
         settings = dataclasses.replace(settings, dist_dir=Path(dist).absolute())
-    gc_family(provider, image, keep_n, bool(dry_run), settings, layer, days)
+    gc_family(get(provider), image, keep_n, bool(dry_run), settings, layer, days)
+
+
+@task(
+    help={
+        "provider": "gcp or yandex",
+        "image": "only the zones and project/folder of these specs (default: every spec)",
+        "dry-run": "only list what would be deleted",
+    }
+)
+def clean_builds(c, provider, image="all", dry_run=False):
+    """Delete build VMs and disks failed builds left behind (older than an hour)."""
+    from everbake.clean_builds import clean_builds as clean
+
+    settings = settings_of(c)
+    clean(get(provider), settings.load_specs(split_list(image)), bool(dry_run))

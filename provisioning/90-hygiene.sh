@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Last step: nothing host-, build- or boot-specific stays in the image. Removes
 # SSH host keys and login keys, the machine id, shell histories, apt and pip caches,
-# cloud-init state, log contents, the staging directory, (unless kept) the
+# cloud-init state, log contents, the staging directory, documentation, (unless kept) the
 # build's CA certificates and, on a cloud build VM, the user Packer logged in as
-# (EB_BUILD_USER: its account, home and sudoers entries); then checks that all
-# of it is gone.
+# (EB_BUILD_USER: its account, home and sudoers entries; "@login": the OS Login
+# user this session came in as, whose home and OS Login sudoers file go); then
+# checks that all of it is gone.
 set -euo pipefail
 me=90-hygiene.sh
 die() { echo "$me: $*" >&2; exit 1; }
@@ -14,6 +15,15 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 EB_KEEP_CA_CERTS=${EB_KEEP_CA_CERTS:-0}
 EB_BUILD_USER=${EB_BUILD_USER:-} # empty in the local chroot, where nobody logs in
 EB_USER=${EB_USER:-}
+os_login=0
+if [[ $EB_BUILD_USER == "@login" ]]; then
+  # OS Login: Packer logged in as the account's OS Login user, not ssh_username
+  # (packer-plugin-googlecompute step_import_os_login_ssh_key.go); the scripts run
+  # through sudo, which names that user.
+  os_login=1
+  EB_BUILD_USER=${SUDO_USER:-}
+  [[ -n $EB_BUILD_USER ]] || die "EB_BUILD_USER=@login but SUDO_USER is not set (not run through sudo?)"
+fi
 [[ $EB_KEEP_CA_CERTS == 0 || $EB_KEEP_CA_CERTS == 1 ]] || die "EB_KEEP_CA_CERTS must be 0 or 1"
 case $EB_STAGING in
   / | /etc | /usr | /var | /var/tmp | /tmp | /home | /root | /opt | *..* | [!/]*)
@@ -53,7 +63,20 @@ remove_build_user() {
   if [[ -f /var/lib/google/google_users ]]; then sed -i "/^$user\$/d" /var/lib/google/google_users; fi
   echo "$me: removed the build user $user (account, home, sudoers entries)"
 }
-if [[ -n $EB_BUILD_USER ]]; then
+# An OS Login user lives in the metadata server, not /etc/passwd: userdel cannot
+# remove it. Its home (pam_mkhomedir), the login keys in it and its sudoers file
+# (/var/google-sudoers.d/<user>, GoogleCloudPlatform/guest-oslogin
+# pam_oslogin_admin.cc) are what stays in the image.
+remove_os_login_user() {
+  local user=$1 home
+  home=$(getent passwd "$user" | cut -d: -f6) || home=/home/$user
+  [[ $home == /home/?* && $home != */../* ]] || die "OS Login user $user has home '$home'; refusing to remove it"
+  rm -rf "$home" "/var/google-sudoers.d/$user" "/var/google-users.d/$user"
+  echo "$me: removed the OS Login user $user's home and sudoers entry"
+}
+if ((os_login)); then
+  remove_os_login_user "$EB_BUILD_USER"
+elif [[ -n $EB_BUILD_USER ]]; then
   if id -u "$EB_BUILD_USER" >/dev/null 2>&1 || [[ -n $(sudoers_naming "$EB_BUILD_USER") ]]; then
     remove_build_user "$EB_BUILD_USER"
   else
@@ -79,6 +102,27 @@ find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -de
 find /var/log -type f -size +0 -exec truncate -s 0 {} +
 rm -rf "$EB_STAGING"
 rm -f /etc/apt/apt.conf.d/80everbake-build-retries
+# No documentation, man pages or translations (copyright files and locale.alias
+# stay): dead weight in an image. Removed here rather than kept out by dpkg's path
+# filters during the bootstrap, which cost far more; the filters are then set so
+# that later installs in the image stay slim.
+nodoc_rules='path-exclude=/usr/share/man/*
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias'
+printf '%s\n' "$nodoc_rules" >/etc/dpkg/dpkg.cfg.d/90everbake-nodoc
+if [[ -d /usr/share/doc ]]; then
+  find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+  find /usr/share/doc -mindepth 1 -type d -empty -delete
+fi
+for dir in /usr/share/man /usr/share/info; do
+  if [[ -d $dir ]]; then find "$dir" -mindepth 1 -delete; fi
+done
+if [[ -d /usr/share/locale ]]; then
+  find /usr/share/locale -mindepth 1 ! -path /usr/share/locale/locale.alias -delete
+fi
 if ((EB_KEEP_CA_CERTS)); then
   out=$(update-ca-certificates 2>&1) || die "update-ca-certificates failed: $out"
 else
@@ -97,8 +141,9 @@ for f in /etc/ssh/ssh_host_* /var/lib/dbus/machine-id /var/lib/cloud/* /var/cach
 done
 [[ -s /etc/machine-id ]] && left+=(/etc/machine-id)
 if [[ -n $EB_BUILD_USER ]]; then
-  id -u "$EB_BUILD_USER" >/dev/null 2>&1 && left+=("user $EB_BUILD_USER")
+  ((os_login)) || ! id -u "$EB_BUILD_USER" >/dev/null 2>&1 || left+=("user $EB_BUILD_USER")
   [[ -e /home/$EB_BUILD_USER ]] && left+=("/home/$EB_BUILD_USER")
+  [[ -e /var/google-sudoers.d/$EB_BUILD_USER ]] && left+=("/var/google-sudoers.d/$EB_BUILD_USER")
   while IFS= read -r f; do [[ -z $f ]] || left+=("$f (sudoers entry for $EB_BUILD_USER)"); done < <(sudoers_naming "$EB_BUILD_USER")
 fi
 for h in "${homes[@]}"; do
@@ -108,6 +153,10 @@ for h in "${homes[@]}"; do
 done
 while IFS= read -r f; do left+=("$f"); done < <(find /var/lib/apt/lists -type f ! -name lock)
 while IFS= read -r f; do left+=("$f (not empty)"); done < <(find /var/log -type f -size +0)
+# Documentation (all but copyright files).
+while IFS= read -r f; do left+=("$f (documentation)"); done < <(
+  find /usr/share/doc /usr/share/man /usr/share/info -mindepth 1 ! -type d ! -name copyright 2>/dev/null
+)
 if ((!EB_KEEP_CA_CERTS)); then
   [[ -e $ca_dir ]] && left+=("$ca_dir")
   while IFS= read -r f; do left+=("$f (build CA link)"); done < <(find /etc/ssl/certs -lname "*everbake-build*")
@@ -117,4 +166,4 @@ if ((${#left[@]})); then
   printf '%s: hygiene check failed, still present: %s\n' "$me" "${left[*]}" >&2
   exit 1
 fi
-echo "$me: clean (host keys, machine-id, histories, apt/pip caches, cloud-init, logs, staging$( ((EB_KEEP_CA_CERTS)) || echo ', build CAs')$([[ -z $EB_BUILD_USER ]] || echo ", build user $EB_BUILD_USER"))"
+echo "$me: clean (host keys, machine-id, histories, apt/pip caches, cloud-init, logs, staging, docs$( ((EB_KEEP_CA_CERTS)) || echo ', build CAs')$([[ -z $EB_BUILD_USER ]] || echo ", build user $EB_BUILD_USER"))"

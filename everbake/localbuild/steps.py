@@ -10,16 +10,17 @@ export: pack the root filesystem as dist/local/<image>.tar.zst (.tar.gz, .tar:
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from everbake.errors import BuildError
 from everbake.localbuild import export, overlay, rootfs
 from everbake.localbuild.chroot import chroot, remove_tree
-from everbake.localbuild.plan import Plan
+from everbake.localbuild.step_plan import Plan
 from everbake.proc import stream
-from everbake.staging import write_embed_secrets
+from everbake.provision_env import secret_env_name
 from everbake.ui import phase, say
 
 
@@ -32,9 +33,19 @@ def _copy_staging(plan: Plan) -> None:
     target.chmod(0o700)
 
 
+# Where the base layer's scripts see the host's pip cache (a bind mount, gone after).
+PIP_CACHE_IN_ROOT = "/var/cache/everbake-pip"
+
+
 def _run_layer(plan: Plan, layer: str) -> None:
     spec = plan.layers[layer]
-    with chroot(plan.rootfs) as ch:
+    env = dict(spec.env)
+    binds: list[tuple[Path, str]] = []
+    if layer == "base" and plan.pip_cache is not None:
+        plan.pip_cache.mkdir(parents=True, exist_ok=True)
+        binds.append((plan.pip_cache, PIP_CACHE_IN_ROOT))
+        env["EB_PIP_CACHE"] = PIP_CACHE_IN_ROOT
+    with chroot(plan.rootfs, binds=binds) as ch:
         for script in spec.scripts:
             inside = f"{plan.staging}/scripts/{script}"
             if not (plan.rootfs / inside.lstrip("/")).is_file():
@@ -42,7 +53,7 @@ def _run_layer(plan: Plan, layer: str) -> None:
             with phase(f"{layer} layer: {script}"):
                 stream(
                     ch.argv(["/bin/bash", inside]),
-                    env=ch.env(spec.env),
+                    env=ch.env(env),
                     prefix=script.removesuffix(".sh"),
                     log_path=_log(plan),
                     what=f"{layer} layer, script provisioning/{script}",
@@ -70,6 +81,7 @@ def base(plan: Plan) -> None:
             mirror=plan.mirror,
             include=plan.include or rootfs.BASE_INCLUDE,
             log_path=_log(plan),
+            apt_cache=plan.apt_cache,
         )
     _copy_staging(plan)
     _run_layer(plan, "base")
@@ -105,6 +117,31 @@ def _overlay_or_unpack(plan: Plan, lower: Path | None, why_not: str) -> None:
     remove_tree(Path(plan.work_dir))
     with phase(f"base layer {plan.base_name}: cached, unpacking {cache}"):
         export.unpack(cache, plan.rootfs)
+
+
+def write_embed_secrets(
+    staging_in_root: Path, names: Iterable[str], environ: Mapping[str, str]
+) -> list[str]:
+    """Write each embed secret's value from ``environ`` into secrets/<name>, mode 0600."""
+    target = staging_in_root / "secrets"
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.chmod(0o700)
+    written = []
+    for name in names:
+        var = secret_env_name(name)
+        value = environ.get(var)
+        if not value:
+            raise BuildError(
+                f"secret '{name}' has mode embed but its value did not reach the build step "
+                f"({var} is unset); set the variable named by secrets.{name}.env and rebuild"
+            )
+        path = target / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(value)
+        path.chmod(0o600)
+        written.append(name)
+    return written
 
 
 def image(plan: Plan, environ: Mapping[str, str]) -> None:

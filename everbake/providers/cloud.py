@@ -11,20 +11,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming, provision_env
-from everbake.cloudbuild.attempts import SESSION_LOST, Loss, Signal, read_loss
-from everbake.errors import CredentialsError, EverbakeError, RenderError, ToolError
-from everbake.providers.base import BuildSettings, CheckLine, Provider
+from everbake.attempts import SESSION_LOST, Loss, Signal, read_loss
+from everbake.check_line import CheckLine
+from everbake.errors import CloudError, CredentialsError, EverbakeError, RenderError, ToolError
+from everbake.labels import LAYER_LABEL, SPEC_LABEL, label_value
+from everbake.packer import VALIDATE_PLACEHOLDER
+from everbake.providers.base import BuildSettings, GcTarget, Provider
 from everbake.stores import BuildVmStore
+from everbake.stores.build_vms import BUILD_LABEL, attempt_id
 
 if TYPE_CHECKING:
-    from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
-    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+    from everbake.stores import CloudImage, ImageStore
 
-# Build one layer: (packer_force, image_name) -> (image, manifest entry, attempt).
+# Build one layer: (image_name) -> (image, manifest entry, attempt).
 BuildLayer = Callable[..., tuple[Any, dict[str, Any], Any]]
 
 
@@ -55,8 +57,21 @@ class CloudProvider(Provider):
     place: ClassVar[Place]
     sdk: ClassVar[Sdk]
     # Packer console lines that mean the build VM was lost or could not be had
-    # (everbake.cloudbuild.attempts: where each line comes from).
+    # (everbake.attempts: where each line comes from).
     lost_vm_signals: ClassVar[tuple[Signal, ...]] = SESSION_LOST
+    # The watcher (everbake.watcher): seconds between two looks at the build VM,
+    # and the cloud's statuses that mean it took the VM.
+    watch_interval: ClassVar[float] = 20.0
+    lost_statuses: ClassVar[frozenset[str]] = frozenset()
+    # Run packer with -on-error=abort and remove the VM ourselves once the cloud has
+    # been asked about it (for a builder whose cleanup deletes the VM at once).
+    keep_vm_on_error: ClassVar[bool] = False
+    # Packer timeouts of every cloud source: a VM that vanishes without closing TCP
+    # must not hang the SSH session (ssh_read_write_timeout is unset by default),
+    # and image creation outlasts the 5 minute state_timeout default
+    # (hashicorp/packer-plugin-googlecompute#164, hashicorp/packer#6887).
+    ssh_read_write_timeout: ClassVar[str] = "5m"
+    state_timeout: ClassVar[str] = "30m"
 
     # -- where it builds -------------------------------------------------
 
@@ -90,6 +105,13 @@ class CloudProvider(Provider):
             f"{place.variables[0]}=<{place.key}> or set {place.setting} in {spec.source_path}"
         )
 
+    def location_of_env_or_fail(self, environ: Mapping[str, str]) -> str:
+        """The environment's project/folder, or the one-line error naming the variable."""
+        found = self.location_in_env(environ)
+        if not found:
+            raise CredentialsError(self.missing_location())
+        return found
+
     def missing_location(self) -> str:
         """The one-line message for a store opened with no project/folder."""
         place = self.place
@@ -100,8 +122,9 @@ class CloudProvider(Provider):
 
     # -- its image store and credentials ---------------------------------
 
-    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
-        """Whether ``environ`` holds credentials for this cloud (no network)."""
+    def credentials_hint(self, environ: Mapping[str, str]) -> CheckLine:
+        """Whether ``environ`` holds credentials for this cloud (no network): the
+        `<name>: credentials` line of `invoke check`."""
         raise NotImplementedError
 
     def open_store(self, location: str | None, environ: Mapping[str, str]) -> ImageStore:
@@ -109,8 +132,6 @@ class CloudProvider(Provider):
         A missing SDK is one line naming the extra to install."""
         location = location or self.location_in_env(environ)
         if not location:
-            from everbake.errors import CloudError
-
             raise CloudError(self.missing_location())
         if not self.sdk_installed():
             raise ToolError(f"{self.name}: {self.sdk.module} is not installed: {self.sdk.fix}")
@@ -118,6 +139,34 @@ class CloudProvider(Provider):
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
         raise NotImplementedError
+
+    def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
+        """The cloud's build VMs in ``location`` (status, leftovers, checks)."""
+        raise NotImplementedError
+
+    def watch_every(self, environ: Mapping[str, str]) -> float:
+        """Seconds between the watcher's looks (EVERBAKE_WATCH_INTERVAL overrides)."""
+        try:
+            return float(environ.get("EVERBAKE_WATCH_INTERVAL") or self.watch_interval)
+        except ValueError:
+            return self.watch_interval
+
+    def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
+        """The subnet to send for a build in ``zone`` ('' for none); ``found`` is what
+        a lookup in the cloud returned (zone -> subnet) when the spec names none."""
+        return ""
+
+    def subnet_fix(self, spec: ImageSpec, zones: Sequence[str]) -> str:
+        """How to name the subnets in the spec."""
+        return ""
+
+    def serial_log(self, layer_dir: Path) -> Path | None:
+        """Where the builder writes the build VM's serial console on failure (None: nowhere)."""
+        return None
+
+    def subnets_to_look_up(self, spec: ImageSpec) -> bool:
+        """Whether the build must find its subnets in the cloud before a VM starts."""
+        return False
 
     def sdk_installed(self) -> bool:
         try:
@@ -155,29 +204,11 @@ class CloudProvider(Provider):
         (image, manifest entry, attempt, the image it replaced)."""
         raise NotImplementedError
 
-    def bake_steps(
-        self,
-        spec: ImageSpec,
-        settings: Settings,
-        environ: Mapping[str, str],
-        *,
-        force: bool,
-        replace_published: bool,
-    ) -> BakeSteps:
-        from everbake.cloudbuild.flow import CloudSteps
-
-        return CloudSteps(self, spec, settings, environ, force, replace_published)
-
-    def retirement(self) -> Policy:
-        from everbake.gc import Policy
-
-        return Policy(deprecate_first=False)
-
     def gc_target(
         self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
-    ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
+    ) -> GcTarget:
         store = self.open_store(self.location_in_spec(spec), environ)
-        return store, naming.family(spec, layer), None
+        return GcTarget(store, naming.family(spec, layer))
 
     def layer_status(
         self,
@@ -225,7 +256,7 @@ class CloudProvider(Provider):
         ]
         lines.extend(self.packer_checks())
         hint = self.credentials_hint(environ)
-        lines.append(CheckLine(f"{self.name}: credentials", hint.ok, hint.detail, hint.fix or ""))
+        lines.append(hint)
         locations = self._locations(specs, environ)
         place = self.place
         if locations:
@@ -241,8 +272,25 @@ class CloudProvider(Provider):
                 )
             )
         if sdk and hint.ok and locations:
-            lines.extend(self._api_checks(locations, environ))
+            api = self._api_checks(locations, environ)
+            lines.extend(api)
+            if all(line.ok for line in api):
+                for location in sorted(locations):
+                    here = [s for s in specs if self.find_location(s, environ) == location]
+                    lines.extend(self.build_checks(location, here, environ))
         return lines
+
+    def login_user(self, spec: ImageSpec) -> str:
+        """The user Packer logs in as on the build VM, for hygiene to remove (EB_BUILD_USER);
+        provision_env.SESSION_USER when only the VM knows it."""
+        return self.ssh_username
+
+    def build_checks(
+        self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        """What a build in ``location`` needs besides the image API (permissions,
+        quotas, subnets), checked before any VM starts."""
+        return []
 
     def packer_checks(self) -> list[CheckLine]:
         """Whether the Packer here can build this cloud's source (none to add by default)."""
@@ -314,14 +362,17 @@ class CloudProvider(Provider):
         common = self.common_vars(spec, fps, layer)
         if settings.image_name:
             common["image_name"] = settings.image_name
+        labels = {SPEC_LABEL: label_value(spec.name), LAYER_LABEL: layer}
         if settings.instance_name:
             common["instance_name"] = settings.instance_name
+            # The attempt id: how `invoke clean-builds` knows what a build left.
+            labels[BUILD_LABEL] = attempt_id(settings.instance_name)
         # The project/folder: the build settings', the spec's, or the environment's.
         place = settings.project or self.find_location(spec, environ)
         if place:
             common[self.place.packer_var] = place
         env_vars = provision_env.provisioning_env(
-            spec, layer, provision_env.DEFAULT_STAGING, build_user=self.ssh_username
+            spec, layer, provision_env.DEFAULT_STAGING, build_user=self.login_user(spec)
         )
         if layer == "image" and settings.agent_env is not None:
             env_vars.update(settings.agent_env)
@@ -332,13 +383,12 @@ class CloudProvider(Provider):
             if settings.preemptible is None
             else settings.preemptible,
             "disk_size_gb": build.disk_size_gb,
-            "build_labels": {
-                naming.SPEC_LABEL: naming.label_value(spec.name),
-                naming.LAYER_LABEL: layer,
-            },
+            "build_labels": labels,
             "ssh_username": self.ssh_username,
             # Not SHA-1 RSA, which Debian 12's OpenSSH refuses from Packer < 1.8.1.
             "temporary_key_pair_type": "ed25519",
+            "ssh_read_write_timeout": self.ssh_read_write_timeout,
+            "state_timeout": self.state_timeout,
             "staging_dir": str(paths["staging"]),
             "scripts": [str(p) for p in paths["scripts"]],
             "manifest_path": str(paths["manifest"]),
@@ -352,6 +402,4 @@ class CloudProvider(Provider):
         return [] if var in values else [var]
 
     def validation_placeholders(self, values: Mapping[str, Any]) -> dict[str, str]:
-        from everbake.render import PLACEHOLDER
-
-        return {f"PKR_VAR_{name}": PLACEHOLDER for name in self.undeclared_vars(values)}
+        return {f"PKR_VAR_{name}": VALIDATE_PLACEHOLDER for name in self.undeclared_vars(values)}

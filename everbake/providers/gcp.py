@@ -5,25 +5,26 @@ through google-cloud-compute, deprecation before deletion, and `packer build
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from everbake import naming
-from everbake.cloudbuild.attempts import GCE_CREATION, SESSION_LOST
-from everbake.providers.base import BuildSettings, Plugin
-from everbake.providers.cloud import (
-    BuildLayer,
-    CloudProvider,
-    Place,
-    Sdk,
-)
+from everbake import naming, packer, provision_env
+from everbake.attempts import GCE_CREATION, SESSION_LOST, region_of
+from everbake.check_line import CheckLine
+from everbake.errors import EverbakeError
+from everbake.providers.base import BuildSettings
+from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.providers.gcp_checks import build_checks
+from everbake.providers.swap import replace_by_swap
+from everbake.retirement import Policy
+from everbake.stores.gcp import gcp_credentials_hint
+from everbake.stores.gcp_vms import GcpBuildVms
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
     from everbake.spec import ImageSpec
-    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+    from everbake.stores import CloudImage, ImageStore
 
 
 class Gcp(CloudProvider):
@@ -31,7 +32,7 @@ class Gcp(CloudProvider):
     ssh_username = "packer"
     needs_pinned_agent = True
     source_type = "googlecompute"
-    plugin = Plugin("googlecompute", "github.com/hashicorp/googlecompute", "~> 1.2")
+    plugin = packer.plugin(source_type)
     source_template = "gcp/source.pkr.hcl.j2"
     place = Place(
         "project",
@@ -43,6 +44,12 @@ class Gcp(CloudProvider):
     )
     sdk = Sdk("google.cloud.compute_v1", "pip install 'everbake[gcp]'  (google-cloud-compute)")
     lost_vm_signals = (*GCE_CREATION, *SESSION_LOST)
+    # GCE's deletion also passes through STOPPING and TERMINATED (Packer's cleanup),
+    # so only its own word counts: a zone operation "compute.instances.preempted"
+    # for the VM (https://cloud.google.com/compute/docs/instances/preemptible
+    # #detecting_if_an_instance_was_preempted), which GcpBuildVms.observe reports
+    # as PREEMPTED.
+    lost_statuses = frozenset({"PREEMPTED"})
 
     def location_in_spec(self, spec: ImageSpec) -> str:
         return spec.build.gcp.project
@@ -50,19 +57,35 @@ class Gcp(CloudProvider):
     def build_table(self, spec: ImageSpec) -> Any:
         return spec.build.gcp
 
-    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
-        from everbake.stores.gcp import gcp_credentials_hint
-
+    def credentials_hint(self, environ: Mapping[str, str]) -> CheckLine:
         return gcp_credentials_hint(dict(environ))
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
-        from everbake.stores.gcp import GcpImageStore
+        # The build-VM adapter is an image store too: --force swaps images with it.
+        return self.open_build_vms(location, environ)
 
-        return GcpImageStore(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+    def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
+        return GcpBuildVms(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
+
+    def login_user(self, spec: ImageSpec) -> str:
+        # With OS Login the plugin logs in as the account's OS Login user, not
+        # ssh_username (step_import_os_login_ssh_key.go): only the VM knows its name.
+        return provision_env.SESSION_USER if spec.build.gcp.use_os_login else self.ssh_username
+
+    def build_checks(
+        self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        try:
+            vms = self.open_build_vms(location, environ)
+        except EverbakeError as exc:
+            return [CheckLine("gcp: build checks", False, str(exc).splitlines()[0])]
+        return build_checks(location, vms, specs, self.vcpus, packer.detect_version_or_none())
+
+    def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
+        build = spec.build.gcp
+        return build.subnetworks.get(region_of(zone), "") or build.subnetwork
 
     def retirement(self) -> Policy:
-        from everbake.gc import Policy
-
         return Policy(deprecate_first=True, delete_after_days=30.0)
 
     def artifact_id(self, image: CloudImage) -> str:
@@ -76,9 +99,8 @@ class Gcp(CloudProvider):
         family: str,
         build: BuildLayer,
     ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
-        # `packer build -force` deletes the old image only once the new one is made.
-        image, entry, attempt = build(packer_force=True)
-        return image, entry, attempt, existing
+        # Not `packer build -force`: it deletes the old image before making the new one.
+        return replace_by_swap(self.name, store, existing, name, family, build)
 
     def template_vars(
         self,
@@ -96,8 +118,9 @@ class Gcp(CloudProvider):
         # Sent only as given: a subnetwork of a custom VPC must not meet "default".
         if build.network:
             values["network"] = build.network
-        if build.subnetwork:
-            values["subnetwork"] = build.subnetwork
+        subnetwork = settings.subnet or self.subnet_for(spec, values["zone"], {})
+        if subnetwork:
+            values["subnetwork"] = subnetwork
         # Metadata SSH keys, not OS Login (ignored where a project enforces it).
         values["use_os_login"] = build.use_os_login
         if build.service_account:

@@ -5,25 +5,23 @@ to replace an image (names are unique and the plugin has no -force)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from everbake import naming
-from everbake.errors import CloudError
-from everbake.providers.base import BuildSettings, CheckLine, Plugin
-from everbake.providers.cloud import (
-    BuildLayer,
-    CloudProvider,
-    Place,
-    Sdk,
-)
-from everbake.ui import phase
+from everbake import naming, packer
+from everbake.check_line import CheckLine
+from everbake.errors import CloudError, EverbakeError
+from everbake.providers.base import BuildSettings
+from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.providers.swap import replace_by_swap
+from everbake.stores.yandex import YandexImageStore, yandex_credentials_hint
+from everbake.stores.yandex_vms import YandexBuildVms
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
     from everbake.spec import ImageSpec
-    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+    from everbake.stores import CloudImage, ImageStore
 
 # Arguments of the yandex builder (plugin 1.1.x, shared/facts/packer.md): Packer
 # 1.6.6 has no yandex builder, so rendered sources are checked against this list.
@@ -80,11 +78,12 @@ YANDEX_FIELDS = frozenset(
         "ssh_handshake_attempts",
         "temporary_key_pair_type",
         "temporary_key_pair_bits",
+        # packer-plugin-sdk communicator/config.go (SSHReadWriteTimeout), common to builders.
+        "ssh_read_write_timeout",
     ]
 )
 
 
-TEMPORARY_SUFFIX = "-new"  # fits: families leave room for "-base-" + 12 hex
 PACKER_FIX = (
     "install Packer >= 1.7 (https://developer.hashicorp.com/packer/install); "
     "build-image runs 'packer init' for the yandex plugin"
@@ -96,7 +95,7 @@ class Yandex(CloudProvider):
     ssh_username = "debian"
     needs_pinned_agent = True
     source_type = "yandex"
-    plugin = Plugin("yandex", "github.com/hashicorp/yandex", "~> 1.1")
+    plugin = packer.plugin(source_type)
     source_template = "yandex/source.pkr.hcl.j2"
     place = Place(
         "folder_id",
@@ -108,6 +107,16 @@ class Yandex(CloudProvider):
         "folder_id",
     )
     sdk = Sdk("yandexcloud", "pip install 'everbake[yandex]'  (yandexcloud)")
+    # How Yandex ends a preemptible VM: it stops it ("Preemptible VMs ... are
+    # stopped", https://yandex.cloud/en/docs/compute/concepts/preemptible-vm).
+    # The builder's failure cleanup deletes (DELETING) and never stops; only its
+    # success path stops the VM ("Stopping instance...", step_teardown_instance.go).
+    lost_statuses = frozenset({"STOPPING", "STOPPED"})
+    # The builder's failure cleanup deletes the VM and waits (driver_yc.go,
+    # StepCreateInstance.Cleanup): a watcher looking every 20 s can miss a stop
+    # that short. With -on-error=abort the VM stays until the cloud was asked.
+    keep_vm_on_error = True
+    SERIAL_LOG = "serial-port.log"
 
     def location_in_spec(self, spec: ImageSpec) -> str:
         return spec.build.yandex.folder_id
@@ -115,14 +124,15 @@ class Yandex(CloudProvider):
     def build_table(self, spec: ImageSpec) -> Any:
         return spec.build.yandex
 
-    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
-        from everbake.stores.yandex import yandex_credentials_hint
-
+    def credentials_hint(self, environ: Mapping[str, str]) -> CheckLine:
         return yandex_credentials_hint(environ)
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
-        from everbake.stores.yandex import YandexImageStore
+        return YandexImageStore(location, **self._sdk_args(environ))
 
+    def _sdk_args(self, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The credentials of ``environ`` (the same ones credentials_hint() judged) and
+        the endpoint and CA of a fake."""
         ca_file = environ.get("EVERBAKE_YANDEX_CA_FILE")
         try:
             roots = Path(ca_file).read_bytes() if ca_file else None
@@ -131,22 +141,93 @@ class Yandex(CloudProvider):
                 f"EVERBAKE_YANDEX_CA_FILE={ca_file}: {exc.strerror}; point it at a PEM file "
                 "or unset it"
             ) from None
-        # The credentials of ``environ``, the same ones credentials_hint() judged.
-        return YandexImageStore(
-            location,
-            token=environ.get("YC_TOKEN") or None,
-            service_account_key=environ.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None,
-            endpoint=environ.get("EVERBAKE_YANDEX_ENDPOINT") or None,
-            root_certificates=roots,
+        return {
+            "token": environ.get("YC_TOKEN") or None,
+            "service_account_key": environ.get("YC_SERVICE_ACCOUNT_KEY_FILE") or None,
+            "endpoint": environ.get("EVERBAKE_YANDEX_ENDPOINT") or None,
+            "root_certificates": roots,
+        }
+
+    def open_build_vms(self, location: str, environ: Mapping[str, str]) -> Any:
+        return YandexBuildVms(location, **self._sdk_args(environ))
+
+    def build_checks(
+        self, location: str, specs: Sequence[ImageSpec], environ: Mapping[str, str]
+    ) -> list[CheckLine]:
+        """A subnet for every zone listed (the spec's, or the folder's default network);
+        permissions and quotas: what the SDK cannot test is said, not guessed."""
+        zones = sorted({z for s in specs for z in s.build.yandex.zones})
+        looked_up = [s for s in specs if self.subnets_to_look_up(s)]
+        lines = []
+        if looked_up:
+            try:
+                found = YandexBuildVms(location, **self._sdk_args(environ)).default_subnets()
+            except EverbakeError as exc:
+                found = {}
+                lines.append(CheckLine("yandex: subnets", False, str(exc).splitlines()[0]))
+            missing = sorted({z for s in looked_up for z in s.build.yandex.zones} - set(found))
+            if missing:
+                lines.append(
+                    CheckLine(
+                        "yandex: subnets",
+                        False,
+                        f"{location}: no subnet for zone {', '.join(missing)} in the default "
+                        "network",
+                        self.subnet_fix(looked_up[0], missing),
+                    )
+                )
+            elif found:
+                shown = ", ".join(f"{z} {found[z]}" for z in zones if z in found)
+                lines.append(CheckLine("yandex: subnets", True, f"default network: {shown}"))
+        else:
+            lines.append(CheckLine("yandex: subnets", True, "named in build.yandex.subnets"))
+        lines.append(
+            CheckLine(
+                "yandex: permissions",
+                True,
+                "not checked (the SDK has no permission test): a build needs compute.editor "
+                f"and vpc.user on folder {location} (yc resource-manager folder "
+                "add-access-binding)",
+            )
         )
+        lines.append(
+            CheckLine(
+                "yandex: quotas",
+                True,
+                "not checked (no quota API used): a build needs "
+                f"{max((s.build.yandex.cores for s in specs), default=2)} vCPUs and one "
+                "public address in its zone",
+            )
+        )
+        return lines
+
+    def subnets_to_look_up(self, spec: ImageSpec) -> bool:
+        build = spec.build.yandex
+        return not (build.subnets or build.subnet_id)
+
+    def subnet_for(self, spec: ImageSpec, zone: str, found: Mapping[str, str]) -> str:
+        build = spec.build.yandex
+        return build.subnets.get(zone, "") or build.subnet_id or found.get(zone, "")
+
+    def subnet_fix(self, spec: ImageSpec, zones: Sequence[str]) -> str:
+        table = ", ".join(f'"{z}" = "<subnet id>"' for z in zones)
+        return (
+            f"set build.yandex.subnets = {{ {table} }} in {spec.source_path} "
+            "(yc vpc subnet list), or create the folder's default network"
+        )
+
+    def serial_log(self, layer_dir: Path) -> Path | None:
+        return (layer_dir / self.SERIAL_LOG).resolve()
+
+    def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
+        paths = super().render_paths(spec, layer, directory)
+        return {**paths, "serial_log": self.serial_log(directory)}
 
     def artifact_id(self, image: CloudImage) -> str:
         return image.id  # the yandex builder's artifact id is the image id
 
     def syntax_only(self, packer_version: tuple[int, int, int]) -> bool:
-        from everbake.packer import supports_plugins
-
-        return not supports_plugins(packer_version)
+        return not packer.supports_plugins(packer_version)
 
     def packer_hint(self, packer_version: tuple[int, int, int]) -> str:
         if not self.syntax_only(packer_version):
@@ -158,12 +239,10 @@ class Yandex(CloudProvider):
         )
 
     def packer_checks(self) -> list[CheckLine]:
-        from everbake.packer import detect_version_or_none, supports_plugins
-
-        version = detect_version_or_none()
+        version = packer.detect_version_or_none()
         if version is None:
             return []
-        ok = supports_plugins(version)
+        ok = packer.supports_plugins(version)
         shown = ".".join(map(str, version))
         detail = f"packer {shown}" + ("" if ok else " has no yandex builder")
         return [CheckLine("yandex: packer builder", ok, detail, PACKER_FIX)]
@@ -184,15 +263,7 @@ class Yandex(CloudProvider):
         family: str,
         build: BuildLayer,
     ) -> tuple[Any, dict[str, Any], Any, CloudImage | None]:
-        """Build under a temporary name and swap only once the new image exists, so a
-        failed rebuild leaves the old image in place."""
-        temporary = name + TEMPORARY_SUFFIX
-        old: CloudImage | None = existing
-        if existing.name == temporary:
-            old = _finish_swap(store, family, existing, name)
-        _drop_leftover(store, family, temporary)
-        image, entry, attempt = build(image_name=temporary)
-        return _swap_in(store, old, image, name), entry, attempt, old
+        return replace_by_swap(self.name, store, existing, name, family, build)
 
     def template_vars(
         self,
@@ -209,8 +280,12 @@ class Yandex(CloudProvider):
         values["cores"] = build.cores
         values["memory_gb"] = build.memory_gb
         values["core_fraction"] = build.core_fraction
-        if build.subnet_id:
-            values["subnet_id"] = build.subnet_id
+        subnet = settings.subnet or self.subnet_for(spec, values["zone"], {})
+        if subnet:
+            values["subnet_id"] = subnet
+        # Written by the builder before its cleanup deletes the VM (step_create_instance.go).
+        values["serial_log_file"] = str(paths["serial_log"])
+        values["disk_labels"] = values["build_labels"]
         if layer == "image":
             values["source_image_name"] = naming.image_name(spec, fps, "base")
         elif spec.base.yandex.image_id:
@@ -248,36 +323,3 @@ class Yandex(CloudProvider):
                 "min_disk_size_gb": int(built.get("disk_size_gb", spec.build.yandex.disk_size_gb)),
             },
         }
-
-
-def _drop_leftover(store: ImageStore, family: str, temporary: str) -> None:
-    """Delete a temporary image an interrupted replacement left behind (never published)."""
-    for image in store.list_family(family):
-        if image.name == temporary:
-            with phase(f"yandex: deleting {image.name} ({image.id}), left by an earlier --force"):
-                store.delete(image)
-
-
-def _finish_swap(store: ImageStore, family: str, new: CloudImage, name: str) -> CloudImage:
-    """An earlier replacement stopped after building ``new`` (the newest image of the
-    fingerprint, still under its temporary name): finish it before building again."""
-    olds = [i for i in store.list_family(family) if i.name == name]
-    return _swap_in(store, olds[0] if olds else None, new, name)
-
-
-def _swap_in(store: ImageStore, old: CloudImage | None, new: CloudImage, name: str) -> CloudImage:
-    """Delete ``old``, then give ``new`` its name; say what is left when a step fails."""
-    from everbake.stores.yandex import YandexImageStore
-
-    assert isinstance(store, YandexImageStore)
-    what = f"{old.name} ({old.id})" if old else "nothing"
-    with phase(f"yandex: replacing {what} by {new.id}, named {name}"):
-        try:
-            if old is not None:
-                store.delete(old)
-            return store.rename(new, name)
-        except CloudError as exc:
-            raise CloudError(
-                f"{exc}; the new image {new.id} exists as {new.name}: run build-image "
-                "--provider yandex --force again to finish the swap"
-            ) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from everbake.spec.python_range import DEBIAN_RELEASES, SUITE_RELEASE, check_specifier
@@ -24,6 +24,7 @@ from everbake.spec.schema import (
     SHA256_RE,
     SPEC_NAME_RE,
     USER_RE,
+    Build,
     ImageSpec,
     Python,
     System,
@@ -353,6 +354,50 @@ class _Rules:
                     f"the matching suite, so every provider bakes the same Python",
                 )
 
+    def check_subnets(self, build: Build) -> None:
+        """Subnets per region (GCE) and per zone (Yandex) that match the zones listed,
+        refused here, before any VM starts."""
+        gcp, yandex = build.gcp, build.yandex
+        regions = sorted({zone.rpartition("-")[0] for zone in gcp.zones})
+        if gcp.subnetworks and gcp.subnetwork:
+            self.problem(
+                "build.gcp.subnetwork",
+                "set either subnetwork or subnetworks = { region = name }, not both",
+            )
+        elif gcp.subnetwork and len(regions) > 1:
+            self.problem(
+                "build.gcp.subnetwork",
+                f"one subnetwork for zones in {len(regions)} regions ({', '.join(regions)}): "
+                "a subnetwork belongs to one region; set build.gcp.subnetworks = "
+                "{ " + ", ".join(f'"{r}" = "..."' for r in regions) + " } or none",
+            )
+        if gcp.subnetworks:
+            self.match_keys("build.gcp.subnetworks", gcp.subnetworks, regions, "region")
+        if yandex.subnets and yandex.subnet_id:
+            self.problem(
+                "build.yandex.subnet_id",
+                "set either subnet_id or subnets = { zone = id }, not both",
+            )
+        elif yandex.subnet_id and len(yandex.zones) > 1:
+            self.problem(
+                "build.yandex.subnet_id",
+                f"a subnet belongs to one zone, but build.yandex.zones lists "
+                f"{len(yandex.zones)}: set build.yandex.subnets = "
+                "{ " + ", ".join(f'"{z}" = "..."' for z in yandex.zones) + " }",
+            )
+        if yandex.subnets:
+            self.match_keys("build.yandex.subnets", yandex.subnets, list(yandex.zones), "zone")
+
+    def match_keys(self, key: str, table: Mapping[str, str], wanted: list[str], noun: str) -> None:
+        missing = [w for w in wanted if w not in table]
+        extra = sorted(k for k in table if k not in wanted)
+        if missing:
+            self.problem(key, f"no entry for {noun} {', '.join(missing)} (one per {noun} listed)")
+        if extra:
+            self.problem(
+                key, f"{', '.join(extra)}: not a {noun} of the zones listed ({', '.join(wanted)})"
+            )
+
     def check_build(self, spec: ImageSpec) -> None:
         build, base = spec.build, spec.base
         if build.local.compression not in COMPRESSIONS:
@@ -381,6 +426,7 @@ class _Rules:
                     f"build.{provider}.disk_size_gb", f"{size} is out of range; use 10..4096"
                 )
         self.check_gcp_account("build.gcp", build.gcp.service_account, build.gcp.scopes)
+        self.check_subnets(build)
         if build.yandex.core_fraction not in (5, 20, 50, 100):
             self.problem(
                 "build.yandex.core_fraction",

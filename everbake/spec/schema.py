@@ -145,6 +145,9 @@ class GcpBuild:
     disk_size_gb: int = 20
     network: str = ""  # empty: not sent (googlecompute's own default is "default")
     subnetwork: str = ""
+    # region -> subnetwork: googlecompute expands a subnetwork name with the zone's
+    # region, so zones in several regions need one each (or none at all).
+    subnetworks: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
     use_os_login: bool = False
     service_account: str = ""  # empty: the build VM gets no service account at all
     scopes: tuple[str, ...] = ()
@@ -161,6 +164,9 @@ class YandexBuild:
     preemptible: bool = True
     disk_size_gb: int = 20
     subnet_id: str = ""
+    # zone -> subnet id: a Yandex subnet belongs to one zone, and without one the
+    # builder makes a network and a subnet for every build (VPC rights and quota).
+    subnets: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
 
 
 @dataclass(frozen=True)

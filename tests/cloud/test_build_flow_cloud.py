@@ -14,12 +14,13 @@ import grpc
 import pytest
 
 from everbake import naming
+from everbake.agent_fetch import AgentSource, fetch_agent
 from everbake.bake import build_image
 from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
 from everbake.pinagent import set_agent_keys
+from everbake.providers import get
 from everbake.spec import load_spec
-from everbake.staging import AgentSource, fetch_agent
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
 from tests.fakes import packer_standin
 
@@ -29,6 +30,7 @@ pytestmark = [
 ]
 
 SECRET = "s3cr3t-licence-9d41c7e0b2"
+DEFAULT_SUBNETS = {"ru-central1-a": "e9bdefaulta", "ru-central1-b": "e2ldefaultb"}
 SPEC = """
 name = "cloudtest"
 family = "everbake-cloudtest"
@@ -102,9 +104,12 @@ def cloud(gce, yc, tmp_path, monkeypatch):
         "EVERBAKE_YANDEX_CA_FILE": str(ca),
         "EVERBAKE_STANDIN_LOG": str(log),
         "EVERBAKE_TEST_LICENCE": SECRET,
+        "EVERBAKE_WATCH_INTERVAL": "0.05",  # the watcher looks every 50 ms here
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # A folder as Yandex makes it: a network "default" with a subnet per zone.
+    yc.add_network(FOLDER, "default", DEFAULT_SUBNETS)
     return {"gce": gce, "yc": yc, "log": log}
 
 
@@ -140,7 +145,7 @@ def spec_in(repo: Path):
 def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
     spec = spec_in(repo)
     fps = fingerprints(spec)
-    outcome = build_image("cloudtest", provider, images_dir=repo / "images")
+    outcome = build_image("cloudtest", get(provider), images_dir=repo / "images")
     assert not outcome.up_to_date
     name, base = naming.image_name(spec, fps), naming.image_name(spec, fps, "base")
     assert images_in(cloud, provider) == {name, base}
@@ -154,9 +159,10 @@ def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
     assert record["image_name"] == name and record["provider"] == provider
     assert record["fingerprints"] == {"base": fps.base, "image": fps.image}
     assert record["base"]["image_name"] == base and record["base"]["built"] is True
-    assert record["attempts"] == [
+    assert [{k: v for k, v in a.items() if k != "watch"} for a in record["attempts"]] == [
         {"number": 1, "zone": record["zone"], "preemptible": True, "outcome": "built"}
     ]
+    assert record["attempts"][0]["watch"]["instance"].startswith("everbake-image-")
     assert record["manifest"]["custom_data"]["fingerprint"] == fps.image
     if provider == "gcp":
         assert record["image_id"] and record["manifest"]["artifact_id"] == name
@@ -169,7 +175,7 @@ def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
     # The same fingerprint again: a lookup, no packer run, nothing rewritten.
     stamp = record_file.stat().st_mtime_ns
     capfd.readouterr()
-    again = build_image("cloudtest", provider, images_dir=repo / "images")
+    again = build_image("cloudtest", get(provider), images_dir=repo / "images")
     assert again.up_to_date and again.image == name
     assert len(runs(cloud)) == 2
     assert record_file.stat().st_mtime_ns == stamp
@@ -177,14 +183,14 @@ def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
 
 
 def test_a_runtime_only_change_reuses_the_base(repo, cloud):
-    build_image("cloudtest", "gcp", images_dir=repo / "images")
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     before = fingerprints(spec_in(repo))
     init = repo / "runtime" / "everest_runtime" / "__init__.py"
     init.write_text(init.read_text() + "\n# a runtime-only change\n")
     after = fingerprints(spec_in(repo))
     assert after.base == before.base and after.image != before.image
 
-    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    outcome = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert not outcome.up_to_date
     layers = [run["argv"] for run in runs(cloud)]
     assert len(layers) == 3  # base + image, then only the image layer
@@ -195,7 +201,7 @@ def test_a_runtime_only_change_reuses_the_base(repo, cloud):
 
 
 def test_no_secret_value_in_record_build_dir_or_output(repo, cloud, capfd):
-    build_image("cloudtest", "yandex", images_dir=repo / "images")
+    build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err
     for path in [*(repo / "build").rglob("*"), *(repo / "dist").rglob("*")]:
@@ -206,11 +212,11 @@ def test_no_secret_value_in_record_build_dir_or_output(repo, cloud, capfd):
 
 
 def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
-    build_image("cloudtest", "gcp", images_dir=repo / "images")
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
     env = dict(item.split("=", 1) for item in values["script_env"])
     staged = repo / "build/gcp/cloudtest/image/staging/agent.tar.gz"
-    from everbake.staging import sha256_file
+    from everbake.agent_fetch import sha256_file
 
     assert env["EB_AGENT_SHA256"] == sha256_file(staged)
     assert (repo / "build/gcp/cloudtest/image/staging/image.json").is_file()
@@ -221,19 +227,163 @@ def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
 # ------------------------------------------------------------------ fallbacks
 
 
-@pytest.mark.parametrize("line", ["disconnect", "ssh-timeout"])
-def test_a_confirmed_preemption_moves_to_the_next_zone(repo, cloud, monkeypatch, capfd, line):
-    # GCE preempts every preemptible VM in zone-a: the console shows only the
-    # lost session; the zone's compute.instances.preempted operation confirms it.
-    cloud["gce"].state.zone_trouble["zone-a"] = "preempt"
-    monkeypatch.setenv("EVERBAKE_STANDIN_LOST_LINE", line)
-    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+@pytest.mark.parametrize(
+    ("when", "console", "outcome"),
+    [
+        ("boot", "Timeout waiting for SSH.", "lost at boot"),
+        ("script", "Script exited with non-zero exit status: 143", "lost"),
+    ],
+)
+def test_a_preempted_vm_is_decided_by_the_cloud(
+    repo, cloud, monkeypatch, capfd, when, console, outcome
+):
+    # GCE preempts zone-a's preemptible VMs 0.2 s after they start: while they boot
+    # (the console shows only the SSH wait running out) or mid-script (SIGTERM: 143).
+    gce = cloud["gce"]
+    gce.state.zone_trouble["zone-a"] = "preempt"
+    gce.state.preempt_after = 0.2
+    monkeypatch.setenv(f"EVERBAKE_STANDIN_{'BOOT' if when == 'boot' else 'SCRIPT'}", "1.0")
+    built = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
-    assert tried[:2] == [("zone-a", True, "lost"), ("zone-b", True, "built")]
-    assert [a["outcome"] for a in outcome.record["base"]["attempts"]] == ["preempted", "built"]
+    assert tried[:2] == [("zone-a", True, outcome), ("zone-b", True, "built")]
+    first = built.record["base"]["attempts"][0]
+    assert first["outcome"] == "preempted"
+    seen = [s["status"] for s in first["watch"]["seen"]]
+    assert seen[0] == "RUNNING" and "PREEMPTED" in seen  # the cloud's account of it
     err = capfd.readouterr().err
-    assert "ask whether everbake-base-" in err and "the cloud confirms it took the VM" in err
+    assert console in err
+    assert "the cloud took the VM (everbake-base-" in err and "PREEMPTED at" in err
     assert "zone-a lost the VM: trying the next zone, zone-b, on a preemptible VM" in err
+    assert gce.state.instances[(PROJECT, "zone-a")] == {}  # Packer's cleanup deleted it
+
+
+def test_a_failing_watch_is_noted_not_fatal(repo, cloud, monkeypatch, capfd):
+    # Every look at zone-a's operations fails: the watch says so once and goes on;
+    # without the cloud's word, the lost session is not retried blindly.
+    gce = cloud["gce"]
+    gce.state.zone_trouble["zone-a"] = "preempt"
+    gce.state.preempt_after = 0.1
+    gce.fail(503, "/zones/zone-a/operations")
+    monkeypatch.setenv("EVERBAKE_STANDIN_SCRIPT", "0.8")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    err = capfd.readouterr().err
+    assert "watch: could not ask about everbake-base-" in err and "the build goes on" in err
+    assert "ended its script with SIGTERM (exit status 143)" in str(failure.value)
+    assert "so not retried" in str(failure.value) and "failed looks" in str(failure.value)
+    assert "Traceback" not in err
+
+
+def test_yandex_reaches_its_next_zone_though_cleanup_would_delete_the_vm(repo, cloud, monkeypatch):
+    # Yandex stops ru-central1-a's preemptible VMs mid-script. The builder's cleanup
+    # would delete the VM at once, so packer runs with -on-error=abort: the VM stays
+    # until the cloud has been asked, then everbake removes it and its disk.
+    yc = cloud["yc"]
+    yc.preempt_zones = {"ru-central1-a"}
+    yc.preempt_after = 0.2
+    monkeypatch.setenv("EVERBAKE_STANDIN_SCRIPT", "1.0")
+    built = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
+    tried = [(r["zone"], r["outcome"], r["subnet"]) for r in runs(cloud)]
+    assert tried[:2] == [
+        ("ru-central1-a", "lost", DEFAULT_SUBNETS["ru-central1-a"]),
+        ("ru-central1-b", "built", DEFAULT_SUBNETS["ru-central1-b"]),  # that zone's subnet
+    ]
+    lost = built.record["base"]["attempts"][0]
+    assert lost["outcome"] == "preempted"
+    assert yc.statuses[lost["watch"]["instance"]][-1] == "DELETING"  # removed afterwards
+    assert {"STOPPING", "STOPPED"} & {s["status"] for s in lost["watch"]["seen"]}
+    assert not yc.instances and not yc.disks  # nothing left behind
+    assert [n.name for n in yc.networks.values()] == ["default"]  # no builder-made network
+    serial = repo / "build/yandex/cloudtest/base" / "serial-port.log"
+    assert "login:" in serial.read_text()  # read from the API before the VM went
+    assert all("-on-error=abort" in r["argv"] for r in runs(cloud))
+
+
+def test_yandex_failure_shows_the_serial_console_tail(repo, cloud, monkeypatch):
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "apt-get install coinor-cbc: E: Unable to locate")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
+    message = str(failure.value)
+    assert "serial console of the build VM" in message and "login:" in message
+
+
+def test_no_preemptible_cpu_quota_moves_to_a_standard_vm(repo, cloud, capfd):
+    cloud["gce"].state.zone_trouble["zone-a"] = "quota-preemptible"
+    built = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
+    assert tried[:2] == [("zone-a", True, "not created"), ("zone-a", False, "built")]
+    assert [a["outcome"] for a in built.record["base"]["attempts"]] == [
+        "quota-preemptible",
+        "built",
+    ]
+    err = capfd.readouterr().err
+    assert "Quota 'PREEMPTIBLE_CPUS' exceeded" in err
+    assert "no preemptible CPU quota left in zone: building on a standard" in err
+
+
+@pytest.mark.parametrize("trouble", ["stockout", "quota-cpus"])
+def test_trouble_in_one_region_moves_to_the_next_with_its_subnetwork(repo, cloud, capfd, trouble):
+    path = repo / "images" / "cloudtest.toml"
+    path.write_text(
+        path.read_text().replace(
+            'zones = ["zone-a", "zone-b", "zone-c"]',
+            'zones = ["europe-west1-b", "europe-west1-c", "europe-west4-a"]\n'
+            'subnetworks = { "europe-west1" = "builds-w1", "europe-west4" = "builds-w4" }',
+        )
+    )
+    gce = cloud["gce"]
+    gce.state.zone_trouble["europe-west1-b"] = trouble
+    if trouble == "quota-cpus":  # a regional quota closes europe-west1-c too
+        gce.state.zone_trouble["europe-west1-c"] = trouble
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    tried = [(r["zone"], r["outcome"], r["subnet"]) for r in runs(cloud)]
+    if trouble == "stockout":
+        assert tried[:2] == [
+            ("europe-west1-b", "not created", "builds-w1"),
+            ("europe-west1-c", "built", "builds-w1"),
+        ]
+    else:
+        assert tried[:2] == [
+            ("europe-west1-b", "not created", "builds-w1"),
+            ("europe-west4-a", "built", "builds-w4"),
+        ]
+        err = capfd.readouterr().err
+        assert "hit the CPUS quota of its region: trying the next region's zone" in err
+
+
+def test_zones_in_two_regions_with_one_subnetwork_are_refused_before_any_vm(repo, cloud):
+    path = repo / "images" / "cloudtest.toml"
+    path.write_text(
+        path.read_text().replace(
+            'zones = ["zone-a", "zone-b", "zone-c"]',
+            'zones = ["europe-west1-b", "europe-west4-a"]\nsubnetwork = "builds"',
+        )
+    )
+    with pytest.raises(SpecError) as failure:
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    assert "build.gcp.subnetwork: one subnetwork for zones in 2 regions" in str(failure.value)
+    assert runs(cloud) == [] and cloud["gce"].state.requests == []
+
+
+def test_a_yandex_folder_without_subnets_stops_before_any_vm(repo, cloud):
+    cloud["yc"].networks.clear()
+    cloud["yc"].subnets.clear()
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
+    message = str(failure.value)
+    assert "no subnet for zone ru-central1-a, ru-central1-b" in message
+    assert "build.yandex.subnets" in message and "\n" not in message
+    assert runs(cloud) == []
+
+
+def test_a_leftover_disk_is_named_when_the_build_fails(repo, cloud, monkeypatch):
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
+    monkeypatch.setenv("EVERBAKE_STANDIN_LEAK", "disk")
+    with pytest.raises(BuildError) as failure:
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    message = str(failure.value)
+    assert "left behind: disk everbake-base-" in message
+    assert "invoke clean-builds --provider gcp" in message
 
 
 def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
@@ -242,12 +392,12 @@ def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
     cloud["gce"].state.zone_trouble.update(
         {"zone-a": "stockout", "zone-b": "failed-start", "zone-c": "preempt"}
     )
-    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    outcome = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
     assert tried == [
         ("zone-a", True, "not created"),
         ("zone-b", True, "not created"),
-        ("zone-c", True, "lost"),
+        ("zone-c", True, "lost at boot"),
         ("zone-b", False, "built"),
     ]
     kinds = [a["outcome"] for a in outcome.record["base"]["attempts"]]
@@ -261,7 +411,7 @@ def test_an_unconfirmed_disconnect_stops_with_the_log_tail(repo, cloud, monkeypa
     # The session drops but GCE shows no preemption: a real failure, not retried.
     monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "zone-a=disconnect")
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     message = str(failure.value)
     assert "lost its SSH session in the middle of a script" in message
     assert "does not show everbake-base-" in message and "so not retried" in message
@@ -274,7 +424,7 @@ def test_yandex_cannot_confirm_a_vm_packer_already_deleted(repo, cloud, monkeypa
     # about, a lost session stops the build instead of retrying blindly.
     monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "*=preempt")
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "yandex", images_dir=repo / "images")
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     assert "so not retried" in str(failure.value) and len(runs(cloud)) == 1
     assert any(method == "InstanceService/List" for method, _ in cloud["yc"].calls)
 
@@ -295,7 +445,7 @@ def test_yandex_store_confirms_a_stopped_build_vm(yandex_store, yc):
 def test_a_real_failure_stops_at_once_with_the_log_tail(repo, cloud, monkeypatch):
     monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "apt-get install coinor-cbc: E: Unable to locate")
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     message = str(failure.value)
     assert "was not lost, so not retried" in message and "Unable to locate" in message
     assert len(runs(cloud)) == 1
@@ -310,7 +460,7 @@ def test_gcp_lookup_failure_stops_before_packer(repo, cloud, status):
     cloud["gce"].fail(status, "/global/images")
     expected = CredentialsError if status == 401 else CloudError
     with pytest.raises(expected) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert "\n" not in str(failure.value)
     assert runs(cloud) == [] and not (repo / "build" / "gcp").exists()
 
@@ -322,7 +472,7 @@ def test_yandex_lookup_failure_stops_before_packer(repo, cloud, code):
     cloud["yc"].fail(code, "ImageService/List")
     expected = CredentialsError if code == grpc.StatusCode.UNAUTHENTICATED else CloudError
     with pytest.raises(expected):
-        build_image("cloudtest", "yandex", images_dir=repo / "images")
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     assert runs(cloud) == []
 
 
@@ -340,7 +490,7 @@ def test_a_base_lookup_failure_stops_too(repo, cloud):
 
     cloud["gce"].handle = handle
     with pytest.raises(CloudError):
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert runs(cloud) == []
     assert f'family = "{naming.family(spec, "image")}"' in calls  # the image lookup came first
 
@@ -356,7 +506,7 @@ def test_a_base_lookup_failure_stops_too(repo, cloud):
 def test_missing_settings_are_one_clear_line(provider, unset, fix, repo, cloud, monkeypatch):
     monkeypatch.delenv(unset)
     with pytest.raises(CredentialsError) as failure:
-        build_image("cloudtest", provider, images_dir=repo / "images")
+        build_image("cloudtest", get(provider), images_dir=repo / "images")
     assert "\n" not in str(failure.value) and fix in str(failure.value)
     assert runs(cloud) == []
 
@@ -367,7 +517,7 @@ def test_gcp_without_any_credentials_is_one_line(repo, cloud, monkeypatch, tmp_p
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server either
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     with pytest.raises(CredentialsError) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert "\n" not in str(failure.value) and "gcloud auth application-default login" in str(
         failure.value
     )
@@ -376,7 +526,7 @@ def test_gcp_without_any_credentials_is_one_line(repo, cloud, monkeypatch, tmp_p
 def test_missing_embed_secret_fails_before_any_build(repo, cloud, monkeypatch):
     monkeypatch.delenv("EVERBAKE_TEST_LICENCE")
     with pytest.raises(CredentialsError, match="EVERBAKE_TEST_LICENCE"):
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert runs(cloud) == []
 
 
@@ -384,12 +534,12 @@ def test_missing_embed_secret_fails_before_any_build(repo, cloud, monkeypatch):
 
 
 def test_force_refuses_to_replace_a_published_image(repo, cloud):
-    first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    first = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     published = repo / "dist/resources/cloudtest-gcp.json"
     published.parent.mkdir(parents=True)
     published.write_text(json.dumps({"provider": "gcp", "image": {"name": first.image}}))
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
     message = str(failure.value)
     assert "--replace-published" in message and str(published) in message
     assert len(runs(cloud)) == 2  # nothing was built or deleted
@@ -397,20 +547,20 @@ def test_force_refuses_to_replace_a_published_image(repo, cloud):
 
 
 def test_force_replaces_an_unpublished_image_saying_so(repo, cloud, capfd):
-    first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    first = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     capfd.readouterr()
-    again = build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
+    again = build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
     assert not again.up_to_date and again.image == first.image
     assert len(runs(cloud)) == 3  # base, image, and the image again
     assert "will be DELETED and replaced" in capfd.readouterr().err
 
 
 def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     capfd.readouterr()
-    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    again = build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     assert not again.up_to_date
     assert again.record["image_id"] != first.record["image_id"]
     assert again.record["replaced"]["image_id"] == first.record["image_id"]
@@ -429,36 +579,36 @@ def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
 
 
 def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypatch):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     before = {i.name: i.id for i in cloud["yc"].images.values()}
     monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
     with pytest.raises(BuildError):
-        build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+        build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     assert {i.name: i.id for i in cloud["yc"].images.values()} == before
     assert first.image in before
 
 
 def test_a_yandex_force_rebuild_finishes_an_interrupted_swap_first(repo, cloud, capfd):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     # As if the last replacement deleted the old image but could not rename the new one.
     image = cloud["yc"].images[first.record["image_id"]]
     image.name = first.image + "-new"
-    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    again = build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     assert again.image == first.image and again.record["image_id"] != first.record["image_id"]
     assert images_in(cloud, "yandex") == {first.image, first.record["base"]["image_name"]}
     assert f"replacing nothing by {first.record['image_id']}" in capfd.readouterr().err
 
 
 def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     leftover = cloud["yc"].add_image(FOLDER, first.image + "-new", "everbake-cloudtest", {})
-    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    again = build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     names = images_in(cloud, "yandex")
     assert leftover.id not in {i.id for i in cloud["yc"].images.values()}
     assert first.image + "-new" not in names and again.image == first.image in names
@@ -477,7 +627,7 @@ def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
         )
     )
     names = ["cloudtest", "cloudtwo"]
-    first = build_images(names, ["gcp", "yandex"], images_dir=repo / "images")
+    first = build_images(names, [get("gcp"), get("yandex")], images_dir=repo / "images")
     assert [(o.provider, o.up_to_date) for o in first] == [
         ("gcp", False),
         ("yandex", False),
@@ -490,7 +640,7 @@ def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
     # A solver version moves in one spec: only that spec's images are rebuilt.
     two = repo / "images" / "cloudtwo.toml"
     two.write_text(two.read_text().replace('version = "1.8.1"', 'version = "1.8.0"'))
-    again = build_images(names, ["gcp", "yandex"], images_dir=repo / "images")
+    again = build_images(names, [get("gcp"), get("yandex")], images_dir=repo / "images")
     assert [o.up_to_date for o in again] == [True, True, False, False]
     assert len(runs(cloud)) == 12
     err = capfd.readouterr().err
@@ -503,7 +653,7 @@ def test_ci_run_with_a_bad_spec_builds_nothing(repo, cloud):
 
     (repo / "images" / "broken.toml").write_text('name = "broken"\nfamliy = "x"\n')
     with pytest.raises(SpecError) as failure:
-        build_images(["all"], ["gcp"], images_dir=repo / "images")
+        build_images(["all"], [get("gcp")], images_dir=repo / "images")
     assert "famliy" in str(failure.value)
     assert runs(cloud) == []
 
@@ -521,7 +671,7 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(repo, cloud, ca
         fcntl.flock(lock, fcntl.LOCK_EX)  # "another build" holds the lock
         worker = threading.Thread(
             target=lambda: outcome.append(
-                build_image("cloudtest", "gcp", images_dir=repo / "images")
+                build_image("cloudtest", get("gcp"), images_dir=repo / "images")
             )
         )
         worker.start()
@@ -543,7 +693,7 @@ def test_an_unpinned_agent_is_refused_before_anything_starts(provider, repo, clo
     path = repo / "images" / "cloudtest.toml"
     path.write_text(SPEC)  # no [agent] sha256
     with pytest.raises(SpecError) as caught:
-        build_image("cloudtest", provider, images_dir=repo / "images")
+        build_image("cloudtest", get(provider), images_dir=repo / "images")
     message = str(caught.value)
     assert "\n" not in message and "[agent] sha256 is not set" in message
     assert "invoke pin-agent --image cloudtest" in message and str(path) in message
@@ -571,11 +721,11 @@ def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, ca
     path.write_text(text.replace('ref = "test"\n', 'ref = "test"\nrequired = false\n'))
     spec = spec_in(repo)
     assert spec.agent.sha256 == fetched[1] and not spec.agent.required
-    skipped = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    skipped = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert skipped.record["fingerprints"]["image"] == fingerprints(spec, "none").image
     assert skipped.image != naming.image_name(spec, fingerprints(spec))
     assert "building WITHOUT the Everest agent" in capfd.readouterr().err
-    again = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    again = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert again.up_to_date and again.image == skipped.image
 
     # The agent is back: the skipped image is not up to date, the agent is baked.
@@ -592,7 +742,7 @@ def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, ca
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Archive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        baked = build_image("cloudtest", "gcp", images_dir=repo / "images")
+        baked = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     finally:
         server.shutdown()
         server.server_close()
@@ -600,3 +750,34 @@ def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, ca
     assert baked.record["fingerprints"]["image"] == fingerprints(spec).image
     assert baked.image != skipped.image
     assert not list((repo / "build" / "gcp").glob(".*.agent-*"))  # fetched copies dropped
+
+
+def test_a_failed_forced_gcp_rebuild_keeps_the_image_it_replaces(repo, cloud, monkeypatch, capfd):
+    # googlecompute's -force deletes the old image first; the build never uses it.
+    first = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    before = set(cloud["gce"].image_names(PROJECT))
+    monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
+    with pytest.raises(BuildError):
+        build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
+    assert set(cloud["gce"].image_names(PROJECT)) == before and first.image in before
+    assert all("-force" not in run["argv"] for run in runs(cloud))
+    monkeypatch.delenv("EVERBAKE_STANDIN_FAIL")
+    again = build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
+    assert again.image == first.image and again.record["image_id"] != first.record["image_id"]
+    assert set(cloud["gce"].image_names(PROJECT)) == before  # swapped in under its own name
+    assert f"gcp: replacing {first.image}" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("os_login", "user"), [(False, "packer"), (True, "@login")])
+def test_hygiene_is_told_which_user_logged_in(repo, cloud, os_login, user):
+    # With OS Login the plugin logs in as the OS Login user, whose name only the VM
+    # knows: hygiene then removes the user sudo names (provisioning/90-hygiene.sh).
+    if os_login:
+        path = repo / "images" / "cloudtest.toml"
+        path.write_text(
+            path.read_text().replace("[build.gcp]\n", "[build.gcp]\nuse_os_login = true\n")
+        )
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
+    values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
+    assert f"EB_BUILD_USER={user}" in values["script_env"]
+    assert values["use_os_login"] is os_login

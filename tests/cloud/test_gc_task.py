@@ -22,14 +22,14 @@ PROGRAM = (
 )
 
 
-def run(args, env, cwd):
+def run(args, env, cwd, task="gc-images"):
     base = {
         k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "YC_", "EVERBAKE_"))
     }
     base["PYTHONPATH"] = str(ROOT)
     base.update(env)
     return subprocess.run(
-        [sys.executable, "-c", PROGRAM, "gc-images", *args],
+        [sys.executable, "-c", PROGRAM, task, *args],
         env=base,
         cwd=cwd,
         capture_output=True,

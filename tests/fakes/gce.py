@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tests.fakes.loopback_http import LoopbackHttpServer, QuietHandler
 
 PREFIX = "/compute/v1/projects/"
-_CLAUSE = re.compile(r'\(?\s*([A-Za-z][\w.-]*)\s*(=|!=|eq|ne)\s*"?([^"()\s]*)"?\s*\)?')
+_CLAUSE = re.compile(r'\(?\s*([A-Za-z][\w.-]*)\s*(=|!=|eq|ne|:)\s*"?([^"()\s]*)"?\s*\)?')
 
 
 @dataclass
@@ -61,8 +62,20 @@ class GceState:
     instances: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     zone_operations: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     # zone -> what happens to a VM created there: "preempt" (it runs, then GCE
-    # preempts it), "stockout" or "failed-start" (the insert operation fails).
+    # preempts it), "stockout", "failed-start", "quota-preemptible" or "quota-cpus"
+    # (the insert operation fails).
     zone_trouble: dict[str, str] = field(default_factory=dict)
+    # Seconds a preemptible VM in a "preempt" zone runs before GCE takes it back.
+    preempt_after: float = 0.0
+    # (project, zone) -> name -> disk; googlecompute's boot disk outlives its VM
+    # (AutoDelete false, driver_gce.go) until the builder's cleanup deletes it.
+    disks: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # region -> metric -> (limit, usage), served by regions.get.
+    quotas: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    # Permissions projects.testIamPermissions answers as held (None: all asked).
+    granted: set[str] | None = None
+    # The Compute Engine API is not enabled: every compute call answers 403.
+    api_disabled: bool = False
 
 
 class FakeGce(LoopbackHttpServer):
@@ -153,7 +166,56 @@ class FakeGce(LoopbackHttpServer):
                     # Google APIs' 401 text begins so (its whole text in
                     # makingglitches/GooglePhotoDownload#6, status UNAUTHENTICATED).
                     return 401, _error(401, "Request had invalid authentication credentials.")
+            if req.path.startswith("/v1/projects/") and req.path.endswith(":testIamPermissions"):
+                return self._test_permissions(req)
+            if self.state.api_disabled and req.path.startswith(PREFIX):
+                # "googleapi: Error 403: Compute Engine API has not been used in project
+                # <n> before or it is disabled. Enable it by visiting https://console.
+                # developers.google.com/apis/api/compute.googleapis.com/overview?project=<n>
+                # then retry. ..., accessNotConfigured" (midl-dev/tezos-on-gke#34,
+                # terraform-google-modules/cloud-foundation-training#17).
+                project = req.path[len(PREFIX) :].split("/")[0]
+                message = (
+                    f"Compute Engine API has not been used in project {project} before or it "
+                    "is disabled. Enable it by visiting https://console.developers.google.com/"
+                    f"apis/api/compute.googleapis.com/overview?project={project} then retry."
+                )
+                return 403, _error(403, message, reason="accessNotConfigured")
+            self._advance()
             return self._route(req)
+
+    def _test_permissions(self, req: Request) -> tuple[int, dict[str, Any]]:
+        """Cloud Resource Manager projects.testIamPermissions: the asked permissions the
+        caller holds (https://cloud.google.com/resource-manager/reference/rest/v1/projects/
+        testIamPermissions); an empty list is left out, as proto3 JSON leaves out empty
+        repeated fields."""
+        project = req.path[len("/v1/projects/") : -len(":testIamPermissions")]
+        if project not in self.state.projects:
+            # guess: Resource Manager's answer for a project the caller cannot see.
+            return 403, _error(403, f"The caller does not have permission on {project}")
+        asked = json.loads(req.body or b"{}").get("permissions", [])
+        held = self.state.granted
+        answer = [p for p in asked if held is None or p in held]
+        return 200, {"permissions": answer} if answer else {}
+
+    def _advance(self) -> None:
+        """Instances whose preemption time has come: GCE stops them (STOPPING, then
+        TERMINATED) and logs a compute.instances.preempted zone operation
+        (https://cloud.google.com/compute/docs/instances/preemptible
+        #detecting_if_an_instance_was_preempted)."""
+        now = time.monotonic()
+        for (project, zone), instances in self.state.instances.items():
+            for name, vm in instances.items():
+                due = vm.get("_preempt_at")
+                if due is None or now < due:
+                    continue
+                if vm["status"] == "RUNNING":
+                    # The preemption's operation exists from the moment it starts.
+                    vm["status"] = "STOPPING"
+                    self._zone_operation(project, zone, "compute.instances.preempted", name)
+                elif vm["status"] == "STOPPING" and now >= due + 0.2:
+                    vm["status"] = "TERMINATED"
+                    vm.pop("_preempt_at")
 
     def _jwt_ok(self, header: str) -> bool:
         if not self.state.accept_jwt_issuer or not header.startswith("Bearer "):
@@ -233,6 +295,9 @@ class FakeGce(LoopbackHttpServer):
             case "POST", ["global", "images"]:
                 body = json.loads(req.body or b"{}")
                 name = body.get("name", "")
+                source = body.get("sourceImage", "").rsplit("/", 1)[-1]
+                if source and source not in images:
+                    return _not_found(project, source)
                 if name in images:
                     # "409 POST .../global/images: The resource
                     # 'projects/***/global/images/img-...' already exists"
@@ -241,21 +306,53 @@ class FakeGce(LoopbackHttpServer):
                         409,
                         f"The resource 'projects/{project}/global/images/{name}' already exists",
                     )
-                self.add_image(project, name, body.get("family", ""), body.get("labels"))
+                added = self.add_image(project, name, body.get("family", ""), body.get("labels"))
+                added["description"] = body.get("description", "")
                 return 200, self._operation(project, "insert", name)
             case "POST", ["zones", zone, "instances"]:
                 return self._insert_instance(project, zone, json.loads(req.body or b"{}"))
+            case "GET", ["zones", zone, "instances"]:
+                return self._list_items(
+                    "instanceList", self.state.instances.get((project, zone), {}), req.query
+                )
+            case "GET", ["zones", zone, "disks"]:
+                return self._list_items(
+                    "diskList", self.state.disks.get((project, zone), {}), req.query
+                )
+            case "GET", ["zones", zone, "disks", name]:
+                disk = self.state.disks.get((project, zone), {}).get(name)
+                if disk is None:
+                    return _resource_not_found(f"projects/{project}/zones/{zone}/disks/{name}")
+                return 200, disk
+            case "DELETE", ["zones", zone, "disks", name]:
+                if self.state.disks.get((project, zone), {}).pop(name, None) is None:
+                    return _resource_not_found(f"projects/{project}/zones/{zone}/disks/{name}")
+                return 200, self._zone_operation(project, zone, "delete", name, "disks")
+            case "GET", ["regions", region]:
+                # The Region resource's quotas: [{metric, limit, usage}]
+                # (https://cloud.google.com/compute/docs/reference/rest/v1/regions/get).
+                quotas = self.state.quotas.get(region, {})
+                return 200, {
+                    "kind": "compute#region",
+                    "name": region,
+                    "status": "UP",
+                    "quotas": [
+                        {"metric": m, "limit": lim, "usage": use}
+                        for m, (lim, use) in sorted(quotas.items())
+                    ],
+                }
             case "GET", ["zones", zone, "instances", name]:
                 found = self.state.instances.get((project, zone), {}).get(name)
                 if found is None:
                     return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
-                return 200, found
+                return 200, _public(found)
             case "DELETE", ["zones", zone, "instances", name]:
                 if self.state.instances.get((project, zone), {}).pop(name, None) is None:
                     return _resource_not_found(f"projects/{project}/zones/{zone}/instances/{name}")
                 return 200, self._zone_operation(project, zone, "delete", name)
             case "GET", ["zones", zone, "operations"]:
-                return self._list_zone_operations(project, zone, req.query)
+                ops = self.state.zone_operations.get((project, zone), [])
+                return self._list_items("operationList", {o["name"]: o for o in ops}, req.query)
             case (("GET" | "POST"), ["zones", _zone, "operations", op, *_wait]):
                 return self._get_operation(op)
             case (("GET" | "POST"), ["global", "operations", op]):
@@ -369,6 +466,21 @@ class FakeGce(LoopbackHttpServer):
             }
             return 200, op
         preemptible = bool(body.get("scheduling", {}).get("preemptible"))
+        region = zone.rpartition("-")[0]
+        quota = {"quota-preemptible": "PREEMPTIBLE_CPUS", "quota-cpus": "CPUS"}.get(trouble)
+        if quota and (preemptible or quota == "CPUS"):
+            # "Quota 'CPUS' exceeded.  Limit: 8.0 in region us-east1."
+            # (mesosphere-backup/terraform-dcos#61); code QUOTA_EXCEEDED
+            # (GoogleCloudPlatform/ai-on-gke#849).
+            op["error"] = {
+                "errors": [
+                    {
+                        "code": "QUOTA_EXCEEDED",
+                        "message": f"Quota '{quota}' exceeded.  Limit: 8.0 in region {region}.",
+                    }
+                ]
+            }
+            return 200, op
         if trouble == "failed-start" and preemptible:
             # "Instance failed to start due to preemption." (hashicorp/packer#9133);
             # guess: the error code beside it.
@@ -382,24 +494,48 @@ class FakeGce(LoopbackHttpServer):
             }
             return 200, op
         link = f"https://compute.example{PREFIX}{project}/zones/{zone}/instances/{name}"
-        instance = {"kind": "compute#instance", "name": name, "status": "RUNNING", "selfLink": link}
+        stamp = _rfc3339(datetime.now(timezone.utc))
+        instance = {
+            "kind": "compute#instance",
+            "name": name,
+            "status": "RUNNING",
+            "selfLink": link,
+            "labels": dict(body.get("labels", {})),
+            "creationTimestamp": stamp,
+        }
         self.state.instances.setdefault((project, zone), {})[name] = instance
+        # The boot disk, named as the builder names it (DiskName, default the
+        # instance's name: packer-plugin-googlecompute builder/googlecompute/config.go).
+        disk_name = (body.get("disks") or [{}])[0].get("initializeParams", {}).get("diskName")
+        disk_name = disk_name or name
+        self.state.disks.setdefault((project, zone), {})[disk_name] = {
+            "kind": "compute#disk",
+            "name": disk_name,
+            "creationTimestamp": stamp,
+            "labels": {},
+            "status": "READY",
+        }
         if trouble == "preempt" and preemptible:
             # What GCE leaves when it preempts a VM: status TERMINATED and a zone
             # operation of type compute.instances.preempted targeting it
             # (https://cloud.google.com/compute/docs/instances/preemptible#detecting_if_an_instance_was_preempted).
-            instance["status"] = "TERMINATED"
-            self._zone_operation(project, zone, "compute.instances.preempted", name)
+            if self.state.preempt_after > 0:
+                instance["_preempt_at"] = time.monotonic() + self.state.preempt_after
+            else:
+                instance["status"] = "TERMINATED"
+                self._zone_operation(project, zone, "compute.instances.preempted", name)
         return 200, op
 
-    def _zone_operation(self, project: str, zone: str, kind: str, target: str) -> dict[str, Any]:
-        op = self._new_operation(f"{project}/zones/{zone}", kind, f"instances/{target}")
+    def _zone_operation(
+        self, project: str, zone: str, kind: str, target: str, collection: str = "instances"
+    ) -> dict[str, Any]:
+        op = self._new_operation(f"{project}/zones/{zone}", kind, f"{collection}/{target}")
         op["zone"] = f"https://compute.example{PREFIX}{project}/zones/{zone}"
         self.state.zone_operations.setdefault((project, zone), []).append(op)
         return op
 
-    def _list_zone_operations(
-        self, project: str, zone: str, query: dict[str, list[str]]
+    def _list_items(
+        self, kind: str, items: dict[str, dict[str, Any]], query: dict[str, list[str]]
     ) -> tuple[int, dict[str, Any]]:
         text = query.get("filter", [""])[0]
         try:
@@ -407,9 +543,8 @@ class FakeGce(LoopbackHttpServer):
         except ValueError:
             # guess: as for images.list above.
             return 400, _error(400, f"Invalid value for field 'filter': '{text}'.")
-        ops = self.state.zone_operations.get((project, zone), [])
-        items = [op for op in ops if all(_matches(op, c) for c in clauses)]
-        return 200, {"kind": "compute#operationList", "items": items}
+        chosen = [_public(i) for i in items.values() if all(_matches(i, c) for c in clauses)]
+        return 200, {"kind": f"compute#{kind}", "items": chosen}
 
     def _get_operation(self, name: str) -> tuple[int, dict[str, Any]]:
         if name not in self.state.operations:
@@ -452,7 +587,10 @@ def _parse_filter(text: str) -> list[tuple[str, str, str]]:
         if not match:
             raise ValueError(text)
         field_name, op, value = match.groups()
-        clauses.append((field_name, "!=" if op in ("!=", "ne") else "=", value))
+        # ":" is the list filter's "has" operator; "labels.k:*" means the label is set
+        # (https://cloud.google.com/compute/docs/reference/rest/v1/instances/list, filter).
+        kind = ":" if op == ":" else "!=" if op in ("!=", "ne") else "="
+        clauses.append((field_name, kind, value))
         rest = rest[match.end() :].strip()
         if rest.upper().startswith("AND "):
             rest = rest[4:].strip()
@@ -465,16 +603,23 @@ def _matches(image: dict[str, Any], clause: tuple[str, str, str]) -> bool:
         actual = image["labels"].get(field_name[len("labels.") :])
     else:
         actual = image.get(field_name)
+    if op == ":":
+        return actual is not None and (value == "*" or str(actual) == value)
     equal = actual is not None and str(actual) == value
     return equal if op == "=" else not equal
 
 
-def _error(code: int, message: str) -> dict[str, Any]:
+def _public(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource without the fake's own bookkeeping (keys starting with "_")."""
+    return {k: v for k, v in resource.items() if not k.startswith("_")}
+
+
+def _error(code: int, message: str, reason: str = "") -> dict[str, Any]:
     # The body of a GCE error: {"error": {"code", "message", "errors": [{"message",
     # "domain", "reason"}]}}, reasons as in "..., notFound" / "..., conditionNotMet"
     # of the googleapi errors quoted above; 401 authError per
     # googleapis/google-api-dotnet-client#231.
-    reason = {400: "invalid", 401: "authError", 403: "forbidden", 404: "notFound"}.get(
+    reason = reason or {400: "invalid", 401: "authError", 403: "forbidden", 404: "notFound"}.get(
         code, "backendError"
     )
     return {

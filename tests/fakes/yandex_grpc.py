@@ -2,8 +2,11 @@
 
 It serves what yandexcloud calls: endpoint discovery (every service points back
 here), IamTokenService.Create (OAuth token or service-account JWT -> IAM token),
-ImageService Get/GetLatestByFamily/List/Create/Delete, InstanceService.List
-(build VMs seeded with ``add_instance``) and OperationService.Get. Every
+ImageService Get/GetLatestByFamily/List/Create/Delete, InstanceService
+Create/List/Delete (build VMs, also seeded with ``add_instance``; a preemptible one
+in a zone of ``preempt_zones`` is stopped after ``preempt_after`` seconds, as
+Yandex stops preemptible VMs), DiskService Create/List/Delete, NetworkService
+List/ListSubnets (seeded with ``add_network``) and OperationService.Get. Every
 call except discovery and token exchange must carry ``Bearer <iam_token>``.
 Operations come back not done and are done on the first Get, so a client must
 really wait; ``fail(code, method)`` injects gRPC errors.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +31,9 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from yandex.cloud.compute.v1 import (
+    disk_pb2,
+    disk_service_pb2,
+    disk_service_pb2_grpc,
     image_pb2,
     image_service_pb2,
     image_service_pb2_grpc,
@@ -41,10 +48,18 @@ from yandex.cloud.endpoint import (
 )
 from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
 from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
+from yandex.cloud.vpc.v1 import (
+    network_pb2,
+    network_service_pb2,
+    network_service_pb2_grpc,
+    subnet_pb2,
+    subnet_service_pb2,
+    subnet_service_pb2_grpc,
+)
 
 from tests.fakes.tls import localhost_certificate
 
-SERVICES = ("compute", "operation", "iam", "endpoint", "resource-manager")
+SERVICES = ("compute", "operation", "iam", "endpoint", "resource-manager", "vpc")
 _NAME_FILTER = re.compile(r'^\s*name\s*=\s*"([^"]*)"\s*$')
 
 
@@ -64,6 +79,16 @@ class FakeYandex:
         self.iam_token = iam_token
         self.images: dict[str, image_pb2.Image] = {}
         self.instances: dict[str, instance_pb2.Instance] = {}
+        self.disks: dict[str, disk_pb2.Disk] = {}
+        self.networks: dict[str, network_pb2.Network] = {}
+        self.subnets: dict[str, subnet_pb2.Subnet] = {}
+        # Zones where a preemptible VM is stopped ``preempt_after`` seconds after
+        # it is created; the subnet each created VM was given (name -> subnet id).
+        self.preempt_zones: set[str] = set()
+        self.preempt_after = 0.3
+        self.vm_subnets: dict[str, str] = {}
+        self.statuses: dict[str, list[str]] = {}  # instance name -> statuses it went through
+        self._preempt_at: dict[str, float] = {}
         self.operations: dict[str, operation_pb2.Operation] = {}
         self.calls: list[tuple[str, dict[str, str]]] = []  # method, metadata
         self.failures: list[Failure] = []
@@ -86,6 +111,9 @@ class FakeYandex:
         operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
             _Operations(self), self._server
         )
+        disk_service_pb2_grpc.add_DiskServiceServicer_to_server(_Disks(self), self._server)
+        network_service_pb2_grpc.add_NetworkServiceServicer_to_server(_Networks(self), self._server)
+        subnet_service_pb2_grpc.add_SubnetServiceServicer_to_server(_Subnets(self), self._server)
 
     @property
     def endpoint(self) -> str:
@@ -138,6 +166,58 @@ class FakeYandex:
             )
             self.instances[instance.id] = instance
         return instance
+
+    def add_network(self, folder_id: str, name: str, subnets: dict[str, str]) -> None:
+        """A network with one subnet per zone (zone -> subnet id)."""
+        with self._lock:
+            network = network_pb2.Network(
+                id=f"enp{next(self._ids):017d}", folder_id=folder_id, name=name
+            )
+            self.networks[network.id] = network
+            for zone, subnet_id in subnets.items():
+                self.subnets[subnet_id] = subnet_pb2.Subnet(
+                    id=subnet_id,
+                    folder_id=folder_id,
+                    name=f"{name}-{zone}",
+                    network_id=network.id,
+                    zone_id=zone,
+                )
+
+    def add_disk(
+        self, folder_id: str, name: str, zone: str, labels: dict[str, str], created: datetime
+    ) -> disk_pb2.Disk:
+        stamp = Timestamp()
+        stamp.FromDatetime(created.astimezone(timezone.utc))
+        with self._lock:
+            disk = disk_pb2.Disk(
+                id=f"fhm{next(self._ids):017d}",
+                folder_id=folder_id,
+                name=name,
+                zone_id=zone,
+                labels=labels,
+                created_at=stamp,
+                status=disk_pb2.Disk.READY,
+            )
+            self.disks[disk.id] = disk
+        return disk
+
+    def advance(self) -> None:
+        """Stop the preemptible VMs whose time has come: STOPPING, then STOPPED."""
+        now = time.monotonic()
+        with self._lock:
+            for vm in self.instances.values():
+                due = self._preempt_at.get(vm.id)
+                if due is None or now < due:
+                    continue
+                if vm.status == instance_pb2.Instance.RUNNING:
+                    self._set_status(vm, instance_pb2.Instance.STOPPING)
+                elif vm.status == instance_pb2.Instance.STOPPING and now >= due + 0.2:
+                    self._set_status(vm, instance_pb2.Instance.STOPPED)
+                    del self._preempt_at[vm.id]
+
+    def _set_status(self, vm: instance_pb2.Instance, status: int) -> None:
+        vm.status = status
+        self.statuses.setdefault(vm.name, []).append(instance_pb2.Instance.Status.Name(status))
 
     def image_names(self, folder_id: str) -> set[str]:
         with self._lock:
@@ -324,8 +404,64 @@ class _Instances(instance_service_pb2_grpc.InstanceServiceServicer):
     def __init__(self, fake: FakeYandex):
         self.fake = fake
 
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """What the yandex builder sends (step_create_instance.go): name, labels, zone,
+        scheduling policy, boot disk by id, one interface in ``subnet_id``."""
+        fake = self.fake
+        fake.enter("InstanceService/Create", context)
+        subnet_id = request.network_interface_specs[0].subnet_id
+        subnet = fake.subnets.get(subnet_id)
+        if subnet is None or subnet.zone_id != request.zone_id:
+            # The subnet must be in the instance's zone ("A subnet is created in one
+            # availability zone", https://yandex.cloud/en/docs/vpc/concepts/network#subnet);
+            # guess: the status and text of the refusal.
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Subnet {subnet_id} is not in zone {request.zone_id}",
+            )
+        vm = fake.add_instance(
+            request.folder_id, request.name, request.zone_id, instance_pb2.Instance.RUNNING
+        )
+        vm.labels.update(dict(request.labels))
+        vm.created_at.GetCurrentTime()
+        vm.scheduling_policy.preemptible = request.scheduling_policy.preemptible
+        fake.vm_subnets[request.name] = subnet_id
+        fake.statuses[request.name] = ["RUNNING"]
+        if vm.scheduling_policy.preemptible and request.zone_id in fake.preempt_zones:
+            fake._preempt_at[vm.id] = time.monotonic() + fake.preempt_after
+        op = fake.new_operation("Create instance")
+        op.metadata.Pack(instance_service_pb2.CreateInstanceMetadata(instance_id=vm.id))
+        op.response.Pack(vm)
+        return op
+
+    def GetSerialPortOutput(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("InstanceService/GetSerialPortOutput", context)
+        vm = fake.instances.get(request.instance_id)
+        if vm is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Instance {request.instance_id} not found")
+        # guess: what a Debian VM's serial console holds; our client only shows its tail.
+        return instance_service_pb2.GetInstanceSerialPortOutputResponse(
+            contents=f"[  OK  ] Started ssh.service - OpenBSD Secure Shell server.\n"
+            f"{vm.name} login: \n"
+        )
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("InstanceService/Delete", context)
+        vm = fake.instances.get(request.instance_id)
+        if vm is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Instance {request.instance_id} not found")
+        fake._set_status(vm, instance_pb2.Instance.DELETING)
+        del fake.instances[request.instance_id]
+        fake._preempt_at.pop(request.instance_id, None)
+        return fake.new_operation("Delete instance")
+
     def List(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.fake.enter("InstanceService/List", context)
+        self.fake.advance()
         name = _filtered_name(request.filter, context)
         chosen = [
             i
@@ -333,6 +469,107 @@ class _Instances(instance_service_pb2_grpc.InstanceServiceServicer):
             if i.folder_id == request.folder_id and (name is None or i.name == name)
         ]
         return instance_service_pb2.ListInstancesResponse(instances=chosen)
+
+
+class _Disks(disk_service_pb2_grpc.DiskServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("DiskService/Create", context)
+        disk = fake.add_disk(
+            request.folder_id,
+            request.name,
+            request.zone_id,
+            dict(request.labels),
+            datetime.now(timezone.utc),
+        )
+        op = fake.new_operation("Create disk")
+        op.metadata.Pack(disk_service_pb2.CreateDiskMetadata(disk_id=disk.id))
+        op.response.Pack(disk)
+        return op
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("DiskService/List", context)
+        chosen = [d for d in self.fake.disks.values() if d.folder_id == request.folder_id]
+        return disk_service_pb2.ListDisksResponse(disks=chosen)
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("DiskService/Delete", context)
+        if self.fake.disks.pop(request.disk_id, None) is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Disk {request.disk_id} not found")
+        return self.fake.new_operation("Delete disk")
+
+
+class _Networks(network_service_pb2_grpc.NetworkServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("NetworkService/List", context)
+        name = _filtered_name(request.filter, context)
+        chosen = [
+            n
+            for n in self.fake.networks.values()
+            if n.folder_id == request.folder_id and (name is None or n.name == name)
+        ]
+        return network_service_pb2.ListNetworksResponse(networks=chosen)
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("NetworkService/Create", context)
+        with fake._lock:
+            network = network_pb2.Network(
+                id=f"enp{next(fake._ids):017d}", folder_id=request.folder_id, name=request.name
+            )
+            fake.networks[network.id] = network
+        op = fake.new_operation("Create network")
+        op.metadata.Pack(network_service_pb2.CreateNetworkMetadata(network_id=network.id))
+        op.response.Pack(network)
+        return op
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("NetworkService/Delete", context)
+        if self.fake.networks.pop(request.network_id, None) is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Network {request.network_id} not found")
+        return self.fake.new_operation("Delete network")
+
+    def ListSubnets(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("NetworkService/ListSubnets", context)
+        chosen = [s for s in self.fake.subnets.values() if s.network_id == request.network_id]
+        return network_service_pb2.ListNetworkSubnetsResponse(subnets=chosen)
+
+
+class _Subnets(subnet_service_pb2_grpc.SubnetServiceServicer):
+    def __init__(self, fake: FakeYandex):
+        self.fake = fake
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        fake = self.fake
+        fake.enter("SubnetService/Create", context)
+        with fake._lock:
+            subnet = subnet_pb2.Subnet(
+                id=f"e9b{next(fake._ids):017d}",
+                folder_id=request.folder_id,
+                name=request.name,
+                network_id=request.network_id,
+                zone_id=request.zone_id,
+            )
+            fake.subnets[subnet.id] = subnet
+        op = fake.new_operation("Create subnet")
+        op.metadata.Pack(subnet_service_pb2.CreateSubnetMetadata(subnet_id=subnet.id))
+        op.response.Pack(subnet)
+        return op
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.enter("SubnetService/Delete", context)
+        if self.fake.subnets.pop(request.subnet_id, None) is None:
+            # guess: message text
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Subnet {request.subnet_id} not found")
+        return self.fake.new_operation("Delete subnet")
 
 
 class _Operations(operation_service_pb2_grpc.OperationServiceServicer):

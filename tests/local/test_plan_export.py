@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from everbake.bake.local import prepare
+from everbake.agent_fetch import resolve_agent
+from everbake.bake.local_steps import prepare
 from everbake.errors import BuildError
-from everbake.fingerprint import fingerprints
+from everbake.fingerprint import fingerprints, image_inputs
 from everbake.localbuild import export
-from everbake.localbuild.plan import PLAN_FILE, load_plan, make_plan
+from everbake.localbuild.step_plan import PLAN_FILE, load_plan, make_plan
 from everbake.spec import load_spec
 
 
@@ -69,7 +70,12 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     spec = load_spec("optimization")
     fps = fingerprints(spec)
     plan, staged = prepare(
-        spec, fps, tmp_path / "b", dist=tmp_path / "dist", cache_dir=tmp_path / "c"
+        spec,
+        fps,
+        tmp_path / "b",
+        dist=tmp_path / "dist",
+        cache_dir=tmp_path / "c",
+        agent=resolve_agent(spec, tmp_path / "agent.tar.gz"),
     )
     text = (tmp_path / "b" / PLAN_FILE).read_text()
     assert "tok-should-never-be-written" not in text
@@ -78,6 +84,9 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     assert {staged.wheel, "agent.conf", "image.json"} <= set(plan.staged)
     info = json.loads((tmp_path / "b" / "staging" / "image.json").read_text())
     assert info["fingerprints"]["image"] == fps.image
+    # What image.json holds besides the name and fingerprints is a fingerprint input.
+    inputs = image_inputs(spec, fps.base, info["agent_content"])
+    assert {**info, "image": "", "fingerprints": {}} == inputs["image_info"]
     # No agent reachable here (or pinned): the plan tells 50-agent.sh to skip.
     if staged.agent_sha256 is None:
         assert plan.layers["image"].env["EB_AGENT_ARCHIVE"] == ""
@@ -111,3 +120,35 @@ def test_failed_pack_leaves_no_partial_file(tmp_path: Path) -> None:
         export.pack(tmp_path / "missing-root", tarball)
     assert not tarball.exists()
     assert not list(tarball.parent.glob("*"))
+
+
+def test_a_package_cache_reaches_mmdebstrap_and_the_plan(tmp_path: Path) -> None:
+    from everbake.localbuild import rootfs
+
+    argv = rootfs.mmdebstrap_argv(
+        tmp_path / "root", suite="bookworm", mirror="http://m", apt_cache=tmp_path / "c" / "apt"
+    )
+    assert "--skip=essential/unlink" in argv
+    assert f"--setup-hook=sync-in {tmp_path}/c/apt /var/cache/apt/archives/" in argv
+    assert f"--customize-hook=sync-out /var/cache/apt/archives {tmp_path}/c/apt" in argv
+    assert argv[-3:] == ["bookworm", str(tmp_path / "root"), "http://m"]
+    plain = rootfs.mmdebstrap_argv(tmp_path / "root", suite="bookworm", mirror="http://m")
+    assert not any("sync" in arg or "--skip" in arg for arg in plain)
+
+    spec = load_spec("optimization")
+    plan, _staged = prepare(
+        spec,
+        fingerprints(spec),
+        tmp_path / "b",
+        dist=tmp_path / "dist",
+        cache_dir=tmp_path / "c",
+        agent=resolve_agent(spec, tmp_path / "agent.tar.gz"),
+        package_cache=tmp_path / "pkgs",
+    )
+    again = load_plan(tmp_path / "b" / PLAN_FILE)
+    assert again.apt_cache == tmp_path / "pkgs" / "apt"
+    assert again.pip_cache == tmp_path / "pkgs" / "pip"
+    # Without one, nothing is kept.
+    bare = {**json.loads(plan.to_json()), "package_cache": ""}
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    assert load_plan(tmp_path / "bare.json").apt_cache is None

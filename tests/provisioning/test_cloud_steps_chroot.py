@@ -114,3 +114,25 @@ def test_hygiene_removes_the_build_user_only_when_told(root: Path):
     stage_scripts(root)
     out = ok(run(root, "90-hygiene.sh", {**env, "EB_BUILD_USER": "packer"}))
     assert "90-hygiene.sh: the build user packer is already gone" in out
+
+
+def test_hygiene_removes_the_os_login_user_sudo_names(root: Path):
+    # OS Login: the plugin logs in as the account's OS Login user (not ssh_username);
+    # it is not in /etc/passwd, so its home and OS Login sudoers file are what stays.
+    user = "sa_112233445566778899"
+    home = root / "home" / user
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAA packer\n")
+    sudoers = root / "var/google-sudoers.d"
+    sudoers.mkdir(parents=True)
+    (sudoers / user).write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    (sudoers / "alice").write_text("alice ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    env = {"EB_STAGING": STAGING, "EB_USER": "everest", "EB_BUILD_USER": "@login"}
+    stage_scripts(root)
+    refused = run(root, "90-hygiene.sh", env)  # not through sudo: nobody to name
+    assert refused.returncode != 0 and "SUDO_USER is not set" in refused.stderr
+    stage_scripts(root)
+    out = ok(run(root, "90-hygiene.sh", {**env, "SUDO_USER": user}))
+    assert f"removed the OS Login user {user}'s home and sudoers entry" in out
+    assert not home.exists() and not (sudoers / user).exists()
+    assert (sudoers / "alice").exists()

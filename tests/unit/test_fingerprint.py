@@ -13,6 +13,7 @@ import pytest
 
 from everbake import naming
 from everbake.fingerprint import fingerprints
+from everbake.labels import FINGERPRINT_LABEL
 from everbake.spec import load_spec
 
 
@@ -87,6 +88,11 @@ NO_CHANGES = {
     "resource settings": lambda r: append_spec(r, "[resource]\nmax_instances = 9"),
     "runtime cache": lambda r: (r / "runtime/everest_runtime/__pycache__").mkdir(),
     "comment": lambda r: append_spec(r, "# just a comment"),
+    # The local export's packaging: the same root filesystem in another file (the
+    # tarball's suffix says which), so no cloud image is renamed by it.
+    "local compression": lambda r: append_spec(
+        r, '[build.local]\ncompression = "gzip"\ncompression_level = 9'
+    ),
 }
 
 
@@ -157,7 +163,7 @@ def test_names_and_labels_valid_for_both_clouds(name, layer):
     assert image.endswith(fps.of(layer)[:12])
     assert ("-base-" in image) == (layer == "base")
     labels = naming.labels(spec, fps, layer)
-    assert labels[naming.FINGERPRINT_LABEL] == fps.of(layer)[:48]
+    assert labels[FINGERPRINT_LABEL] == fps.of(layer)[:48]
     for key, value in labels.items():
         assert LABEL_KEY_RE.match(key), key
         assert LABEL_VALUE_RE.match(value), (key, value)

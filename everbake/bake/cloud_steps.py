@@ -7,7 +7,7 @@
    missing; the image layer starts from it by name.
 3. Each layer: stage, render (with what staging found), validate, `packer
    build` streamed with the provider as prefix; a lost build VM moves on to the
-   next attempt (everbake.cloudbuild.attempts), any other failure stops with the
+   next attempt (everbake.attempts), any other failure stops with the
    log tail.
 4. The manifest entry of the last run names the artifact, the store must then
    find it, and the build record is written last (everbake.bake.skeleton).
@@ -19,39 +19,34 @@ import functools
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, provision_env, render, staging
-from everbake.bake.local import agent_fingerprints, drop_fetched
-from everbake.bake.record import read_record, record_path
+from everbake import naming, packer, packer_dir, provision_env, render, staging
+from everbake.agent_fetch import ResolvedAgent
+from everbake.attempts import SUSPECT, Attempt, Loss, first_attempt, judge, next_attempt
+from everbake.bake.build_agent import agent_fingerprints, drop_fetched
 from everbake.bake.skeleton import BuildOutcome, run
-from everbake.cloudbuild.attempts import (
-    PREEMPTED,
-    SUSPECT,
-    Attempt,
-    Loss,
-    first_attempt,
-    next_attempt,
-)
-from everbake.errors import BuildError
+from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
-from everbake.gc import published_names
 from everbake.pinagent import require_pinned_agents
-from everbake.providers import BuildSettings, get
-from everbake.providers.cloud import CloudProvider
+from everbake.providers import BuildSettings, CloudProvider
+from everbake.records import read_record, record_path
+from everbake.retirement import published_names
+from everbake.runtime_wheel import build_runtime_wheel
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.stores import CloudImage, ImageStore
 from everbake.ui import phase, say
+from everbake.watcher import Account, Watcher
 
 REPLACE_FLAG = "--replace-published"
 
 
 def build_cloud(
     spec: ImageSpec,
-    provider: str | CloudProvider,
+    provider: CloudProvider,
     force: bool = False,
     *,
     replace_published: bool = False,
@@ -59,10 +54,8 @@ def build_cloud(
     settings: Settings | None = None,
 ) -> BuildOutcome:
     """Make sure the image of ``spec`` exists on ``provider``; build what is missing."""
-    chosen = get(provider)
-    assert isinstance(chosen, CloudProvider), f"{chosen.name} is not a cloud"
     environ = os.environ if env is None else env
-    steps = CloudSteps(chosen, spec, settings or Settings(), environ, force, replace_published)
+    steps = CloudSteps(provider, spec, settings or Settings(), environ, force, replace_published)
     return run(steps, force)
 
 
@@ -76,20 +69,22 @@ class CloudSteps:
         force: bool,
         replace_published: bool,
     ) -> None:
-        require_pinned_agents([spec], [provider.name])  # before any lookup or VM
+        require_pinned_agents([spec], [provider])  # before any lookup or VM
         self.provider, self.spec, self.environ = provider, spec, environ
         self.replace_published = replace_published
         self.family = naming.family(spec)
         self.build_root = settings.build_root(spec)
         self.dist = settings.dist_root(spec)
         self.lock_dir = self.build_root / provider.name / spec.name
-        self.agent: staging.ResolvedAgent | None = None
+        self.agent: ResolvedAgent | None = None
         self._use(fingerprints(spec))
         self.location = provider.location_of(spec, environ)
         self.store: ImageStore | None = None
         self.packer_env: dict[str, str] = {}
         self.packer_version: tuple[int, int, int] = (0, 0, 0)
         self.attempts_made: dict[str, list[dict[str, Any]]] = {}
+        self.vms: Any = None  # the cloud's build VMs (everbake.stores.*_vms), opened once
+        self.vms_problem = ""
 
     def _use(self, fps: Any) -> None:
         self.fps = fps
@@ -121,7 +116,6 @@ class CloudSteps:
             return self.store.find_by_fingerprint(self.fps.image, self.family)
 
     def up_to_date(self, image: CloudImage) -> BuildOutcome:
-        drop_fetched(self.agent)
         say(
             f"up to date: {image.name} ({self.provider.name}, {self.location}); --force rebuilds it"
         )
@@ -139,10 +133,10 @@ class CloudSteps:
     def bake(self, existing: CloudImage | None) -> dict[str, Any]:
         if self.agent is None:  # --force over an image found by its pin
             self._resolve_agent()
-        try:
-            return self._bake(existing)
-        finally:
-            drop_fetched(self.agent)
+        return self._bake(existing)
+
+    def release(self) -> None:
+        drop_fetched(self.agent)
 
     def _bake(self, existing: CloudImage | None) -> dict[str, Any]:
         spec, fps, provider = self.spec, self.fps, self.provider
@@ -210,7 +204,7 @@ class CloudSteps:
         return image, True
 
     def _build_layer(
-        self, layer: str, packer_force: bool = False, image_name: str | None = None
+        self, layer: str, image_name: str | None = None
     ) -> tuple[CloudImage, dict[str, Any], Attempt]:
         """Stage, render, validate and build one layer, moving on after a lost VM."""
         spec, provider = self.spec, self.provider
@@ -220,17 +214,26 @@ class CloudSteps:
         history: list[tuple[Attempt, Loss]] = []
         made = self.attempts_made.setdefault(layer, [])
         directory = provider.layer_dir(self.build_root, spec, layer)
+        agent_env = None
+        subnets = self._subnets(build.zones)  # before any VM starts
         with phase(f"stage files for the {layer} layer"):
-            agent_sha = staging.stage_layer(
-                spec,
-                layer,
-                directory / "staging",
-                image=self.name,
-                fingerprints=self.fps.as_dict(),
-                scripts=provision_env.scripts(spec.repo_root, "image"),
-                agent=self.agent,
-            )
-        agent_env = staging.agent_env(agent_sha) if layer == "image" else None
+            if layer == "base":
+                staging.stage_base_layer(spec, directory / "staging")
+            else:
+                assert self.agent is not None  # bake() resolves it
+                wheel = build_runtime_wheel(
+                    spec.repo_path(spec.runtime.source), directory / "wheel"
+                )
+                staged = staging.stage(
+                    spec,
+                    directory / "staging",
+                    image=self.name,
+                    fingerprints=self.fps.as_dict(),
+                    scripts=provision_env.scripts(spec.repo_root, "image"),
+                    agent=self.agent,
+                    wheel=wheel,
+                )
+                agent_env = staging.agent_env(staged.agent_sha256)
         while attempt is not None:
             say(
                 f"{provider.name}: {layer} layer {name}, attempt {attempt.number}: "
@@ -244,35 +247,42 @@ class CloudSteps:
                 image_name,
                 instance_name=instance,
                 agent_env=agent_env,
+                subnet=provider.subnet_for(spec, attempt.zone, subnets) or None,
             )
             rendered = self._render(layer, settings)
             with phase(f"validate {rendered.directory}"):
-                depth = render.validate_rendered(rendered, self.packer_version)
+                depth = packer_dir.validate_rendered(rendered, self.packer_version)
             say(f"validated ({depth})")
             log_path = rendered.directory / f"packer-build-{attempt.number}.log"
             log_path.unlink(missing_ok=True)
-            if packer_force:
-                say(
-                    f"packer build -force: Packer deletes the existing {name} when it "
-                    "creates the new one"
-                )
             since = time.time()
+            watch = self._watcher(attempt.zone, instance)
             try:
-                with phase(f"packer build ({provider.name} {layer}: {name} in {attempt.zone})"):
+                with (
+                    phase(f"packer build ({provider.name} {layer}: {name} in {attempt.zone})"),
+                    watch,
+                ):
                     packer.build(
                         rendered.directory,
                         self.packer_env,
                         prefix=provider.name,
                         log_path=log_path,
-                        force=packer_force,
+                        on_error="abort" if provider.keep_vm_on_error else "cleanup",
                     )
             except BuildError as exc:
-                loss = self._lost(attempt, instance, _read_lines(log_path))
-                made.append(_attempt_data(attempt, loss.kind if loss else "failed"))
+                seen = watch.account
+                loss = self._lost(attempt, instance, _read_lines(log_path), seen)
+                if provider.keep_vm_on_error:
+                    self._remove_kept_vm(attempt.zone, instance, rendered.directory)
+                made.append(_attempt_data(attempt, loss.kind if loss else "failed", seen))
                 failed = (
                     f"{provider.name}: the {layer} layer of {spec.name} failed in {attempt.zone}"
                 )
-                tail = f"{provider.packer_hint(self.packer_version)}\n{exc}"
+                tail = (
+                    f"{provider.packer_hint(self.packer_version)}"
+                    f"{self._left_behind(attempt.zone, instance)}"
+                    f"{_serial_tail(provider.serial_log(rendered.directory))}\n{exc}"
+                )
                 if loss is None:
                     raise BuildError(
                         f"{failed} (the build VM was not lost, so not retried; full log: "
@@ -281,8 +291,8 @@ class CloudSteps:
                 if loss.kind == SUSPECT:
                     raise BuildError(
                         f"{failed}: the build VM {loss.reason}, but {self.location} does not "
-                        f"show {instance} taken by the cloud, so not retried (full log: "
-                        f"{log_path}){tail}"
+                        f"show {instance} taken by the cloud{_seen(seen)}, so not retried "
+                        f"(full log: {log_path}){tail}"
                     ) from None
                 say(
                     f"{provider.name}: the build VM in {attempt.zone} {loss.reason} "
@@ -291,7 +301,7 @@ class CloudSteps:
                 history.append((attempt, loss))
                 attempt = next_attempt(build.zones, build.preemptible, history)
                 continue
-            made.append(_attempt_data(attempt, "built"))
+            made.append(_attempt_data(attempt, "built", watch.account))
             image, entry = self._confirm(layer, since)
             return image, entry, attempt
         raise BuildError(
@@ -300,24 +310,104 @@ class CloudSteps:
             f"retry later or list more zones in build.{provider.name}.zones"
         )
 
-    def _lost(self, attempt: Attempt, instance: str, lines: list[str]) -> Loss | None:
-        """How the failed attempt lost its VM (None: it did not); a suspect the cloud
-        confirms counts as preempted, an unconfirmed one stays a suspect."""
+    def _lost(
+        self, attempt: Attempt, instance: str, lines: list[str], seen: Account
+    ) -> Loss | None:
+        """How the failed attempt lost its VM (None: it did not). The cloud decides:
+        what the watcher saw, else one more question (GCE: the zone's preemption
+        operations), whatever the console said."""
         provider = self.provider
-        loss = provider.lost_vm(lines)
-        if loss is None or loss.kind != SUSPECT:
-            return loss
-        with phase(f"{provider.name}: ask whether {instance} in {attempt.zone} was taken"):
-            taken = provider.confirm_lost(self._store(), attempt.zone, instance)
-        if not taken:
-            return loss
-        return Loss(PREEMPTED, f"{loss.reason}: the cloud confirms it took the VM", loss.line)
+        taken = seen.taken(provider.lost_statuses)
+        if taken is None:
+            with phase(f"{provider.name}: ask whether {instance} in {attempt.zone} was taken"):
+                try:
+                    confirmed = provider.confirm_lost(self._store(), attempt.zone, instance)
+                except EverbakeError as exc:
+                    say(f"{provider.name}: could not ask ({exc}); judging from what was seen")
+                    confirmed = False
+            taken = f"{instance}: the cloud confirms it took the VM" if confirmed else None
+        return judge(provider.lost_vm(lines), taken)
+
+    def _vms(self) -> tuple[Any, str]:
+        """The cloud's build-VM adapter (opened once), or None and why not."""
+        if self.vms is None and not self.vms_problem:
+            try:
+                self.vms = self.provider.open_build_vms(self.location, self.environ)
+            except EverbakeError as exc:
+                self.vms_problem = str(exc).splitlines()[0]
+        return self.vms, self.vms_problem
+
+    def _watcher(self, zone: str, instance: str) -> Watcher:
+        vms, problem = self._vms()
+        observe = functools.partial(vms.observe, zone, instance) if vms is not None else None
+        every = self.provider.watch_every(self.environ)
+        return Watcher(observe, instance, zone, every, why_not=problem)
+
+    def _subnets(self, zones: Sequence[str]) -> Mapping[str, str]:
+        """Subnets found in the cloud for specs that name none (Yandex: the folder's
+        default network); a zone without one stops the build before any VM starts."""
+        provider, spec = self.provider, self.spec
+        if not provider.subnets_to_look_up(spec):
+            return {}
+        vms, problem = self._vms()
+        where = f"{provider.name}: find the subnets of {self.location}'s default network"
+        with phase(where):
+            try:
+                if vms is None:
+                    raise BuildError(problem)
+                found = dict(vms.default_subnets())
+            except EverbakeError as exc:
+                found, problem = {}, str(exc).splitlines()[0]
+        missing = [z for z in zones if z not in found]
+        if missing:
+            why = f" ({problem})" if problem else ""
+            raise BuildError(
+                f"{provider.name}: no subnet for zone {', '.join(missing)} in {self.location}"
+                f"{why}: {provider.subnet_fix(spec, zones)}"
+            )
+        say(
+            f"{provider.name}: subnets of the default network: "
+            + ", ".join(f"{z} {found[z]}" for z in zones)
+        )
+        return found
+
+    def _remove_kept_vm(self, zone: str, instance: str, layer_dir: Path) -> None:
+        """Packer ran with -on-error=abort (the builder's cleanup would delete the VM
+        before the cloud could be asked): keep its serial console, then remove it."""
+        vms, _problem = self._vms()
+        if vms is None:
+            return
+        name = self.provider.name
+        with phase(f"{name}: remove the build VM {instance} (kept by -on-error=abort)"):
+            try:
+                serial = self.provider.serial_log(layer_dir)
+                if serial is not None:
+                    serial.write_text(vms.serial_output(zone, instance), encoding="utf-8")
+                vms.remove_build_vm(zone, instance)
+            except (EverbakeError, OSError) as exc:
+                say(f"{name}: could not remove {instance}: {str(exc).splitlines()[0]}")
+
+    def _left_behind(self, zone: str, instance: str) -> str:
+        """'; left behind: ...' when the failed attempt's VM or disk is still there."""
+        vms, _problem = self._vms()
+        if vms is None:
+            return ""
+        try:
+            left = vms.left_behind(zone, instance)
+        except EverbakeError as exc:
+            return f"; could not check what {instance} left behind ({str(exc).splitlines()[0]})"
+        if not left:
+            return ""
+        return (
+            f"; left behind: {', '.join(left)} (`invoke clean-builds --provider "
+            f"{self.provider.name}` removes it after an hour)"
+        )
 
     def _render(self, layer: str, settings: BuildSettings) -> render.Rendered:
         """Render this layer only: the other one keeps the settings it was built with."""
         provider = self.provider
         with phase(f"render build/{provider.name}/{self.spec.name}/{layer}"):
-            (rendered,) = render.render_layers(
+            (rendered,) = packer_dir.write_layers(
                 self.spec,
                 provider,
                 self.build_root,
@@ -390,13 +480,31 @@ def _summary(image: CloudImage) -> dict[str, Any]:
     }
 
 
-def _attempt_data(attempt: Attempt, outcome: str) -> dict[str, Any]:
+def _attempt_data(attempt: Attempt, outcome: str, seen: Account) -> dict[str, Any]:
     return {
         "number": attempt.number,
         "zone": attempt.zone,
         "preemptible": attempt.preemptible,
         "outcome": outcome,
+        "watch": seen.as_dict(),
     }
+
+
+def _seen(seen: Account) -> str:
+    """What the watcher saw, for a message: ' (seen: RUNNING 01:02:03 UTC, GONE ...)'."""
+    shown = ", ".join(f"{s.status} {s.when()}" for s in seen.sightings)
+    failed = f"{len(seen.failures)} failed looks" if seen.failures else ""
+    parts = [p for p in (shown, failed) if p]
+    return f" (watched: {'; '.join(parts)})" if parts else ""
+
+
+def _serial_tail(path: Path | None, lines: int = 15) -> str:
+    """The last lines of the build VM's serial console log, when the builder wrote one."""
+    if path is None or not path.is_file():
+        return ""
+    text = _read_lines(path)[-lines:]
+    shown = "\n".join(f"    {line}" for line in text)
+    return f"\nserial console of the build VM ({path}), last {len(text)} lines:\n{shown}"
 
 
 def _read_lines(path: Path) -> list[str]:

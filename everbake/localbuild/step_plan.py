@@ -7,14 +7,13 @@ secrets are named here and their values reach the image step only through its
 environment (EB_SECRET_<NAME>).
 
 Base layer cache: <cache_dir>/base-<base fingerprint>.tar.zst.
-The cache dir defaults to <dist>/cache/local (EVERBAKE_LOCAL_CACHE overrides it),
-so `rm -rf dist` forgets every local build at once.
+The cache dir defaults to <dist>/cache/local (everbake.settings: the settings or
+EVERBAKE_LOCAL_CACHE override it), so `rm -rf dist` forgets every local build at once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +25,12 @@ from everbake.localbuild import export
 PLAN_VERSION = 1
 PLAN_FILE = "local-plan.json"
 STAGING_IN_IMAGE = "/var/tmp/everbake-staging"
-CACHE_ENV = "EVERBAKE_LOCAL_CACHE"
 LAYERS = ("base", "image")
 
 
 def cache_dir_in(dist: Path) -> Path:
-    """$EVERBAKE_LOCAL_CACHE, else <dist>/cache/local (this provider's folder names)."""
-    override = os.environ.get(CACHE_ENV)
-    return Path(override).resolve() if override else dist / "cache" / "local"
+    """The default cache dir, <dist>/cache/local (this provider's folder names)."""
+    return dist / "cache" / "local"
 
 
 def images_dir_in(dist: Path) -> Path:
@@ -76,7 +73,17 @@ class Plan:
     log: str = ""
     # Installed by mmdebstrap itself, in its one apt run (the base scripts then find them).
     include: list[str] = field(default_factory=list)
+    # Downloaded .debs (apt/) and pip's cache (pip/) kept between bakes; "" for none.
+    package_cache: str = ""
     version: int = PLAN_VERSION
+
+    @property
+    def apt_cache(self) -> Path | None:
+        return Path(self.package_cache) / "apt" if self.package_cache else None
+
+    @property
+    def pip_cache(self) -> Path | None:
+        return Path(self.package_cache) / "pip" if self.package_cache else None
 
     @property
     def rootfs(self) -> Path:
@@ -109,6 +116,7 @@ def make_plan(
     embed_secrets: Sequence[str] = (),
     compression_level: int = 3,
     include: Sequence[str] = (),
+    package_cache: Path | None = None,
 ) -> Plan:
     """A plan from plain values (the build flow extracts them from the spec)."""
     missing = [layer for layer in LAYERS if not scripts.get(layer)]
@@ -145,6 +153,7 @@ def make_plan(
         compression_level=compression_level,
         log=str((build_dir / "build.log").resolve()),
         include=list(include),
+        package_cache=str(package_cache.resolve()) if package_cache else "",
     )
 
 
