@@ -20,11 +20,12 @@ from typing import NamedTuple
 from . import versioninfo
 from .errors import ConfigError, DamagedArchive, FetchError, RuntimeFailure
 from .limits import DEFAULT_LIMITS, Limits
+from .redact import GITLAB_TOKEN_ENV, url_credentials
 from .stderrlog import prefixed
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 DEFAULT_CACHE = "/var/cache/everest/models"
-DEFAULT_TOKEN_ENV = "EVEREST_GITLAB_TOKEN"
+DEFAULT_TOKEN_ENV = GITLAB_TOKEN_ENV
 
 
 class Settings(NamedTuple):
@@ -55,7 +56,8 @@ _log = prefixed("everest-bootstrap")
 
 
 def local_token(s: Settings) -> str | None:
-    """The token from a file, else the environment variable; None if neither holds one."""
+    """The token from a file, else the environment variable, else the GitLab
+    URL's user-info; None if none holds one."""
     if s.token_file:
         try:
             token = Path(s.token_file).read_text(encoding="utf-8").strip()
@@ -64,7 +66,7 @@ def local_token(s: Settings) -> str | None:
         if not token:
             raise ConfigError(f"--token-file {s.token_file} is empty")
         return token
-    return os.environ.get(s.token_env, "").strip() or None
+    return os.environ.get(s.token_env, "").strip() or url_credentials(s.gitlab_url)[1] or None
 
 
 class TokenLookup:
@@ -75,6 +77,7 @@ class TokenLookup:
     def __init__(self, s: Settings) -> None:
         self.settings = s
         self.local = local_token(s)  # read up front: a bad --token-file is a config error
+        self.in_url = url_credentials(s.gitlab_url)[1]
         self.fetched: str | None = None
 
     def __call__(self) -> str | None:
@@ -89,7 +92,7 @@ class TokenLookup:
 
     def seen(self) -> list[str]:
         """Every token value this task holds, for redaction."""
-        return [t for t in (self.local, self.fetched) if t]
+        return [t for t in (self.local, self.in_url, self.fetched) if t]
 
 
 def fetch(s: Settings, token: Callable[[], str | None]) -> Fetched:
@@ -125,7 +128,9 @@ def fetch(s: Settings, token: Callable[[], str | None]) -> Fetched:
     sha = str(commit["id"])
     if not FULL_SHA.match(sha):
         raise FetchError(f"GitLab returned an unexpected commit id {sha!r} for {s.ref!r}")
-    info = versioninfo.from_commit(s.ref, commit, f"gitlab {client.host} {s.project}")
+    info = versioninfo.from_commit(
+        s.ref, commit, f"gitlab {client.host} {s.project}"
+    )  # no user-info
     if s.source == "archive":
         url = client.archive_url(sha)
 
@@ -274,6 +279,9 @@ def run(s: Settings, runner_options: dict) -> tuple[int, Path]:
     """Fetch, then run the task in this process; returns (exit status, model dir).
     The token is removed from the environment first: the model never sees it."""
     token = TokenLookup(s)
+    from . import procmem
+
+    procmem.hide(token.seen())  # e.g. --gitlab-url https://oauth2:TOKEN@... in ps
     try:
         model_dir, version = fetch(s, token)
     except RuntimeFailure as exc:

@@ -2,7 +2,10 @@
 
 Standard library only: the SVG is written by hand. Two panels sharing the time
 axis (CPU in cores, memory in MiB/GiB as RSS and, where the kernel gives it, PSS),
-a title naming the model and its version, and each peak marked and labelled.
+a title naming the model and its version, the totals, and each peak marked and
+labelled with the number stats.json gives (a peak the kernel saw between two
+samples is drawn as a dashed line). A long task's samples are reduced to at
+most MAX_POINTS per series, keeping each bucket's highest value, in one pass.
 """
 
 from __future__ import annotations
@@ -19,32 +22,69 @@ LEFT, RIGHT, TOP = 84, 30, 100
 TITLE_CHARS = 72  # longer titles (a local path as the version) lose their middle
 PANEL, GAP = 180, 70  # panel height, room between panels for tick labels and titles
 CPU_COLOUR, RSS_COLOUR, PSS_COLOUR = "#1f77b4", "#d62728", "#9467bd"
+MAX_POINTS = 1200
+_KEYS = ("elapsed_s", "cpu_cores", "rss_bytes", "pss_bytes")
 
 
-def write_svg(csv_path: Path, svg_path: Path, title: str) -> bool:
+def write_svg(csv_path: Path, svg_path: Path, title: str, summary: dict | None = None) -> bool:
     """Draw ``csv_path`` into ``svg_path`` (temp file, then rename); False when
     there are no samples to draw."""
-    rows = _read(csv_path)
-    if not rows:
+    svg = render_file(csv_path, title, summary)
+    if svg is None:
         return False
-    write_text(svg_path, render(rows, title))
+    write_text(svg_path, svg)
     return True
 
 
-def _read(path: Path) -> list[dict[str, float | None]]:
-    rows = []
+def render_file(csv_path: Path, title: str, summary: dict | None = None) -> str | None:
+    """The SVG text for ``csv_path``; None when it holds no samples."""
+    wall = float((summary or {}).get("wall_seconds") or 0.0)
+    rows, count = _read(csv_path, wall)
+    if not rows:
+        return None
+    return render(rows, title, summary, count)
+
+
+def _read(path: Path, wall: float = 0.0) -> tuple[list[dict[str, float | None]], int]:
+    """Rows (reduced to about MAX_POINTS buckets of wall / MAX_POINTS seconds,
+    each keeping its highest values and last time) and the number of samples."""
+    bucket = wall / MAX_POINTS if wall > 0 else 0.0
+    rows: list[dict[str, float | None]] = []
+    count = 0
     with open(path, newline="") as handle:
         for raw in csv.DictReader(handle):
             row: dict[str, float | None] = {}
-            for key in ("elapsed_s", "cpu_cores", "rss_bytes", "pss_bytes"):
-                text = (raw.get(key) or "").strip()
-                row[key] = float(text) if text else None
-            if row["elapsed_s"] is not None:
+            try:
+                for key in _KEYS:
+                    text = (raw.get(key) or "").strip()
+                    row[key] = float(text) if text else None
+            except ValueError:
+                continue  # a damaged line (e.g. the disk filled mid-row)
+            if row["elapsed_s"] is None:
+                continue
+            count += 1
+            previous = rows[-1] if rows else None
+            same = (
+                previous is not None
+                and bucket
+                and (int((previous["elapsed_s"] or 0) / bucket) == int(row["elapsed_s"] / bucket))
+            )
+            if not same or previous is None:
                 rows.append(row)
-    return rows
+                continue
+            for key in _KEYS[1:]:
+                old, new = previous[key], row[key]
+                previous[key] = new if old is None else old if new is None else max(old, new)
+            previous["elapsed_s"] = row["elapsed_s"]
+    return rows, count
 
 
-def render(rows: list[dict[str, float | None]], title: str) -> str:
+def render(
+    rows: list[dict[str, float | None]],
+    title: str,
+    summary: dict | None = None,
+    samples: int | None = None,
+) -> str:
     times = [r["elapsed_s"] or 0.0 for r in rows]
     cpu = [r["cpu_cores"] or 0.0 for r in rows]
     rss = [r["rss_bytes"] or 0.0 for r in rows]
@@ -54,8 +94,18 @@ def render(rows: list[dict[str, float | None]], title: str) -> str:
     time_unit, time_scale = ("min", 60.0) if minutes else ("s", 1.0)
     x_ticks = _ticks(times[-1] / time_scale)
     span = x_ticks[-1] * time_scale  # the axis ends on a round number
-    mem_unit, mem_scale = ("GiB", 2.0**30) if max(rss) >= 2 * 2.0**30 else ("MiB", 2.0**20)
+    top_rss = max(max(rss), float((summary or {}).get("peak_rss_bytes") or 0))
+    mem_unit, mem_scale = ("GiB", 2.0**30) if top_rss >= 2 * 2.0**30 else ("MiB", 2.0**20)
     cores = os.cpu_count() or 1
+    summary = summary or {}
+    peak_rss = max(float(summary.get("peak_rss_bytes") or 0), max(rss))
+    between = peak_rss > max(rss)  # the kernel saw it between two samples
+    wall = float(summary.get("wall_seconds") or times[-1])
+    cpu_total = summary.get("cpu_seconds")
+    totals = ""
+    if cpu_total is not None:
+        totals = f"CPU {_num(float(cpu_total))} s in {_num(wall)} s wall"
+        totals += f" ({_num(float(cpu_total) / wall if wall > 0 else 0.0)} cores on average); "
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -65,8 +115,8 @@ def render(rows: list[dict[str, float | None]], title: str) -> str:
         _text(
             LEFT,
             56,
-            f"{len(rows)} samples over {_num(times[-1] / time_scale)} {time_unit}; "
-            f"this machine has {cores} CPU core{'s' if cores != 1 else ''}",
+            f"{totals}{samples if samples is not None else len(rows)} samples; "
+            f"{cores} CPU core{'s' if cores != 1 else ''} here",
             size=13,
             fill="#555",
         ),
@@ -80,13 +130,19 @@ def render(rows: list[dict[str, float | None]], title: str) -> str:
         times[peak], cpu[peak], f"peak {_num(cpu[peak])} cores at {_when(times[peak])}"
     )
 
-    mem_top = max(max(rss), max((v or 0.0) for v in pss), 1.0) / mem_scale
+    mem_top = max(peak_rss, max((v or 0.0) for v in pss), 1.0) / mem_scale
     mem_panel = _Panel(TOP + PANEL + GAP, span, mem_top)
     out += mem_panel.frame(f"memory ({mem_unit})", x_ticks, time_scale, f"time ({time_unit})")
     out += mem_panel.series(times, [v / mem_scale for v in rss], RSS_COLOUR)
-    peak = max(range(len(rss)), key=rss.__getitem__)
-    label = f"peak RSS {_num(rss[peak] / mem_scale)} {mem_unit} at {_when(times[peak])}"
-    out += mem_panel.peak(times[peak], rss[peak] / mem_scale, label)
+    if between:
+        label = (
+            f"peak RSS {_num(peak_rss / mem_scale)} {mem_unit} (kernel's figure, between samples)"
+        )
+        out += mem_panel.level(peak_rss / mem_scale, label, RSS_COLOUR)
+    else:
+        peak = max(range(len(rss)), key=rss.__getitem__)
+        label = f"peak RSS {_num(rss[peak] / mem_scale)} {mem_unit} at {_when(times[peak])}"
+        out += mem_panel.peak(times[peak], rss[peak] / mem_scale, label)
     legend = [("RSS (resident, shared pages counted per process)", RSS_COLOUR)]
     if has_pss:
         known = [(t, v / mem_scale) for t, v in zip(times, pss) if v is not None]
@@ -147,6 +203,16 @@ class _Panel:
             f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2" '
             'stroke-linejoin="round"/>'
         ]
+
+    def level(self, value: float, label: str, colour: str) -> list[str]:
+        """A dashed line across the panel at ``value``, labelled above it."""
+        y = self.y(value)
+        return [
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + self.width}" y2="{y:.1f}" '
+            f'stroke="{colour}" stroke-dasharray="6,4"/>',
+            _text(LEFT + self.width - 4, y + (16 if y < self.top + 14 else -6), label, size=13,
+                  anchor="end", weight="bold", fill=colour),
+        ]  # fmt: skip
 
     def peak(
         self, seconds: float, value: float, label: str, below: bool = False, colour: str = "#000"

@@ -85,6 +85,15 @@ def _runner_flags(parser: argparse.ArgumentParser) -> None:
         "most members in an archive",
         "200000",
     )
+    _setting(
+        group,
+        "--max-log-bytes",
+        "EVEREST_MAX_LOG_BYTES",
+        "most bytes kept of each of the model's streams in .everest/logs "
+        "(the stream itself always passes through whole)",
+        str(1 << 30),
+        shown="1 GiB",
+    )
     group.add_argument(
         "--no-preemption-watch",
         action="store_true",
@@ -118,6 +127,7 @@ def _runner_options(args: argparse.Namespace) -> dict:
         ),
         sample_interval=_number(float, args.sample_interval, "--sample-interval") or 1.0,
         watch_preemption=not args.no_preemption_watch,
+        max_log_bytes=_number(int, args.max_log_bytes, "--max-log-bytes"),
     )
     if names:
         options["input_names"] = tuple(n.strip() for n in names)

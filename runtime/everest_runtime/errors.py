@@ -18,6 +18,10 @@ class ArchiveError(RuntimeFailure):
     """An archive is damaged, too large or tries to write outside its target."""
 
 
+class Stopped(ArchiveError):
+    """Unpacking was stopped by a signal (preemption or cancel)."""
+
+
 class DamagedArchive(ArchiveError):
     """Truncated or corrupt data: worth fetching again when it came from the network."""
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import redact
 from .errors import FetchError, RetryableFetchError
 from .stderrlog import prefixed
 
@@ -42,7 +43,7 @@ class GitLab:
         timeout: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        base = base_url.rstrip("/")
+        base = redact.url_credentials(base_url)[0].rstrip("/")  # the token is a header
         if not base.startswith(("http://", "https://")):
             raise FetchError(f"--gitlab-url {base_url!r} must start with https:// (or http://)")
         self.api = base if base.endswith("/api/v4") else base + "/api/v4"

@@ -58,17 +58,19 @@ def signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def end_tree(root: int, grace: float = 1.0, poll: float = 0.05) -> int:
-    """SIGTERM every descendant of ``root``, SIGKILL what is left after ``grace``
-    seconds; returns how many were found. Orphans re-parented meanwhile are
-    found on the next pass."""
-    ended: set[int] = set()
+def end_tree(root: int, grace: float = 1.0, poll: float = 0.05, already=()) -> int:
+    """SIGTERM every descendant of ``root`` (but those in ``already``, which had
+    it), SIGKILL what is left after ``grace`` seconds; returns how many were
+    found. Orphans re-parented meanwhile are found on the next pass."""
+    ended: set[int] = set(already)
+    found: set[int] = set()
     deadline = time.monotonic() + grace
     sig = signal.SIGTERM
     while True:
         pids = descendants(root)
         if not pids:
-            return len(ended)
+            return len(found)
+        found.update(pids)
         fresh = [p for p in pids if p not in ended]
         ended.update(pids)
         if fresh:
@@ -77,8 +79,8 @@ def end_tree(root: int, grace: float = 1.0, poll: float = 0.05) -> int:
             if sig == signal.SIGKILL:
                 signal_all(pids, sig)
                 time.sleep(poll)
-                if time.monotonic() >= deadline + grace:
-                    return len(ended)  # unkillable (D state): do not hang the task
+                if time.monotonic() >= deadline + min(grace, 1.0):
+                    return len(found)  # unkillable (D state): do not hang the task
                 continue
             sig = signal.SIGKILL
             signal_all(pids, sig)

@@ -6,11 +6,17 @@ Layout of the task directory T:
   T/work/input/                               the input archive, always unpacked here first
   T/.everest/                                 the runner's own files (logs, parameter files)
   T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv T/stats.svg
+
+At the end, what matters most is saved first and every step is guarded: the
+results, then the statistics, chart and debug archive, then status.txt (with
+a small reserve of disk freed for it if the disk is full), then the final status
+to the agent. Whatever was lost is named in that status.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -24,12 +30,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import contract as contract_mod
-from . import outputs, params, versioninfo
-from .errors import RuntimeFailure
+from . import outputs, params, redact, versioninfo
+from .errors import RuntimeFailure, Stopped
 from .limits import DEFAULT_LIMITS, Limits
 from .stderrlog import prefixed
+from .taskstatus import TaskStatus, token_variables
 
 DEFAULT_INPUTS = ("data.zip", "data.tar.gz")
+# After the grace period: ending leftovers, saving outputs and the final status
+# fit in this, so SIGTERM-to-exit stays under grace + END_SECONDS (25 s by
+# default) and the agent has the rest of the ~30 s the clouds give to upload.
+END_SECONDS = 5.0
+STATUS_SECONDS = 1.5  # of END_SECONDS, kept for the status flush
+RESERVE_BYTES = 256 * 1024  # freed on a full disk so status.txt and stats.json still fit
 
 
 class Options(NamedTuple):
@@ -44,90 +57,39 @@ class Options(NamedTuple):
     metadata_url: str = ""  # "" = EVEREST_METADATA_URL, else metadata.DEFAULT_URL on GCE only
     watch_preemption: bool = True
     version: dict[str, Any] | None = None  # this run's version; default: the model dir's
+    max_log_bytes: int = 1 << 30  # per log in .everest/logs (the stream itself is never cut)
 
 
 _log = prefixed("everest-run-task")
 
 
-class _Status:
-    """Forwards status messages to the agent (or stderr) and remembers the last one."""
-
-    def __init__(self, secrets: list[str]):
-        self.secrets = secrets
-        self.last = ""
-        self.client = None
-        try:
-            from . import agentproto, status
-
-            agent = agentproto.agent_from_env()
-            if agent is not None:
-                self.client = status.StatusClient(*agent)
-        except Exception as exc:  # the status channel must never stop the task
-            _log(f"status forwarding unavailable ({exc}); statuses go to stderr")
-
-    def send(self, message: str, echo: bool = True) -> None:
-        """Without an agent the status goes to stderr, unless `echo` is off (errors,
-        which the CLI prints anyway)."""
-        message = outputs.redact(message.strip(), self.secrets)
-        if not message:
-            return
-        self.last = message
-        if self.client is not None:
-            self.client.send(message)
-        elif echo:
-            _log(f"status: {message}")
-
-    def close(self) -> None:
-        if self.client is not None:
-            try:
-                if not self.client.flush(3.0):
-                    _log("the agent did not take every status before exit")
-                self.client.close(1.0)
-            except Exception as exc:
-                _log(f"closing the status channel failed ({exc})")
-
-
-class _Pump(threading.Thread):
-    """Copies one of the model's streams through to ours and into a log, line by
-    line, turning status-prefixed lines into status messages."""
-
-    def __init__(self, source, sink, log_path: Path, prefix, status: _Status, secrets):
-        super().__init__(daemon=True)
-        self.source, self.sink, self.log_path = source, sink, log_path
-        self.prefix = prefix.encode() if prefix else None
-        self.status, self.secrets = status, [s.encode() for s in secrets]
-
-    def run(self) -> None:
-        with open(self.log_path, "ab") as log:
-            for line in iter(lambda: self.source.readline(65536), b""):
-                for secret in self.secrets:
-                    line = line.replace(secret, outputs.REDACTED.encode())
-                try:
-                    self.sink.write(line)
-                    self.sink.flush()
-                except (OSError, ValueError):
-                    pass  # our own stdout gone: keep logging, keep the model alive
-                log.write(line)
-                if self.prefix and line.startswith(self.prefix):
-                    self.status.send(line[len(self.prefix) :].decode("utf-8", "replace"))
-
-
 class _Signals:
-    """Records SIGTERM/SIGINT and forwards them to the model's group at once (or as
-    soon as the model is started, for a signal that came before)."""
+    """Records SIGTERM/SIGINT and forwards them at once to every process of the
+    task (or as soon as the model is started, for a signal that came before)."""
 
-    def __init__(self):
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
         self.received: list[int] = []
         self.first_at: float | None = None
-        self.previous = {}
+        self.previous: dict[int, Any] = {}
         self.pgid: int | None = None
+        self.adopting = False  # a child subreaper: every descendant is ours to find
         self.forwarded = 0
+        self.signalled: set[int] = set()  # pids sent the first signal
 
     def forward(self) -> None:
+        from . import proctree
+
         while self.pgid is not None and self.forwarded < len(self.received):
             sig = self.received[self.forwarded]
             self.forwarded += 1
-            _killpg(self.pgid, sig)
+            _killpg(self.pgid, sig)  # the group first: what a non-Linux runner can reach
+            if self.adopting:
+                # Solvers in sessions of their own too, all at once, with the same grace.
+                pids = [p for p in proctree.descendants(os.getpid()) if p != self.pgid]
+                proctree.signal_all(pids, sig)
+                self.signalled.update(pids)
+            self.signalled.add(self.pgid)
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -143,19 +105,69 @@ class _Signals:
         self.received.append(signum)
         self.forward()
 
+    def stop_requested(self) -> bool:
+        return bool(self.received)
+
+    def left(self, reserve: float = 0.0) -> float | None:
+        """Seconds left of grace + END_SECONDS since the first signal (None: no signal)."""
+        if self.first_at is None:
+            return None
+        return self.first_at + self.grace + END_SECONDS - reserve - time.monotonic()
+
+    def out_of_time(self) -> bool:
+        left = self.left(STATUS_SECONDS)
+        return left is not None and left <= 0
+
+
+class _Reserve:
+    """A few hundred KiB of disk taken at the start and given back when a write
+    at the end meets a full disk, so status.txt and stats.json still fit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path: Path | None = path
+        try:
+            with open(str(path), "wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            self.release()
+
+    def release(self) -> bool:
+        if self.path is None:
+            return False
+        with contextlib.suppress(OSError):
+            os.unlink(str(self.path))
+        self.path = None
+        return True
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    return exc.strerror or str(exc)
+
 
 def run(opts: Options) -> int:
     """Run one task; returns the exit status (the model's, 128+N when killed by N)."""
     task = opts.task_dir.resolve()
     work = task / "work"
     private = task / ".everest"
-    secrets = outputs.secret_values(dict(os.environ), opts.extra_secrets)
-    signals = _Signals()
+    hidden = token_variables()
+    tokens = [os.environ.get(name, "") for name in hidden]
+    tokens.append(redact.url_credentials(os.environ.get(redact.GITLAB_URL_ENV, ""))[1])
+    secrets = redact.secret_values(os.environ, [*opts.extra_secrets, *tokens])
+    _protect([t for t in [*tokens, *opts.extra_secrets] if t])
+    signals = _Signals(opts.grace)
     signals.install()
+    status = TaskStatus(secrets, _log)
     try:
-        status = _Status(secrets)
         try:
-            prepared = _prepare(opts, task, work, private)
+            prepared = _prepare(opts, task, work, private, hidden, secrets, signals)
+        except Stopped:
+            sig = signals.received[0]
+            status.send(f"{_kind(sig)}: {_signame(sig)} while unpacking the input; "
+                        "the model never started")  # fmt: skip
+            _write_status(task, status.last, None)
+            return 128 + sig
         except OSError as exc:  # e.g. work/ is a file, or the disk is full
             failure = RuntimeFailure(f"{exc.filename or task}: {exc.strerror or exc}")
             _fail_early(task, status, failure)
@@ -165,27 +177,69 @@ def run(opts: Options) -> int:
             raise
         if signals.received:
             status.send(f"cancelled before the model started: {_signame(signals.received[0])}")
-            outputs.write_text(task / "status.txt", status.last + "\n")
-            status.close()
+            _write_status(task, status.last, prepared.reserve)
             return 128 + signals.received[0]
         return _execute(opts, prepared, task, work, private, status, signals, secrets)
     finally:
+        status.close(_status_budget(signals, status))
         signals.restore()
+
+
+def _protect(tokens: list[str]) -> None:
+    """Nothing the model starts can read the token from this process: not from
+    /proc/<runner>/environ (overwritten in place, and the process made
+    undumpable), nor from its memory."""
+    from . import procmem
+
+    if tokens:
+        procmem.hide(tokens)
+        procmem.undumpable()
+
+
+def _status_budget(signals: _Signals, status: TaskStatus) -> float:
+    budget = 3.0
+    left = signals.left()
+    if left is not None:
+        budget = min(2.0, max(0.2, left))
+    if not status.agent_connected:
+        budget = min(budget, 1.0)  # the agent is down: do not spend the upload's time on it
+    return budget
 
 
 def report_failure(task_dir: Path, exc: RuntimeFailure, extra_secrets: Sequence[str] = ()) -> None:
     """A failure before the runner starts (e.g. fetching the source) becomes the
     task's last status too: the agent hears it and status.txt says it."""
-    secrets = outputs.secret_values(dict(os.environ), extra_secrets)
-    _fail_early(task_dir, _Status(secrets), exc)
+    secrets = redact.secret_values(os.environ, extra_secrets)
+    status = TaskStatus(secrets, _log)
+    try:
+        _fail_early(task_dir, status, exc)
+    finally:
+        status.close(1.0)
 
 
-def _fail_early(task: Path, status: _Status, exc: RuntimeFailure) -> None:
+def _fail_early(task: Path, status: TaskStatus, exc: RuntimeFailure) -> None:
     """The error becomes the task's status (status.txt too, when the directory exists)."""
     status.send(f"error: {exc}", echo=False)
-    with contextlib.suppress(OSError):
-        outputs.write_text(task / "status.txt", status.last + "\n")
-    status.close()
+    if task.is_dir():
+        _write_status(task, status.last, None)
+
+
+def _write_status(task: Path, text: str, reserve: _Reserve | None) -> str:
+    """status.txt; "" when written, else why not (after using the reserve)."""
+    for _ in range(2):
+        try:
+            outputs.write_text(task / "status.txt", text + "\n")
+            return ""
+        except OSError as exc:
+            problem = f"{_why(exc)}: status.txt not written"
+            if (
+                exc.errno not in (errno.ENOSPC, errno.EDQUOT)
+                or not reserve
+                or not reserve.release()
+            ):
+                _log(problem)
+                return problem
+    return problem
 
 
 class _Prepared(NamedTuple):
@@ -194,10 +248,13 @@ class _Prepared(NamedTuple):
     argv: list[str]
     env: dict[str, str]
     version: dict[str, Any]
+    version_text: str
     debug: bool
+    work_id: tuple[int, int]
+    reserve: _Reserve
 
 
-def _prepare(opts: Options, task: Path, work: Path, private: Path) -> _Prepared:
+def _prepare(opts, task, work, private, hidden, secrets, signals) -> _Prepared:
     if not task.is_dir():
         raise RuntimeFailure(f"task directory {task} does not exist")
     model_dir = opts.model_dir.resolve()
@@ -209,30 +266,43 @@ def _prepare(opts: Options, task: Path, work: Path, private: Path) -> _Prepared:
     if not isinstance(debug, bool):
         raise RuntimeFailure(f'{opts.params_name}: "debug" must be true or false, not {debug!r}')
     version = opts.version if opts.version is not None else versioninfo.read(model_dir)
-    outputs.write_text(task / "version.txt", versioninfo.text(version))
+    version_text = redact.text(versioninfo.text(version), secrets)
+    outputs.write_text(task / "version.txt", version_text)
     private.mkdir(exist_ok=True)
     (private / "logs").mkdir(exist_ok=True)
+    reserve = _Reserve(private / "reserve")
     work.mkdir(exist_ok=True)
+    st = os.lstat(str(work))
     argv = spec.command + params.to_argv(values, spec.parameters, spec.nested, private)
     archive = next((task / n for n in opts.input_names if (task / n).is_file()), None)
     input_dir = work / "input"
     if archive is not None:
         from . import unarchive
 
-        count = unarchive.extract(archive, input_dir, opts.limits, replace=True)
+        count = unarchive.extract(
+            archive, input_dir, opts.limits, replace=True, stop=signals.stop_requested
+        )
         _log(f"unpacked {archive.name}: {count} entries into work/input")
     else:
         input_dir.mkdir(exist_ok=True)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    if redact.GITLAB_URL_ENV in env:  # without a token in its user-info
+        env[redact.GITLAB_URL_ENV] = redact.url_credentials(env[redact.GITLAB_URL_ENV])[0]
     env.update(
         EVEREST_TASK_DIR=str(task),
         EVEREST_WORK_DIR=str(work),
         EVEREST_INPUT_DIR=str(input_dir),
         EVEREST_PARAMS_FILE=str(task / opts.params_name),
         EVEREST_MODEL_DIR=str(model_dir),
-        EVEREST_MODEL_VERSION=versioninfo.short(version),
+        EVEREST_MODEL_VERSION=redact.text(versioninfo.short(version), secrets),
     )
-    return _Prepared(spec, values, argv, env, version, debug)
+    params.check_command_line(argv, env, values)
+    work_id = (st.st_dev, st.st_ino)
+    return _Prepared(spec, values, argv, env, version, version_text, debug, work_id, reserve)
+
+
+def _kind(sig: int) -> str:
+    return "preempted" if sig == signal.SIGTERM else "cancelled"
 
 
 def _signame(sig: int) -> str:
@@ -250,56 +320,74 @@ def _killpg(pgid: int, sig: int) -> bool:
         return False
 
 
-def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
-    from . import proctree
-
-    sampler = None
-    # Orphans of the model come back to us, so they can be counted, ended and reaped.
-    adopting = proctree.become_subreaper()
-    children_before = _children_cpu()
-    started = time.monotonic()
-    logs = private / "logs"
+def _open_log(path: Path) -> int | None:
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
     try:
-        proc = subprocess.Popen(
+        return os.open(str(path), flags, 0o600)
+    except OSError as exc:
+        _log(f"cannot write {path} ({_why(exc)}); the output still passes through")
+        return None
+
+
+def _start(prep: _Prepared, work: Path, env: dict[str, str]) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(
             prep.argv,
             cwd=str(work),
-            env=prep.env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
     except OSError as exc:
-        failure = RuntimeFailure(
+        if exc.errno == errno.E2BIG:
+            raise RuntimeFailure(
+                f"cannot start {prep.argv[0]}: the command line is too long for this system; "
+                'set parameters = "json" in everest.toml (the model then reads a file)'
+            ) from None
+        raise RuntimeFailure(
             f"cannot start {prep.argv[0]} ({exc.strerror}); check model.command"
-        )
+        ) from None
+
+
+def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
+    from . import proctree
+    from .pump import Pump
+
+    sampler = None
+    # Orphans of the model come back to us, so they can be counted, ended and reaped.
+    adopting = proctree.become_subreaper()
+    signals.adopting = adopting
+    children_before = _children_cpu()
+    env = dict(prep.env)
+    env.update(status.model_env())  # the model's agent is our relay
+    started = time.monotonic()
+    logs = private / "logs"
+    log_fds = [_open_log(logs / "stdout.log"), _open_log(logs / "stderr.log")]
+    try:
+        proc = _start(prep, work, env)
+    except RuntimeFailure as failure:
         _fail_early(task, status, failure)
-        raise failure from None
+        raise
     # One blocking wait in a thread reaps the model and every adopted orphan, so
     # the main thread wakes twice a second rather than polling; signal handlers
     # still run at once (event waits are interruptible).
     reaper = proctree.Reaper(proc.pid)
     reaper.start()
-    pumps = [
-        _Pump(
-            proc.stdout,
-            sys.stdout.buffer,
-            logs / "stdout.log",
-            prep.contract.status_prefix,
-            status,
-            secrets,
-        ),
-        _Pump(
-            proc.stderr,
-            sys.stderr.buffer,
-            logs / "stderr.log",
-            prep.contract.status_prefix,
-            status,
-            secrets,
-        ),
-    ]
-    for pump in pumps:
+    pumps = []
+    for stream, sink, log_fd, name in (
+        (proc.stdout, sys.stdout, log_fds[0], "stdout.log"),
+        (proc.stderr, sys.stderr, log_fds[1], "stderr.log"),
+    ):
+        assert stream is not None
+        fd = os.dup(stream.fileno())
+        stream.close()
+        sink_fd = _fileno(sink)
+        pump = Pump(fd, sink_fd, log_fd, name, prep.contract.status_prefix,
+                    status.from_model, secrets, opts.max_log_bytes)  # fmt: skip
         pump.start()
+        pumps.append(pump)
     try:
         from . import stats
 
@@ -328,36 +416,61 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     proc.returncode = reaper.returncode if reaper.returncode is not None else 0
     # What the model left behind (its group, and anything that left the group or
     # the session) must not outlive the task; once it is gone nobody holds the
-    # output pipes, so the pumps end on their own.
-    leftovers = proctree.end_tree(os.getpid(), grace=1.0)
+    # output pipes, so the pumps end on their own. After a signal, what is still
+    # running has the rest of the grace period (it was signalled with the model).
+    left = signals.left(END_SECONDS)
+    leftovers = proctree.end_tree(
+        os.getpid(), grace=1.0 if left is None else max(0.2, left), already=signals.signalled
+    )
     if leftovers:
         _log(f"ended {leftovers} background process(es) the model left running")
-    reaper.idle.wait(2.0)
+    budget = signals.left(STATUS_SECONDS)
+    reaper.idle.wait(2.0 if budget is None else min(2.0, max(0.1, budget)))
     for pump in pumps:
         pump.join(timeout=1.0)  # a process outside our reach may hold a pipe: never hang
+    status.stop_relay()
 
-    summary = _stats(sampler, wall, task, _children_cpu() - children_before)
-    _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}")
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-    final = _final_status(rc, started, wall, signals, killed, status.last, opts.grace)
-    n_results = _collect(prep, task, work, private, summary, secrets)
+    problems = [p.problem for p in pumps if p.problem]
+    n_results = _results(prep, task, work, signals, problems)
+    summary = _stats(sampler, wall, task, _children_cpu() - children_before, prep, problems)
+    svg = _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}", summary,
+                 prep, problems)  # fmt: skip
+    if prep.debug:
+        _debug(prep, task, work, log_fds, summary, svg, secrets, signals, problems)
+    for log_fd in log_fds:
+        if log_fd is not None:
+            os.close(log_fd)
+    final = _final_status(rc, wall, signals, killed, status.model_last, opts.grace, started)
     if signals.received:
-        final += "; partial results collected"
-    elif notice:
+        final += "; partial results collected" if n_results is not None else ""
+    elif notice and rc == 0:
         final += " (after a preemption notice)"
-    if final != status.last:
-        status.send(final)
-    outputs.write_text(task / "status.txt", status.last + "\n")
+    if status.model_last and (signals.received or rc != 0):
+        final += f" (last status: {status.model_last})"
+    if problems:
+        final += "; " + "; ".join(problems)
+    lost = _write_status(task, final, prep.reserve)
+    prep.reserve.release()
+    if final != status.last or lost:
+        status.send(final + (f"; {lost}" if lost else ""))
+    outcome = _outcome(rc, wall, signals, started)
     _log(
-        f"{prep.contract.name} {versioninfo.short(prep.version)}: {final.split(';')[0]}; "
+        f"{prep.contract.name} {versioninfo.short(prep.version)}: {outcome}; "
         f"{wall:.1f} s wall, {summary.get('cpu_seconds', 0):.1f} s CPU, peak RSS "
-        f"{summary.get('peak_rss_bytes', 0) / 1e6:.1f} MB; results.zip: {n_results} files"
+        f"{summary.get('peak_rss_bytes', 0) / 1e6:.1f} MB; results.zip: {n_results or 0} files"
     )
-    status.close()
     return rc
 
 
-def _watch_preemption(opts: Options, status: _Status) -> list[bool]:
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno() if stream is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _watch_preemption(opts: Options, status: TaskStatus) -> list[bool]:
     """Start GCE's preemption watch in the background (its import included, so the
     main thread pays nothing); the returned list gets True on a notice. The SIGTERM
     that follows is what stops the model; this only tells the job earlier."""
@@ -391,19 +504,29 @@ def _on_gce() -> bool:
         return False
 
 
-def _final_status(rc, started, wall, signals: _Signals, killed, last, grace) -> str:
+def _final_status(rc, wall, signals: _Signals, killed, model_last, grace, started) -> str:
+    """The task's last status: the model's own last word when it succeeded;
+    otherwise what happened (the model's last word follows in the caller)."""
     if signals.received:
-        sig = signals.received[0]
-        kind = "preempted" if sig == signal.SIGTERM else "cancelled"
-        after = (signals.first_at or started) - started
-        text = f"{kind}: {_signame(sig)} after {max(after, 0):.1f} s"
+        text = _outcome(rc, wall, signals, started)
         if killed:
             text += f"; killed after the {grace:g} s grace period"
         return text
     if rc == 0:
-        return last or f"done: exit 0 in {wall:.1f} s"
+        return model_last or f"done: exit 0 in {wall:.1f} s"
+    return _outcome(rc, wall, signals, started)
+
+
+def _outcome(rc, wall, signals: _Signals, started: float) -> str:
+    """What happened, in the runner's words (its summary line in the log)."""
+    if signals.received:
+        sig = signals.received[0]
+        after = (signals.first_at or started) - started
+        return f"{_kind(sig)}: {_signame(sig)} after {max(after, 0):.1f} s"
+    if rc == 0:
+        return f"done: exit 0 in {wall:.1f} s"
     how = f"killed by {_signame(rc - 128)}" if rc > 128 else f"exit {rc}"
-    return f"failed: {how} after {wall:.1f} s" + (f" (last status: {last})" if last else "")
+    return f"failed: {how} after {wall:.1f} s"
 
 
 def _children_cpu() -> float:
@@ -411,70 +534,120 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _stats(sampler, wall: float, task: Path, reaped_cpu: float) -> dict[str, Any]:
-    """stats.json from the sampler; from the kernel's totals if it is missing or fails."""
+def _results(prep: _Prepared, task, work, signals: _Signals, problems: list[str]) -> int | None:
+    """results.zip first of all outputs; the number of files, None when not written."""
+    members: list[tuple[Path, str]] = []
+    try:
+        st = os.lstat(str(work))
+        same = (st.st_dev, st.st_ino) == prep.work_id and not os.path.islink(str(work))
+    except OSError:
+        same = False
+    if same:
+        members = outputs.collect(work, prep.contract.results)
+    else:
+        problems.append("the work directory was replaced during the run; no results collected")
+    try:
+        report = outputs.write_zip(task / "results.zip", members, stop=signals.out_of_time)
+    except OSError as exc:
+        problems.append(f"{_why(exc)}: results.zip not written")
+        _log(f"writing results.zip failed ({exc})")
+        return None
+    for line in report.renamed:
+        _log(f"warning: result {line}: the name is not valid UTF-8 or holds control characters")
+    for line in report.skipped:
+        _log(f"warning: result {line}; not archived")
+    if report.skipped:
+        problems.append(f"{len(report.skipped)} result file(s) unreadable, not archived")
+    if not report.complete:
+        problems.append(
+            f"results.zip incomplete: time ran out after {report.written} of {len(members)} files"
+        )
+    return report.written
+
+
+def _save(what: str, problems: list[str], prep: _Prepared, write) -> bool:
+    """Run one small write; a full disk frees the reserve and tries once more."""
+    for attempt in range(2):
+        try:
+            write()
+            return True
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if attempt == 0 and full and prep.reserve.release():
+                continue
+            problems.append(f"{_why(exc)}: {what} not written")
+            return False
+    return False
+
+
+def _stats(sampler, wall, task: Path, reaped_cpu, prep, problems) -> dict[str, Any]:
+    """stats.json from the sampler (and the kernel's totals); never raises."""
     from . import stats
 
+    floor = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    summary: dict[str, Any] | None = None
     if sampler is not None:
         try:
-            summary = sampler.stop(final_cpu_seconds=reaped_cpu)
             # A model shorter than one sample can slip past the sampler; the kernel's
-            # peak for the reaped tree is a floor.
-            floor = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-            summary["peak_rss_bytes"] = max(summary.get("peak_rss_bytes", 0), floor)
-            stats.write_summary(task / "stats.json", summary)
-            return summary
+            # peak of the largest reaped process is a floor.
+            summary = sampler.stop(final_cpu_seconds=reaped_cpu, peak_rss_floor=floor)
         except Exception as exc:
             _log(f"statistics sampler failed ({exc}); stats.json from the kernel's totals")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = reaped_cpu
-    summary = {
-        "peak_rss_bytes": usage.ru_maxrss * 1024,  # of the largest single child
-        "cpu_seconds": round(cpu, 3),
-        "wall_seconds": round(wall, 3),
-        "utilisation": round(cpu / wall, 3) if wall > 0 else 0.0,
-        "samples": 0,
-    }
-    stats.write_summary(task / "stats.json", summary)
-    if not (task / "stats.csv").exists():
-        outputs.write_text(task / "stats.csv", ",".join(stats.CSV_COLUMNS) + "\n")
+    if summary is None:
+        summary = {
+            "peak_rss_bytes": floor,  # of the largest single child
+            "cpu_seconds": round(reaped_cpu, 3),
+            "wall_seconds": round(wall, 3),
+            "utilisation": round(reaped_cpu / wall, 3) if wall > 0 else 0.0,
+            "samples": 0,
+        }
+        if not (task / "stats.csv").exists():
+            _save("stats.csv", problems, prep, lambda: outputs.write_text(
+                task / "stats.csv", ",".join(stats.CSV_COLUMNS) + "\n"))  # fmt: skip
+    if sampler is not None and sampler.csv_problem:
+        problems.append(sampler.csv_problem)
+    _save("stats.json", problems, prep, lambda: stats.write_summary(task / "stats.json", summary))
     return summary
 
 
-def _chart(task: Path, title: str) -> None:
-    """stats.svg beside stats.csv; a failure is logged, never raised."""
+def _chart(task: Path, title: str, summary, prep, problems) -> str | None:
+    """stats.svg beside stats.csv; the SVG text, None when not drawn."""
     try:
         from . import chart
 
-        chart.write_svg(task / "stats.csv", task / "stats.svg", title)
+        svg = chart.render_file(task / "stats.csv", title, summary)
     except Exception as exc:
         _log(f"drawing stats.svg failed ({exc})")
+        return None
+    if svg is not None:
+        _save("stats.svg", problems, prep, lambda: outputs.write_text(task / "stats.svg", svg))
+    return svg
 
 
-def _collect(prep: _Prepared, task, work, private, summary, secrets) -> int:
-    """results.zip always; debug.zip when params ask for it. Never raises."""
-    n = 0
+def _debug(prep: _Prepared, task, work, log_fds, summary, svg, secrets, signals, problems):
+    """debug.zip: everything redacted, nothing read through a link; the logs
+    come from the runner's own descriptors, its files from what it wrote."""
+    members: list[tuple[Any, str]] = [
+        (p, "work/" + name) for p, name in outputs.collect(work, prep.contract.debug)
+    ]
+    for fd, name in zip(log_fds, ("stdout.log", "stderr.log")):
+        if fd is not None:
+            members.append((fd, "logs/" + name))
+    members.append((task / "stats.csv", "stats.csv"))
+    resolved = {"params": prep.params, "argv": prep.argv, "contract": prep.contract._asdict()}
+    texts = [
+        ("stats.json", json.dumps(summary, indent=2, sort_keys=True) + "\n"),
+        ("version.txt", prep.version_text),
+        ("params.resolved.json", json.dumps(resolved, indent=2)),
+        ("environment.json", json.dumps(outputs.clean_env(prep.env, secrets), indent=2)),
+    ]
+    if svg is not None:
+        texts.append(("stats.svg", svg))
     try:
-        n = outputs.write_zip(task / "results.zip", outputs.collect(work, prep.contract.results))
-    except Exception as exc:
-        _log(f"writing results.zip failed ({exc})")
-    if not prep.debug:
-        return n
-    try:
-        members = [(p, "work/" + name) for p, name in outputs.collect(work, prep.contract.debug)]
-        for name in ("stdout.log", "stderr.log"):
-            path = private / "logs" / name
-            if path.exists():
-                members.append((path, "logs/" + name))
-        for name in ("stats.csv", "stats.json", "stats.svg", "version.txt"):
-            if (task / name).exists():
-                members.append((task / name, name))
-        resolved = {"params": prep.params, "argv": prep.argv, "contract": prep.contract._asdict()}
-        texts = [
-            ("params.resolved.json", outputs.redact(json.dumps(resolved, indent=2), secrets)),
-            ("environment.json", json.dumps(outputs.clean_env(prep.env, secrets), indent=2)),
-        ]
-        outputs.write_zip(task / "debug.zip", members, texts)
-    except Exception as exc:
-        _log(f"writing debug.zip failed ({exc})")
-    return n
+        report = outputs.write_zip(task / "debug.zip", members, texts, secrets=secrets,
+                                   stop=signals.out_of_time)  # fmt: skip
+    except OSError as exc:
+        problems.append(f"{_why(exc)}: debug.zip not written")
+        return
+    for line in report.skipped:
+        _log(f"debug.zip: {line}; not archived")

@@ -6,6 +6,11 @@ exits and it is re-parented. CPU seconds count processes that have exited too:
 a live process's utime+stime+cutime+cstime includes the children it reaped, and
 the last reading of a process whose parent is not in the tree is kept.
 
+Sampling is dense at first (every 0.1 s for DENSE_SECONDS), then every
+`interval`. The last row is written at stop() with the final totals, the
+same numbers stats.json gives (CPU includes what the kernel counted for
+reaped processes after the last sample).
+
 stats.csv columns (one row per sample):
   elapsed_s      seconds since start() (monotonic clock)
   unix_time      wall-clock time of the sample (seconds since the epoch)
@@ -41,6 +46,8 @@ CSV_COLUMNS = (
     "pss_bytes",
 )
 
+DENSE_SECONDS = 2.0
+DENSE_INTERVAL = 0.1
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -120,6 +127,9 @@ class Sampler:
         self._wall = 0.0
         self._own_cpu = 0.0
         self._errors: set[str] = set()
+        self._final_cpu = 0.0
+        self._peak_cores = 0.0
+        self.csv_problem = ""  # why stats.csv is incomplete, for the task's status
         self._csv_file: IO[str] | None = None
         self._csv: Any = None
         self._stop = threading.Event()
@@ -140,20 +150,28 @@ class Sampler:
         self._thread.start()
         return self
 
-    def stop(self, final_cpu_seconds: float | None = None) -> dict[str, Any]:
-        """Final sample and summary. final_cpu_seconds: the root's rusage (utime+stime,
-        children included) if the caller reaped it; it covers CPU used after the last sample."""
+    def stop(
+        self, final_cpu_seconds: float | None = None, peak_rss_floor: int = 0
+    ) -> dict[str, Any]:
+        """Final sample (the csv's last row) and summary. final_cpu_seconds: the
+        tree's rusage if the caller reaped it; it covers CPU used after the last
+        sample. peak_rss_floor: the kernel's peak of the largest reaped process,
+        which a short task can reach between two samples."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self._final_cpu = final_cpu_seconds or 0.0
         self.sample()
         if self._csv_file is not None:
-            self._csv_file.close()
+            try:
+                self._csv_file.close()
+            except OSError as error:
+                self._failed(f"cannot write {self.csv_path}: {error}")
             self._csv_file = None
         summary = self.summary()
-        if final_cpu_seconds is not None and final_cpu_seconds > summary["cpu_seconds"]:
-            summary["cpu_seconds"] = round(final_cpu_seconds, 3)
-            summary["utilisation"] = _ratio(final_cpu_seconds, self._wall)
+        if peak_rss_floor > summary["peak_rss_bytes"]:
+            summary["peak_rss_bytes"] = peak_rss_floor
+            summary["peak_rss_source"] = "kernel"  # between samples: the chart says so
         return summary
 
     def summary(self) -> dict[str, Any]:
@@ -166,6 +184,8 @@ class Sampler:
                 "utilisation": _ratio(self._cpu, self._wall),
                 "samples": self._samples,
                 "peak_processes": self._peak_processes,
+                "peak_cpu_cores": round(self._peak_cores, 3),
+                "peak_rss_source": "samples",
                 "interval_seconds": self.interval,
                 "sampler_cpu_seconds": round(self._own_cpu, 4),
             }
@@ -181,7 +201,10 @@ class Sampler:
         self._own_cpu += time.thread_time() - began
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            dense = time.monotonic() - self._started < DENSE_SECONDS
+            if self._stop.wait(min(self.interval, DENSE_INTERVAL) if dense else self.interval):
+                return
             self.sample()
 
     def _sample(self) -> None:
@@ -193,7 +216,7 @@ class Sampler:
             if pid not in tree and old.ppid not in tree:
                 self._exited_cpu += old.cpu
         self._known = tree
-        cpu = self._exited_cpu + sum(p.cpu for p in tree.values())
+        cpu = max(self._exited_cpu + sum(p.cpu for p in tree.values()), self._final_cpu)
         rss = sum(p.rss for p in tree.values())
         pss = self._pss(tree)
         self._cpu = max(self._cpu, cpu)
@@ -207,6 +230,7 @@ class Sampler:
         if self._last is not None and now > self._last[0]:
             cores = (self._cpu - self._last[1]) / (now - self._last[0])
         self._last = (now, self._cpu)
+        self._peak_cores = max(self._peak_cores, round(cores, 3))
         if self._csv is not None:
             try:
                 row = (round(self._wall, 3), round(time.time(), 3), len(tree))
@@ -216,6 +240,10 @@ class Sampler:
             except (OSError, ValueError) as error:
                 self._csv = None
                 self._failed(f"cannot write {self.csv_path}: {error}")
+                full = getattr(error, "errno", None) in (28, 122)  # ENOSPC, EDQUOT
+                self.csv_problem = (
+                    "disk full" if full else "write failed"
+                ) + ": stats.csv incomplete"
 
     def _pss(self, tree: dict[int, ProcStat]) -> int | None:
         """The tree's PSS; None when smaps_rollup is missing (a process that ended

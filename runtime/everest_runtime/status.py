@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import os
 import random
 import socket
 import sys
@@ -28,7 +29,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from . import agentproto
+from . import agentproto, redact
 from .agentproto import DEFAULT_ADDRESS, agent_from_env
 from .stderrlog import prefixed
 
@@ -59,7 +60,10 @@ class StatusClient:
         connect_timeout: float = 2.0,
         write_timeout: float = 30.0,
         log: Callable[[str], None] = _stderr_log,
+        secrets: list[str] | None = None,
     ) -> None:
+        # What must never reach the agent (redact.py); default: this environment's.
+        self.secrets = redact.secret_values(os.environ) if secrets is None else secrets
         self.address = address or DEFAULT_ADDRESS
         self.port = int(port)
         self.task_id = str(task_id)
@@ -94,14 +98,23 @@ class StatusClient:
     # -- caller side -------------------------------------------------------
 
     def send(self, message: str) -> None:
-        """Queue a status message; returns at once and never raises."""
+        """Queue a status message (redacted); returns at once and never raises."""
         with contextlib.suppress(Exception):
-            self._enqueue(agentproto.text_frame(str(message)), droppable=True)
+            text = redact.text(str(message), self.secrets)
+            self._enqueue(agentproto.text_frame(text), droppable=True)
+
+    def forward(self, text: str) -> None:
+        """Queue a frame relayed for someone else (a shared-variable request from
+        the model): kept when the queue is full, like set_var and get_var."""
+        with contextlib.suppress(Exception):
+            self._enqueue(
+                agentproto.text_frame(str(text)), droppable=False
+            )  # redacted by the caller
 
     def set_var(self, name: str, value: str) -> None:
         """Set a job-wide shared variable (the agent broadcasts it; no reply)."""
         _check_var_name(name)
-        value = str(value)
+        value = redact.text(str(value), self.secrets)
         with self._lock:
             self._vars[name] = value
         self._enqueue(agentproto.text_frame(agentproto.var_set(name, value)), droppable=False)

@@ -6,10 +6,11 @@ the queueing client only for '-', stdin lines)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
-from . import agentproto
+from . import agentproto, redact
 from .stderrlog import write_line
 
 DEFAULT_TIMEOUT = 5.0
@@ -45,6 +46,9 @@ def deliver_once(
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    from . import procmem
+
+    procmem.hide_args(args)  # the message is nobody else's business (ps shows argv)
     if not args or any(a.startswith("-") and a != "-" for a in args):
         parsed = _parse(args)  # flags, help, version, or a usage error
         if isinstance(parsed, int):
@@ -53,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         timeout = DEFAULT_TIMEOUT
     agent = agentproto.agent_from_env()
+    secrets = redact.secret_values(os.environ)
     if args == ["-"]:
-        return _from_stdin(agent, timeout)
-    message = " ".join(args)
+        return _from_stdin(agent, timeout, secrets)
+    message = redact.text(" ".join(args), secrets)
     if agent is None:
         write_line(f"status: {message}")
         return 0
@@ -68,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _from_stdin(agent: tuple[str, int, str] | None, timeout: float) -> int:
+def _from_stdin(agent: tuple[str, int, str] | None, timeout: float, secrets: list[str]) -> int:
     if agent is None:
         for line in sys.stdin:
-            write_line("status: {}".format(line.rstrip("\n")))
+            write_line("status: {}".format(redact.text(line.rstrip("\n"), secrets)))
         return 0
     from .status import StatusClient
 
-    with StatusClient(*agent) as client:
+    with StatusClient(*agent, secrets=secrets) as client:
         for line in sys.stdin:
             if line.strip():
                 client.send(line.rstrip("\n"))

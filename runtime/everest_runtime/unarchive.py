@@ -18,10 +18,11 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ArchiveError, DamagedArchive
+from .errors import ArchiveError, DamagedArchive, Stopped
 from .limits import DEFAULT_LIMITS, Limits
 
 CHUNK = 1 << 20
@@ -44,6 +45,7 @@ def extract(
     replace: bool = False,
     label: str = "",
     digests: dict[str, tuple[int, str]] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     """Extract `archive` into `target` (which must not exist unless `replace`).
 
@@ -52,6 +54,8 @@ def extract(
     directory become `target`. ``label`` names the archive in messages (default:
     its file name). ``digests``, when given, is filled with (size, sha256) of
     every regular file by its path under ``target``, hashed while it was written.
+    ``stop`` is asked before every member and every MiB written; when it says
+    True, unpacking ends with Stopped and nothing is left behind.
     """
     archive, target = Path(archive), Path(target)
     if target.exists() and not replace:
@@ -60,6 +64,7 @@ def extract(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         writer = _Writer(tmp, label or archive.name, limits, hashing=digests is not None)
+        writer.stop = stop
         if detect_format(archive) == "zip":
             _extract_zip(archive, writer)
         else:
@@ -109,9 +114,15 @@ class _Writer:
         self.links: list[str] = []
         self.hashing = hashing
         self.digests: dict[str, tuple[int, str]] = {}  # rel -> (size, sha256) when hashing
+        self.stop: Callable[[], bool] | None = None
+
+    def check_stop(self) -> None:
+        if self.stop is not None and self.stop():
+            raise Stopped(f"{self.archive}: unpacking stopped by a signal")
 
     def count(self, files: int = 1) -> None:
         """Count `files` more members; refuse past the limit before any is written."""
+        self.check_stop()
         if self.files + files > self.limits.max_files:
             raise ArchiveError(
                 f"{self.archive}: more than {self.limits.max_files} files; refused "
@@ -170,6 +181,7 @@ class _Writer:
                         "refused (raise the size limit if this is expected)"
                     )
                 out.write(chunk)
+                self.check_stop()
                 if digest is not None:
                     digest.update(chunk)
         if digest is not None:
@@ -363,6 +375,7 @@ def _extract_zip(archive: Path, w: _Writer) -> None:
                     f"{w.limits.max_bytes}; refused"
                 )
             for info in infos:
+                w.check_stop()
                 rel = _member_path(info.filename, w.archive)
                 mode = info.external_attr >> 16
                 kind = stat.S_IFMT(mode)
