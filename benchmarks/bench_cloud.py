@@ -51,7 +51,7 @@ def median_call(func, repeat: int) -> float:
 
 
 def seed(gce: FakeGce, yc: FakeYandex, count: int) -> list[str]:
-    from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
+    from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
 
     now = datetime.now(timezone.utc)
     fingerprints = [f"{i:064x}" for i in range(count)]
@@ -164,11 +164,13 @@ def main() -> None:
 PLAN = """
 import os, sys
 from pathlib import Path
-from everbake import plan
+from everbake import build_plan as plan
+from everbake.providers import get
 from everbake.spec import list_images, load_spec
 images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
 specs = [load_spec(name, images) for name in list_images(images)]
-rows = plan.add_status(plan.plan_rows(specs, ["local", "gcp", "yandex"]), specs)
+chosen = [get(name) for name in ("local", "gcp", "yandex")]
+rows = plan.add_status(plan.plan_rows(specs, chosen), specs, chosen)
 assert all(r["exists"] is True for r in rows if r["provider"] != "local"), rows
 print(plan.format_table(rows, plan.STATUS_COLUMNS))
 """
@@ -178,10 +180,11 @@ import os
 from pathlib import Path
 from everbake.bake import build_image
 from everbake.spec import list_images
+from everbake.providers import get
 images = Path(os.environ["INVOKE_EVERBAKE_IMAGES_DIR"])
 for name in list_images(images):
     for provider in ("gcp", "yandex"):
-        assert build_image(name, provider, images_dir=images).up_to_date
+        assert build_image(name, get(provider), images_dir=images).up_to_date
 """
 
 
@@ -213,8 +216,8 @@ def seed_specs(gce: FakeGce, yc: FakeYandex, images: Path) -> int:
     """Both layers of every image spec, in both fakes: everything is up to date."""
     from everbake import naming
     from everbake.fingerprint import fingerprints
+    from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
     from everbake.spec import list_images, load_spec
-    from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 
     count = 0
     for name in list_images(images):

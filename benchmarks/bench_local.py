@@ -104,8 +104,8 @@ def main() -> int:
     os.environ["EVERBAKE_LOCAL_CACHE"] = str(scratch / "cache")
     sys.path.insert(0, str(copy))
     from everbake.bake import build_image
+    from everbake.runtime_wheel import build_runtime_wheel
     from everbake.spec import load_spec
-    from everbake.staging import build_runtime_wheel
 
     images = copy / "images"
     try:

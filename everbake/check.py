@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from everbake import packer
-from everbake.errors import EverbakeError, ToolError
-from everbake.providers import CheckLine, get
-from everbake.settings import Settings
+from everbake.check_line import CheckLine
+from everbake.errors import SpecError, ToolError
+from everbake.providers import Provider
+from everbake.settings import ALL, Settings
 from everbake.spec import ImageSpec
 
 
@@ -33,7 +33,7 @@ def tool_checks() -> list[CheckLine]:
 
 
 def run_checks(
-    providers: Iterable[str],
+    providers: Iterable[Provider],
     specs: Iterable[ImageSpec] | None = None,
     env: Mapping[str, str] | None = None,
     settings: Settings | None = None,
@@ -41,25 +41,25 @@ def run_checks(
     """Tools, then each provider's checks; ``specs`` default to every image in images/."""
     env = os.environ if env is None else env
     lines = tool_checks()
-    chosen = [get(name) for name in providers]
+    chosen = list(providers)
     if specs is None and any(p.needs_specs_to_check for p in chosen):
-        specs = _all_specs((settings or Settings()).images_dir)
+        specs, line = spec_check(settings or Settings())
+        lines.append(line)
     for provider in chosen:
         lines.extend(provider.check(list(specs or []), env))
     return lines
 
 
-def _all_specs(images_dir: Path | None = None) -> list[ImageSpec]:
-    """Every image spec that loads; `invoke validate` reports the broken ones."""
-    from everbake.spec import list_images, load_spec
-
-    specs = []
-    for name in list_images(images_dir):
-        try:
-            specs.append(load_spec(name, images_dir))
-        except EverbakeError:
-            continue
-    return specs
+def spec_check(settings: Settings) -> tuple[list[ImageSpec], CheckLine]:
+    """Every image spec, loaded as build-image loads them (a broken one is not
+    skipped: it fails this line, and the clouds are checked without the specs)."""
+    where = settings.images_dir or "images/"
+    try:
+        specs = settings.load_specs([ALL])
+    except SpecError as exc:
+        shown = f"{len(exc.problems)} problem(s), first: {exc.problems[0]}"
+        return [], CheckLine("image specs", False, shown, "invoke validate lists every problem")
+    return specs, CheckLine("image specs", True, f"{len(specs)} in {where}")
 
 
 def format_lines(lines: list[CheckLine]) -> str:

@@ -3,6 +3,13 @@ prints its message as one line (no traceback unless EVERBAKE_DEBUG=1)."""
 
 from __future__ import annotations
 
+import os
+
+
+def debug_enabled() -> bool:
+    """EVERBAKE_DEBUG=1: show tracebacks instead of one-line errors (tasks and build steps)."""
+    return os.environ.get("EVERBAKE_DEBUG", "") not in ("", "0")
+
 
 class EverbakeError(Exception):
     """A problem the user can fix; str() is the one-line message."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import provision_env
+from everbake.packer import PLUGINS
 from everbake.spec import ImageSpec
 
 # Bump when the meaning of the inputs changes (forces new names everywhere).
@@ -73,8 +74,6 @@ def agent_candidates(spec: ImageSpec, reachable: str) -> list[str]:
 
 def base_inputs(spec: ImageSpec) -> dict[str, Any]:
     """OS, Python, solvers, extra packages: what the base layer bakes."""
-    from everbake.providers import plugins  # the registry imports this module's types
-
     data = spec.to_canonical()
     root = spec.repo_root
     return {
@@ -83,7 +82,12 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
         "system": data["system"],
         "python": data["python"],
         "solvers": data["solvers"],
-        "disk_size_gb": {p: data["build"][p]["disk_size_gb"] for p in _clouds()},
+        # The clouds' disk size: the build tables that have one.
+        "disk_size_gb": {
+            p: table["disk_size_gb"]
+            for p, table in data["build"].items()
+            if "disk_size_gb" in table
+        },
         # The cloud-only first-boot step runs in both layers; the image
         # fingerprint covers it through the base fingerprint.
         "scripts": _files(root, provision_env.cloud_scripts(root, "base")),
@@ -92,7 +96,7 @@ def base_inputs(spec: ImageSpec) -> dict[str, Any]:
         ),
         "ca_certificates": _ca_files(spec),
         "templates": _tree(root / "templates", root, skip={"agent"}),
-        "plugins": {name: [p.source, p.version] for name, p in sorted(plugins().items())},
+        "plugins": {p.name: [p.source, p.version] for p in PLUGINS},
     }
 
 
@@ -126,13 +130,6 @@ def _agent_inputs(agent: dict[str, Any]) -> dict[str, Any]:
     if not out.get("python"):
         out.pop("python", None)
     return out
-
-
-def _clouds() -> list[str]:
-    """The providers whose build table holds a disk size (the clouds)."""
-    from everbake.providers import CLOUDS
-
-    return list(CLOUDS)
 
 
 def _digest(inputs: dict[str, Any]) -> str:

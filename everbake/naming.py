@@ -7,21 +7,21 @@ the family short enough for the longest suffix.
 
 from __future__ import annotations
 
-import re
-
 import tomllib
 
 from everbake.fingerprint import Fingerprints
+from everbake.labels import (
+    BASE_LABEL,
+    FINGERPRINT_LABEL,
+    LAYER_LABEL,
+    SPEC_LABEL,
+    fingerprint_label_value,
+    label_value,
+)
 from everbake.provision_env import check_layer, embed_secrets
 from everbake.spec import ImageSpec
 
 HEX_IN_NAME = 12
-# Label keys the image stores look images up by.
-FINGERPRINT_LABEL = "everbake-fingerprint"
-LAYER_LABEL = "everbake-layer"
-SPEC_LABEL = "everbake-spec"
-# Label values hold at most 63 characters; 48 hex digits (192 bits) is plenty.
-FINGERPRINT_LABEL_LEN = 48
 
 
 def family(spec: ImageSpec, layer: str = "image") -> str:
@@ -31,15 +31,6 @@ def family(spec: ImageSpec, layer: str = "image") -> str:
 
 def image_name(spec: ImageSpec, fps: Fingerprints, layer: str = "image") -> str:
     return f"{family(spec, layer)}-{fps.of(layer)[:HEX_IN_NAME]}"
-
-
-def fingerprint_label(fingerprint: str) -> str:
-    return fingerprint[:FINGERPRINT_LABEL_LEN]
-
-
-def label_value(text: str) -> str:
-    """Any text as a valid label value: lowercase, [a-z0-9_-], at most 63 chars."""
-    return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
 
 
 def runtime_version(spec: ImageSpec) -> str:
@@ -53,10 +44,10 @@ def runtime_version(spec: ImageSpec) -> str:
 def labels(spec: ImageSpec, fps: Fingerprints, layer: str = "image") -> dict[str, str]:
     """Labels of the image of ``layer``; never a secret value (only whether any is embedded)."""
     out = {
-        FINGERPRINT_LABEL: fingerprint_label(fps.of(layer)),
+        FINGERPRINT_LABEL: fingerprint_label_value(fps.of(layer)),
         LAYER_LABEL: layer,
         SPEC_LABEL: label_value(spec.name),
-        "everbake-base": fingerprint_label(fps.base),
+        BASE_LABEL: fingerprint_label_value(fps.base),
     }
     for solver in spec.solvers:
         out[label_value(f"solver-{solver.name}")] = label_value(solver.version)

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,34 @@ from everbake.spec import ImageSpec
 
 INSTALL_FIX = "apt-get install -y packer  (or https://developer.hashicorp.com/packer/install)"
 PLUGINS_FROM = (1, 7, 0)  # the first Packer with `packer init` and required_plugins
+# The value `packer validate` gets for variables known only at build time
+# (project/folder, secret values), so validation needs no credentials.
+VALIDATE_PLACEHOLDER = "everbake-validate-only"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A Packer plugin a source needs with current Packer (`packer init`).
+
+    Its version constraint is a fingerprint input: a new plugin may bake differently.
+    """
+
+    name: str  # the plugin's (and its builder's) name
+    source: str
+    version: str
+
+
+# The pins of every plugin a provider's source needs (versions.pkr.hcl); the
+# builders Packer has built in (null) need none.
+PLUGINS = (
+    Plugin("googlecompute", "github.com/hashicorp/googlecompute", "~> 1.2"),
+    Plugin("yandex", "github.com/hashicorp/yandex", "~> 1.1"),
+)
+
+
+def plugin(name: str) -> Plugin:
+    """The pin of the plugin ``name`` (a builder type)."""
+    return next(p for p in PLUGINS if p.name == name)
 
 
 def packer_path() -> str:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import tomllib
 
+from everbake.agent_fetch import AgentSource, fetch_agent
 from everbake.errors import EverbakeError, SpecError
-from everbake.providers import get
+from everbake.providers import Provider
 from everbake.spec import ImageSpec, load_spec, resolve_path
-from everbake.staging import AgentSource, fetch_agent
 from everbake.ui import phase
 
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
@@ -58,21 +58,21 @@ def pin_agent(
     return Pinned(path, where, ref, sha256)
 
 
-def unpinned_agent(spec: ImageSpec, provider: str) -> str | None:
+def unpinned_agent(spec: ImageSpec, provider: Provider) -> str | None:
     """Why ``provider`` refuses ``spec``'s agent (no [agent] sha256), or None."""
-    if spec.agent.sha256 or not get(provider).needs_pinned_agent:
+    if spec.agent.sha256 or not provider.needs_pinned_agent:
         return None
     return (
-        f"{spec.source_path}: [agent] sha256 is not set, and {provider} builds bake only a "
+        f"{spec.source_path}: [agent] sha256 is not set, and {provider.name} builds bake only a "
         f"pinned agent: run 'invoke pin-agent --image {spec.name}' (it downloads the "
         "archive and writes ref and sha256 into the spec)"
     )
 
 
-def require_pinned_agents(specs: Iterable[ImageSpec], providers: Iterable[str]) -> None:
+def require_pinned_agents(specs: Iterable[ImageSpec], providers: Iterable[Provider]) -> None:
     """Refuse, before anything starts, every spec a provider would build unpinned."""
-    names = list(providers)
-    problems = [p for s in specs for n in names if (p := unpinned_agent(s, n))]
+    chosen = list(providers)
+    problems = [p for s in specs for c in chosen if (p := unpinned_agent(s, c))]
     if problems:
         raise SpecError(problems)
 

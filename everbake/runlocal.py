@@ -32,7 +32,7 @@ from everbake.fingerprint import fingerprints
 from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
 from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
-from everbake.localbuild.plan import image_tarball
+from everbake.localbuild.step_plan import image_tarball
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.taskproc import Finished, run_in_group
@@ -100,13 +100,13 @@ def _current_tarball(spec: ImageSpec, settings: Settings) -> Path:
     """The tarball build-image makes of ``spec`` now: the image fingerprint covers the
     agent baked, so an unpinned agent is fetched (as the build does) to name it, and
     an optional agent may have been skipped ("none")."""
-    from everbake import staging
+    from everbake import agent_fetch
     from everbake.fingerprint import agent_candidates, expected_agent
 
     reachable = expected_agent(spec)
     if not spec.agent.sha256:
         with tempfile.TemporaryDirectory(prefix="everbake-agent-") as tmp:
-            reachable = staging.resolve_agent(spec, Path(tmp) / "agent.tar.gz").content
+            reachable = agent_fetch.resolve_agent(spec, Path(tmp) / "agent.tar.gz").content
     contents = agent_candidates(spec, reachable)
     dist, compression = settings.dist_root(spec), spec.build.local.compression
     tarballs = [

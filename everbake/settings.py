@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from everbake.errors import SpecError
-from everbake.providers import DEFAULT
+from everbake.localbuild.step_plan import cache_dir_in
 from everbake.spec import REPO_ROOT, ImageSpec, list_images, load_spec, repo_root_of
 
 DEFAULT_IMAGE = "optimization"
 ALL = "all"  # --image all: every spec in the images dir
+# Where the local provider's base layer caches live when the settings name none.
+LOCAL_CACHE_ENV = "EVERBAKE_LOCAL_CACHE"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,9 @@ class Settings:
     dist_dir: Path | None = None
     runs_dir: Path | None = None
     image: str = DEFAULT_IMAGE  # the default image of single-image tasks
-    provider: str = DEFAULT  # the default provider of build-image
+    # The default provider of build-image; "" leaves it to the registry's default
+    # (the task layer fills it in: everbake.taskutil.DEFAULTS).
+    provider: str = ""
     providers: tuple[str, ...] = ()  # what validate/plan/check cover by default (): all
     # The local provider's base layer caches (None: $EVERBAKE_LOCAL_CACHE or <dist>/cache/local).
     local_cache: Path | None = None
@@ -49,7 +53,7 @@ class Settings:
             dist_dir=path("dist_dir"),
             runs_dir=path("runs_dir"),
             image=str(config.get("image") or DEFAULT_IMAGE),
-            provider=str(config.get("provider") or DEFAULT),
+            provider=str(config.get("provider") or ""),
             providers=tuple(config.get("providers") or ()),
         )
 
@@ -69,6 +73,14 @@ class Settings:
 
     def runs_root(self) -> Path:
         return self.runs_dir or self.repo_root / "runs"
+
+    def local_cache_dir(self, spec: ImageSpec, environ: Mapping[str, str]) -> Path:
+        """The local base layer caches: the settings', else $EVERBAKE_LOCAL_CACHE of
+        ``environ``, else <dist>/cache/local."""
+        if self.local_cache is not None:
+            return self.local_cache
+        override = environ.get(LOCAL_CACHE_ENV)
+        return Path(override).resolve() if override else cache_dir_in(self.dist_root(spec))
 
     # -- specs -----------------------------------------------------------
 

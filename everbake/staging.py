@@ -1,206 +1,35 @@
 """The staging directory: every file the provisioning scripts read (docs/internals.md),
 for the local provider's chroot and a cloud's build VM alike.
 
-Built on the host before Packer runs (`stage`, `stage_layer`), except embed-mode secrets:
-their values exist only in the build step's environment, and
-`write_embed_secrets` writes them 0600 straight into the root filesystem.
+Built on the host before Packer runs (`stage`, `stage_layer`) from what the build
+already has: the fetched agent (everbake.agent_fetch) and the runtime wheel
+(everbake.runtime_wheel). Staging only copies and renders files: no network, no
+subprocess. Embed-mode secrets are never staged here: their values exist only in
+the build step's environment (everbake.localbuild.steps writes them into the root
+filesystem; on a cloud, Packer writes them on the VM).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import hashlib
-import io
 import json
-import os
 import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from everbake import agent_python, fingerprint
+from everbake.agent_fetch import ResolvedAgent
 from everbake.errors import BuildError, RenderError, SpecError
 from everbake.files import write_json
-from everbake.provision_env import secret_env_name
 from everbake.spec import ImageSpec
-from everbake.spec.python_range import Supported
 from everbake.templating import render_standard
-from everbake.ui import say
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 AGENT_ARCHIVE = "agent.tar.gz"
 AGENT_PYTHONS = "agent-pythons"  # the X.Y versions the agent supports, space-separated
-_FETCH_TIMEOUT = 20.0
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --- runtime wheel -----------------------------------------------------------
-
-
-def build_runtime_wheel(runtime_dir: Path, dest: Path) -> Path:
-    """`pip wheel --no-deps` of the everest-runtime distribution into ``dest``."""
-    if not (runtime_dir / "pyproject.toml").is_file():
-        raise BuildError(
-            f"runtime source {runtime_dir} has no pyproject.toml (spec: runtime.source)"
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("everest_runtime-*.whl"):
-        old.unlink()
-    with tempfile.TemporaryDirectory(prefix="everbake-wheel-") as work:
-        # Build from a copy: setuptools drops build/ and *.egg-info next to the source.
-        src = Path(work) / "src"
-        shutil.copytree(
-            runtime_dir, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-        )
-        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-        argv += ["--quiet", "-w", str(dest), str(src)]
-        done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join(f"    {line}" for line in done.stderr.strip().splitlines()[-15:])
-        raise BuildError(f"building the runtime wheel from {runtime_dir} failed:\n{tail}")
-    wheels = sorted(dest.glob("everest_runtime-*.whl"))
-    if len(wheels) != 1:
-        raise BuildError(f"expected one everest_runtime wheel in {dest}, found {len(wheels)}")
-    return wheels[0]
-
-
-# --- Everest agent -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AgentSource:
-    source: str  # URL (may contain {ref}) or a path, relative to the repo root
-    ref: str
-    sha256: str | None
-    required: bool
-
-
-def pack_dir(directory: Path, out: Path) -> None:
-    """A reproducible tar.gz of ``directory`` with one top-level folder, like a forge archive."""
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 0
-        return info
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in sorted(directory.rglob("*")):
-            if "__pycache__" in path.parts:
-                continue
-            arcname = f"{directory.name}/{path.relative_to(directory)}"
-            tar.add(path, arcname=arcname, recursive=False, filter=normalise)
-    out.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
-
-
-def fetch_agent(agent: AgentSource, dest: Path, repo_root: Path) -> tuple[Path, str] | None:
-    """Put the agent archive at ``dest``; returns (path, sha256), or None when skipped.
-
-    An unreachable source is an error when the agent is required, and a plainly
-    reported skip otherwise. A sha256 mismatch is always an error.
-    """
-    where = agent.source.replace("{ref}", agent.ref)
-    tmp = dest.with_name(dest.name + ".partial")
-    try:
-        if "://" in where:
-            try:
-                with (
-                    urllib.request.urlopen(where, timeout=_FETCH_TIMEOUT) as response,
-                    open(tmp, "wb") as out,
-                ):
-                    shutil.copyfileobj(response, out)
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                reason = getattr(exc, "reason", exc)
-                if agent.required:
-                    raise BuildError(
-                        f"agent source {where} cannot be reached ({reason}); fix agent.source "
-                        "in the image spec, or set agent.required = false to build without it"
-                    ) from None
-                say(
-                    f"agent: source {where} cannot be reached ({reason}): "
-                    "building WITHOUT the Everest agent (agent.required = false)"
-                )
-                return None
-        else:
-            path = Path(where) if Path(where).is_absolute() else repo_root / where
-            if path.is_dir():
-                pack_dir(path, tmp)
-            elif path.is_file():
-                shutil.copyfile(path, tmp)
-            elif agent.required:
-                raise BuildError(f"agent source {path} does not exist (spec: agent.source)")
-            else:
-                say(f"agent: {path} does not exist: building WITHOUT the Everest agent")
-                return None
-        actual = sha256_file(tmp)
-        if agent.sha256 and actual != agent.sha256.lower():
-            raise BuildError(
-                f"agent archive {where} has sha256 {actual}, but the spec pins {agent.sha256} "
-                "(agent.sha256): check the source, then update the pin"
-            )
-        if not agent.sha256:
-            say(f"agent: {where} is not pinned; its sha256 is {actual} (set agent.sha256)")
-        os.replace(tmp, dest)
-        return dest, actual
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+IMAGE_INFO = "image.json"
 
 
 # --- CA certificates, solver scripts, image.json ------------------------------------
-
-
-NO_AGENT = fingerprint.NO_AGENT
-
-
-@dataclass(frozen=True)
-class ResolvedAgent:
-    """The agent archive a build bakes, fetched once before the image is looked up:
-    its content decides the image fingerprint (everbake.fingerprint)."""
-
-    archive: Path | None  # None: skipped (unreachable, agent.required = false)
-    sha256: str | None
-    supported: Supported | None = None  # the Pythons it supports (checked against the image)
-
-    @property
-    def content(self) -> str:
-        return self.sha256 or NO_AGENT
-
-
-def resolve_agent(spec: ImageSpec, dest: Path) -> ResolvedAgent:
-    """Fetch the spec's agent to ``dest`` (checked against its pin); skipped when it
-    cannot be reached and is not required, which the fingerprint then says."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    agent = AgentSource(
-        source=spec.agent.source,
-        ref=spec.agent.ref,
-        sha256=spec.agent.sha256 or None,
-        required=spec.agent.required,
-    )
-    fetched = fetch_agent(agent, dest, spec.repo_root)
-    if not fetched:
-        return ResolvedAgent(None, None)
-    try:
-        supported = agent_python.check(spec, fetched[0])
-    except BuildError:
-        fetched[0].unlink(missing_ok=True)
-        raise
-    return ResolvedAgent(*fetched, supported)
 
 
 def ca_certificate_files(setting: str | Iterable[str], repo_root: Path) -> list[Path]:
@@ -260,34 +89,6 @@ def stage_base_files(spec: ImageSpec, staging: Path) -> list[str]:
     return ca
 
 
-# --- embed-mode secrets (step side) -----------------------------------------------
-
-
-def write_embed_secrets(
-    staging_in_root: Path, names: Iterable[str], environ: Mapping[str, str]
-) -> list[str]:
-    """Write each embed secret's value from ``environ`` into secrets/<name>, mode 0600."""
-    target = staging_in_root / "secrets"
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target.chmod(0o700)
-    written = []
-    for name in names:
-        var = secret_env_name(name)
-        value = environ.get(var)
-        if not value:
-            raise BuildError(
-                f"secret '{name}' has mode embed but its value did not reach the build step "
-                f"({var} is unset); set the variable named by secrets.{name}.env and rebuild"
-            )
-        path = target / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(value)
-        path.chmod(0o600)
-        written.append(name)
-    return written
-
-
 # --- the whole staging directory from a spec (host side) ----------------------------
 
 
@@ -344,51 +145,35 @@ def stage(
     image: str,
     fingerprints: Mapping[str, str],
     scripts: Iterable[Path],
-    agent: ResolvedAgent | None = None,
+    agent: ResolvedAgent,
+    wheel: Path,
 ) -> Staged:
-    """Fill ``staging`` (emptied first) with everything but secret values; ``agent``:
-    what the build already fetched (its content is in the fingerprint), else fetched now."""
+    """Fill ``staging`` (emptied first) with everything but secret values: the
+    scripts, the runtime ``wheel``, the ``agent`` the build fetched (its content is
+    in the fingerprint), the agent's config, CA certificates, solver scripts and
+    image.json."""
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     (staging / "scripts").mkdir()
     for script in scripts:
         shutil.copyfile(script, staging / "scripts" / script.name)
-    wheel = build_runtime_wheel(spec.repo_path(spec.runtime.source), staging)
-    if agent is None:
-        agent = resolve_agent(spec, staging / AGENT_ARCHIVE)
-    elif agent.archive is not None:
+    shutil.copyfile(wheel, staging / wheel.name)
+    if agent.archive is not None:
         shutil.copyfile(agent.archive, staging / AGENT_ARCHIVE)
     if agent.supported is not None:
         # 50-agent.sh checks an interpreter whose version is known only in the image.
         (staging / AGENT_PYTHONS).write_text(" ".join(agent.supported.allowed()) + "\n")
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
-    write_json(staging / "image.json", image_info(spec, image, fingerprints, agent.content))
+    write_json(staging / IMAGE_INFO, image_info(spec, image, fingerprints, agent.content))
     return Staged(agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca)
 
 
-def stage_layer(
-    spec: ImageSpec,
-    layer: str,
-    directory: Path,
-    *,
-    image: str,
-    fingerprints: Mapping[str, str],
-    scripts: Iterable[Path],
-    agent: ResolvedAgent | None = None,
-) -> str | None:
-    """Fill ``directory`` with what ``layer``'s scripts read on a build VM; return the
-    staged agent's sha256 (None: no agent). A base layer needs only its CA
-    certificates and solver scripts; secret values are never staged here (they
-    travel as sensitive PKR_VAR_* and Packer writes them on the VM)."""
-    if layer == "image":
-        staged = stage(
-            spec, directory, image=image, fingerprints=fingerprints, scripts=scripts, agent=agent
-        )
-        return staged.agent_sha256
+def stage_base_layer(spec: ImageSpec, directory: Path) -> None:
+    """Fill ``directory`` (emptied first) with what a cloud base layer's scripts read
+    on the build VM: its CA certificates and solver scripts."""
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     stage_base_files(spec, directory)
-    return None

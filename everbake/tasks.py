@@ -13,12 +13,13 @@ import sys
 
 from invoke import Collection, Exit
 
+from everbake import build_plan as planning
 from everbake import check as checks
-from everbake import packer
-from everbake import plan as planning
-from everbake import render as rendering
+from everbake import packer, packer_dir
 from everbake.errors import EverbakeError
-from everbake.providers import NAMES
+from everbake.pinagent import unpinned_agent
+from everbake.providers import NAMES, Provider
+from everbake.render import Rendered
 from everbake.settings import ALL, Settings
 from everbake.spec import ImageSpec
 from everbake.taskutil import DEFAULTS, providers_of, settings_of, split_list, task
@@ -32,10 +33,10 @@ def _specs(settings: Settings, image: str | None, default_all: bool) -> list[Ima
 
 
 def _render_layers(
-    settings: Settings, spec: ImageSpec, provider: str, version: tuple[int, int, int] | None
-) -> list[rendering.Rendered]:
+    settings: Settings, spec: ImageSpec, provider: Provider, version: tuple[int, int, int] | None
+) -> list[Rendered]:
     """Render every layer of ``spec`` for ``provider`` into the configured build dir."""
-    return rendering.render_layers(
+    return packer_dir.write_layers(
         spec,
         provider,
         settings.build_root(spec),
@@ -45,13 +46,11 @@ def _render_layers(
     )
 
 
-def _warn_unpinned(specs: list[ImageSpec], providers: list[str]) -> None:
+def _warn_unpinned(specs: list[ImageSpec], providers: list[Provider]) -> None:
     """What build-image would refuse, said as a warning (specs still validate offline)."""
-    from everbake.pinagent import unpinned_agent
-
     for spec in specs:
-        for name in providers:
-            problem = unpinned_agent(spec, name)
+        for provider in providers:
+            problem = unpinned_agent(spec, provider)
             if problem:
                 say(f"warning: {problem}")
 
@@ -77,11 +76,12 @@ def render(c, image=None, provider=None):
     """Render Packer HCL for an image into build/<provider>/<image>/."""
     settings = settings_of(c)
     version = packer.detect_version_or_none()
+    chosen = providers_of(settings, provider)
     for spec in _specs(settings, image, default_all=False):
-        for name in providers_of(settings, provider):
-            with phase(f"render {spec.name} for {name}"):
-                for done in _render_layers(settings, spec, name, version):
-                    rendering.check_rendered(done.directory, name)
+        for each in chosen:
+            with phase(f"render {spec.name} for {each.name}"):
+                for done in _render_layers(settings, spec, each, version):
+                    packer_dir.check_rendered(done.directory, each)
                     print(done.directory)
 
 
@@ -89,20 +89,21 @@ def render(c, image=None, provider=None):
 def validate(c, image=None, provider=None):
     """Render and validate every image x provider (packer fmt -check + packer validate)."""
     settings = settings_of(c)
+    chosen = providers_of(settings, provider)
     version = packer.detect_version()
     failures = []
     specs = _specs(settings, image, default_all=True)
-    _warn_unpinned(specs, providers_of(settings, provider))
+    _warn_unpinned(specs, chosen)
     for spec in specs:
-        for name in providers_of(settings, provider):
-            with phase(f"validate {spec.name} for {name}"):
+        for each in chosen:
+            with phase(f"validate {spec.name} for {each.name}"):
                 try:
-                    for done in _render_layers(settings, spec, name, version):
-                        depth = rendering.validate_rendered(done, version)
+                    for done in _render_layers(settings, spec, each, version):
+                        depth = packer_dir.validate_rendered(done, version)
                         say(f"    ok {done.directory} ({depth})")
                 except EverbakeError as exc:
-                    failures.append(f"{spec.name}/{name}: {exc}")
-                    say(f"    FAILED {spec.name}/{name}")
+                    failures.append(f"{spec.name}/{each.name}: {exc}")
+                    say(f"    FAILED {spec.name}/{each.name}")
     if failures:
         raise EverbakeError("\n".join(failures))
 
@@ -120,10 +121,11 @@ def plan(c, image=None, provider=None, format="table", offline=False):
     if format not in ("table", "json"):
         raise EverbakeError(f"--format {format}: use 'table' or 'json'")
     settings = settings_of(c)
+    chosen = providers_of(settings, provider)
     specs = _specs(settings, image, default_all=True)
-    _warn_unpinned(specs, providers_of(settings, provider))
-    rows = planning.plan_rows(specs, providers_of(settings, provider))
-    planning.add_status(rows, specs, offline=offline, settings=settings)
+    _warn_unpinned(specs, chosen)
+    rows = planning.plan_rows(specs, chosen)
+    planning.add_status(rows, specs, chosen, offline=offline, settings=settings)
     if format == "json":
         print(planning.format_json(rows))
     else:

@@ -14,7 +14,7 @@ from everbake.taskutil import settings_of, task
 )
 def pin_agent(c, image=None, ref=None):
     """Download the Everest agent archive, print its sha256, write ref and sha256 into the spec."""
-    from everbake.pinagent import pin_agent as pin
+    from everbake.pinagent import pin_agent as pin  # loads on use: --list stays fast
 
     settings = settings_of(c)
     pinned = pin(image or settings.image, settings.images_dir, ref)

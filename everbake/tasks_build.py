@@ -6,7 +6,7 @@ from pathlib import Path
 
 import invoke
 
-from everbake.taskutil import settings_of, split_list, task
+from everbake.taskutil import build_providers_of, settings_of, split_list, task
 
 
 @task(
@@ -21,12 +21,12 @@ from everbake.taskutil import settings_of, split_list, task
 )
 def build_image(c, provider=None, image=None, force=False, replace_published=False):
     """Bake images from their specs; does nothing for a fingerprint already built."""
-    from everbake.bake.many import build_images
+    from everbake.bake.many import build_images  # the flows load on use: --list stays fast
 
     settings = settings_of(c)
     build_images(
         split_list(image) or [settings.image],
-        split_list(provider) or [settings.provider],
+        build_providers_of(settings, provider),
         force=force,
         replace_published=replace_published,
         settings=settings,
@@ -44,7 +44,7 @@ def build_image(c, provider=None, image=None, force=False, replace_published=Fal
 )
 def run_local(c, job, image=None, model=None, app=None):
     """Run one task of a job inside a scratch copy of a local image, with live status."""
-    from everbake.everest.runapp import run_app
+    from everbake.everest.runapp import run_app  # the flows load on use: --list stays fast
     from everbake.runlocal import run_local as run
 
     model_path = Path(model) if model else None

@@ -26,7 +26,7 @@ def ci_pipeline(
     matrix_output=None,
 ):
     """Write the CI child pipeline(s) from a saved plan: one build job per image x provider."""
-    from everbake import ci
+    from everbake import ci  # loads on use: --list stays fast
 
     def optional(value: str | None) -> Path | None:
         return Path(value) if value else None

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from everbake.errors import EverbakeError
+from everbake.providers import get
 from everbake.taskutil import settings_of, task
 
 
@@ -31,7 +32,7 @@ def gc_images(
     dist=None,
 ):
     """Retire old images of a family; never the newest N nor any published one."""
-    from everbake.retire import gc_family
+    from everbake.gc_images import gc_family  # the flows load on use: --list stays fast
 
     try:
         keep_n = int(keep)
@@ -41,4 +42,4 @@ def gc_images(
     settings = settings_of(c)
     if dist:
         settings = dataclasses.replace(settings, dist_dir=Path(dist).absolute())
-    gc_family(provider, image, keep_n, bool(dry_run), settings, layer, days)
+    gc_family(get(provider), image, keep_n, bool(dry_run), settings, layer, days)

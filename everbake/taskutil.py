@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
 import invoke
 
-from everbake.errors import EverbakeError
-from everbake.providers import DEFAULT, NAMES, get
+from everbake.errors import EverbakeError, debug_enabled
+from everbake.providers import DEFAULT, NAMES, Provider, get
 from everbake.settings import DEFAULT_IMAGE, Settings
 
 # The one set of task defaults (everbake/tasks.py: ns.configure); invoke.yaml or
@@ -35,16 +34,15 @@ def settings_of(c: invoke.Context) -> Settings:
     return Settings.from_config(config)
 
 
-def providers_of(settings: Settings, provider: str | None) -> list[str]:
-    """The --provider names (comma-separated), else the configured ones; checked."""
-    names = split_list(provider) or list(settings.providers)
-    for name in names:
-        get(name)  # an unknown name lists the choices
-    return names
+def providers_of(settings: Settings, provider: str | None) -> list[Provider]:
+    """The providers --provider names (comma-separated), else the configured ones: the
+    one place a provider's name becomes its object (an unknown name lists the choices)."""
+    return [get(name) for name in split_list(provider) or list(settings.providers)]
 
 
-def debug_enabled() -> bool:
-    return os.environ.get("EVERBAKE_DEBUG", "") not in ("", "0")
+def build_providers_of(settings: Settings, provider: str | None) -> list[Provider]:
+    """The providers of build-image: --provider, else the configured default one."""
+    return [get(name) for name in split_list(provider) or [settings.provider or DEFAULT]]
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,8 +1,9 @@
 """build-image: spec -> fingerprint -> (up to date? stop) -> stage -> render ->
 validate -> packer build -> manifest -> build record.
 
-One flow for every provider (everbake.bake.skeleton); the provider supplies its
-steps (`Provider.bake_steps`).
+One flow for every provider (everbake.bake.skeleton); it holds the provider and
+picks the steps by its kind: a cloud's (everbake.bake.cloud_steps) or the local
+chroot's (everbake.bake.local_steps). The provider only answers questions.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from everbake.bake.skeleton import BuildOutcome, run
-from everbake.providers import DEFAULT, Provider, get
+from everbake.bake.cloud_steps import CloudSteps
+from everbake.bake.local_steps import LocalSteps
+from everbake.bake.skeleton import BakeSteps, BuildOutcome, run
+from everbake.providers import DEFAULT, CloudProvider, Provider, get
 from everbake.settings import Settings
 from everbake.spec import ImageSpec, load_spec
 
-__all__ = ["BuildOutcome", "build_image", "build_spec"]
+__all__ = ["BuildOutcome", "build_image", "build_spec", "steps_for"]
 
 
 def build_image(
     spec_name_or_path: str | Path,
-    provider: str | Provider = DEFAULT,
+    provider: Provider | None = None,
     force: bool = False,
     *,
     images_dir: Path | None = None,
@@ -31,8 +34,8 @@ def build_image(
     replace_published: bool = False,
     settings: Settings | None = None,
 ) -> BuildOutcome:
-    """Build one image on one provider; ``replace_published`` only matters for clouds."""
-    chosen = get(provider)  # an unknown name lists the choices
+    """Build one image on one provider (default: the registry's, local);
+    ``replace_published`` only matters for clouds."""
     settings = settings or Settings()
     if images_dir is not None:
         settings = dataclasses.replace(settings, images_dir=images_dir)
@@ -41,7 +44,7 @@ def build_image(
     spec = load_spec(spec_name_or_path, settings.images_dir)
     return build_spec(
         spec,
-        chosen,
+        provider or get(DEFAULT),
         force,
         settings=settings,
         environ=environ,
@@ -51,7 +54,7 @@ def build_image(
 
 def build_spec(
     spec: ImageSpec,
-    provider: str | Provider,
+    provider: Provider,
     force: bool = False,
     *,
     settings: Settings | None = None,
@@ -59,11 +62,27 @@ def build_spec(
     replace_published: bool = False,
 ) -> BuildOutcome:
     """`build_image` for a spec already loaded."""
-    steps = get(provider).bake_steps(
+    steps = steps_for(
         spec,
+        provider,
         settings or Settings(),
         os.environ if environ is None else environ,
         force=force,
         replace_published=replace_published,
     )
     return run(steps, force)
+
+
+def steps_for(
+    spec: ImageSpec,
+    provider: Provider,
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    force: bool,
+    replace_published: bool,
+) -> BakeSteps:
+    """The steps that bake ``spec`` on ``provider``: a cloud's, or the local chroot's."""
+    if isinstance(provider, CloudProvider):
+        return CloudSteps(provider, spec, settings, environ, force, replace_published)
+    return LocalSteps(provider, spec, settings, environ, force)

@@ -15,7 +15,7 @@ from pathlib import Path
 from everbake.bake import BuildOutcome, build_spec
 from everbake.errors import EverbakeError
 from everbake.pinagent import require_pinned_agents
-from everbake.providers import get
+from everbake.providers import Provider
 from everbake.settings import ALL, Settings
 from everbake.ui import say
 
@@ -24,7 +24,7 @@ __all__ = ["ALL", "build_images", "summary"]
 
 def build_images(
     names: Sequence[str],
-    providers: Sequence[str],
+    providers: Sequence[Provider],
     force: bool = False,
     *,
     images_dir: Path | None = None,
@@ -37,12 +37,12 @@ def build_images(
         raise EverbakeError(
             "--image and --provider need at least one name each (--image all builds every spec)"
         )
-    chosen = [get(name) for name in providers]  # an unknown name lists the choices
+    chosen = list(providers)
     settings = settings or Settings()
     if images_dir is not None:
         settings = dataclasses.replace(settings, images_dir=images_dir)
     specs = settings.load_specs(names)
-    require_pinned_agents(specs, providers)  # before any build starts
+    require_pinned_agents(specs, chosen)  # before any build starts
     outcomes: list[BuildOutcome] = []
     try:
         for spec in specs:

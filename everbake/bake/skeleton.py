@@ -3,9 +3,11 @@
     look up -> (up to date? stop) -> prepare -> lock -> look again (if another
     build held the lock) -> bake -> write the build record -> say what was built
 
-The provider supplies the steps (`Provider.bake_steps`): the local ones in
-everbake.bake.local, the clouds' in everbake.cloudbuild.flow. This module knows
-neither.
+The steps are chosen by the provider's kind (everbake.bake.build_spec): the
+local ones in everbake.bake.local_steps, the clouds' in everbake.bake.cloud_steps.
+This module knows neither. Whatever happens after the first look-up, the steps
+release what they fetched for it (the agent archive), so a failed preparation
+leaves nothing in build/.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from everbake.bake.record import write_record
+from everbake.records import write_record
 from everbake.ui import say
 
 
@@ -55,20 +57,27 @@ class BakeSteps(Protocol):
         """Say what was built; the outcome of a bake whose record is written."""
         ...
 
+    def release(self) -> None:
+        """Drop what the look-ups fetched (run last, whatever happened)."""
+        ...
+
 
 def run(steps: BakeSteps, force: bool = False) -> BuildOutcome:
     started = time.monotonic()
-    found = steps.look_up(again=False)
-    if found is not None and not force:
-        return steps.up_to_date(found)
-    steps.prepare(found)
-    with build_lock(steps.lock_dir) as waited:
-        if waited and not force:
-            # The build we waited for may have made this very image.
-            again = steps.look_up(again=True)
-            if again is not None:
-                return steps.up_to_date(again)
-        record = steps.bake(found)
+    try:
+        found = steps.look_up(again=False)
+        if found is not None and not force:
+            return steps.up_to_date(found)
+        steps.prepare(found)
+        with build_lock(steps.lock_dir) as waited:
+            if waited and not force:
+                # The build we waited for may have made this very image.
+                again = steps.look_up(again=True)
+                if again is not None:
+                    return steps.up_to_date(again)
+            record = steps.bake(found)
+    finally:
+        steps.release()
     record["duration_seconds"] = round(time.monotonic() - started, 1)
     write_record(steps.record_path, record)
     return steps.outcome(record)

@@ -43,12 +43,12 @@ from everbake.everest import agentconf
 from everbake.everest.agentconf import AppError
 from everbake.everest.appsync import update_app
 from everbake.everest.client import URL_FIX
-from everbake.everest.records import find_build, settings_with
 from everbake.everest.token import client_for
 from everbake.files import write_atomic, write_json
 from everbake.providers import DEFAULT
 from everbake.providers import get as get_provider
 from everbake.provision_env import secret_path
+from everbake.records import find_build, settings_with
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 

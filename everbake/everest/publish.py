@@ -25,12 +25,12 @@ from everbake.errors import CredentialsError
 from everbake.everest import resource
 from everbake.everest.client import EverestClient, EverestError, EverestNotFound, base_url
 from everbake.everest.diff import diff_lines, flat, merge_patch
-from everbake.everest.records import find_build, newest_record, settings_with
 from everbake.everest.token import client_for
 from everbake.files import read_json_object, write_json
 from everbake.fingerprint import fingerprints
 from everbake.providers import get
 from everbake.providers.cloud import CloudProvider
+from everbake.records import find_build, newest_record, settings_with
 from everbake.settings import Settings
 from everbake.ui import say
 

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from everbake.errors import EverbakeError
+from everbake.errors import EverbakeError, debug_enabled
 from everbake.localbuild import steps
-from everbake.localbuild.plan import load_plan
-from everbake.taskutil import debug_enabled
+from everbake.localbuild.step_plan import load_plan
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

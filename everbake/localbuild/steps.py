@@ -10,16 +10,17 @@ export: pack the root filesystem as dist/local/<image>.tar.zst (.tar.gz, .tar:
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from everbake.errors import BuildError
 from everbake.localbuild import export, overlay, rootfs
 from everbake.localbuild.chroot import chroot, remove_tree
-from everbake.localbuild.plan import Plan
+from everbake.localbuild.step_plan import Plan
 from everbake.proc import stream
-from everbake.staging import write_embed_secrets
+from everbake.provision_env import secret_env_name
 from everbake.ui import phase, say
 
 
@@ -105,6 +106,31 @@ def _overlay_or_unpack(plan: Plan, lower: Path | None, why_not: str) -> None:
     remove_tree(Path(plan.work_dir))
     with phase(f"base layer {plan.base_name}: cached, unpacking {cache}"):
         export.unpack(cache, plan.rootfs)
+
+
+def write_embed_secrets(
+    staging_in_root: Path, names: Iterable[str], environ: Mapping[str, str]
+) -> list[str]:
+    """Write each embed secret's value from ``environ`` into secrets/<name>, mode 0600."""
+    target = staging_in_root / "secrets"
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.chmod(0o700)
+    written = []
+    for name in names:
+        var = secret_env_name(name)
+        value = environ.get(var)
+        if not value:
+            raise BuildError(
+                f"secret '{name}' has mode embed but its value did not reach the build step "
+                f"({var} is unset); set the variable named by secrets.{name}.env and rebuild"
+            )
+        path = target / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(value)
+        path.chmod(0o600)
+        written.append(name)
+    return written
 
 
 def image(plan: Plan, environ: Mapping[str, str]) -> None:

@@ -1,7 +1,9 @@
 """Provider registry: local, gcp, yandex. An unknown name lists the choices.
 
 Each provider is one class in one module here (docs/internals.md: "Adding a
-provider"); everything else asks the object `get(name)` returns.
+provider"). A name becomes an object once, where the user named it (the task
+layer: everbake.taskutil.providers_of); the library takes the objects.
+The registry imports only the descriptions, never a flow.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import difflib
 
 from everbake.errors import EverbakeError
-from everbake.providers.base import BuildSettings, CheckLine, Plugin, Provider
+from everbake.providers.base import BuildSettings, GcTarget, Provider
 from everbake.providers.cloud import CloudProvider
 from everbake.providers.gcp import Gcp
 from everbake.providers.local import Local
@@ -27,15 +29,15 @@ __all__ = [
     "NAMES",
     "PROVIDERS",
     "BuildSettings",
-    "CheckLine",
+    "CloudProvider",
+    "GcTarget",
     "Provider",
     "get",
 ]
 
 
-def get(name: str | Provider) -> Provider:
-    if isinstance(name, Provider):
-        return name
+def get(name: str) -> Provider:
+    """The provider called ``name``; an unknown name is one line listing the choices."""
     try:
         return PROVIDERS[name]()
     except KeyError:
@@ -44,8 +46,3 @@ def get(name: str | Provider) -> Provider:
         raise EverbakeError(
             f"--provider {name}: unknown provider; {hint}choose one of: {', '.join(NAMES)}"
         ) from None
-
-
-def plugins() -> dict[str, Plugin]:
-    """The Packer plugins of every provider, by plugin name (fingerprint inputs)."""
-    return {cls.plugin.name: cls.plugin for cls in PROVIDERS.values() if cls.plugin}

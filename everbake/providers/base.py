@@ -3,10 +3,11 @@
 A provider class says how its Packer source is written (source type, plugin,
 template variables, where each layer's files go), where it builds and how that
 is found, how `invoke check` judges it, how its image store is opened, how a
-lost build VM is recognised and confirmed, how old images are retired, how an
-image is replaced, and which steps bake an image there. Code outside
-``everbake.providers`` and ``everbake.stores`` asks these objects and never
-compares provider names (docs/internals.md: "Adding a provider").
+lost build VM is recognised and confirmed, how old images are retired and how an
+image is replaced. Code outside ``everbake.providers`` and ``everbake.stores``
+asks these objects and never compares provider names (docs/internals.md:
+"Adding a provider"). A provider is a description: it imports no flow and no
+renderer; the flows (everbake.bake) hold it and ask it.
 """
 
 from __future__ import annotations
@@ -17,37 +18,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming
+from everbake.check_line import CheckLine
 from everbake.errors import EverbakeError
+from everbake.packer import Plugin
+from everbake.retirement import Policy
 
 if TYPE_CHECKING:
-    from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
     from everbake.stores import ImageStore
 
 
 @dataclass(frozen=True)
-class CheckLine:
-    """One line of `invoke check`: what, whether it is fine, and the fix if not."""
+class GcTarget:
+    """What gc-images retires from: a store, the family in it, and what it keeps
+    besides the newest N."""
 
-    what: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-@dataclass(frozen=True)
-class Plugin:
-    """A Packer plugin the provider's source needs with current Packer (`packer init`).
-
-    Its version constraint is a fingerprint input: a new plugin may bake differently.
-    """
-
-    name: str
-    source: str
-    version: str
+    store: ImageStore
+    family: str
+    # False: the images a published resource config names. True: the family is the
+    # base caches every spec shares, so the current base of each spec is kept.
+    shared_bases: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,28 +136,16 @@ class Provider:
         return []
 
     def retirement(self) -> Policy:
-        """How gc-images retires old images here."""
-        raise NotImplementedError
+        """How gc-images retires old images here: delete what is beyond the newest N."""
+        return Policy(deprecate_first=False)
 
     def gc_target(
         self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
-    ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
-        """(store, family, protected names or None for the published ones) for gc-images."""
+    ) -> GcTarget:
+        """The store and family gc-images retires ``layer`` of ``spec`` from."""
         raise NotImplementedError
 
-    # -- baking ----------------------------------------------------------
-
-    def bake_steps(
-        self,
-        spec: ImageSpec,
-        settings: Settings,
-        environ: Mapping[str, str],
-        *,
-        force: bool,
-        replace_published: bool,
-    ) -> BakeSteps:
-        """The steps the bake skeleton (everbake.bake.skeleton) runs for ``spec`` here."""
-        raise NotImplementedError
+    # -- what exists -----------------------------------------------------
 
     def layer_status(
         self,

@@ -11,18 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from everbake import naming, provision_env
-from everbake.cloudbuild.attempts import SESSION_LOST, Loss, Signal, read_loss
-from everbake.errors import CredentialsError, EverbakeError, RenderError, ToolError
-from everbake.providers.base import BuildSettings, CheckLine, Provider
+from everbake.attempts import SESSION_LOST, Loss, Signal, read_loss
+from everbake.check_line import CheckLine
+from everbake.errors import CloudError, CredentialsError, EverbakeError, RenderError, ToolError
+from everbake.labels import LAYER_LABEL, SPEC_LABEL, label_value
+from everbake.packer import VALIDATE_PLACEHOLDER
+from everbake.providers.base import BuildSettings, GcTarget, Provider
 from everbake.stores import BuildVmStore
 
 if TYPE_CHECKING:
-    from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
-    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+    from everbake.stores import CloudImage, ImageStore
 
 # Build one layer: (packer_force, image_name) -> (image, manifest entry, attempt).
 BuildLayer = Callable[..., tuple[Any, dict[str, Any], Any]]
@@ -55,7 +56,7 @@ class CloudProvider(Provider):
     place: ClassVar[Place]
     sdk: ClassVar[Sdk]
     # Packer console lines that mean the build VM was lost or could not be had
-    # (everbake.cloudbuild.attempts: where each line comes from).
+    # (everbake.attempts: where each line comes from).
     lost_vm_signals: ClassVar[tuple[Signal, ...]] = SESSION_LOST
 
     # -- where it builds -------------------------------------------------
@@ -100,8 +101,9 @@ class CloudProvider(Provider):
 
     # -- its image store and credentials ---------------------------------
 
-    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
-        """Whether ``environ`` holds credentials for this cloud (no network)."""
+    def credentials_hint(self, environ: Mapping[str, str]) -> CheckLine:
+        """Whether ``environ`` holds credentials for this cloud (no network): the
+        `<name>: credentials` line of `invoke check`."""
         raise NotImplementedError
 
     def open_store(self, location: str | None, environ: Mapping[str, str]) -> ImageStore:
@@ -109,8 +111,6 @@ class CloudProvider(Provider):
         A missing SDK is one line naming the extra to install."""
         location = location or self.location_in_env(environ)
         if not location:
-            from everbake.errors import CloudError
-
             raise CloudError(self.missing_location())
         if not self.sdk_installed():
             raise ToolError(f"{self.name}: {self.sdk.module} is not installed: {self.sdk.fix}")
@@ -155,29 +155,11 @@ class CloudProvider(Provider):
         (image, manifest entry, attempt, the image it replaced)."""
         raise NotImplementedError
 
-    def bake_steps(
-        self,
-        spec: ImageSpec,
-        settings: Settings,
-        environ: Mapping[str, str],
-        *,
-        force: bool,
-        replace_published: bool,
-    ) -> BakeSteps:
-        from everbake.cloudbuild.flow import CloudSteps
-
-        return CloudSteps(self, spec, settings, environ, force, replace_published)
-
-    def retirement(self) -> Policy:
-        from everbake.gc import Policy
-
-        return Policy(deprecate_first=False)
-
     def gc_target(
         self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
-    ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
+    ) -> GcTarget:
         store = self.open_store(self.location_in_spec(spec), environ)
-        return store, naming.family(spec, layer), None
+        return GcTarget(store, naming.family(spec, layer))
 
     def layer_status(
         self,
@@ -225,7 +207,7 @@ class CloudProvider(Provider):
         ]
         lines.extend(self.packer_checks())
         hint = self.credentials_hint(environ)
-        lines.append(CheckLine(f"{self.name}: credentials", hint.ok, hint.detail, hint.fix or ""))
+        lines.append(hint)
         locations = self._locations(specs, environ)
         place = self.place
         if locations:
@@ -332,10 +314,7 @@ class CloudProvider(Provider):
             if settings.preemptible is None
             else settings.preemptible,
             "disk_size_gb": build.disk_size_gb,
-            "build_labels": {
-                naming.SPEC_LABEL: naming.label_value(spec.name),
-                naming.LAYER_LABEL: layer,
-            },
+            "build_labels": {SPEC_LABEL: label_value(spec.name), LAYER_LABEL: layer},
             "ssh_username": self.ssh_username,
             # Not SHA-1 RSA, which Debian 12's OpenSSH refuses from Packer < 1.8.1.
             "temporary_key_pair_type": "ed25519",
@@ -352,6 +331,4 @@ class CloudProvider(Provider):
         return [] if var in values else [var]
 
     def validation_placeholders(self, values: Mapping[str, Any]) -> dict[str, str]:
-        from everbake.render import PLACEHOLDER
-
-        return {f"PKR_VAR_{name}": PLACEHOLDER for name in self.undeclared_vars(values)}
+        return {f"PKR_VAR_{name}": VALIDATE_PLACEHOLDER for name in self.undeclared_vars(values)}

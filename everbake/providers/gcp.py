@@ -9,21 +9,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from everbake import naming
-from everbake.cloudbuild.attempts import GCE_CREATION, SESSION_LOST
-from everbake.providers.base import BuildSettings, Plugin
-from everbake.providers.cloud import (
-    BuildLayer,
-    CloudProvider,
-    Place,
-    Sdk,
-)
+from everbake import naming, packer
+from everbake.attempts import GCE_CREATION, SESSION_LOST
+from everbake.check_line import CheckLine
+from everbake.providers.base import BuildSettings
+from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.retirement import Policy
+from everbake.stores.gcp import GcpImageStore, gcp_credentials_hint
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
     from everbake.spec import ImageSpec
-    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+    from everbake.stores import CloudImage, ImageStore
 
 
 class Gcp(CloudProvider):
@@ -31,7 +28,7 @@ class Gcp(CloudProvider):
     ssh_username = "packer"
     needs_pinned_agent = True
     source_type = "googlecompute"
-    plugin = Plugin("googlecompute", "github.com/hashicorp/googlecompute", "~> 1.2")
+    plugin = packer.plugin(source_type)
     source_template = "gcp/source.pkr.hcl.j2"
     place = Place(
         "project",
@@ -50,19 +47,13 @@ class Gcp(CloudProvider):
     def build_table(self, spec: ImageSpec) -> Any:
         return spec.build.gcp
 
-    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
-        from everbake.stores.gcp import gcp_credentials_hint
-
+    def credentials_hint(self, environ: Mapping[str, str]) -> CheckLine:
         return gcp_credentials_hint(dict(environ))
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
-        from everbake.stores.gcp import GcpImageStore
-
         return GcpImageStore(location, endpoint=environ.get("EVERBAKE_GCE_ENDPOINT") or None)
 
     def retirement(self) -> Policy:
-        from everbake.gc import Policy
-
         return Policy(deprecate_first=True, delete_after_days=30.0)
 
     def artifact_id(self, image: CloudImage) -> str:

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from everbake import naming
-from everbake.providers.base import BuildSettings, CheckLine, Provider
+from everbake.check_line import CheckLine
+from everbake.localbuild.step_plan import PLAN_FILE, base_cache_name, images_dir_in
+from everbake.providers.base import BuildSettings, GcTarget, Provider
+from everbake.records import local_up_to_date, read_record, record_path
+from everbake.stores.local import LocalBaseCaches, LocalImageStore
 
 if TYPE_CHECKING:
-    from everbake.bake.skeleton import BakeSteps
     from everbake.fingerprint import Fingerprints
-    from everbake.gc import Policy
     from everbake.settings import Settings
     from everbake.spec import ImageSpec
-    from everbake.stores import ImageStore
 
 
 class Local(Provider):
@@ -36,8 +37,6 @@ class Local(Provider):
         return dist_root / "builds" / self.name / f"{spec.name}.manifest.json"
 
     def render_paths(self, spec: ImageSpec, layer: str, directory: Path) -> dict[str, Any]:
-        from everbake.localbuild.plan import PLAN_FILE
-
         return {"plan_file": (directory / PLAN_FILE).resolve()}
 
     def template_vars(
@@ -68,36 +67,15 @@ class Local(Provider):
             lines.append(CheckLine(f"local: {tool}", bool(found), found or "not found", fix))
         return lines
 
-    def retirement(self) -> Policy:
-        from everbake.gc import Policy
-
-        return Policy(deprecate_first=False)  # a tarball has no deprecation
-
     def gc_target(
         self, spec: ImageSpec, layer: str, settings: Settings, environ: Mapping[str, str]
-    ) -> tuple[ImageStore, str, Mapping[str, str] | set[str] | None]:
-        from everbake.localbuild.plan import cache_dir_in, images_dir_in
-        from everbake.stores.local import LocalBaseCaches, LocalImageStore
-
-        dist = settings.dist_root(spec)
+    ) -> GcTarget:
         if layer == "base":
             # Base caches are shared by specs with the same base: one family of all of them.
-            store = LocalBaseCaches(cache_dir_in(dist))
-            return store, "base caches", bases_in_use(settings)
-        return LocalImageStore(images_dir_in(dist)), naming.family(spec, layer), None
-
-    def bake_steps(
-        self,
-        spec: ImageSpec,
-        settings: Settings,
-        environ: Mapping[str, str],
-        *,
-        force: bool,
-        replace_published: bool,
-    ) -> BakeSteps:
-        from everbake.bake.local import LocalSteps
-
-        return LocalSteps(self, spec, settings, environ, force)
+            caches = LocalBaseCaches(settings.local_cache_dir(spec, environ))
+            return GcTarget(caches, "base caches", shared_bases=True)
+        images = LocalImageStore(images_dir_in(settings.dist_root(spec)))
+        return GcTarget(images, naming.family(spec, layer))
 
     def layer_status(
         self,
@@ -109,28 +87,13 @@ class Local(Provider):
         offline: bool,
     ) -> dict[str, bool | str]:
         """From the build record and the base cache: nothing to look up remotely."""
-        from everbake.bake.record import local_up_to_date, read_record, record_path
-        from everbake.localbuild.plan import base_cache_name, cache_dir_in
-
         dist = settings.dist_root(spec)
         image = layers["image"]
         record = read_record(record_path(dist, self.name, image["image_name"]))
-        cache = cache_dir_in(dist) / base_cache_name(layers["base"]["fingerprint"])
+        cache = settings.local_cache_dir(spec, environ) / base_cache_name(
+            layers["base"]["fingerprint"]
+        )
         return {
             "base": cache.is_file(),
             "image": local_up_to_date(record, image["fingerprint"]) is not None,
         }
-
-
-def bases_in_use(settings: Settings) -> dict[str, str]:
-    """Base cache name -> why it is kept: the current base of each spec in images/."""
-    from everbake.fingerprint import fingerprints
-    from everbake.localbuild.plan import base_cache_name
-    from everbake.spec import list_images, load_spec
-
-    kept: dict[str, str] = {}
-    for name in list_images(settings.images_dir):
-        spec = load_spec(name, settings.images_dir)
-        cache = base_cache_name(fingerprints(spec).base).removesuffix(".tar.zst")
-        kept[cache] = f"{kept[cache]}, {name}" if cache in kept else f"the current base of {name}"
-    return kept

@@ -9,21 +9,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from everbake import naming
+from everbake import naming, packer
+from everbake.check_line import CheckLine
 from everbake.errors import CloudError
-from everbake.providers.base import BuildSettings, CheckLine, Plugin
-from everbake.providers.cloud import (
-    BuildLayer,
-    CloudProvider,
-    Place,
-    Sdk,
-)
+from everbake.providers.base import BuildSettings
+from everbake.providers.cloud import BuildLayer, CloudProvider, Place, Sdk
+from everbake.stores.yandex import YandexImageStore, yandex_credentials_hint
 from everbake.ui import phase
 
 if TYPE_CHECKING:
     from everbake.fingerprint import Fingerprints
     from everbake.spec import ImageSpec
-    from everbake.stores import CloudImage, CredentialsHint, ImageStore
+    from everbake.stores import CloudImage, ImageStore
 
 # Arguments of the yandex builder (plugin 1.1.x, shared/facts/packer.md): Packer
 # 1.6.6 has no yandex builder, so rendered sources are checked against this list.
@@ -96,7 +93,7 @@ class Yandex(CloudProvider):
     ssh_username = "debian"
     needs_pinned_agent = True
     source_type = "yandex"
-    plugin = Plugin("yandex", "github.com/hashicorp/yandex", "~> 1.1")
+    plugin = packer.plugin(source_type)
     source_template = "yandex/source.pkr.hcl.j2"
     place = Place(
         "folder_id",
@@ -115,14 +112,10 @@ class Yandex(CloudProvider):
     def build_table(self, spec: ImageSpec) -> Any:
         return spec.build.yandex
 
-    def credentials_hint(self, environ: Mapping[str, str]) -> CredentialsHint:
-        from everbake.stores.yandex import yandex_credentials_hint
-
+    def credentials_hint(self, environ: Mapping[str, str]) -> CheckLine:
         return yandex_credentials_hint(environ)
 
     def _open_store(self, location: str, environ: Mapping[str, str]) -> ImageStore:
-        from everbake.stores.yandex import YandexImageStore
-
         ca_file = environ.get("EVERBAKE_YANDEX_CA_FILE")
         try:
             roots = Path(ca_file).read_bytes() if ca_file else None
@@ -144,9 +137,7 @@ class Yandex(CloudProvider):
         return image.id  # the yandex builder's artifact id is the image id
 
     def syntax_only(self, packer_version: tuple[int, int, int]) -> bool:
-        from everbake.packer import supports_plugins
-
-        return not supports_plugins(packer_version)
+        return not packer.supports_plugins(packer_version)
 
     def packer_hint(self, packer_version: tuple[int, int, int]) -> str:
         if not self.syntax_only(packer_version):
@@ -158,12 +149,10 @@ class Yandex(CloudProvider):
         )
 
     def packer_checks(self) -> list[CheckLine]:
-        from everbake.packer import detect_version_or_none, supports_plugins
-
-        version = detect_version_or_none()
+        version = packer.detect_version_or_none()
         if version is None:
             return []
-        ok = supports_plugins(version)
+        ok = packer.supports_plugins(version)
         shown = ".".join(map(str, version))
         detail = f"packer {shown}" + ("" if ok else " has no yandex builder")
         return [CheckLine("yandex: packer builder", ok, detail, PACKER_FIX)]
@@ -267,8 +256,6 @@ def _finish_swap(store: ImageStore, family: str, new: CloudImage, name: str) -> 
 
 def _swap_in(store: ImageStore, old: CloudImage | None, new: CloudImage, name: str) -> CloudImage:
     """Delete ``old``, then give ``new`` its name; say what is left when a step fails."""
-    from everbake.stores.yandex import YandexImageStore
-
     assert isinstance(store, YandexImageStore)
     what = f"{old.name} ({old.id})" if old else "nothing"
     with phase(f"yandex: replacing {what} by {new.id}, named {name}"):

@@ -15,8 +15,8 @@ from typing import Any
 import tomllib
 
 from everbake.errors import SpecError
-from everbake.spec import rules
 from everbake.spec.convert import convert_table
+from everbake.spec.rules import Problems, check, did_you_mean
 from everbake.spec.schema import IMAGES_DIR, REPO_ROOT, ImageSpec
 
 
@@ -37,7 +37,7 @@ def resolve_path(name_or_path: str | Path, images_dir: Path | None = None) -> Pa
     path = images_dir / f"{text}.toml"
     if not path.is_file():
         names = list_images(images_dir)
-        hint = rules.did_you_mean(text, names)
+        hint = did_you_mean(text, names)
         raise SpecError(
             [
                 f"--image {text}: no image spec named '{text}' in {images_dir}; {hint}choose "
@@ -69,10 +69,10 @@ def load_spec(name_or_path: str | Path, images_dir: Path | None = None) -> Image
     merged: dict[str, Any] = {}
     for source in reversed(files):  # defaults first, the image file wins
         merged = _merge(merged, source.data)
-    found = rules.Problems(_where(files))
+    found = Problems(_where(files))
     spec = convert_table(ImageSpec, merged, found)
     spec = dataclasses.replace(spec, source_path=path, repo_root=repo_root)
-    rules.check(spec, found)
+    check(spec, found)
     if found.lines:
         raise SpecError(found.lines)
     return spec

@@ -4,12 +4,8 @@ The SDKs are imported inside the store constructors, never at module import:
 ``google.cloud.compute_v1`` alone costs about 1.5 s, and ``invoke --list`` or a
 local build must not pay for it.
 
-Fingerprint label: a label value holds at most 63 characters of ``[a-z0-9_-]``
-and a sha256 hex digest has 64, so every image carries the label
-``everbake-fingerprint`` = the first 48 hex characters of its fingerprint, as
-``everbake.naming`` writes it (kept as plain constants here so the stores load
-without the spec machinery; a test checks that the two agree). Lookups match on
-that value.
+Lookups match the fingerprint label (everbake.labels: its key and length, the
+one definition everbake.naming writes with).
 """
 
 from __future__ import annotations
@@ -19,13 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
-FINGERPRINT_LABEL = "everbake-fingerprint"
-FINGERPRINT_LABEL_CHARS = 48
-
-
-def fingerprint_label_value(fingerprint: str) -> str:
-    """The label value stored for ``fingerprint`` (a full digest or its label form)."""
-    return fingerprint.strip().lower()[:FINGERPRINT_LABEL_CHARS]
+from everbake.labels import FINGERPRINT_LABEL
 
 
 @dataclass(frozen=True)
@@ -43,16 +33,6 @@ class CloudImage:
     @property
     def fingerprint_label(self) -> str | None:
         return self.labels.get(FINGERPRINT_LABEL)
-
-
-@dataclass(frozen=True)
-class CredentialsHint:
-    """An offline answer to 'could we authenticate?', with the exact fix when not."""
-
-    provider: str
-    ok: bool
-    detail: str
-    fix: str | None = None
 
 
 class ImageStore(Protocol):

@@ -13,29 +13,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from everbake.check_line import CheckLine
 from everbake.errors import CloudError, CredentialsError
-from everbake.stores import (
-    FINGERPRINT_LABEL,
-    CloudImage,
-    CredentialsHint,
-    fingerprint_label_value,
-    newest_first,
-)
+from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
+from everbake.stores import CloudImage, newest_first
 
 T = TypeVar("T")
 
 LOGIN_FIX = "run 'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS"
 
 
-def gcp_credentials_hint(env: dict[str, str] | None = None) -> CredentialsHint:
+def gcp_credentials_hint(env: dict[str, str] | None = None) -> CheckLine:
     """Say, without any network call, which GCP credentials would be used."""
     env = dict(os.environ) if env is None else env
     key_file = env.get("GOOGLE_APPLICATION_CREDENTIALS", "")
     if key_file:
         if Path(key_file).expanduser().is_file():
-            return CredentialsHint("gcp", True, f"GOOGLE_APPLICATION_CREDENTIALS={key_file}")
-        return CredentialsHint(
-            "gcp",
+            return CheckLine("gcp: credentials", True, f"GOOGLE_APPLICATION_CREDENTIALS={key_file}")
+        return CheckLine(
+            "gcp: credentials",
             False,
             f"GOOGLE_APPLICATION_CREDENTIALS names {key_file}, which does not exist",
             "point GOOGLE_APPLICATION_CREDENTIALS at a service-account key file, "
@@ -48,9 +44,9 @@ def gcp_credentials_hint(env: dict[str, str] | None = None) -> CredentialsHint:
         else Path(env.get("HOME", "~")) / ".config/gcloud/application_default_credentials.json"
     )
     if adc.expanduser().is_file():
-        return CredentialsHint("gcp", True, f"application default credentials in {adc}")
-    return CredentialsHint(
-        "gcp",
+        return CheckLine("gcp: credentials", True, f"application default credentials in {adc}")
+    return CheckLine(
+        "gcp: credentials",
         False,
         "no application default credentials and GOOGLE_APPLICATION_CREDENTIALS is not set",
         "gcloud auth application-default login",

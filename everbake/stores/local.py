@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from everbake.errors import BuildError, EverbakeError
+from everbake.localbuild.chroot import remove_tree
 from everbake.localbuild.export import split_suffix
+from everbake.localbuild.overlay import in_use_as_lower
 from everbake.stores import CloudImage, newest_first
 
 BASE_SUFFIX = ".tar.zst"  # base caches are always zstd (localbuild.plan.base_cache_name)
@@ -68,9 +70,6 @@ class LocalImageStore:
 
     def delete(self, image: CloudImage) -> None:
         """Remove the extracted copies first, so a refusal leaves the image whole."""
-        from everbake.localbuild.chroot import remove_tree
-        from everbake.localbuild.overlay import in_use_as_lower
-
         copies = self._copies(image.name)
         busy = [copy for copy in copies if in_use_as_lower(copy)]
         if busy:

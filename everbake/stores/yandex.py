@@ -19,8 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from everbake.check_line import CheckLine
 from everbake.errors import CloudError, CredentialsError
-from everbake.stores import CloudImage, CredentialsHint, fingerprint_label_value, newest_first
+from everbake.labels import fingerprint_label_value
+from everbake.stores import CloudImage, newest_first
 
 T = TypeVar("T")
 
@@ -31,24 +33,24 @@ TOKEN_FIX = (
 )
 
 
-def yandex_credentials_hint(env: Mapping[str, str] | None = None) -> CredentialsHint:
+def yandex_credentials_hint(env: Mapping[str, str] | None = None) -> CheckLine:
     """Say, without any network call, which Yandex credentials would be used."""
     env = os.environ if env is None else env
     key_file = env.get("YC_SERVICE_ACCOUNT_KEY_FILE", "")
     if env.get("YC_TOKEN"):
-        return CredentialsHint("yandex", True, "YC_TOKEN is set")
+        return CheckLine("yandex: credentials", True, "YC_TOKEN is set")
     if key_file:
         if Path(key_file).expanduser().is_file():
-            return CredentialsHint("yandex", True, f"YC_SERVICE_ACCOUNT_KEY_FILE={key_file}")
-        return CredentialsHint(
-            "yandex",
+            return CheckLine("yandex: credentials", True, f"YC_SERVICE_ACCOUNT_KEY_FILE={key_file}")
+        return CheckLine(
+            "yandex: credentials",
             False,
             f"YC_SERVICE_ACCOUNT_KEY_FILE names {key_file}, which does not exist",
             "yc iam key create --service-account-name <sa> --output key.json && "
             "export YC_SERVICE_ACCOUNT_KEY_FILE=$PWD/key.json",
         )
-    return CredentialsHint(
-        "yandex",
+    return CheckLine(
+        "yandex: credentials",
         False,
         "neither YC_TOKEN nor YC_SERVICE_ACCOUNT_KEY_FILE is set",
         "export YC_TOKEN=$(yc iam create-token)",

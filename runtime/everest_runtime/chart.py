@@ -23,6 +23,7 @@ TITLE_CHARS = 72  # longer titles (a local path as the version) lose their middl
 PANEL, GAP = 180, 70  # panel height, room between panels for tick labels and titles
 CPU_COLOUR, RSS_COLOUR, PSS_COLOUR = "#1f77b4", "#d62728", "#9467bd"
 MAX_POINTS = 1200
+LABEL_CHAR = 8.0  # px per character of a bold 13 px label (DejaVu Sans is ~7.6)
 _KEYS = ("elapsed_s", "cpu_cores", "rss_bytes", "pss_bytes")
 
 
@@ -124,10 +125,10 @@ def render(
     cpu_top = max(max(cpu), 1.0)
     cpu_panel = _Panel(TOP, span, cpu_top)
     out += cpu_panel.frame("CPU utilisation (cores; 1 = one core busy)", x_ticks, time_scale)
-    out += cpu_panel.series(times, cpu, CPU_COLOUR)
+    out += cpu_panel.steps(times, cpu, CPU_COLOUR)
     peak = max(range(len(cpu)), key=cpu.__getitem__)
     out += cpu_panel.peak(
-        times[peak], cpu[peak], f"peak {_num(cpu[peak])} cores at {_when(times[peak])}"
+        times[peak], cpu[peak], f"peak {_num(cpu[peak])} cores at {_when(times[peak], minutes)}"
     )
 
     mem_top = max(peak_rss, max((v or 0.0) for v in pss), 1.0) / mem_scale
@@ -141,7 +142,8 @@ def render(
         out += mem_panel.level(peak_rss / mem_scale, label, RSS_COLOUR)
     else:
         peak = max(range(len(rss)), key=rss.__getitem__)
-        label = f"peak RSS {_num(rss[peak] / mem_scale)} {mem_unit} at {_when(times[peak])}"
+        when = _when(times[peak], minutes)
+        label = f"peak RSS {_num(rss[peak] / mem_scale)} {mem_unit} at {when}"
         out += mem_panel.peak(times[peak], rss[peak] / mem_scale, label)
     legend = [("RSS (resident, shared pages counted per process)", RSS_COLOUR)]
     if has_pss:
@@ -170,6 +172,7 @@ class _Panel:
         self.y_ticks = _ticks(y_max)
         self.y_max = self.y_ticks[-1]
         self.width = WIDTH - LEFT - RIGHT
+        self.placed: list[tuple[float, float, float, float]] = []  # label boxes
 
     def x(self, seconds: float) -> float:
         return LEFT + self.width * seconds / self.span
@@ -193,6 +196,17 @@ class _Panel:
             middle = LEFT + self.width / 2
             out.append(_text(middle, self.top + PANEL + 36, x_name, size=13, anchor="middle"))
         return out
+
+    def steps(self, times: list[float], values: list[float], colour: str) -> list[str]:
+        """Each value held over the interval that ends at its time (a CPU row is
+        the average since the previous sample), so nothing is drawn before the
+        first interval ends."""
+        if len(times) < 2:
+            return self.series(times, values, colour)
+        points = []
+        for i in range(1, len(times)):
+            points += [(times[i - 1], values[i]), (times[i], values[i])]
+        return self.series([t for t, _ in points], [v for _, v in points], colour)
 
     def series(self, times: list[float], values: list[float], colour: str) -> list[str]:
         points = " ".join(f"{self.x(t):.1f},{self.y(v):.1f}" for t, v in zip(times, values))
@@ -221,11 +235,34 @@ class _Panel:
         anchor = "end" if x > LEFT + self.width * 0.6 else "start"
         dx = -8 if anchor == "end" else 8
         dy = 18 if below or y < self.top + 14 else -8
+        if y + dy > self.top + PANEL - 4:  # no room below the point: above it
+            dy, below = -8, False
+        ty = self._place(x + dx, y + dy, label, anchor, below)
         return [
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="white" stroke="{colour}" '
             'stroke-width="2"/>',
-            _text(x + dx, y + dy, label, size=13, anchor=anchor, weight="bold", fill=colour),
+            _text(x + dx, ty, label, size=13, anchor=anchor, weight="bold", fill=colour),
         ]
+
+    def _place(self, x: float, y: float, label: str, anchor: str, down: bool) -> float:
+        """A baseline near ``y`` where the label's box meets no label placed
+        before it in this panel (moving away from the data, within the panel)."""
+        width = LABEL_CHAR * len(label)
+        left = x - width if anchor == "end" else x
+        step = 16.0 if down else -16.0
+        for _ in range(12):
+            box = (left, y - 13, left + width, y + 3)
+            if not any(_overlap(box, other) for other in self.placed):
+                break
+            y += step
+            if not self.top + 12 <= y <= self.top + PANEL - 2:
+                step, y = -step, y - step  # ran out of room: try the other way
+        self.placed.append((left, y - 13, left + width, y + 3))
+        return y
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _shorten(title: str) -> str:
@@ -256,10 +293,10 @@ def _num(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def _when(seconds: float) -> str:
-    if seconds >= 180:
+def _when(seconds: float, minutes: bool) -> str:
+    if minutes:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
+    return f"{_num(seconds)} s"
 
 
 def _line(x1: float, y1: float, x2: float, y2: float, colour: str) -> str:

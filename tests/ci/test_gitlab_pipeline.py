@@ -1,5 +1,5 @@
 """The GitLab pipeline (.gitlab-ci.yml), for real: gitlab-ci-local (pinned in
-package.json, installed by scripts/setup) runs it with the shell executor in a
+package.json, installed by scripts/setup --tests) runs it with the shell executor in a
 throwaway git repository made from this tree, with a bare local remote as
 origin (its HEAD gives CI_DEFAULT_BRANCH), for the local provider.
 
@@ -66,7 +66,7 @@ def _not_ready() -> str | None:
     if os.geteuid() != 0:
         return "local image builds need root (mmdebstrap, chroot, mounts)"
     if not GITLAB_CI_LOCAL.exists():
-        return "no node_modules/.bin/gitlab-ci-local: run scripts/setup where Node.js exists"
+        return "no node_modules/.bin/gitlab-ci-local: run scripts/setup --tests (needs Node.js)"
     if shutil.which("rsync") is None:
         return "gitlab-ci-local needs rsync: run scripts/setup"
     stamp = REPO / ".venv" / ".everbake-setup"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from everbake.cloudbuild.attempts import Loss, first_attempt, next_attempt
+from everbake.attempts import Loss, first_attempt, next_attempt
 from everbake.errors import EverbakeError
 from everbake.providers import get
 

@@ -14,12 +14,13 @@ import grpc
 import pytest
 
 from everbake import naming
+from everbake.agent_fetch import AgentSource, fetch_agent
 from everbake.bake import build_image
 from everbake.errors import BuildError, CloudError, CredentialsError, SpecError
 from everbake.fingerprint import fingerprints
 from everbake.pinagent import set_agent_keys
+from everbake.providers import get
 from everbake.spec import load_spec
-from everbake.staging import AgentSource, fetch_agent
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT, service_account_key
 from tests.fakes import packer_standin
 
@@ -140,7 +141,7 @@ def spec_in(repo: Path):
 def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
     spec = spec_in(repo)
     fps = fingerprints(spec)
-    outcome = build_image("cloudtest", provider, images_dir=repo / "images")
+    outcome = build_image("cloudtest", get(provider), images_dir=repo / "images")
     assert not outcome.up_to_date
     name, base = naming.image_name(spec, fps), naming.image_name(spec, fps, "base")
     assert images_in(cloud, provider) == {name, base}
@@ -169,7 +170,7 @@ def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
     # The same fingerprint again: a lookup, no packer run, nothing rewritten.
     stamp = record_file.stat().st_mtime_ns
     capfd.readouterr()
-    again = build_image("cloudtest", provider, images_dir=repo / "images")
+    again = build_image("cloudtest", get(provider), images_dir=repo / "images")
     assert again.up_to_date and again.image == name
     assert len(runs(cloud)) == 2
     assert record_file.stat().st_mtime_ns == stamp
@@ -177,14 +178,14 @@ def test_build_then_record_then_up_to_date(provider, repo, cloud, capfd):
 
 
 def test_a_runtime_only_change_reuses_the_base(repo, cloud):
-    build_image("cloudtest", "gcp", images_dir=repo / "images")
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     before = fingerprints(spec_in(repo))
     init = repo / "runtime" / "everest_runtime" / "__init__.py"
     init.write_text(init.read_text() + "\n# a runtime-only change\n")
     after = fingerprints(spec_in(repo))
     assert after.base == before.base and after.image != before.image
 
-    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    outcome = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert not outcome.up_to_date
     layers = [run["argv"] for run in runs(cloud)]
     assert len(layers) == 3  # base + image, then only the image layer
@@ -195,7 +196,7 @@ def test_a_runtime_only_change_reuses_the_base(repo, cloud):
 
 
 def test_no_secret_value_in_record_build_dir_or_output(repo, cloud, capfd):
-    build_image("cloudtest", "yandex", images_dir=repo / "images")
+    build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err
     for path in [*(repo / "build").rglob("*"), *(repo / "dist").rglob("*")]:
@@ -206,11 +207,11 @@ def test_no_secret_value_in_record_build_dir_or_output(repo, cloud, capfd):
 
 
 def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
-    build_image("cloudtest", "gcp", images_dir=repo / "images")
+    build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
     env = dict(item.split("=", 1) for item in values["script_env"])
     staged = repo / "build/gcp/cloudtest/image/staging/agent.tar.gz"
-    from everbake.staging import sha256_file
+    from everbake.agent_fetch import sha256_file
 
     assert env["EB_AGENT_SHA256"] == sha256_file(staged)
     assert (repo / "build/gcp/cloudtest/image/staging/image.json").is_file()
@@ -227,7 +228,7 @@ def test_a_confirmed_preemption_moves_to_the_next_zone(repo, cloud, monkeypatch,
     # lost session; the zone's compute.instances.preempted operation confirms it.
     cloud["gce"].state.zone_trouble["zone-a"] = "preempt"
     monkeypatch.setenv("EVERBAKE_STANDIN_LOST_LINE", line)
-    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    outcome = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)]
     assert tried[:2] == [("zone-a", True, "lost"), ("zone-b", True, "built")]
     assert [a["outcome"] for a in outcome.record["base"]["attempts"]] == ["preempted", "built"]
@@ -242,7 +243,7 @@ def test_stock_outs_and_failed_starts_walk_each_zone_once(repo, cloud, capfd):
     cloud["gce"].state.zone_trouble.update(
         {"zone-a": "stockout", "zone-b": "failed-start", "zone-c": "preempt"}
     )
-    outcome = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    outcome = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     tried = [(r["zone"], r["preemptible"], r["outcome"]) for r in runs(cloud)][:4]
     assert tried == [
         ("zone-a", True, "not created"),
@@ -261,7 +262,7 @@ def test_an_unconfirmed_disconnect_stops_with_the_log_tail(repo, cloud, monkeypa
     # The session drops but GCE shows no preemption: a real failure, not retried.
     monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "zone-a=disconnect")
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     message = str(failure.value)
     assert "lost its SSH session in the middle of a script" in message
     assert "does not show everbake-base-" in message and "so not retried" in message
@@ -274,7 +275,7 @@ def test_yandex_cannot_confirm_a_vm_packer_already_deleted(repo, cloud, monkeypa
     # about, a lost session stops the build instead of retrying blindly.
     monkeypatch.setenv("EVERBAKE_STANDIN_LOSE", "*=preempt")
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "yandex", images_dir=repo / "images")
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     assert "so not retried" in str(failure.value) and len(runs(cloud)) == 1
     assert any(method == "InstanceService/List" for method, _ in cloud["yc"].calls)
 
@@ -295,7 +296,7 @@ def test_yandex_store_confirms_a_stopped_build_vm(yandex_store, yc):
 def test_a_real_failure_stops_at_once_with_the_log_tail(repo, cloud, monkeypatch):
     monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "apt-get install coinor-cbc: E: Unable to locate")
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     message = str(failure.value)
     assert "was not lost, so not retried" in message and "Unable to locate" in message
     assert len(runs(cloud)) == 1
@@ -310,7 +311,7 @@ def test_gcp_lookup_failure_stops_before_packer(repo, cloud, status):
     cloud["gce"].fail(status, "/global/images")
     expected = CredentialsError if status == 401 else CloudError
     with pytest.raises(expected) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert "\n" not in str(failure.value)
     assert runs(cloud) == [] and not (repo / "build" / "gcp").exists()
 
@@ -322,7 +323,7 @@ def test_yandex_lookup_failure_stops_before_packer(repo, cloud, code):
     cloud["yc"].fail(code, "ImageService/List")
     expected = CredentialsError if code == grpc.StatusCode.UNAUTHENTICATED else CloudError
     with pytest.raises(expected):
-        build_image("cloudtest", "yandex", images_dir=repo / "images")
+        build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     assert runs(cloud) == []
 
 
@@ -340,7 +341,7 @@ def test_a_base_lookup_failure_stops_too(repo, cloud):
 
     cloud["gce"].handle = handle
     with pytest.raises(CloudError):
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert runs(cloud) == []
     assert f'family = "{naming.family(spec, "image")}"' in calls  # the image lookup came first
 
@@ -356,7 +357,7 @@ def test_a_base_lookup_failure_stops_too(repo, cloud):
 def test_missing_settings_are_one_clear_line(provider, unset, fix, repo, cloud, monkeypatch):
     monkeypatch.delenv(unset)
     with pytest.raises(CredentialsError) as failure:
-        build_image("cloudtest", provider, images_dir=repo / "images")
+        build_image("cloudtest", get(provider), images_dir=repo / "images")
     assert "\n" not in str(failure.value) and fix in str(failure.value)
     assert runs(cloud) == []
 
@@ -367,7 +368,7 @@ def test_gcp_without_any_credentials_is_one_line(repo, cloud, monkeypatch, tmp_p
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server either
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     with pytest.raises(CredentialsError) as failure:
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert "\n" not in str(failure.value) and "gcloud auth application-default login" in str(
         failure.value
     )
@@ -376,7 +377,7 @@ def test_gcp_without_any_credentials_is_one_line(repo, cloud, monkeypatch, tmp_p
 def test_missing_embed_secret_fails_before_any_build(repo, cloud, monkeypatch):
     monkeypatch.delenv("EVERBAKE_TEST_LICENCE")
     with pytest.raises(CredentialsError, match="EVERBAKE_TEST_LICENCE"):
-        build_image("cloudtest", "gcp", images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert runs(cloud) == []
 
 
@@ -384,12 +385,12 @@ def test_missing_embed_secret_fails_before_any_build(repo, cloud, monkeypatch):
 
 
 def test_force_refuses_to_replace_a_published_image(repo, cloud):
-    first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    first = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     published = repo / "dist/resources/cloudtest-gcp.json"
     published.parent.mkdir(parents=True)
     published.write_text(json.dumps({"provider": "gcp", "image": {"name": first.image}}))
     with pytest.raises(BuildError) as failure:
-        build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
+        build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
     message = str(failure.value)
     assert "--replace-published" in message and str(published) in message
     assert len(runs(cloud)) == 2  # nothing was built or deleted
@@ -397,20 +398,20 @@ def test_force_refuses_to_replace_a_published_image(repo, cloud):
 
 
 def test_force_replaces_an_unpublished_image_saying_so(repo, cloud, capfd):
-    first = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    first = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     capfd.readouterr()
-    again = build_image("cloudtest", "gcp", force=True, images_dir=repo / "images")
+    again = build_image("cloudtest", get("gcp"), force=True, images_dir=repo / "images")
     assert not again.up_to_date and again.image == first.image
     assert len(runs(cloud)) == 3  # base, image, and the image again
     assert "will be DELETED and replaced" in capfd.readouterr().err
 
 
 def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     capfd.readouterr()
-    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    again = build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     assert not again.up_to_date
     assert again.record["image_id"] != first.record["image_id"]
     assert again.record["replaced"]["image_id"] == first.record["image_id"]
@@ -429,36 +430,36 @@ def test_force_with_confirmation_replaces_a_yandex_image(repo, cloud, capfd):
 
 
 def test_a_failed_yandex_force_rebuild_keeps_the_old_image(repo, cloud, monkeypatch):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     before = {i.name: i.id for i in cloud["yc"].images.values()}
     monkeypatch.setenv("EVERBAKE_STANDIN_FAIL", "pip install highspy==9.9")
     with pytest.raises(BuildError):
-        build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+        build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     assert {i.name: i.id for i in cloud["yc"].images.values()} == before
     assert first.image in before
 
 
 def test_a_yandex_force_rebuild_finishes_an_interrupted_swap_first(repo, cloud, capfd):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     # As if the last replacement deleted the old image but could not rename the new one.
     image = cloud["yc"].images[first.record["image_id"]]
     image.name = first.image + "-new"
-    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    again = build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     assert again.image == first.image and again.record["image_id"] != first.record["image_id"]
     assert images_in(cloud, "yandex") == {first.image, first.record["base"]["image_name"]}
     assert f"replacing nothing by {first.record['image_id']}" in capfd.readouterr().err
 
 
 def test_a_yandex_force_rebuild_clears_a_leftover_temporary_image(repo, cloud):
-    from everbake.cloudbuild import build_cloud
+    from everbake.bake.cloud_steps import build_cloud
 
-    first = build_image("cloudtest", "yandex", images_dir=repo / "images")
+    first = build_image("cloudtest", get("yandex"), images_dir=repo / "images")
     leftover = cloud["yc"].add_image(FOLDER, first.image + "-new", "everbake-cloudtest", {})
-    again = build_cloud(spec_in(repo), "yandex", force=True, replace_published=True)
+    again = build_cloud(spec_in(repo), get("yandex"), force=True, replace_published=True)
     names = images_in(cloud, "yandex")
     assert leftover.id not in {i.id for i in cloud["yc"].images.values()}
     assert first.image + "-new" not in names and again.image == first.image in names
@@ -477,7 +478,7 @@ def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
         )
     )
     names = ["cloudtest", "cloudtwo"]
-    first = build_images(names, ["gcp", "yandex"], images_dir=repo / "images")
+    first = build_images(names, [get("gcp"), get("yandex")], images_dir=repo / "images")
     assert [(o.provider, o.up_to_date) for o in first] == [
         ("gcp", False),
         ("yandex", False),
@@ -490,7 +491,7 @@ def test_ci_run_builds_what_changed_and_only_that(repo, cloud, capfd):
     # A solver version moves in one spec: only that spec's images are rebuilt.
     two = repo / "images" / "cloudtwo.toml"
     two.write_text(two.read_text().replace('version = "1.8.1"', 'version = "1.8.0"'))
-    again = build_images(names, ["gcp", "yandex"], images_dir=repo / "images")
+    again = build_images(names, [get("gcp"), get("yandex")], images_dir=repo / "images")
     assert [o.up_to_date for o in again] == [True, True, False, False]
     assert len(runs(cloud)) == 12
     err = capfd.readouterr().err
@@ -503,7 +504,7 @@ def test_ci_run_with_a_bad_spec_builds_nothing(repo, cloud):
 
     (repo / "images" / "broken.toml").write_text('name = "broken"\nfamliy = "x"\n')
     with pytest.raises(SpecError) as failure:
-        build_images(["all"], ["gcp"], images_dir=repo / "images")
+        build_images(["all"], [get("gcp")], images_dir=repo / "images")
     assert "famliy" in str(failure.value)
     assert runs(cloud) == []
 
@@ -521,7 +522,7 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(repo, cloud, ca
         fcntl.flock(lock, fcntl.LOCK_EX)  # "another build" holds the lock
         worker = threading.Thread(
             target=lambda: outcome.append(
-                build_image("cloudtest", "gcp", images_dir=repo / "images")
+                build_image("cloudtest", get("gcp"), images_dir=repo / "images")
             )
         )
         worker.start()
@@ -543,7 +544,7 @@ def test_an_unpinned_agent_is_refused_before_anything_starts(provider, repo, clo
     path = repo / "images" / "cloudtest.toml"
     path.write_text(SPEC)  # no [agent] sha256
     with pytest.raises(SpecError) as caught:
-        build_image("cloudtest", provider, images_dir=repo / "images")
+        build_image("cloudtest", get(provider), images_dir=repo / "images")
     message = str(caught.value)
     assert "\n" not in message and "[agent] sha256 is not set" in message
     assert "invoke pin-agent --image cloudtest" in message and str(path) in message
@@ -571,11 +572,11 @@ def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, ca
     path.write_text(text.replace('ref = "test"\n', 'ref = "test"\nrequired = false\n'))
     spec = spec_in(repo)
     assert spec.agent.sha256 == fetched[1] and not spec.agent.required
-    skipped = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    skipped = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert skipped.record["fingerprints"]["image"] == fingerprints(spec, "none").image
     assert skipped.image != naming.image_name(spec, fingerprints(spec))
     assert "building WITHOUT the Everest agent" in capfd.readouterr().err
-    again = build_image("cloudtest", "gcp", images_dir=repo / "images")
+    again = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     assert again.up_to_date and again.image == skipped.image
 
     # The agent is back: the skipped image is not up to date, the agent is baked.
@@ -592,7 +593,7 @@ def test_an_image_without_its_agent_never_passes_for_one_with_it(repo, cloud, ca
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Archive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        baked = build_image("cloudtest", "gcp", images_dir=repo / "images")
+        baked = build_image("cloudtest", get("gcp"), images_dir=repo / "images")
     finally:
         server.shutdown()
         server.server_close()

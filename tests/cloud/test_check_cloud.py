@@ -13,6 +13,7 @@ import pytest
 
 from everbake import check, packer
 from everbake.providers import get
+from everbake.settings import Settings
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
 
@@ -82,7 +83,7 @@ def test_refused_credentials_fail_the_api_step_with_the_fix(repo, cloud):  # noq
 
 def test_format_shows_the_fix_under_each_missing_line(repo, cloud, monkeypatch):  # noqa: F811
     monkeypatch.delenv("YC_FOLDER_ID")
-    text = check.format_lines(check.run_checks(["yandex"], [spec_in(repo)]))
+    text = check.format_lines(check.run_checks([get("yandex")], [spec_in(repo)]))
     assert "MISSING yandex: folder" in text
     assert "fix: export YC_FOLDER_ID=$(yc config get folder-id)" in text
 
@@ -104,3 +105,20 @@ def test_check_task_with_an_unknown_project_fails_naming_it_and_the_causes(cloud
     assert "MISSING" in api[0] and "project no-such-project was not found" in api[0]
     assert "compute.googleapis.com" in api[0] and "role on the project" in api[0]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_broken_spec_fails_its_line_and_is_not_skipped(tmp_path, monkeypatch):
+    # The spec loader of build-image reports a broken spec; check does too, then
+    # checks the cloud with what the environment names.
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "defaults.toml").write_text((ROOT / "images" / "defaults.toml").read_text())
+    (images / "broken.toml").write_text('name = "broken"\nfamly = "everbake-broken"\n')
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+    lines = check.run_checks([get("gcp")], env=os.environ, settings=Settings(images_dir=images))
+    specs = next(line for line in lines if line.what == "image specs")
+    assert not specs.ok
+    assert "broken.toml" in specs.detail and "famly" in specs.detail
+    assert specs.fix == "invoke validate lists every problem"
+    project = next(line for line in lines if line.what == "gcp: project")
+    assert project.ok and PROJECT in project.detail

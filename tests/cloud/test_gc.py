@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from everbake import gc
+from everbake import retirement as gc
 from everbake.errors import EverbakeError
 from everbake.providers import get
 from everbake.stores import CloudImage

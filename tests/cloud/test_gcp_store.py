@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.stores import FINGERPRINT_LABEL
-from everbake.stores import fingerprint_label_value as fingerprint_label
+from everbake.labels import FINGERPRINT_LABEL
+from everbake.labels import fingerprint_label_value as fingerprint_label
 from everbake.stores.gcp import GcpImageStore, gcp_credentials_hint
 from tests.cloud.conftest import PROJECT, ROOT, service_account_key
 
@@ -192,7 +192,7 @@ def test_credentials_hint_offline(tmp_path):
 
 def test_importing_the_store_does_not_import_the_sdk():
     code = (
-        "import sys; import everbake.stores.gcp, everbake.stores.yandex, everbake.gc;"
+        "import sys; import everbake.stores.gcp, everbake.stores.yandex, everbake.retirement;"
         "bad=[m for m in sys.modules if m.startswith(('google.cloud','yandexcloud','grpc'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
 from everbake.providers import get
-from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from tests.cloud.conftest import FOLDER, PROJECT, ROOT
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
+from everbake import build_plan as planning
 from everbake import naming
-from everbake import plan as planning
 from everbake.fingerprint import fingerprints
-from everbake.localbuild.plan import base_cache_name, cache_dir_in
-from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
+from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
+from everbake.localbuild.step_plan import base_cache_name, cache_dir_in
+from everbake.providers import get
 from tests.cloud.conftest import FOLDER, PROJECT
 from tests.cloud.test_build_flow_cloud import cloud, repo, spec_in  # noqa: F401  (fixtures)
 
@@ -30,9 +31,10 @@ def seed(fakes, spec, layers, provider="gcp"):
             fakes["yc"].add_image(FOLDER, name, family, labels)
 
 
-def status(spec, providers, **kwargs):
+def status(spec, names, **kwargs):
+    providers = [get(name) for name in names]
     rows = planning.plan_rows([spec], providers)
-    planning.add_status(rows, [spec], **kwargs)
+    planning.add_status(rows, [spec], providers, **kwargs)
     return {(r["provider"], r["layer"]): (r["exists"], r["action"]) for r in rows}
 
 
@@ -114,7 +116,8 @@ def test_local_status_from_cache_and_record(repo, cloud):  # noqa: F811
 def test_table_and_json_show_the_new_columns(repo, cloud):  # noqa: F811
     spec = spec_in(repo)
     seed(cloud, spec, ["base"])
-    rows = planning.add_status(planning.plan_rows([spec], ["gcp"]), [spec], offline=False)
+    gcp = [get("gcp")]
+    rows = planning.add_status(planning.plan_rows([spec], gcp), [spec], gcp, offline=False)
     table = planning.format_table(rows, planning.STATUS_COLUMNS).splitlines()
     assert table[0].split() == [
         "IMAGE",
@@ -129,7 +132,7 @@ def test_table_and_json_show_the_new_columns(repo, cloud):  # noqa: F811
     assert table[2].split()[-2:] == ["no", "build"]
     data = json.loads(planning.format_json(rows))
     assert [(r["exists"], r["action"]) for r in data] == [(True, "reuse"), (False, "build")]
-    offline = planning.add_status(planning.plan_rows([spec], ["gcp"]), [spec], offline=True)
+    offline = planning.add_status(planning.plan_rows([spec], gcp), [spec], gcp, offline=True)
     assert planning.format_table(offline, planning.STATUS_COLUMNS).splitlines()[1].split()[-3:] == [
         "?",
         "unknown",

@@ -14,8 +14,8 @@ import secrets
 
 import pytest
 
+from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
 from everbake.providers import get
-from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
 from everbake.stores.gcp import gcp_credentials_hint
 from everbake.stores.yandex import yandex_credentials_hint
 
@@ -24,9 +24,9 @@ pytestmark = [pytest.mark.cloud, pytest.mark.timeout(900)]
 
 def need(hint, location, variable):
     if not hint.ok:
-        pytest.skip(f"{hint.provider}: {hint.detail} (fix: {hint.fix})")
+        pytest.skip(f"{hint.what}: {hint.detail} (fix: {hint.fix})")
     if not location:
-        pytest.skip(f"{hint.provider}: {variable} is not set")
+        pytest.skip(f"{hint.what}: {variable} is not set")
 
 
 def test_gcp_image_round_trip():

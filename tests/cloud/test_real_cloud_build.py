@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.cloud, pytest.mark.timeout(3600)]
 
 def need(hint, location, variable):
     if not hint.ok:
-        pytest.skip(f"{hint.provider}: {hint.detail} (fix: {hint.fix})")
+        pytest.skip(f"{hint.what}: {hint.detail} (fix: {hint.fix})")
     if not location:
-        pytest.skip(f"{hint.provider}: {variable} is not set")
+        pytest.skip(f"{hint.what}: {variable} is not set")
     if packer.detect_version_or_none() is None:
         pytest.skip(f"packer is not installed: {packer.INSTALL_FIX}")
 
@@ -49,12 +49,12 @@ def build_and_delete(provider: str, location: str, tmp_path: Path) -> None:
     name = tiny_spec(repo, family)
     store = get(provider).open_store(location, os.environ)
     try:
-        outcome = build_image(name, provider, images_dir=repo / "images")
+        outcome = build_image(name, get(provider), images_dir=repo / "images")
         assert not outcome.up_to_date
         fingerprint = outcome.record["fingerprints"]["image"]
         found = store.find_by_fingerprint(fingerprint, family)
         assert found is not None and found.id == outcome.record["image_id"]
-        again = build_image(name, provider, images_dir=repo / "images")
+        again = build_image(name, get(provider), images_dir=repo / "images")
         assert again.up_to_date
     finally:
         for fam in (family, f"{family}-base"):

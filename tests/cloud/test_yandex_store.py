@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from everbake.errors import CloudError, CredentialsError
-from everbake.stores import FINGERPRINT_LABEL, fingerprint_label_value
+from everbake.labels import FINGERPRINT_LABEL, fingerprint_label_value
 from everbake.stores.yandex import YandexImageStore, yandex_credentials_hint
 from tests.cloud.conftest import FOLDER
 

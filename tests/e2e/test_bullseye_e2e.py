@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from everbake.agent_fetch import pack_dir, sha256_file
 from everbake.bake import build_image
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT
-from everbake.staging import pack_dir, sha256_file
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ import pytest
 from everbake.bake import build_image
 from everbake.fingerprint import fingerprints
 from everbake.localbuild.chroot import mounts_under
-from everbake.localbuild.plan import base_cache_name
+from everbake.localbuild.step_plan import base_cache_name
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT, load_spec
 from tests.spec_text import without_agent_table

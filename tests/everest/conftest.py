@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from everbake.bake.record import record_path, write_record
 from everbake.fingerprint import fingerprints
+from everbake.records import record_path, write_record
 from everbake.spec import load_spec
 from tests.fakes.everest import EverestFake
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from everbake.bake.record import record_path, write_record
 from everbake.everest.agentconf import AppError
 from everbake.everest.app import COMMAND, export_app, load_app, requirements, schema_problems
 from everbake.everest.client import EverestAuthError, EverestNotFound
 from everbake.fingerprint import fingerprints
+from everbake.records import record_path, write_record
 from everbake.spec import load_spec
 from tests.fakes.everest import EverestFake
 

@@ -173,7 +173,7 @@ def test_the_token_is_in_no_output_and_no_file(
 def test_gc_images_and_force_honour_the_published_record(
     everest: EverestFake, token: str, images_dir: Path, built: Callable[..., dict]
 ) -> None:
-    from everbake.gc import protected_images
+    from everbake.retirement import protected_images
 
     record = built("gcp")
     done = _publish(everest, images_dir)
@@ -229,8 +229,8 @@ def test_the_configured_dist_dir_holds_the_build_record_and_what_gc_honours(
 ) -> None:
     """Build records are read from, and the published record written to, the
     settings' dist dir (not dist/ beside the images); gc-images reads it there."""
-    from everbake.bake.record import record_path
-    from everbake.gc import protected_images
+    from everbake.records import record_path
+    from everbake.retirement import protected_images
     from everbake.settings import Settings
 
     record = built("gcp")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from everbake import packer, render
-from everbake.localbuild.plan import PLAN_FILE
+from everbake import packer, packer_dir, render
+from everbake.localbuild.step_plan import PLAN_FILE
+from everbake.providers import get
 from everbake.spec import load_spec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -58,8 +59,8 @@ def sha(text: str) -> str:
 def test_local_build_steps_get_secrets_safely(tmp_path, capfd):
     version = packer.detect_version()
     spec = load_spec(GOLDEN / "embed-secret" / "spec.toml")
-    (rendered,) = render.render_layers(
-        spec, "local", tmp_path / "build", version, dist_root=tmp_path / "dist"
+    (rendered,) = packer_dir.write_layers(
+        spec, get("local"), tmp_path / "build", version, dist_root=tmp_path / "dist"
     )
     step = tmp_path / "step.py"
     step.write_text(f"#!{sys.executable}\n{STEP}")  # this interpreter, not PATH's python3

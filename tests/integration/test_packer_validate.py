@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from everbake import packer, render
+from everbake import packer, packer_dir, render
 from everbake.errors import RenderError
+from everbake.providers import get
 from everbake.spec import list_images, load_spec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -25,8 +26,8 @@ def version():
 
 def render_to(tmp_path: Path, spec_ref: str, provider: str, version) -> list[render.Rendered]:
     spec = load_spec(spec_ref)
-    return render.render_layers(
-        spec, provider, tmp_path / "build", version, dist_root=tmp_path / "dist"
+    return packer_dir.write_layers(
+        spec, get(provider), tmp_path / "build", version, dist_root=tmp_path / "dist"
     )
 
 
@@ -34,7 +35,7 @@ def render_to(tmp_path: Path, spec_ref: str, provider: str, version) -> list[ren
 @pytest.mark.parametrize("spec_ref", SPECS, ids=[Path(s).parent.name or s for s in SPECS])
 def test_rendered_directories_validate(tmp_path, version, spec_ref, provider):
     for rendered in render_to(tmp_path, spec_ref, provider, version):
-        depth = render.validate_rendered(rendered, version)
+        depth = packer_dir.validate_rendered(rendered, version)
         expect_full = provider != "yandex" or packer.supports_plugins(version)
         assert depth == ("full" if expect_full else "syntax + arguments")
         has_versions = (rendered.directory / "versions.pkr.hcl").exists()
@@ -46,7 +47,7 @@ def test_packer_validate_catches_an_unknown_gcp_argument(tmp_path, version):
     source = rendered.directory / "source.pkr.hcl"
     source.write_text(source.read_text().replace("  zone ", "  zonee ", 1))
     with pytest.raises(RenderError, match="packer validate failed"):
-        packer.validate(rendered.directory, env=render.validation_env(rendered))
+        packer.validate(rendered.directory, env=packer_dir.validation_env(rendered))
 
 
 def test_yandex_arguments_checked_against_the_plugin(tmp_path, version):
@@ -56,14 +57,14 @@ def test_yandex_arguments_checked_against_the_plugin(tmp_path, version):
     # Packer 1.6.6's -syntax-only does not notice; our check does.
     packer.validate(rendered.directory, syntax_only=True)
     with pytest.raises(RenderError, match="unknown argument instance_core"):
-        render.check_rendered(rendered.directory, "yandex")
+        packer_dir.check_rendered(rendered.directory, get("yandex"))
 
 
 def test_missing_build_block_is_caught(tmp_path, version):
     (rendered,) = render_to(tmp_path, "optimization", "local", version)
     (rendered.directory / "build.pkr.hcl").unlink()
     with pytest.raises(RenderError, match="no build block"):
-        render.check_rendered(rendered.directory, "local")
+        packer_dir.check_rendered(rendered.directory, get("local"))
 
 
 def test_fmt_check_catches_unformatted_files(tmp_path, version):

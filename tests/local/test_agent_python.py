@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from everbake import agent_python
+from everbake.agent_fetch import resolve_agent
 from everbake.errors import BuildError, SpecError
 from everbake.spec import load_spec
 from everbake.spec.python_range import Supported
-from everbake.staging import AGENT_PYTHONS, resolve_agent, stage
+from everbake.staging import AGENT_PYTHONS, stage
 from tests.spec_text import without_agent_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +110,9 @@ def test_the_same_agent_on_the_bullseye_example_is_accepted_and_staged(tmp_path:
     resolved = resolve_agent(spec, tmp_path / "fetched.tar.gz")
     assert resolved.supported is not None and resolved.supported.text == ">=3.6,<3.10"
     staging = tmp_path / "staging"
-    stage(spec, staging, image="i", fingerprints={}, scripts=[], agent=resolved)
+    wheel = tmp_path / "everest_runtime-0-py3-none-any.whl"  # staging only copies it
+    wheel.write_bytes(b"")
+    stage(spec, staging, image="i", fingerprints={}, scripts=[], agent=resolved, wheel=wheel)
     assert (staging / AGENT_PYTHONS).read_text() == "3.6 3.7 3.8 3.9\n"
 
 

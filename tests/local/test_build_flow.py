@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from everbake import naming
+from everbake.agent_fetch import resolve_agent
 from everbake.bake import build_image, build_spec
-from everbake.bake.record import local_up_to_date, record_path
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import export
 from everbake.localbuild.chroot import mounts_under
-from everbake.localbuild.plan import base_cache_name, image_tarball
+from everbake.localbuild.step_plan import base_cache_name, image_tarball
+from everbake.providers import get
+from everbake.records import local_up_to_date, record_path
 from everbake.settings import Settings
 from everbake.spec import REPO_ROOT, load_spec
 from tests.spec_text import without_agent_table
@@ -24,7 +26,7 @@ from tests.spec_text import without_agent_table
 
 def test_unknown_provider_lists_the_choices() -> None:
     with pytest.raises(EverbakeError, match=r"did you mean 'local'.*local, gcp, yandex"):
-        build_image("optimization", provider="locall")
+        build_image("optimization", get("locall"))
 
 
 def test_up_to_date_needs_the_same_fingerprint_and_the_tarball(tmp_path: Path) -> None:
@@ -55,7 +57,10 @@ def test_a_failing_script_names_itself_and_leaves_nothing(tiny_root: Path, tmp_p
 
     with pytest.raises(BuildError) as failure:
         build_spec(
-            spec, "local", settings=Settings(local_cache=cache), environ={"PATH": "/usr/bin:/bin"}
+            spec,
+            get("local"),
+            settings=Settings(local_cache=cache),
+            environ={"PATH": "/usr/bin:/bin"},
         )
     message = str(failure.value)
     assert "packer build failed" in message
@@ -94,7 +99,9 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
             fcntl.flock(lock, fcntl.LOCK_EX)  # "another build" holds the lock
             worker = threading.Thread(
                 target=lambda: outcome.append(
-                    build_spec(spec, "local", settings=Settings(local_cache=tmp_path / "cache"))
+                    build_spec(
+                        spec, get("local"), settings=Settings(local_cache=tmp_path / "cache")
+                    )
                 )
             )
             worker.start()
@@ -117,7 +124,7 @@ def test_a_build_that_waited_for_another_takes_the_image_it_made(
 
 
 def test_the_plan_writes_the_image_as_the_spec_compresses_it(tmp_path: Path) -> None:
-    from everbake.bake import local
+    from everbake.bake import local_steps as local
 
     text = (REPO_ROOT / "images" / "optimization.toml").read_text()
     spec_file = tmp_path / "flowgzip.toml"
@@ -126,7 +133,12 @@ def test_the_plan_writes_the_image_as_the_spec_compresses_it(tmp_path: Path) -> 
     spec = load_spec(spec_file, REPO_ROOT / "images")
     fps = fingerprints(spec)
     plan, _staged = local.prepare(
-        spec, fps, tmp_path / "build", dist=REPO_ROOT / "dist", cache_dir=tmp_path / "cache"
+        spec,
+        fps,
+        tmp_path / "build",
+        dist=REPO_ROOT / "dist",
+        cache_dir=tmp_path / "cache",
+        agent=resolve_agent(spec, tmp_path / "agent.tar.gz"),
     )
     image = naming.image_name(spec, fps)
     assert plan.output == str(REPO_ROOT / "dist" / "local" / f"{image}.tar.gz")

@@ -13,7 +13,7 @@ import pytest
 
 from everbake.errors import SpecError
 from everbake.localbuild import export, overlay, steps
-from everbake.localbuild.plan import image_tarball, make_plan
+from everbake.localbuild.step_plan import image_tarball, make_plan
 from everbake.runlocal import resolve_image
 from everbake.settings import Settings
 from everbake.spec import load_spec

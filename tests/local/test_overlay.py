@@ -15,7 +15,7 @@ import pytest
 from everbake.errors import BuildError
 from everbake.localbuild import export, overlay, steps
 from everbake.localbuild.chroot import mounts_under, umount
-from everbake.localbuild.plan import Plan, base_cache_name, make_plan
+from everbake.localbuild.step_plan import Plan, base_cache_name, make_plan
 from tests.local.conftest import make_tiny_root
 
 EDIT = """set -e

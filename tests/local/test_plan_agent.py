@@ -7,12 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
-from everbake import naming, plan
-from everbake.bake.record import record_path
+from everbake import build_plan as plan
+from everbake import naming
+from everbake.agent_fetch import resolve_agent
 from everbake.fingerprint import fingerprints
+from everbake.providers import get
+from everbake.records import record_path
 from everbake.settings import Settings
 from everbake.spec import load_spec
-from everbake.staging import resolve_agent
 from tests.spec_text import without_agent_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,13 +43,14 @@ def test_plan_finds_the_image_of_the_agent_content_baked(tmp_path: Path) -> None
     artifact = {"path": str(tarball), "size_bytes": 8}
     rec.write_text(json.dumps({"fingerprints": {"image": fps.image}, "artifact": artifact}))
 
-    rows = plan.add_status(plan.plan_rows([spec], ["local"]), [spec], settings=settings)
+    local = [get("local")]
+    rows = plan.add_status(plan.plan_rows([spec], local), [spec], local, settings=settings)
     image = next(r for r in rows if r["layer"] == "image")
     assert (image["exists"], image["action"]) == (True, "up to date")
     assert image["fingerprint"] == fps.image and image["image_name"] == rec.stem
 
     rows = plan.add_status(
-        plan.plan_rows([spec], ["local"]), [spec], offline=True, settings=settings
+        plan.plan_rows([spec], local), [spec], local, offline=True, settings=settings
     )
     image = next(r for r in rows if r["layer"] == "image")
     assert image["exists"] is None and "the agent is not pinned" in image["action"]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from everbake.bake.local import prepare
+from everbake.agent_fetch import resolve_agent
+from everbake.bake.local_steps import prepare
 from everbake.errors import BuildError
 from everbake.fingerprint import fingerprints
 from everbake.localbuild import export
-from everbake.localbuild.plan import PLAN_FILE, load_plan, make_plan
+from everbake.localbuild.step_plan import PLAN_FILE, load_plan, make_plan
 from everbake.spec import load_spec
 
 
@@ -69,7 +70,12 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     spec = load_spec("optimization")
     fps = fingerprints(spec)
     plan, staged = prepare(
-        spec, fps, tmp_path / "b", dist=tmp_path / "dist", cache_dir=tmp_path / "c"
+        spec,
+        fps,
+        tmp_path / "b",
+        dist=tmp_path / "dist",
+        cache_dir=tmp_path / "c",
+        agent=resolve_agent(spec, tmp_path / "agent.tar.gz"),
     )
     text = (tmp_path / "b" / PLAN_FILE).read_text()
     assert "tok-should-never-be-written" not in text

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from everbake import staging
+from everbake.agent_fetch import AgentSource, fetch_agent
 from everbake.errors import BuildError, SpecError
+from everbake.localbuild.steps import write_embed_secrets
+from everbake.runtime_wheel import build_runtime_wheel
 from everbake.spec import REPO_ROOT
-from everbake.staging import AgentSource, fetch_agent
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -120,9 +122,7 @@ def test_host_ca_certificates_are_the_hosts_extra_ones() -> None:
 
 def test_embed_secrets_are_written_0600_from_the_environment(tmp_path: Path) -> None:
     secret = "s3cr3t-value-for-test"
-    written = staging.write_embed_secrets(
-        tmp_path, ["agent_token"], {"EB_SECRET_AGENT_TOKEN": secret}
-    )
+    written = write_embed_secrets(tmp_path, ["agent_token"], {"EB_SECRET_AGENT_TOKEN": secret})
     path = tmp_path / "secrets" / "agent_token"
     assert written == ["agent_token"]
     assert path.read_text() == secret
@@ -132,12 +132,12 @@ def test_embed_secrets_are_written_0600_from_the_environment(tmp_path: Path) -> 
 
 def test_embed_secret_missing_from_the_environment(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="EB_SECRET_AGENT_TOKEN is unset"):
-        staging.write_embed_secrets(tmp_path, ["agent_token"], {})
+        write_embed_secrets(tmp_path, ["agent_token"], {})
 
 
 def test_runtime_wheel_is_built_from_runtime(tmp_path: Path) -> None:
     before = sorted((REPO_ROOT / "runtime").iterdir())
-    wheel = staging.build_runtime_wheel(REPO_ROOT / "runtime", tmp_path)
+    wheel = build_runtime_wheel(REPO_ROOT / "runtime", tmp_path)
     assert wheel.name.startswith("everest_runtime-") and wheel.suffix == ".whl"
     # Built from a copy: nothing (build/, *.egg-info) appears in the source tree.
     assert sorted((REPO_ROOT / "runtime").iterdir()) == before

@@ -8,6 +8,7 @@ import json
 import shutil
 import struct
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.cli_env import PYTHON, clean_env
+from tests.runtime.cli_env import PYTHON, RUNTIME, clean_env
+
+if str(RUNTIME) not in sys.path:
+    sys.path.insert(0, str(RUNTIME))
 
 # Busy for ~1.5 s of CPU while holding ~60 MiB, then idle: a peak to find.
 MODEL = """
@@ -132,3 +136,108 @@ def test_stats_svg_renders_to_an_image_with_the_plot(tmp_path):
     upper = rows[100:280]
     blue = sum(row[i : i + 3] == b"\x1f\x77\xb4" for row in upper for i in range(0, len(row), 3))
     assert blue > 50
+
+
+def test_chart_csv_and_json_tell_one_story(tmp_path):
+    task = run_model(tmp_path)
+    summary = json.loads((task / "stats.json").read_text())
+    with open(task / "stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # The last row holds the final totals stats.json gives.
+    assert float(rows[-1]["cpu_seconds"]) == pytest.approx(summary["cpu_seconds"], abs=0.001)
+    assert float(rows[-1]["elapsed_s"]) == pytest.approx(summary["wall_seconds"], abs=0.001)
+    assert max(float(r["cpu_cores"]) for r in rows) == summary["peak_cpu_cores"]
+    # Dense sampling in the first seconds, whatever the interval.
+    assert sum(float(r["elapsed_s"]) < 1.0 for r in rows) >= 5
+    texts = svg_texts((task / "stats.svg").read_text())
+    assert f"peak {_num(summary['peak_cpu_cores'])} cores" in " ".join(texts)
+    assert f"CPU {_num(summary['cpu_seconds'])} s in" in " ".join(texts)
+
+
+def _num(value: float) -> str:
+    from everest_runtime.chart import _num as chart_num
+
+    return chart_num(value)
+
+
+def svg_texts(svg: str) -> list[str]:
+    return [t.text or "" for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+
+
+def text_boxes(svg: str) -> list[tuple[str, float, float, float, float]]:
+    """(text, left, top, right, bottom) of each label, from DejaVu Sans's widths
+    (about 0.6 of the size per character, bold 0.63)."""
+    boxes = []
+    for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text"):
+        size = float(t.get("font-size", "12"))
+        per = 0.63 if t.get("font-weight") == "bold" else 0.6
+        width = per * size * len(t.text or "")
+        x, y = float(t.get("x", "0")), float(t.get("y", "0"))
+        left = {"start": x, "middle": x - width / 2, "end": x - width}[
+            t.get("text-anchor", "start")
+        ]
+        boxes.append((t.text or "", left, y - 0.8 * size, left + width, y + 0.2 * size))
+    return boxes
+
+
+def synthetic_rows(seconds: float, interval: float = 1.0) -> tuple[str, dict]:
+    """stats.csv of a sampler's schedule (dense first) for a ``seconds``-long task."""
+    from everest_runtime import stats
+
+    lines, t, cpu, peak_rss, peak_cores = [",".join(stats.CSV_COLUMNS)], 0.0, 0.0, 0, 0.0
+    previous = 0.0
+    while t <= seconds + 1e-9:
+        cores = 0.0 if t == 0 else 1.5 + 0.4 * ((t * 7) % 3) / 3
+        cpu += cores * (t - previous)
+        rss = int((200 + 300 * t / max(seconds, 1e-9)) * 2**20)
+        peak_rss = max(peak_rss, rss)
+        peak_cores = max(peak_cores, round(cores, 3))
+        lines.append(f"{t:.3f},0,2,{cpu:.3f},{cores:.3f},{rss},{int(rss * 0.95)}")
+        previous = t
+        t += stats.DENSE_INTERVAL if t < stats.DENSE_SECONDS else interval
+    summary = {"cpu_seconds": round(cpu, 3), "wall_seconds": seconds, "peak_rss_bytes": peak_rss,
+               "peak_cpu_cores": peak_cores, "samples": len(lines) - 1}  # fmt: skip
+    return "\n".join(lines) + "\n", summary
+
+
+@pytest.mark.parametrize("seconds", [0.2, 15, 600])
+def test_no_label_overlaps_another_for_short_and_long_tasks(tmp_path, seconds):
+    from everest_runtime import chart
+
+    text, summary = synthetic_rows(seconds)
+    (tmp_path / "stats.csv").write_text(text)
+    svg = chart.render_file(tmp_path / "stats.csv", "model v1.2 (3f2c1a9e)", summary)
+    assert svg is not None
+    boxes = text_boxes(svg)
+    for i, a in enumerate(boxes):
+        assert a[1] >= 0 and a[3] <= chart.WIDTH and a[2] >= 0 and a[4] <= chart.HEIGHT, a
+        for b in boxes[i + 1 :]:
+            overlap = a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]
+            assert not overlap, (a, b)
+    joined = " ".join(t for t, *_ in boxes)
+    assert ("time (min)" in joined) == (seconds >= 180)
+    assert "peak RSS" in joined and "peak PSS" in joined
+    assert f"peak {_num(summary['peak_cpu_cores'])} cores" in joined
+
+
+def test_a_peak_between_samples_is_drawn_from_the_kernels_figure(tmp_path):
+    from everest_runtime import chart
+
+    text, summary = synthetic_rows(0.2)
+    summary["peak_rss_bytes"] = 900 * 2**20
+    (tmp_path / "stats.csv").write_text(text)
+    svg = chart.render_file(tmp_path / "stats.csv", "m", summary)
+    assert svg is not None and "stroke-dasharray" in svg
+    assert "peak RSS 900 MiB (kernel's figure, between samples)" in svg_texts(svg)
+
+
+def test_a_long_task_is_drawn_from_at_most_max_points(tmp_path):
+    from everest_runtime import chart
+
+    text, summary = synthetic_rows(7 * 24 * 3600, interval=60.0)
+    (tmp_path / "stats.csv").write_text(text)
+    svg = chart.render_file(tmp_path / "stats.csv", "week", summary)
+    assert svg is not None
+    polyline = max(svg.split("<polyline")[1:], key=len)
+    assert polyline.count(",") <= 2 * chart.MAX_POINTS + 10
+    assert f"{summary['samples']} samples" in svg

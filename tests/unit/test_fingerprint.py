@@ -13,6 +13,7 @@ import pytest
 
 from everbake import naming
 from everbake.fingerprint import fingerprints
+from everbake.labels import FINGERPRINT_LABEL
 from everbake.spec import load_spec
 
 
@@ -157,7 +158,7 @@ def test_names_and_labels_valid_for_both_clouds(name, layer):
     assert image.endswith(fps.of(layer)[:12])
     assert ("-base-" in image) == (layer == "base")
     labels = naming.labels(spec, fps, layer)
-    assert labels[naming.FINGERPRINT_LABEL] == fps.of(layer)[:48]
+    assert labels[FINGERPRINT_LABEL] == fps.of(layer)[:48]
     for key, value in labels.items():
         assert LABEL_KEY_RE.match(key), key
         assert LABEL_VALUE_RE.match(value), (key, value)

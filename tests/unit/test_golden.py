@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from everbake import render
+from everbake import packer_dir, render
+from everbake.providers import get
 from everbake.spec import load_spec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -30,7 +31,7 @@ def observed(rendered: render.Rendered) -> dict:
     values = json.loads((rendered.directory / render.VAR_FILE).read_text())
     return {
         "files": sorted(p.name for p in rendered.directory.iterdir() if p.is_file()),
-        "hcl": render.parse_dir(rendered.directory),
+        "hcl": packer_dir.parse_dir(rendered.directory),
         "var_file_keys": sorted(values),
         "sensitive": list(rendered.sensitive),
     }
@@ -40,8 +41,8 @@ def observed(rendered: render.Rendered) -> dict:
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case, provider, tmp_path):
     spec = load_spec(GOLDEN / case / "spec.toml")
-    layers = render.render_layers(
-        spec, provider, tmp_path / "build", PACKER_VERSION, dist_root=tmp_path / "dist"
+    layers = packer_dir.write_layers(
+        spec, get(provider), tmp_path / "build", PACKER_VERSION, dist_root=tmp_path / "dist"
     )
     for rendered in layers:
         expected_path = GOLDEN / case / "expected" / f"{provider}-{rendered.layer}.json"

@@ -5,52 +5,31 @@ packer build (whose shell-local steps run everbake.localbuild) -> manifest."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, provision_env, render, staging
-from everbake.bake.record import local_up_to_date, read_record, record_path
+from everbake import naming, packer, packer_dir, provision_env, staging
+from everbake.agent_fetch import ResolvedAgent
+from everbake.bake.build_agent import agent_fingerprints, drop_fetched
 from everbake.bake.skeleton import BuildOutcome
 from everbake.errors import BuildError, EverbakeError
 from everbake.fingerprint import Fingerprints, fingerprints
 from everbake.localbuild import overlay, rootfs
-from everbake.localbuild.plan import (
+from everbake.localbuild.step_plan import (
     LAYERS,
     PLAN_FILE,
     STAGING_IN_IMAGE,
     Plan,
-    cache_dir_in,
     image_tarball,
     make_plan,
 )
 from everbake.providers import BuildSettings, Provider
+from everbake.records import local_up_to_date, read_record, record_path
+from everbake.runtime_wheel import build_runtime_wheel
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.ui import phase, say
-
-
-def resolve_build_agent(spec: ImageSpec, build_dir: Path) -> staging.ResolvedAgent:
-    """Fetch the agent a build of ``spec`` bakes, beside ``build_dir`` (one file per
-    process: it is fetched before the build lock is taken)."""
-    dest = build_dir.parent / f".{build_dir.name}.agent-{os.getpid()}.tar.gz"
-    with phase(f"fetch the Everest agent ({spec.agent.source.replace('{ref}', spec.agent.ref)})"):
-        return staging.resolve_agent(spec, dest)
-
-
-def agent_fingerprints(
-    spec: ImageSpec, build_dir: Path
-) -> tuple[staging.ResolvedAgent, Fingerprints]:
-    """The agent a build bakes, fetched now, and the fingerprints naming that image."""
-    agent = resolve_build_agent(spec, build_dir)
-    return agent, fingerprints(spec, agent.content)
-
-
-def drop_fetched(agent: staging.ResolvedAgent | None) -> None:
-    """Remove the archive `resolve_build_agent` fetched (staging holds its own copy)."""
-    if agent is not None and agent.archive is not None:
-        agent.archive.unlink(missing_ok=True)
 
 
 class LocalSteps:
@@ -66,8 +45,9 @@ class LocalSteps:
         self.dist = settings.dist_root(spec)
         self.build_root = settings.build_root(spec)
         self.lock_dir = provider.layer_dir(self.build_root, spec, "image")
+        self.cache_dir = settings.local_cache_dir(spec, environ)
         self.packer_env: dict[str, str] = {}
-        self.agent: staging.ResolvedAgent | None = None
+        self.agent: ResolvedAgent | None = None
         self._use(fingerprints(spec))
 
     def _use(self, fps: Fingerprints) -> None:
@@ -97,7 +77,6 @@ class LocalSteps:
 
     def up_to_date(self, found: tuple[Path, dict[str, Any]]) -> BuildOutcome:
         tarball, existing = found
-        drop_fetched(self.agent)
         say(f"up to date: {self.image} ({tarball}); --force rebuilds it")
         return BuildOutcome(self.image, self.provider.name, True, self.record_path, existing)
 
@@ -110,6 +89,7 @@ class LocalSteps:
         """stage + plan -> render -> validate -> packer build -> manifest; the record's data."""
         if self.agent is None:  # --force over an image found by its pin
             self._resolve_agent()
+        assert self.agent is not None  # _resolve_agent sets it
         spec, fps, build_dir = self.spec, self.fps, self.lock_dir
         output = image_tarball(self.dist, self.image, self.spec.build.local.compression)
         had_output = output.exists()
@@ -120,11 +100,11 @@ class LocalSteps:
                     fps,
                     build_dir,
                     dist=self.dist,
-                    cache_dir=self.settings.local_cache,
+                    cache_dir=self.cache_dir,
                     agent=self.agent,
                 )
             with phase(f"render {build_dir}"):
-                render.render_layers(
+                packer_dir.write_layers(
                     spec,
                     self.provider,
                     self.build_root,
@@ -143,7 +123,6 @@ class LocalSteps:
             if not output.is_file():
                 raise BuildError(f"packer finished but {output} was not written (export step)")
         except BaseException:
-            drop_fetched(self.agent)
             # No half-written image: drop a tarball this run created and the work dir.
             if not had_output:
                 output.unlink(missing_ok=True)
@@ -151,7 +130,6 @@ class LocalSteps:
             with contextlib.suppress(EverbakeError):
                 overlay.release(build_dir / "work")
             raise
-        drop_fetched(self.agent)
         return {
             "image": self.image,
             "provider": self.provider.name,
@@ -171,6 +149,9 @@ class LocalSteps:
         say(f"record: {self.record_path}")
         return BuildOutcome(self.image, self.provider.name, False, self.record_path, record)
 
+    def release(self) -> None:
+        drop_fetched(self.agent)
+
 
 def prepare(
     spec: ImageSpec,
@@ -178,13 +159,15 @@ def prepare(
     build_dir: Path,
     *,
     dist: Path,
-    cache_dir: Path | None = None,
-    agent: staging.ResolvedAgent | None = None,
+    cache_dir: Path,
+    agent: ResolvedAgent,
 ) -> tuple[Plan, staging.Staged]:
-    """Stage everything into build_dir/staging and write build_dir/local-plan.json."""
+    """Build the runtime wheel, stage everything into build_dir/staging and write
+    build_dir/local-plan.json."""
     repo_root = spec.repo_root
     image = naming.image_name(spec, fps)
     scripts = {layer: provision_env.scripts(repo_root, layer) for layer in LAYERS}
+    wheel = build_runtime_wheel(spec.repo_path(spec.runtime.source), build_dir / "wheel")
     staged = staging.stage(
         spec,
         build_dir / "staging",
@@ -192,6 +175,7 @@ def prepare(
         fingerprints=fps.as_dict(),
         scripts=[*scripts["base"], *scripts["image"]],
         agent=agent,
+        wheel=wheel,
     )
     env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
     env["image"].update(staging.agent_env(staged.agent_sha256))
@@ -202,7 +186,7 @@ def prepare(
         suite=spec.base.local.suite,
         mirror=spec.base.local.mirror,
         build_dir=build_dir,
-        cache_dir=cache_dir or cache_dir_in(dist),
+        cache_dir=cache_dir,
         output=image_tarball(dist, image, spec.build.local.compression),
         staging_host=build_dir / "staging",
         scripts=scripts,

@@ -7,7 +7,7 @@
    missing; the image layer starts from it by name.
 3. Each layer: stage, render (with what staging found), validate, `packer
    build` streamed with the provider as prefix; a lost build VM moves on to the
-   next attempt (everbake.cloudbuild.attempts), any other failure stops with the
+   next attempt (everbake.attempts), any other failure stops with the
    log tail.
 4. The manifest entry of the last run names the artifact, the store must then
    find it, and the build record is written last (everbake.bake.skeleton).
@@ -23,11 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, provision_env, render, staging
-from everbake.bake.local import agent_fingerprints, drop_fetched
-from everbake.bake.record import read_record, record_path
-from everbake.bake.skeleton import BuildOutcome, run
-from everbake.cloudbuild.attempts import (
+from everbake import naming, packer, packer_dir, provision_env, render, staging
+from everbake.agent_fetch import ResolvedAgent
+from everbake.attempts import (
     PREEMPTED,
     SUSPECT,
     Attempt,
@@ -35,12 +33,15 @@ from everbake.cloudbuild.attempts import (
     first_attempt,
     next_attempt,
 )
+from everbake.bake.build_agent import agent_fingerprints, drop_fetched
+from everbake.bake.skeleton import BuildOutcome, run
 from everbake.errors import BuildError
 from everbake.fingerprint import fingerprints
-from everbake.gc import published_names
 from everbake.pinagent import require_pinned_agents
-from everbake.providers import BuildSettings, get
-from everbake.providers.cloud import CloudProvider
+from everbake.providers import BuildSettings, CloudProvider
+from everbake.records import read_record, record_path
+from everbake.retirement import published_names
+from everbake.runtime_wheel import build_runtime_wheel
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.stores import CloudImage, ImageStore
@@ -51,7 +52,7 @@ REPLACE_FLAG = "--replace-published"
 
 def build_cloud(
     spec: ImageSpec,
-    provider: str | CloudProvider,
+    provider: CloudProvider,
     force: bool = False,
     *,
     replace_published: bool = False,
@@ -59,10 +60,8 @@ def build_cloud(
     settings: Settings | None = None,
 ) -> BuildOutcome:
     """Make sure the image of ``spec`` exists on ``provider``; build what is missing."""
-    chosen = get(provider)
-    assert isinstance(chosen, CloudProvider), f"{chosen.name} is not a cloud"
     environ = os.environ if env is None else env
-    steps = CloudSteps(chosen, spec, settings or Settings(), environ, force, replace_published)
+    steps = CloudSteps(provider, spec, settings or Settings(), environ, force, replace_published)
     return run(steps, force)
 
 
@@ -76,14 +75,14 @@ class CloudSteps:
         force: bool,
         replace_published: bool,
     ) -> None:
-        require_pinned_agents([spec], [provider.name])  # before any lookup or VM
+        require_pinned_agents([spec], [provider])  # before any lookup or VM
         self.provider, self.spec, self.environ = provider, spec, environ
         self.replace_published = replace_published
         self.family = naming.family(spec)
         self.build_root = settings.build_root(spec)
         self.dist = settings.dist_root(spec)
         self.lock_dir = self.build_root / provider.name / spec.name
-        self.agent: staging.ResolvedAgent | None = None
+        self.agent: ResolvedAgent | None = None
         self._use(fingerprints(spec))
         self.location = provider.location_of(spec, environ)
         self.store: ImageStore | None = None
@@ -121,7 +120,6 @@ class CloudSteps:
             return self.store.find_by_fingerprint(self.fps.image, self.family)
 
     def up_to_date(self, image: CloudImage) -> BuildOutcome:
-        drop_fetched(self.agent)
         say(
             f"up to date: {image.name} ({self.provider.name}, {self.location}); --force rebuilds it"
         )
@@ -139,10 +137,10 @@ class CloudSteps:
     def bake(self, existing: CloudImage | None) -> dict[str, Any]:
         if self.agent is None:  # --force over an image found by its pin
             self._resolve_agent()
-        try:
-            return self._bake(existing)
-        finally:
-            drop_fetched(self.agent)
+        return self._bake(existing)
+
+    def release(self) -> None:
+        drop_fetched(self.agent)
 
     def _bake(self, existing: CloudImage | None) -> dict[str, Any]:
         spec, fps, provider = self.spec, self.fps, self.provider
@@ -220,17 +218,25 @@ class CloudSteps:
         history: list[tuple[Attempt, Loss]] = []
         made = self.attempts_made.setdefault(layer, [])
         directory = provider.layer_dir(self.build_root, spec, layer)
+        agent_env = None
         with phase(f"stage files for the {layer} layer"):
-            agent_sha = staging.stage_layer(
-                spec,
-                layer,
-                directory / "staging",
-                image=self.name,
-                fingerprints=self.fps.as_dict(),
-                scripts=provision_env.scripts(spec.repo_root, "image"),
-                agent=self.agent,
-            )
-        agent_env = staging.agent_env(agent_sha) if layer == "image" else None
+            if layer == "base":
+                staging.stage_base_layer(spec, directory / "staging")
+            else:
+                assert self.agent is not None  # bake() resolves it
+                wheel = build_runtime_wheel(
+                    spec.repo_path(spec.runtime.source), directory / "wheel"
+                )
+                staged = staging.stage(
+                    spec,
+                    directory / "staging",
+                    image=self.name,
+                    fingerprints=self.fps.as_dict(),
+                    scripts=provision_env.scripts(spec.repo_root, "image"),
+                    agent=self.agent,
+                    wheel=wheel,
+                )
+                agent_env = staging.agent_env(staged.agent_sha256)
         while attempt is not None:
             say(
                 f"{provider.name}: {layer} layer {name}, attempt {attempt.number}: "
@@ -247,7 +253,7 @@ class CloudSteps:
             )
             rendered = self._render(layer, settings)
             with phase(f"validate {rendered.directory}"):
-                depth = render.validate_rendered(rendered, self.packer_version)
+                depth = packer_dir.validate_rendered(rendered, self.packer_version)
             say(f"validated ({depth})")
             log_path = rendered.directory / f"packer-build-{attempt.number}.log"
             log_path.unlink(missing_ok=True)
@@ -317,7 +323,7 @@ class CloudSteps:
         """Render this layer only: the other one keeps the settings it was built with."""
         provider = self.provider
         with phase(f"render build/{provider.name}/{self.spec.name}/{layer}"):
-            (rendered,) = render.render_layers(
+            (rendered,) = packer_dir.write_layers(
                 self.spec,
                 provider,
                 self.build_root,

@@ -7,14 +7,13 @@ secrets are named here and their values reach the image step only through its
 environment (EB_SECRET_<NAME>).
 
 Base layer cache: <cache_dir>/base-<base fingerprint>.tar.zst.
-The cache dir defaults to <dist>/cache/local (EVERBAKE_LOCAL_CACHE overrides it),
-so `rm -rf dist` forgets every local build at once.
+The cache dir defaults to <dist>/cache/local (everbake.settings: the settings or
+EVERBAKE_LOCAL_CACHE override it), so `rm -rf dist` forgets every local build at once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +25,12 @@ from everbake.localbuild import export
 PLAN_VERSION = 1
 PLAN_FILE = "local-plan.json"
 STAGING_IN_IMAGE = "/var/tmp/everbake-staging"
-CACHE_ENV = "EVERBAKE_LOCAL_CACHE"
 LAYERS = ("base", "image")
 
 
 def cache_dir_in(dist: Path) -> Path:
-    """$EVERBAKE_LOCAL_CACHE, else <dist>/cache/local (this provider's folder names)."""
-    override = os.environ.get(CACHE_ENV)
-    return Path(override).resolve() if override else dist / "cache" / "local"
+    """The default cache dir, <dist>/cache/local (this provider's folder names)."""
+    return dist / "cache" / "local"
 
 
 def images_dir_in(dist: Path) -> Path:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from everbake import naming
+from everbake.agent_fetch import resolve_agent
 from everbake.fingerprint import fingerprints
-from everbake.providers import Provider, get
+from everbake.providers import Provider
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 
@@ -26,9 +28,9 @@ STATUS_COLUMNS = [*COLUMNS, "exists", "action"]
 LAYERS = ("base", "image")
 
 
-def plan_rows(specs: Iterable[ImageSpec], providers: Iterable[str]) -> list[dict[str, Any]]:
+def plan_rows(specs: Iterable[ImageSpec], providers: Iterable[Provider]) -> list[dict[str, Any]]:
     rows = []
-    chosen = [get(name) for name in providers]
+    chosen = list(providers)
     for spec in specs:
         fps = fingerprints(spec)
         for provider in chosen:
@@ -50,6 +52,7 @@ def plan_rows(specs: Iterable[ImageSpec], providers: Iterable[str]) -> list[dict
 def add_status(
     rows: list[dict[str, Any]],
     specs: Iterable[ImageSpec],
+    providers: Sequence[Provider],
     *,
     offline: bool = False,
     env: Mapping[str, str] | None = None,
@@ -59,13 +62,14 @@ def add_status(
     env = os.environ if env is None else env
     settings = settings or Settings()
     by_name = {spec.name: spec for spec in specs}
+    provider_named = {provider.name: provider for provider in providers}
     stores: dict[tuple[str, str], Any] = {}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["image"], row["provider"]), []).append(row)
     agents: dict[str, str] = {}
     for (image, name), group in groups.items():
-        provider = get(name)
+        provider = provider_named[name]
         spec = by_name[image]
         # The rows already carry each layer's fingerprint, name and family.
         layers = {row["layer"]: row for row in group}
@@ -87,10 +91,6 @@ def add_status(
 
 def _use_agent(spec: ImageSpec, row: dict[str, Any], agents: dict[str, str]) -> bool:
     """Set the image row to the agent content a build would bake now; whether it moved."""
-    import tempfile
-
-    from everbake.staging import resolve_agent
-
     if spec.name not in agents:
         with tempfile.TemporaryDirectory(prefix="everbake-agent-") as tmp:
             agents[spec.name] = resolve_agent(spec, Path(tmp) / "agent.tar.gz").content
