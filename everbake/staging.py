@@ -121,16 +121,27 @@ def render_agent_conf(spec: ImageSpec) -> str:
 
 
 def image_info(
-    spec: ImageSpec, image: str, fingerprints: Mapping[str, str], agent_content: str
+    spec: ImageSpec,
+    image: str,
+    fingerprints: Mapping[str, str],
+    agent_content: str,
+    provider: str = "",
 ) -> dict[str, object]:
-    """image.json: what the image is, the agent it holds (its archive's sha256 or
-    "none") and how each secret reaches it (names only)."""
+    """image.json: what the image is, where it was built, the agent it holds (its
+    archive's sha256 or "none"), its solvers (how each is installed, so a task can
+    find the installed version in packages.json) and how each secret reaches it
+    (names only)."""
     return {
         "image": image,
         "spec": spec.name,
         "family": spec.family,
+        "provider": provider,
         "fingerprints": dict(fingerprints),
         "agent_content": agent_content,
+        "solvers": {
+            s.name: {"install": s.install, "package": s.package or s.name, "version": s.version}
+            for s in spec.solvers
+        },
         "secrets": {
             name: {"mode": s.mode, "env": s.env, "metadata_key": s.metadata_key, "path": s.path}
             for name, s in sorted(spec.secrets.items())
@@ -147,6 +158,7 @@ def stage(
     scripts: Iterable[Path],
     agent: ResolvedAgent,
     wheel: Path,
+    provider: str = "",
 ) -> Staged:
     """Fill ``staging`` (emptied first) with everything but secret values: the
     scripts, the runtime ``wheel``, the ``agent`` the build fetched (its content is
@@ -166,7 +178,8 @@ def stage(
         (staging / AGENT_PYTHONS).write_text(" ".join(agent.supported.allowed()) + "\n")
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
-    write_json(staging / IMAGE_INFO, image_info(spec, image, fingerprints, agent.content))
+    info = image_info(spec, image, fingerprints, agent.content, provider)
+    write_json(staging / IMAGE_INFO, info)
     return Staged(agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca)
 
 

@@ -126,10 +126,14 @@ def plan(c, image=None, provider=None, format="table", offline=False):
     _warn_unpinned(specs, chosen)
     rows = planning.plan_rows(specs, chosen)
     planning.add_status(rows, specs, chosen, offline=offline, settings=settings)
+    planning.add_changes(rows, specs, settings)
     if format == "json":
         print(planning.format_json(rows))
     else:
         print(planning.format_table(rows, planning.STATUS_COLUMNS))
+        changes = planning.format_changes(rows)
+        if changes:
+            print(f"\nchanges of the images to build:\n{changes}")
     sys.stdout.flush()
 
 

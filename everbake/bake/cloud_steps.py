@@ -235,6 +235,7 @@ class CloudSteps:
                     scripts=provision_env.scripts(spec.repo_root, "image"),
                     agent=self.agent,
                     wheel=wheel,
+                    provider=self.provider.name,
                 )
                 agent_env = staging.agent_env(staged.agent_sha256)
         while attempt is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def _solvers(image: dict[str, Any], packages: dict[str, Any]) -> dict[str, Any]:
     for name, solver in sorted((image.get("solvers") or {}).items()):
         package = str(solver.get("package") or name)
         if solver.get("install") == "pip":
-            installed = python.get(package.lower()) or python.get(package)
+            installed = python.get(re.sub(r"[-_.]+", "-", package).lower())
         elif solver.get("install") == "apt":
             installed = debian.get(package)
         else:

@@ -24,11 +24,21 @@ LAYERS: list[tuple[str, ...]] = [
         "spec",
         "agent_standin",
         "taskproc",
+        "image_packages",
     ),
     ("provision_env", "packer", "agent_python"),
     ("fingerprint", "localbuild"),
-    ("naming", "settings", "stores", "agent_fetch", "runtime_wheel", "staging", "retirement"),
-    ("records",),
+    (
+        "naming",
+        "image_inputs",
+        "settings",
+        "stores",
+        "agent_fetch",
+        "runtime_wheel",
+        "staging",
+        "retirement",
+    ),
+    ("records", "image_lookup"),
     ("providers",),  # descriptions: nothing above them
     # what asks the providers: rendering, checks, plans, retirement, Everest, run-local
     (
