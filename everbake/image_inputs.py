@@ -11,9 +11,23 @@ import hashlib
 import json
 from typing import Any
 
+import tomllib
+
 from everbake.fingerprint import base_inputs, expected_agent, fingerprints, image_inputs
 from everbake.naming import image_name
 from everbake.spec import ImageSpec
+
+
+def runtime_version(spec: ImageSpec) -> str | None:
+    """The version the runtime's source declares (its pyproject.toml), if readable."""
+    try:
+        project = tomllib.loads(
+            (spec.repo_path(spec.runtime.source) / "pyproject.toml").read_text()
+        )
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    version = project.get("project", {}).get("version")
+    return str(version) if version else None
 
 
 def summary(spec: ImageSpec, agent: str | None = None) -> dict[str, Any]:
@@ -31,6 +45,7 @@ def summary(spec: ImageSpec, agent: str | None = None) -> dict[str, Any]:
             sorted({**base["scripts"], **base["solver_scripts"], **image["scripts"]}.items())
         ),
         "runtime": hashlib.sha256(runtime.encode()).hexdigest(),
+        "runtime_version": runtime_version(spec),
         "base_os": base["base"],
     }
 

@@ -21,6 +21,8 @@ from typing import Any
 IN_IMAGE = "/etc/everest/packages.json"
 FILE = "packages.json"  # beside the build's work dir, read into the build record
 SECTIONS = ("debian", "python", "agent_python")
+MAPPINGS = ("solvers", "python_packages", "scripts")  # name -> version or sha256
+VALUES = ("runtime_version", "runtime", "agent", "base_os")
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -46,6 +48,7 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
         "python_packages": dict(inputs.get("python_packages") or {}),
         "scripts": dict(inputs.get("scripts") or {}),
         "runtime": inputs.get("runtime"),
+        "runtime_version": inputs.get("runtime_version"),
         "agent": record.get("agent_content"),
         "base_os": inputs.get("base_os"),
         "packages": record.get("packages"),
@@ -72,10 +75,14 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         "same_image": bool(a.get("fingerprints", {}).get("image"))
         and a.get("fingerprints", {}).get("image") == b.get("fingerprints", {}).get("image"),
     }
-    for key in ("solvers", "python_packages", "scripts"):
-        out[key] = _mapping_diff(a.get(key) or {}, b.get(key) or {})
-    for key in ("runtime", "agent", "base_os"):
-        out[key] = None if a.get(key) == b.get(key) else [a.get(key), b.get(key)]
+    # A section one side does not know (None: e.g. a job's image known only from its
+    # provenance) is left out, never shown as everything added or removed.
+    for key in MAPPINGS:
+        known = a.get(key) is not None and b.get(key) is not None
+        out[key] = _mapping_diff(a[key], b[key]) if known else None
+    for key in VALUES:
+        same = a.get(key) is None or b.get(key) is None or a.get(key) == b.get(key)
+        out[key] = None if same else [a.get(key), b.get(key)]
     packages: dict[str, Any] = {}
     pa, pb = a.get("packages"), b.get("packages")
     if pa is not None and pb is not None:
@@ -88,10 +95,9 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 def differs(result: Mapping[str, Any]) -> bool:
     """Whether `diff` found anything beyond the names and fingerprints."""
-    for key in ("solvers", "python_packages", "scripts"):
-        if not _empty(result[key]):
-            return True
-    if any(result[key] is not None for key in ("runtime", "agent", "base_os")):
+    if any(result[key] and not _empty(result[key]) for key in MAPPINGS):
+        return True
+    if any(result[key] is not None for key in VALUES):
         return True
     return any(not _empty(section) for section in result["packages"].values())
 
@@ -99,6 +105,12 @@ def differs(result: Mapping[str, Any]) -> bool:
 def _short(value: Any) -> str:
     text = str(value)
     return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in sorted(value.items()))
+    return _short(value)
 
 
 def lines(result: Mapping[str, Any]) -> list[str]:
@@ -119,10 +131,10 @@ def lines(result: Mapping[str, Any]) -> list[str]:
             rows.append((label, name, "-", _short(new)))
         for name, old in section["removed"].items():
             rows.append((label, name, _short(old), "-"))
-    for key in ("runtime", "agent", "base_os"):
+    for key in VALUES:
         if result[key] is not None:
             old, new = result[key]
-            rows.append((key.replace("_", " "), "", _short(old), _short(new)))
+            rows.append((key.replace("_", " "), "", _value(old), _value(new)))
     if not rows:
         return []
     width = [max(len(r[i]) for r in rows) for i in range(3)]

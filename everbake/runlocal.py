@@ -234,7 +234,10 @@ def run_local(
                 "--cache-dir",
                 f"{RUN_DIR_IN_IMAGE}/cache",
             ]
-        env = Chroot.env({**standin.env(run_id), "HOME": "/tmp", **extra})
+        # The task's provenance.json says where it ran (everest_runtime.provenance).
+        env = Chroot.env(
+            {**standin.env(run_id), "HOME": "/tmp", "EVEREST_HOST_KIND": "local", **extra}
+        )
         with chroot(root) as ch:
             argv = ch.argv([_runuser(root), "-u", task_user, "--", *command])
             with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):

@@ -148,6 +148,7 @@ from everbake import (  # noqa: E402
     tasks_cloud,
     tasks_everest,
     tasks_jobs,
+    tasks_replay,
 )
 
 ns.add_task(tasks_build.build_image)
@@ -157,3 +158,5 @@ tasks_everest.register(ns)
 tasks_jobs.register(ns)
 ns.add_task(tasks_ci.ci_pipeline)
 ns.add_task(tasks_agent.pin_agent)
+ns.add_task(tasks_replay.diff_images)
+ns.add_task(tasks_replay.replay)

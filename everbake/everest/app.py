@@ -88,6 +88,7 @@ OUTPUT_FILES = {
     "stats": ("stats.json", "peak memory, CPU seconds, wall time, utilisation", True),
     "stats_csv": ("stats.csv", "CPU and memory samples over time", True),
     "stats_chart": ("stats.svg", "CPU and memory over time as a chart, for a browser", False),
+    "provenance": ("provenance.json", "what produced the result: image, packages, model", False),
 }
 MODEL_SOURCE_SECRET = "gitlab_token"  # the spec's secret holding the GitLab token
 DEFAULT_GITLAB_URL = "https://gitlab.com"

@@ -96,9 +96,10 @@ def test_export_writes_descriptor_bootstrap_and_zip(repo_copy: Path, tmp_path: P
         "stats": "stats.json",
         "stats_csv": "stats.csv",
         "stats_chart": "stats.svg",
+        "provenance": "provenance.json",
     }
     optional = {name for name, d in app["outputs"].items() if not d["required"]}
-    assert optional == {"results", "debug_archive", "stats_chart"}
+    assert optional == {"results", "debug_archive", "stats_chart", "provenance"}
     reqs = app["config"]["resourceRequirements"]
     assert set(reqs) == {"nodes", "coresPerNode", "memoryPerCore", "timeLimit"}
     assert all(set(r) == {"defaultValue", "allowOverride"} for r in reqs.values())

@@ -52,9 +52,17 @@ LAYERS: list[tuple[str, ...]] = [
         "runlocal",
         "everest",
     ),
-    ("bake",),  # the flows, holding a provider
+    ("bake", "replay"),  # the flows, holding a provider
     ("taskutil",),
-    ("tasks_agent", "tasks_build", "tasks_ci", "tasks_cloud", "tasks_everest", "tasks_jobs"),
+    (
+        "tasks_agent",
+        "tasks_build",
+        "tasks_ci",
+        "tasks_cloud",
+        "tasks_everest",
+        "tasks_jobs",
+        "tasks_replay",
+    ),
     ("tasks", "cli"),  # the collection, and the console script made of it
 ]
 
