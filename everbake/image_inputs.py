@@ -50,16 +50,20 @@ def summary(spec: ImageSpec, agent: str | None = None) -> dict[str, Any]:
     }
 
 
-def would_be_record(spec: ImageSpec, provider: str = "") -> dict[str, Any]:
+def would_be_record(
+    spec: ImageSpec, provider: str = "", agent: str | None = None
+) -> dict[str, Any]:
     """What a build record of ``spec`` as it is now would say before it is built
-    (no package list yet), for `diff-images` and the CI plan."""
-    fps = fingerprints(spec)
+    (no package list yet), for `diff-images`, the CI plan and replay. ``agent``: the
+    agent content to assume when the spec pins none (unknown otherwise: left out)."""
+    content = spec.agent.sha256 or agent
+    fps = fingerprints(spec, content)
     return {
         "image": image_name(spec, fps),
         "provider": provider or None,
         "spec": spec.name,
         "fingerprints": fps.as_dict(),
-        "agent_content": expected_agent(spec),
-        "inputs": summary(spec),
+        "agent_content": content,
+        "inputs": summary(spec, content),
         "packages": None,
     }

@@ -140,7 +140,7 @@ def choose_image(
         with phase(f"replay: bake {image.get('name')} from spec {spec.name} (same fingerprint)"):
             outcome = build_spec(spec, get(DEFAULT), settings=settings)
         return outcome.image, []
-    current = image_packages.describe(would_be_record(spec, DEFAULT))
+    current = image_packages.describe(would_be_record(spec, DEFAULT, agent))
     found = image_packages.diff(job_image(provenance, settings), current)
     changes = image_packages.lines(found)
     if not any_image:

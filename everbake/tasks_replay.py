@@ -18,7 +18,8 @@ from everbake.taskutil import settings_of, task
         "b": "the second image, named the same ways",
         "provider": "only records of this provider (when a name is built on several)",
         "format": "table (default) or json (stable: sorted keys, the same for the same images)",
-    }
+    },
+    positional=["a", "b"],
 )
 def diff_images(c, a, b, provider=None, format="table"):
     """What differs between two images: packages, solvers, scripts, runtime, agent."""
@@ -50,30 +51,30 @@ def diff_images(c, a, b, provider=None, format="table"):
 
 @task(
     help={
-        "job_dir": "the job's directory, runs/<job-id> (from fetch-job, run-job or a sweep)",
-        "job": "a job id (or everbake's name for it): fetch it into runs/<job-id> first",
+        "job_dir": "the job's directory, runs/<job-id> (from fetch-job, run-job or a sweep); "
+        "with --job, the job's id or everbake's name for it",
+        "job": "fetch the job into runs/<job-id> first (invoke replay --job ID)",
         "any_image": "run in the spec's current image when the job's is not here (and say "
         "what changed) instead of stopping",
         "debug": "run with debug=true: the replay writes debug.zip (logs, parameters, stats)",
         "model": "the model checkout to run (default: examples/transport)",
-    }
+    },
+    positional=["job_dir"],
 )
-def replay(c, job_dir=None, job=None, any_image=False, debug=False, model=None):
+def replay(c, job_dir, job=False, any_image=False, debug=False, model=None):
     """Run an Everest job again here, in the same image, and compare the results."""
     from everbake.everest.jobsapi import JobsApi
     from everbake.everest.session import open_client
     from everbake.replay import replay as run_replay
     from everbake.replay import report_lines
 
-    if not job_dir and not job:
-        raise EverbakeError("give the job's directory (runs/<job-id>) or --job ID")
     settings = settings_of(c)
     api = None
     if job:
         from everbake.everest import runjob
 
         api = JobsApi(open_client(c))
-        outcome = runjob.fetch_job(api, job, settings.runs_root())
+        outcome = runjob.fetch_job(api, job_dir, settings.runs_root())
         job_dir = str(settings.runs_root() / outcome.job_id)
     elif _has_remote_inputs(Path(job_dir)):
         api = JobsApi(open_client(c))
