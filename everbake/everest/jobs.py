@@ -124,11 +124,6 @@ class Submission:
         return body
 
 
-def is_remote(data: str) -> bool:
-    """An Everest file URI (as jobs' inputs hold them) rather than a local archive."""
-    return data.startswith(("/api/files/", "http://", "https://"))
-
-
 def load_params(value: str, flag: str = "--params") -> dict[str, Any]:
     """``--params``: a JSON object given inline, or the path of a JSON file holding one."""
     text = value.strip()
@@ -153,7 +148,7 @@ def load_params(value: str, flag: str = "--params") -> dict[str, Any]:
 
 def check_data(data: str | None, flag: str = "--data") -> str | None:
     """A local archive must exist before anything is submitted."""
-    if data is None or is_remote(data):
+    if data is None or is_file_uri(data):
         return data
     path = Path(data)
     if not path.is_file():
@@ -198,8 +193,9 @@ def resubmission(
 
 
 def is_file_uri(value: Any) -> bool:
-    """A file output's value: a path under /api/files/ on the Everest host, or a full
-    URL (sptp everest.py getFile fetches anything else as a URL)."""
+    """A file's value in job inputs and outputs, rather than a local archive or a plain
+    value: a path under /api/files/ on the Everest host, or a full URL (sptp
+    everest.py getFile fetches anything else as a URL; uploads may answer either)."""
     return isinstance(value, str) and value.startswith(("/api/files/", "http://", "https://"))
 
 

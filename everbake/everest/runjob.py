@@ -107,7 +107,7 @@ def upload_params(
 def upload_data(
     api: JobsApi, data: str | None, uploads: dict[str, str] | None = None
 ) -> str | None:
-    if data is None or jobs.is_remote(data):
+    if data is None or jobs.is_file_uri(data):
         return data
     if uploads is not None and data in uploads:
         return uploads[data]
