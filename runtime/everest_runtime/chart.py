@@ -61,8 +61,10 @@ def _read(path: Path, wall: float = 0.0) -> tuple[list[dict[str, float | None]],
                     row[key] = float(text) if text else None
             except ValueError:
                 continue  # a damaged line (e.g. the disk filled mid-row)
-            if row["elapsed_s"] is None:
-                continue
+            if row["elapsed_s"] is None or not all(
+                v is None or (math.isfinite(v) and v >= 0) for v in row.values()
+            ):
+                continue  # not a sample the runner wrote
             count += 1
             previous = rows[-1] if rows else None
             same = (

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from . import redact
 
-READ = 65536
+READ = 1 << 20  # with the pipe enlarged to match (set_pipe_size)
 MAX_STATUS_LINE = 4096  # a status line longer than this is cut (the rest still passes)
 
 
@@ -38,8 +38,8 @@ class Pump(threading.Thread):
         self.max_log_bytes = max_log_bytes
         self.logged = 0
         self.problem = ""  # what went wrong with the log, for the final status
-        self._line = bytearray()
-        self._line_cut = False
+        self._line: bytearray | None = bytearray()  # the open line's start; None: no status
+        self._open = False  # inside a line begun in an earlier read
 
     def run(self) -> None:
         while True:
@@ -53,8 +53,8 @@ class Pump(threading.Thread):
                 break
             self._emit(self.redactor.feed(data))
         self._emit(self.redactor.close())
-        if self._line:
-            self._status_line(bytes(self._line))
+        if self._open and self.prefix is not None:
+            self._close_line()
         os.close(self.fd)
 
     def _emit(self, data: bytes) -> None:
@@ -92,25 +92,70 @@ class Pump(threading.Thread):
             self.log_fd = None
 
     def _lines(self, data: bytes) -> None:
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            piece = data[start:] if end < 0 else data[start:end]
-            if not self._line_cut:
-                self._line += piece[: MAX_STATUS_LINE - len(self._line)]
-                self._line_cut = len(self._line) >= MAX_STATUS_LINE
+        """Find status lines with C-speed searches: only a line that starts with
+        the prefix is ever looked at (a log of millions of lines costs a few
+        find() calls per read)."""
+        prefix = self.prefix
+        assert prefix is not None
+        n, pos = len(data), 0
+        if self._open:  # a line begun in an earlier read
+            end = data.find(b"\n")
+            self._grow(data if end < 0 else data[:end])
             if end < 0:
                 return
+            self._close_line()
+            pos = end + 1
+        while pos < n:  # pos: the start of a line
+            rest = n - pos
+            if data.startswith(prefix, pos) or (
+                rest < len(prefix) and prefix.startswith(data[pos:])
+            ):
+                end = data.find(b"\n", pos)
+                if end < 0:
+                    self._open, self._line = True, bytearray(data[pos : pos + MAX_STATUS_LINE])
+                    return
+                self._status_line(data[pos:end])
+                pos = end + 1
+                continue
+            hit = data.find(b"\n" + prefix, pos)
+            if hit >= 0:
+                pos = hit + 1
+                continue
+            last = data.rfind(b"\n", pos)
+            if last < 0:  # this line goes on in the next read, and is no status
+                self._open, self._line = True, None
+                return
+            pos = last + 1
+
+    def _grow(self, piece: bytes) -> None:
+        line = self._line
+        if line is None:
+            return
+        line += piece[: max(0, MAX_STATUS_LINE - len(line))]
+        prefix = self.prefix or b""
+        if not (line.startswith(prefix) or prefix.startswith(bytes(line))):
+            self._line = None  # cannot be a status line any more
+
+    def _close_line(self) -> None:
+        if self._line is not None:
             self._status_line(bytes(self._line))
-            self._line = bytearray()
-            self._line_cut = False
-            start = end + 1
+        self._open, self._line = False, bytearray()
 
     def _status_line(self, line: bytes) -> None:
         assert self.prefix is not None
         line = line.rstrip(b"\r")
         if line.startswith(self.prefix):
             self.on_status(line[len(self.prefix) :].decode("utf-8", "replace"))
+
+
+def set_pipe_size(fd: int, size: int = READ) -> None:
+    """Fewer, larger reads of a chatty model (Linux F_SETPIPE_SZ; else unchanged)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, 1031, size)  # F_SETPIPE_SZ (fcntl names it from Python 3.10)
+    except (OSError, ImportError, ValueError):
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:

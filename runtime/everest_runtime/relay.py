@@ -22,6 +22,7 @@ from . import agentproto
 
 MAX_CONNECTIONS = 128
 MAX_PENDING_OUT = 1 << 20  # VAR_VALUE bytes queued for a model that does not read
+MAX_FRAME = 1 << 20  # a status is a line, not a file: a bigger frame ends its session
 
 
 class _Peer:
@@ -176,6 +177,11 @@ class Relay:
                 return
             self._deliver(peer, payloads)
             if peer.sock not in self._peers:
+                return
+            if peer.reader.pending > MAX_FRAME + agentproto.HEADER.size:
+                self._warn("big", f"a status session of the model sent a frame over {MAX_FRAME} "
+                           "bytes; session closed")  # fmt: skip
+                self._drop(peer)
                 return
 
     def _deliver(self, peer: _Peer, payloads: list[bytes]) -> None:

@@ -227,20 +227,12 @@ def _fail_early(task: Path, status: TaskStatus, exc: RuntimeFailure) -> None:
 
 def _write_status(task: Path, text: str, reserve: _Reserve | None) -> str:
     """status.txt; "" when written, else why not (after using the reserve)."""
-    for _ in range(2):
-        try:
-            outputs.write_text(task / "status.txt", text + "\n")
-            return ""
-        except OSError as exc:
-            problem = f"{_why(exc)}: status.txt not written"
-            if (
-                exc.errno not in (errno.ENOSPC, errno.EDQUOT)
-                or not reserve
-                or not reserve.release()
-            ):
-                _log(problem)
-                return problem
-    return problem
+    problems: list[str] = []
+    if not _save("status.txt", problems, reserve, lambda: outputs.write_text(
+            task / "status.txt", text + "\n")):  # fmt: skip
+        _log(problems[0])
+        return problems[0]
+    return ""
 
 
 class _Prepared(NamedTuple):
@@ -359,7 +351,7 @@ def _start(prep: _Prepared, work: Path, env: dict[str, str]) -> subprocess.Popen
 
 def _execute(opts, prep: _Prepared, task, work, private, status, signals, secrets) -> int:
     from . import proctree
-    from .pump import Pump
+    from .pump import Pump, set_pipe_size
 
     sampler = None
     # Orphans of the model come back to us, so they can be counted, ended and reaped.
@@ -389,6 +381,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
         assert stream is not None
         fd = os.dup(stream.fileno())
         stream.close()
+        set_pipe_size(fd)
         sink_fd = _fileno(sink)
         pump = Pump(fd, sink_fd, log_fd, name, prep.contract.status_prefix,
                     status.from_model, secrets, opts.max_log_bytes)  # fmt: skip
@@ -572,15 +565,16 @@ def _results(prep: _Prepared, task, work, signals: _Signals, problems: list[str]
     return report.written
 
 
-def _save(what: str, problems: list[str], prep: _Prepared, write) -> bool:
-    """Run one small write; a full disk frees the reserve and tries once more."""
+def _save(what: str, problems: list[str], reserve: _Reserve | None, write) -> bool:
+    """Run one small write; a full disk frees the reserve and tries once more.
+    What could not be written is added to ``problems``."""
     for attempt in range(2):
         try:
             write()
             return True
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            if attempt == 0 and full and prep.reserve.release():
+            if attempt == 0 and full and reserve is not None and reserve.release():
                 continue
             problems.append(f"{_why(exc)}: {what} not written")
             return False
@@ -609,11 +603,18 @@ def _stats(sampler, wall, task: Path, reaped_cpu, prep, problems) -> dict[str, A
             "samples": 0,
         }
         if not (task / "stats.csv").exists():
-            _save("stats.csv", problems, prep, lambda: outputs.write_text(
+            _save("stats.csv", problems, prep.reserve, lambda: outputs.write_text(
                 task / "stats.csv", ",".join(stats.CSV_COLUMNS) + "\n"))  # fmt: skip
+    # The runner's own peak memory: bounded whatever the model prints or sends.
+    summary["runner_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if sampler is not None and sampler.csv_problem:
         problems.append(sampler.csv_problem)
-    _save("stats.json", problems, prep, lambda: stats.write_summary(task / "stats.json", summary))
+    _save(
+        "stats.json",
+        problems,
+        prep.reserve,
+        lambda: stats.write_summary(task / "stats.json", summary),
+    )
     return summary
 
 
@@ -627,7 +628,9 @@ def _chart(task: Path, title: str, summary, prep, problems) -> str | None:
         _log(f"drawing stats.svg failed ({exc})")
         return None
     if svg is not None:
-        _save("stats.svg", problems, prep, lambda: outputs.write_text(task / "stats.svg", svg))
+        _save(
+            "stats.svg", problems, prep.reserve, lambda: outputs.write_text(task / "stats.svg", svg)
+        )
     return svg
 
 

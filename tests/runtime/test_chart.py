@@ -241,3 +241,13 @@ def test_a_long_task_is_drawn_from_at_most_max_points(tmp_path):
     polyline = max(svg.split("<polyline")[1:], key=len)
     assert polyline.count(",") <= 2 * chart.MAX_POINTS + 10
     assert f"{summary['samples']} samples" in svg
+
+
+def test_damaged_rows_are_skipped(tmp_path):
+    from everest_runtime import chart
+
+    text, summary = synthetic_rows(15)
+    junk = "junk,,x\n\x00\xff,not,a,row\n1e999,0,1,nan,inf,-5,\n3.5,0,1,2,1\n"
+    (tmp_path / "stats.csv").write_text(text + junk, encoding="utf-8", errors="surrogateescape")
+    svg = chart.render_file(tmp_path / "stats.csv", "m", summary)
+    assert svg is not None and "nan" not in svg and "inf" not in svg

@@ -3,6 +3,7 @@ the runner's files while it runs, and what the task still delivers."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
@@ -181,3 +182,48 @@ def test_a_command_line_too_long_in_total_names_the_largest_parameter(tmp_path):
     assert result.returncode == 2, err
     assert "the largest parameter is 'big'" in err and 'parameters = "json"' in err
     assert "Traceback" not in err
+
+
+def test_the_runners_memory_stays_bounded_whatever_the_model_sends(tmp_path):
+    # 200 MB on stdout in one line, with a secret to look for, and big frames
+    # on many status sessions at once.
+    script = (
+        "import os, socket, struct\n"
+        "port = int(os.environ['EVEREST_AGENT_PORT'])\n"
+        "socks = []\n"
+        "for _ in range(100):\n"
+        "    s = socket.create_connection(('127.0.0.1', port))\n"
+        "    s.sendall(struct.pack('>I', 2) + b'\\x00t' + struct.pack('>I', 15 << 20))\n"
+        "    s.sendall(b'y' * (2 << 20))\n"
+        "    socks.append(s)\n"
+        "block = b'z' * (1 << 20)\n"
+        "for _ in range(200):\n"
+        "    os.write(1, block)\n"
+        "print('\\n##status done')\n"
+    )
+    task = make_task(tmp_path)
+    result = run_task(task, make_model(tmp_path, script), env=clean_env(SOLVER_KEY="k-123456789"))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert len(result.stdout) == (200 << 20) + len(b"\n##status done\n")
+    summary = json.loads((task / "stats.json").read_text())
+    assert summary["runner_peak_rss_bytes"] < 64 << 20, summary
+    assert status_text(task) == "done"
+
+
+def test_junk_written_into_stats_csv_does_not_stop_the_chart(tmp_path):
+    script = (
+        "import os, time\n"
+        "path = os.path.join(os.environ['EVEREST_TASK_DIR'], 'stats.csv')\n"
+        "while not os.path.exists(path):\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.3)\n"
+        "open(path, 'a').write('junk,,x\\n\\x00\\xff,not,a,row\\n1e999,nan,,,,,\\n')\n"
+        "time.sleep(0.5)\n"
+        "print('##status done')\n"
+    )
+    task = make_task(tmp_path)
+    result = run_task(task, make_model(tmp_path, script), "--sample-interval", "0.1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert (task / "stats.svg").read_text().startswith("<svg")
+    assert status_text(task) == "done"

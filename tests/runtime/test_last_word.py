@@ -147,3 +147,37 @@ def test_the_agent_down_costs_the_model_nothing(tmp_path):
     assert b"after the status" in result.stdout
     assert b"everest-status: warning" not in result.stderr  # the relay took it
     assert status_text(task) == "optimal: cost 17"
+
+
+def test_without_an_agent_the_relay_answers_from_what_the_model_set(tmp_path):
+    script = (
+        "from everest_runtime import status\n"
+        "c = status.default_client()\n"
+        "c.set_var('best', '3.5')\n"
+        "print('best', c.get_var('best', timeout=10), 'other', c.get_var('other', timeout=10))\n"
+    )
+    task = make_task(tmp_path)
+    result = run_task(task, make_model(tmp_path, script))
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"best 3.5 other None" in result.stdout
+
+
+def test_shared_variable_values_are_redacted_on_the_way_up(tmp_path):
+    script = (
+        "import os, socket, struct\n"
+        "port = int(os.environ['EVEREST_AGENT_PORT'])\n"
+        "s = socket.create_connection(('127.0.0.1', port))\n"  # a client of its own
+        "text = ('VAR_SET_MD leak ' + os.environ['DB_PASSWORD']).encode()\n"
+        "s.sendall(struct.pack('>I', 2) + b'\\x00t' + struct.pack('>I', len(text)) + text)\n"
+        "s.shutdown(socket.SHUT_WR)\n"
+        "s.recv(1)\n"
+    )
+    task = make_task(tmp_path)
+    with FaultyAgent() as agent:
+        env = clean_env(
+            EVEREST_AGENT_PORT=str(agent.port), EVEREST_AGENT_TASK_ID="t", DB_PASSWORD="pw-77665544"
+        )
+        result = run_task(task, make_model(tmp_path, script), env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        assert agent.wait_for(lambda: "leak" in agent.variables, 10)
+    assert agent.variables["leak"] == "<redacted>"

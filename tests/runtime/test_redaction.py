@@ -164,7 +164,15 @@ def test_a_token_in_the_gitlab_urls_user_info_is_used_and_never_echoed(tmp_path)
     sha = hashlib.sha1(b"userinfo").hexdigest()
     files = {
         "everest.toml": '[model]\ncommand = ["python", "m.py"]\n',
-        "m.py": "import os\nprint(os.environ.get('EVEREST_MODEL_VERSION'))\n",
+        # The bootstrap's command line and environment as any process of its user
+        # reads them, kept in a work file (not redacted: only the scan below looks).
+        "m.py": (
+            "import os\n"
+            "print(os.environ.get('EVEREST_MODEL_VERSION'))\n"
+            "proc = f'/proc/{os.getppid()}'\n"
+            "seen = open(proc + '/cmdline', 'rb').read() + open(proc + '/environ', 'rb').read()\n"
+            "open('parent.bin', 'wb').write(seen)\n"
+        ),
     }
     env = clean_env(EVEREST_CACHE_DIR=str(tmp_path / "cache"))
     outputs = b""
@@ -183,6 +191,7 @@ def test_a_token_in_the_gitlab_urls_user_info_is_used_and_never_echoed(tmp_path)
             outputs += done.stdout + done.stderr
         assert all(ok for _, _, ok in gitlab.requests)  # the token went as the header
     assert "version: main" in (tmp_path / "task0" / "version.txt").read_text()
+    assert b"--gitlab-url" in (tmp_path / "task0" / "work" / "parent.bin").read_bytes()
     assert "not found" in status_text(tmp_path / "task1")
     assert token.encode() not in outputs + every_byte(tmp_path)
 
@@ -191,7 +200,7 @@ def test_debug_zip_never_follows_a_link_and_redacts_what_the_model_wrote_into_th
     outside = tmp_path / "outside.txt"
     outside.write_text("PRIVATE-FILE-CONTENT")
     script = (
-        "import os\n"
+        "import os, time\n"
         f"outside = {str(outside)!r}\n"
         "task = os.environ['EVEREST_TASK_DIR']\n"
         "print('hello', flush=True)\n"
@@ -201,6 +210,8 @@ def test_debug_zip_never_follows_a_link_and_redacts_what_the_model_wrote_into_th
         "os.remove(os.path.join(logs, 'stdout.log'))\n"
         "os.symlink(outside, os.path.join(logs, 'stdout.log'))\n"
         "for name in ('stats.csv', 'version.txt'):\n"
+        "    while not os.path.exists(os.path.join(task, name)):\n"  # the sampler's file
+        "        time.sleep(0.01)\n"
         "    os.remove(os.path.join(task, name))\n"
         "    os.symlink(outside, os.path.join(task, name))\n"
         "os.makedirs('trace', exist_ok=True)\n"
