@@ -3,7 +3,9 @@
 Inputs are hashed as canonical JSON of plain data and file contents keyed by
 paths relative to the repository, so the value is the same in any checkout, on
 any machine, at any time. Build-VM-only settings (zones, machine type,
-preemptible, project) and secret values are not inputs.
+preemptible, project), how the local export compresses the tarball (the same
+root filesystem, another file; it names the tarball instead) and secret values
+are not inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from everbake import provision_env
+from everbake.image_info import fingerprint_view
 from everbake.packer import PLUGINS
 from everbake.spec import ImageSpec
 
@@ -117,8 +120,8 @@ def image_inputs(spec: ImageSpec, base_fingerprint: str, agent: str) -> dict[str
         "agent_template": _files(root, [root / spec.agent.config_template]),
         "runtime": _tree(root / spec.runtime.source, root),
         "secrets": data["secrets"],
-        # The local export's setting (the clouds have none): a schema key, not a comparison.
-        "compression": data["build"]["local"]["compression"],
+        # The image.json staging writes into the image (its own shape is content too).
+        "image_info": fingerprint_view(spec, agent),
         "scripts": _files(root, provision_env.scripts(root, "image")),
     }
 

@@ -41,11 +41,17 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def local_up_to_date(record: dict[str, Any] | None, image_fingerprint: str) -> Path | None:
-    """The image tarball when ``record`` shows a finished local build of this fingerprint."""
+def local_up_to_date(
+    record: dict[str, Any] | None, image_fingerprint: str, expected: Path | None = None
+) -> Path | None:
+    """The image tarball when ``record`` shows a finished local build of this fingerprint
+    (at ``expected`` when given: the spec's compression names the tarball, and a
+    change of compression re-exports the same image)."""
     if not record or record.get("fingerprints", {}).get("image") != image_fingerprint:
         return None
     tarball = Path(record.get("artifact", {}).get("path", ""))
+    if expected is not None and tarball != expected:
+        return None
     size = record.get("artifact", {}).get("size_bytes")
     if tarball.is_file() and tarball.stat().st_size == size:
         return tarball

@@ -20,13 +20,13 @@ from pathlib import Path
 from everbake.agent_fetch import ResolvedAgent
 from everbake.errors import BuildError, RenderError, SpecError
 from everbake.files import write_json
+from everbake.image_info import IMAGE_INFO, image_info
 from everbake.spec import ImageSpec
 from everbake.templating import render_standard
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 AGENT_ARCHIVE = "agent.tar.gz"
 AGENT_PYTHONS = "agent-pythons"  # the X.Y versions the agent supports, space-separated
-IMAGE_INFO = "image.json"
 
 
 # --- CA certificates, solver scripts, image.json ------------------------------------
@@ -118,35 +118,6 @@ def render_agent_conf(spec: ImageSpec) -> str:
     except json.JSONDecodeError as exc:
         raise RenderError(f"{template_path} did not render to JSON: {exc}") from None
     return text
-
-
-def image_info(
-    spec: ImageSpec,
-    image: str,
-    fingerprints: Mapping[str, str],
-    agent_content: str,
-    provider: str = "",
-) -> dict[str, object]:
-    """image.json: what the image is, where it was built, the agent it holds (its
-    archive's sha256 or "none"), its solvers (how each is installed, so a task can
-    find the installed version in packages.json) and how each secret reaches it
-    (names only)."""
-    return {
-        "image": image,
-        "spec": spec.name,
-        "family": spec.family,
-        "provider": provider,
-        "fingerprints": dict(fingerprints),
-        "agent_content": agent_content,
-        "solvers": {
-            s.name: {"install": s.install, "package": s.package or s.name, "version": s.version}
-            for s in spec.solvers
-        },
-        "secrets": {
-            name: {"mode": s.mode, "env": s.env, "metadata_key": s.metadata_key, "path": s.path}
-            for name, s in sorted(spec.secrets.items())
-        },
-    }
 
 
 def stage(

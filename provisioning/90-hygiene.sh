@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Last step: nothing host-, build- or boot-specific stays in the image. Removes
 # SSH host keys and login keys, the machine id, shell histories, apt and pip caches,
-# cloud-init state, log contents, the staging directory, (unless kept) the
+# cloud-init state, log contents, the staging directory, documentation, (unless kept) the
 # build's CA certificates and, on a cloud build VM, the user Packer logged in as
 # (EB_BUILD_USER: its account, home and sudoers entries); then checks that all
 # of it is gone.
@@ -79,6 +79,27 @@ find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -de
 find /var/log -type f -size +0 -exec truncate -s 0 {} +
 rm -rf "$EB_STAGING"
 rm -f /etc/apt/apt.conf.d/80everbake-build-retries
+# No documentation, man pages or translations (copyright files and locale.alias
+# stay): dead weight in an image. Removed here rather than kept out by dpkg's path
+# filters during the bootstrap, which cost far more; the filters are then set so
+# that later installs in the image stay slim.
+nodoc_rules='path-exclude=/usr/share/man/*
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias'
+printf '%s\n' "$nodoc_rules" >/etc/dpkg/dpkg.cfg.d/90everbake-nodoc
+if [[ -d /usr/share/doc ]]; then
+  find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+  find /usr/share/doc -mindepth 1 -type d -empty -delete
+fi
+for dir in /usr/share/man /usr/share/info; do
+  if [[ -d $dir ]]; then find "$dir" -mindepth 1 -delete; fi
+done
+if [[ -d /usr/share/locale ]]; then
+  find /usr/share/locale -mindepth 1 ! -path /usr/share/locale/locale.alias -delete
+fi
 if ((EB_KEEP_CA_CERTS)); then
   out=$(update-ca-certificates 2>&1) || die "update-ca-certificates failed: $out"
 else
@@ -108,6 +129,10 @@ for h in "${homes[@]}"; do
 done
 while IFS= read -r f; do left+=("$f"); done < <(find /var/lib/apt/lists -type f ! -name lock)
 while IFS= read -r f; do left+=("$f (not empty)"); done < <(find /var/log -type f -size +0)
+# Documentation (all but copyright files).
+while IFS= read -r f; do left+=("$f (documentation)"); done < <(
+  find /usr/share/doc /usr/share/man /usr/share/info -mindepth 1 ! -type d ! -name copyright 2>/dev/null
+)
 if ((!EB_KEEP_CA_CERTS)); then
   [[ -e $ca_dir ]] && left+=("$ca_dir")
   while IFS= read -r f; do left+=("$f (build CA link)"); done < <(find /etc/ssl/certs -lname "*everbake-build*")
@@ -117,4 +142,4 @@ if ((${#left[@]})); then
   printf '%s: hygiene check failed, still present: %s\n' "$me" "${left[*]}" >&2
   exit 1
 fi
-echo "$me: clean (host keys, machine-id, histories, apt/pip caches, cloud-init, logs, staging$( ((EB_KEEP_CA_CERTS)) || echo ', build CAs')$([[ -z $EB_BUILD_USER ]] || echo ", build user $EB_BUILD_USER"))"
+echo "$me: clean (host keys, machine-id, histories, apt/pip caches, cloud-init, logs, staging, docs$( ((EB_KEEP_CA_CERTS)) || echo ', build CAs')$([[ -z $EB_BUILD_USER ]] || echo ", build user $EB_BUILD_USER"))"

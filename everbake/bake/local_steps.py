@@ -81,7 +81,8 @@ class LocalSteps:
 
     def _find(self) -> tuple[Path, dict[str, Any]] | None:
         existing = read_record(self.record_path)
-        tarball = local_up_to_date(existing, self.fps.image)
+        wanted = image_tarball(self.dist, self.image, self.spec.build.local.compression)
+        tarball = local_up_to_date(existing, self.fps.image, wanted)
         return (tarball, existing) if tarball and existing else None
 
     def up_to_date(self, found: tuple[Path, dict[str, Any]]) -> BuildOutcome:

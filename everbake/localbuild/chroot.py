@@ -133,8 +133,15 @@ def _replaced_file(path: Path, content: bytes | None, mode: int = 0o644) -> Iter
 
 
 @contextlib.contextmanager
-def chroot(root: Path, *, resolv_conf: Path = Path("/etc/resolv.conf")) -> Iterator[Chroot]:
-    """Mount what a chroot needs under ``root``; undo all of it on the way out."""
+def chroot(
+    root: Path,
+    *,
+    resolv_conf: Path = Path("/etc/resolv.conf"),
+    binds: Sequence[tuple[Path, str]] = (),
+) -> Iterator[Chroot]:
+    """Mount what a chroot needs under ``root``; undo all of it on the way out.
+    ``binds``: (host directory, directory inside the root) bind mounts besides them;
+    their mount points are removed again, so nothing of them stays in the root."""
     root = root.resolve()
     if not (root / "bin").exists() and not (root / "usr/bin").exists():
         raise BuildError(f"{root} is not a root filesystem (no /bin or /usr/bin)")
@@ -148,6 +155,14 @@ def chroot(root: Path, *, resolv_conf: Path = Path("/etc/resolv.conf")) -> Itera
         for rel, args in _MOUNTS:
             target = _mount(root, rel, args)
             stack.callback(umount, target)
+        for host, inside in binds:
+            rel = inside.strip("/")
+            existed = (root / rel).exists()
+            if not existed:
+                # Removed last (callbacks run in reverse), once the bind is undone.
+                stack.callback(_remove_mount_point, root / rel)
+            target = _mount(root, rel, ("--bind", str(host)))
+            stack.callback(umount, target)
         # Registered after the mounts, so it runs before they are undone.
         stack.callback(kill_leftovers, root)
         resolv = resolv_conf.read_bytes() if resolv_conf.exists() else b""
@@ -156,6 +171,12 @@ def chroot(root: Path, *, resolv_conf: Path = Path("/etc/resolv.conf")) -> Itera
             _replaced_file(root / "usr/sbin/policy-rc.d", _POLICY_RC_D.encode(), 0o755)
         )
         yield Chroot(root)
+
+
+def _remove_mount_point(path: Path) -> None:
+    """Remove the (empty) directory made for a bind mount."""
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def remove_tree(path: Path) -> None:

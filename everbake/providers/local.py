@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from everbake import naming
 from everbake.check_line import CheckLine
-from everbake.localbuild.step_plan import PLAN_FILE, base_cache_name, images_dir_in
+from everbake.localbuild.step_plan import PLAN_FILE, base_cache_name, image_tarball, images_dir_in
 from everbake.providers.base import BuildSettings, GcTarget, Provider
 from everbake.records import local_up_to_date, read_record, record_path
 from everbake.stores.local import LocalBaseCaches, LocalImageStore
@@ -90,10 +90,11 @@ class Local(Provider):
         dist = settings.dist_root(spec)
         image = layers["image"]
         record = read_record(record_path(dist, self.name, image["image_name"]))
+        tarball = image_tarball(dist, image["image_name"], spec.build.local.compression)
         cache = settings.local_cache_dir(spec, environ) / base_cache_name(
             layers["base"]["fingerprint"]
         )
         return {
             "base": cache.is_file(),
-            "image": local_up_to_date(record, image["fingerprint"]) is not None,
+            "image": local_up_to_date(record, image["fingerprint"], tarball) is not None,
         }

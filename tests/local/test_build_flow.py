@@ -38,6 +38,10 @@ def test_up_to_date_needs_the_same_fingerprint_and_the_tarball(tmp_path: Path) -
     assert local_up_to_date(None, "f1") is None
     tarball.write_bytes(b"x" * 9)  # truncated: not a finished image
     assert local_up_to_date(record, "f1") is None
+    tarball.write_bytes(b"x" * 10)
+    # Another compression names another tarball: the image is exported again.
+    assert local_up_to_date(record, "f1", tarball) == tarball
+    assert local_up_to_date(record, "f1", tmp_path / "img.tar.gz") is None
     tarball.unlink()
     assert local_up_to_date(record, "f1") is None
 

@@ -10,7 +10,7 @@ import pytest
 from everbake.agent_fetch import resolve_agent
 from everbake.bake.local_steps import prepare
 from everbake.errors import BuildError
-from everbake.fingerprint import fingerprints
+from everbake.fingerprint import fingerprints, image_inputs
 from everbake.localbuild import export
 from everbake.localbuild.step_plan import PLAN_FILE, load_plan, make_plan
 from everbake.spec import load_spec
@@ -84,6 +84,9 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     assert {staged.wheel, "agent.conf", "image.json"} <= set(plan.staged)
     info = json.loads((tmp_path / "b" / "staging" / "image.json").read_text())
     assert info["fingerprints"]["image"] == fps.image
+    # What image.json holds besides the name and fingerprints is a fingerprint input.
+    inputs = image_inputs(spec, fps.base, info["agent_content"])
+    assert {**info, "image": "", "fingerprints": {}, "provider": ""} == inputs["image_info"]
     # No agent reachable here (or pinned): the plan tells 50-agent.sh to skip.
     if staged.agent_sha256 is None:
         assert plan.layers["image"].env["EB_AGENT_ARCHIVE"] == ""

@@ -9,8 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.runtime.tasks import make_model, make_task, run_task
 from tests.runtime.cli_env import clean_env
+from tests.runtime.tasks import make_model, make_task, run_task
 
 TOKEN = "glpat-provenance-7c1e9a"
 IMAGE = {

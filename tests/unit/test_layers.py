@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "taskproc",
         "image_packages",
     ),
-    ("provision_env", "packer", "agent_python"),
+    ("provision_env", "packer", "agent_python", "image_info"),
     ("fingerprint", "localbuild"),
     (
         "naming",

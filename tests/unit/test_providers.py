@@ -20,12 +20,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "everbake"
 # Provider names as string literals outside providers/, stores/ and the spec schema.
 LITERAL = re.compile(r"""["'](""" + "|".join(NAMES) + r""")["']""")
 # Each one explained where it stands: folder names of the local provider's
-# package, the local export's schema key in the fingerprint, the yandex Packer
-# plugin's name, and the model version run-local --app passes by default (a
-# label, no provider).
+# package, the yandex Packer plugin's name, and the model version run-local
+# --app passes by default (a label, no provider).
 EXPLAINED = {
     ("everest/runapp.py", 'DEFAULT_VALUES = {"version": "local"}'),
-    ("fingerprint.py", '"compression": data["build"]["local"]["compression"],'),
     ("localbuild/step_plan.py", 'return dist / "cache" / "local"'),
     ("localbuild/step_plan.py", 'return dist / "local"'),
     # The Packer plugin (and builder) of that name: its pin lives with packer.py.
