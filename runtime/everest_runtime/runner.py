@@ -432,7 +432,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     problems = [p.problem for p in pumps if p.problem]
     n_results = _results(prep, task, work, signals, problems)
-    _save("provenance.json", problems, prep, lambda: prep.provenance.write(task, rc))
+    _save("provenance.json", problems, prep.reserve, lambda: prep.provenance.write(task, rc))
     summary = _stats(sampler, wall, task, _children_cpu() - children_before, prep, problems)
     svg = _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}", summary,
                  prep, problems)  # fmt: skip
