@@ -139,7 +139,14 @@ def choose_image(
     if fp and built_from(spec, fp, agent):
         with phase(f"replay: bake {image.get('name')} from spec {spec.name} (same fingerprint)"):
             outcome = build_spec(spec, get(DEFAULT), settings=settings)
-        return outcome.image, []
+        baked = outcome.record.get("fingerprints", {}).get("image")
+        if baked == fp or any_image:  # e.g. an agent source reachable now and not then
+            changes = [] if baked == fp else [f"image fingerprint {fp[:12]} → {str(baked)[:12]}"]
+            return outcome.image, changes
+        raise ReplayError(
+            f"spec {spec.name} baked {outcome.image}, not the job's {image.get('name')} "
+            "(its agent source answers differently now); replay --any-image to run in it"
+        )
     current = image_packages.describe(would_be_record(spec, DEFAULT, agent))
     found = image_packages.diff(job_image(provenance, settings), current)
     changes = image_packages.lines(found)

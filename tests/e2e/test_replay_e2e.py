@@ -152,3 +152,34 @@ def test_a_bumped_spec_refuses_then_any_image_says_what_changed(
     assert found["runtime"] is not None and found["runtime_version"] == ["0.1.0", "0.1.1"]
     assert found["agent"] is None and found["base_os"] is None
     assert found["packages"]["debian"] == {"added": {}, "removed": {}, "changed": {}}
+
+
+def test_a_failed_job_replays_with_debug(job: dict[str, Any]) -> None:
+    (job["work"] / "bad.json").write_text('{"freight": "not a number"}')
+    done = cli(job["work"], job["env"], "run-job", "--app", "alice/transport", "--version",
+               "main", "--params", "bad.json", "--data", str(JOB / "data.tar.gz"))  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]  # FAILED
+    failed = job["work"] / "runs" / done.stdout.split()[0]
+    assert json.loads((failed / "provenance.json").read_text())["task"]["exit_code"] == 2
+    again = cli(job["work"], job["env"], "replay", str(failed), "--model", str(MODEL), "--debug")
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    assert again.stdout.strip().splitlines()[-1] == "same"  # the same failure
+    assert "debug archive: " in again.stdout
+    report = next((failed / "replay" / "runs").glob("*/replay.json"))
+    assert json.loads(report.read_text())["same"] is True
+
+
+def test_a_job_whose_image_is_gone_is_rebaked_from_the_same_spec(job: dict[str, Any]) -> None:
+    record = REPO_ROOT / "dist" / "builds" / "local" / f"{job['record']['image']}.json"
+    aside = record.with_name(record.name + ".aside")
+    record.rename(aside)  # the image is no longer known here
+    try:
+        done = cli(job["work"], job["env"], "replay", str(job["dir"]), "--model", str(MODEL))
+    finally:
+        if not record.exists():
+            aside.rename(record)
+        else:
+            aside.unlink()
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "from spec optimization (same fingerprint)" in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "same"
