@@ -68,7 +68,7 @@ class _Signals:
     """Records SIGTERM/SIGINT and forwards them at once to every process of the
     task (or as soon as the model is started, for a signal that came before)."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float = 20.0) -> None:
         self.grace = grace
         self.received: list[int] = []
         self.first_at: float | None = None
@@ -441,15 +441,8 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     for log_fd in log_fds:
         if log_fd is not None:
             os.close(log_fd)
-    final = _final_status(rc, wall, signals, killed, status.model_last, opts.grace, started)
-    if signals.received:
-        final += "; partial results collected" if n_results is not None else ""
-    elif notice and rc == 0:
-        final += " (after a preemption notice)"
-    if status.model_last and (signals.received or rc != 0):
-        final += f" (last status: {status.model_last})"
-    if problems:
-        final += "; " + "; ".join(problems)
+    final = _final_status(rc, started, wall, signals, killed, status.model_last, opts.grace,
+                          n_results is not None, bool(notice), problems)  # fmt: skip
     lost = _write_status(task, final, prep.reserve)
     prep.reserve.release()
     if final != status.last or lost:
@@ -504,17 +497,27 @@ def _on_gce() -> bool:
         return False
 
 
-def _final_status(rc, wall, signals: _Signals, killed, model_last, grace, started) -> str:
-    """The task's last status: the model's own last word when it succeeded;
-    otherwise what happened (the model's last word follows in the caller)."""
+def _final_status(
+    rc, started, wall, signals: _Signals, killed, last, grace, saved=True, notice=False, problems=()
+) -> str:
+    """The task's last status. The model's own last word (``last``) when it
+    succeeded; otherwise what happened, with the model's last word after it;
+    then whatever was lost on the way."""
     if signals.received:
         text = _outcome(rc, wall, signals, started)
         if killed:
             text += f"; killed after the {grace:g} s grace period"
-        return text
-    if rc == 0:
-        return model_last or f"done: exit 0 in {wall:.1f} s"
-    return _outcome(rc, wall, signals, started)
+        if saved:
+            text += "; partial results collected"
+    elif rc == 0:
+        text = last or f"done: exit 0 in {wall:.1f} s"
+        if notice:
+            text += " (after a preemption notice)"
+    else:
+        text = _outcome(rc, wall, signals, started)
+    if last and (signals.received or rc != 0):
+        text += f" (last status: {last})"
+    return "; ".join([text, *problems])
 
 
 def _outcome(rc, wall, signals: _Signals, started: float) -> str:
@@ -565,6 +568,19 @@ def _results(prep: _Prepared, task, work, signals: _Signals, problems: list[str]
     return report.written
 
 
+def _own_peak_rss() -> int:
+    """VmHWM of this process: unlike ru_maxrss it starts afresh at exec, so it
+    is not the size of whatever forked us."""
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _save(what: str, problems: list[str], reserve: _Reserve | None, write) -> bool:
     """Run one small write; a full disk frees the reserve and tries once more.
     What could not be written is added to ``problems``."""
@@ -606,7 +622,7 @@ def _stats(sampler, wall, task: Path, reaped_cpu, prep, problems) -> dict[str, A
             _save("stats.csv", problems, prep.reserve, lambda: outputs.write_text(
                 task / "stats.csv", ",".join(stats.CSV_COLUMNS) + "\n"))  # fmt: skip
     # The runner's own peak memory: bounded whatever the model prints or sends.
-    summary["runner_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    summary["runner_peak_rss_bytes"] = _own_peak_rss()
     if sampler is not None and sampler.csv_problem:
         problems.append(sampler.csv_problem)
     _save(
