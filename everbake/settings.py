@@ -38,6 +38,11 @@ class Settings:
     providers: tuple[str, ...] = ()  # what validate/plan/check cover by default (): all
     # The local provider's base layer caches (None: $EVERBAKE_LOCAL_CACHE or <dist>/cache/local).
     local_cache: Path | None = None
+    # Opt-in: downloaded apt archives and pip wheels kept here between local bakes
+    # (config everbake.package_cache, INVOKE_EVERBAKE_PACKAGE_CACHE). Outside every
+    # image; it saves downloads and never changes what is baked (apt checks each
+    # .deb against the index; pip keeps the exact pinned files).
+    package_cache: Path | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -55,6 +60,7 @@ class Settings:
             image=str(config.get("image") or DEFAULT_IMAGE),
             provider=str(config.get("provider") or ""),
             providers=tuple(config.get("providers") or ()),
+            package_cache=path("package_cache"),
         )
 
     @property

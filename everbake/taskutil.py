@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
         "dist_dir": "dist",
         "runs_dir": "runs",
         "images_dir": "",  # empty: the images/ folder next to the everbake package
+        "package_cache": "",  # empty: no apt/pip downloads kept between local bakes
     }
 }
 

@@ -10,6 +10,8 @@ trap 'echo "$me: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 : "${EB_VENV:?$me: EB_VENV is not set}"
 EB_PYTHON_PACKAGES=${EB_PYTHON_PACKAGES:-}
 EB_PIP_SOLVERS=${EB_PIP_SOLVERS:-} # installed here too: one pip run (30-solvers.sh finds them)
+# A pip cache kept outside the image between local bakes (opt-in); none by default.
+EB_PIP_CACHE=${EB_PIP_CACHE:-}
 export DEBIAN_FRONTEND=noninteractive
 # Wait for a lock held by apt-daily or cloud-init instead of failing at once
 # (cloud build VMs; cloud/first-boot.sh waits before the first script).
@@ -50,7 +52,9 @@ done
 if ((${#pkgs[@]} + ${#solvers[@]})); then
   # One pip run for the packages and the pip solvers: pip's start and resolve
   # cost seconds each. Pinned requirements already satisfied need no index access.
-  "$EB_VENV/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input -q "${pkgs[@]}" "${solvers[@]}" \
+  cache=(--no-cache-dir)
+  [[ -z $EB_PIP_CACHE ]] || cache=(--cache-dir "$EB_PIP_CACHE")
+  "$EB_VENV/bin/pip" install "${cache[@]}" --disable-pip-version-check --no-input -q "${pkgs[@]}" "${solvers[@]}" \
     || die "pip install ${pkgs[*]} ${solvers[*]} into $EB_VENV failed (see pip's message above)"
   echo "$me: Python packages: ${pkgs[*]} ${solvers[*]}"
 fi

@@ -112,6 +112,7 @@ class LocalSteps:
                     dist=self.dist,
                     cache_dir=self.cache_dir,
                     agent=self.agent,
+                    package_cache=self.settings.package_cache,
                     provider=self.provider.name,
                 )
             (build_dir / image_packages.FILE).unlink(missing_ok=True)  # never an old list
@@ -176,6 +177,7 @@ def prepare(
     dist: Path,
     cache_dir: Path,
     agent: ResolvedAgent,
+    package_cache: Path | None = None,
     provider: str = "",
 ) -> tuple[Plan, staging.Staged]:
     """Build the runtime wheel, stage everything into build_dir/staging and write
@@ -211,6 +213,7 @@ def prepare(
         embed_secrets=provision_env.embed_secrets(spec),
         compression_level=spec.build.local.level,
         include=rootfs.base_packages(provision_env.apt_solver_pins(spec), spec.system.apt_packages),
+        package_cache=package_cache,
     )
     plan.write(build_dir / PLAN_FILE)
     return plan, staged

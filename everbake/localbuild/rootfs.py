@@ -21,9 +21,22 @@ def base_packages(apt_solvers: Sequence[str], apt_packages: Sequence[str]) -> li
     return list(dict.fromkeys([*BASE_INCLUDE, *apt_solvers, *apt_packages]))
 
 
+# dpkg's setting for the bootstrap only (see mmdebstrap_argv).
+UNSAFE_IO = "/etc/dpkg/dpkg.cfg.d/99everbake-bootstrap-unsafe-io"
+
+
 def mmdebstrap_argv(
-    target: Path, *, suite: str, mirror: str, include: Sequence[str] = BASE_INCLUDE
+    target: Path,
+    *,
+    suite: str,
+    mirror: str,
+    include: Sequence[str] = BASE_INCLUDE,
+    apt_cache: Path | None = None,
 ) -> list[str]:
+    """``apt_cache``: a host directory of .deb files kept between bakes. apt takes a
+    package from it only when its hash matches the mirror's index, so it saves the
+    download and never changes what is installed; the result's own archive is
+    emptied by mmdebstrap's cleanup as without it."""
     argv = [
         "mmdebstrap",
         "--mode=root",
@@ -34,6 +47,25 @@ def mmdebstrap_argv(
     ]
     # No --dpkgopt path filters: they made the bootstrap about 11 s slower than
     # removing the documentation afterwards (90-hygiene.sh, which then sets them).
+    # dpkg without an fsync per file while the bootstrap installs (the usual setting
+    # for building images); the rootfs is packed afterwards, so a crash
+    # mid-way only means a rebuild. Set by a hook, not --dpkgopt, so that it is
+    # gone again before the base scripts run and never reaches an image.
+    argv += [
+        f'--setup-hook=mkdir -p "$1"/etc/dpkg/dpkg.cfg.d && echo force-unsafe-io > "$1"{UNSAFE_IO}',
+        f'--customize-hook=rm -f "$1"{UNSAFE_IO}',
+    ]
+    if apt_cache is not None:
+        # mmdebstrap's own recipe (man mmdebstrap, "sync-in and sync-out special
+        # hooks"): keep the essential packages it downloads, copy the cache in
+        # before apt runs and back out before its cleanup.
+        cache = str(apt_cache)
+        argv += [
+            "--skip=essential/unlink",
+            '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
+            f"--setup-hook=sync-in {cache} /var/cache/apt/archives/",
+            f"--customize-hook=sync-out /var/cache/apt/archives {cache}",
+        ]
     return [*argv, suite, str(target), mirror]
 
 
@@ -44,6 +76,7 @@ def create_rootfs(
     mirror: str,
     include: Sequence[str] = BASE_INCLUDE,
     log_path: Path | None = None,
+    apt_cache: Path | None = None,
 ) -> None:
     """Bootstrap ``suite`` from ``mirror`` into ``target`` (which must not exist).
 
@@ -54,9 +87,11 @@ def create_rootfs(
     tmp = target.with_name(target.name + ".partial")
     remove_tree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    if apt_cache is not None:
+        apt_cache.mkdir(parents=True, exist_ok=True)
     try:
         stream(
-            mmdebstrap_argv(tmp, suite=suite, mirror=mirror, include=include),
+            mmdebstrap_argv(tmp, suite=suite, mirror=mirror, include=include, apt_cache=apt_cache),
             prefix="mmdebstrap",
             log_path=log_path,
             what=f"mmdebstrap {suite} from {mirror}",

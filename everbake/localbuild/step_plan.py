@@ -73,7 +73,17 @@ class Plan:
     log: str = ""
     # Installed by mmdebstrap itself, in its one apt run (the base scripts then find them).
     include: list[str] = field(default_factory=list)
+    # Downloaded .debs (apt/) and pip's cache (pip/) kept between bakes; "" for none.
+    package_cache: str = ""
     version: int = PLAN_VERSION
+
+    @property
+    def apt_cache(self) -> Path | None:
+        return Path(self.package_cache) / "apt" if self.package_cache else None
+
+    @property
+    def pip_cache(self) -> Path | None:
+        return Path(self.package_cache) / "pip" if self.package_cache else None
 
     @property
     def rootfs(self) -> Path:
@@ -106,6 +116,7 @@ def make_plan(
     embed_secrets: Sequence[str] = (),
     compression_level: int = 3,
     include: Sequence[str] = (),
+    package_cache: Path | None = None,
 ) -> Plan:
     """A plan from plain values (the build flow extracts them from the spec)."""
     missing = [layer for layer in LAYERS if not scripts.get(layer)]
@@ -142,6 +153,7 @@ def make_plan(
         compression_level=compression_level,
         log=str((build_dir / "build.log").resolve()),
         include=list(include),
+        package_cache=str(package_cache.resolve()) if package_cache else "",
     )
 
 

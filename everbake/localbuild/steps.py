@@ -34,9 +34,19 @@ def _copy_staging(plan: Plan) -> None:
     target.chmod(0o700)
 
 
+# Where the base layer's scripts see the host's pip cache (a bind mount, gone after).
+PIP_CACHE_IN_ROOT = "/var/cache/everbake-pip"
+
+
 def _run_layer(plan: Plan, layer: str) -> None:
     spec = plan.layers[layer]
-    with chroot(plan.rootfs) as ch:
+    env = dict(spec.env)
+    binds: list[tuple[Path, str]] = []
+    if layer == "base" and plan.pip_cache is not None:
+        plan.pip_cache.mkdir(parents=True, exist_ok=True)
+        binds.append((plan.pip_cache, PIP_CACHE_IN_ROOT))
+        env["EB_PIP_CACHE"] = PIP_CACHE_IN_ROOT
+    with chroot(plan.rootfs, binds=binds) as ch:
         for script in spec.scripts:
             inside = f"{plan.staging}/scripts/{script}"
             if not (plan.rootfs / inside.lstrip("/")).is_file():
@@ -44,7 +54,7 @@ def _run_layer(plan: Plan, layer: str) -> None:
             with phase(f"{layer} layer: {script}"):
                 stream(
                     ch.argv(["/bin/bash", inside]),
-                    env=ch.env(spec.env),
+                    env=ch.env(env),
                     prefix=script.removesuffix(".sh"),
                     log_path=_log(plan),
                     what=f"{layer} layer, script provisioning/{script}",
@@ -72,6 +82,7 @@ def base(plan: Plan) -> None:
             mirror=plan.mirror,
             include=plan.include or rootfs.BASE_INCLUDE,
             log_path=_log(plan),
+            apt_cache=plan.apt_cache,
         )
     _copy_staging(plan)
     _run_layer(plan, "base")

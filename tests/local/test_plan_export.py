@@ -120,3 +120,35 @@ def test_failed_pack_leaves_no_partial_file(tmp_path: Path) -> None:
         export.pack(tmp_path / "missing-root", tarball)
     assert not tarball.exists()
     assert not list(tarball.parent.glob("*"))
+
+
+def test_a_package_cache_reaches_mmdebstrap_and_the_plan(tmp_path: Path) -> None:
+    from everbake.localbuild import rootfs
+
+    argv = rootfs.mmdebstrap_argv(
+        tmp_path / "root", suite="bookworm", mirror="http://m", apt_cache=tmp_path / "c" / "apt"
+    )
+    assert "--skip=essential/unlink" in argv
+    assert f"--setup-hook=sync-in {tmp_path}/c/apt /var/cache/apt/archives/" in argv
+    assert f"--customize-hook=sync-out /var/cache/apt/archives {tmp_path}/c/apt" in argv
+    assert argv[-3:] == ["bookworm", str(tmp_path / "root"), "http://m"]
+    plain = rootfs.mmdebstrap_argv(tmp_path / "root", suite="bookworm", mirror="http://m")
+    assert not any("sync" in arg or "--skip" in arg for arg in plain)
+
+    spec = load_spec("optimization")
+    plan, _staged = prepare(
+        spec,
+        fingerprints(spec),
+        tmp_path / "b",
+        dist=tmp_path / "dist",
+        cache_dir=tmp_path / "c",
+        agent=resolve_agent(spec, tmp_path / "agent.tar.gz"),
+        package_cache=tmp_path / "pkgs",
+    )
+    again = load_plan(tmp_path / "b" / PLAN_FILE)
+    assert again.apt_cache == tmp_path / "pkgs" / "apt"
+    assert again.pip_cache == tmp_path / "pkgs" / "pip"
+    # Without one, nothing is kept.
+    bare = {**json.loads(plan.to_json()), "package_cache": ""}
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    assert load_plan(tmp_path / "bare.json").apt_cache is None
