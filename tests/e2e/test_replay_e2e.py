@@ -104,6 +104,10 @@ def test_a_fetched_job_replays_the_same(job: dict[str, Any]) -> None:
     assert lines[-1] == "same", done.stdout
     assert f"replay of job {job['id']} in {job['record']['image']}" in lines[0]
     assert len(job["jobs"].submissions) == 1  # replay submits nothing
+    token = job["env"]["EVEREST_TOKEN"].encode()
+    assert token.decode() not in done.stdout + done.stderr
+    written = [p for p in job["dir"].rglob("*") if p.is_file() and not p.is_symlink()]
+    assert written and not [p for p in written if token in p.read_bytes()]
 
 
 def test_a_bumped_spec_refuses_then_any_image_says_what_changed(

@@ -143,6 +143,9 @@ def test_compare_says_same_or_each_difference(tmp_path: Path) -> None:
     write_outputs(tmp_path / "same", "optimal: cost 153.675", '{"solver": "HiGHS 1.8.1"}', 0)
     write_outputs(tmp_path / "other", "infeasible", '{"solver": "HiGHS 1.9.0"}', 1)
     assert compare(tmp_path / "job", tmp_path / "same") == []
+    write_outputs(tmp_path / "slow", "failed: exit 2 after 0.3 s", "{}", 2)
+    write_outputs(tmp_path / "fast", "failed: exit 2 after 0.1 s", "{}", 2)
+    assert compare(tmp_path / "slow", tmp_path / "fast") == []  # times are not compared
     found = compare(tmp_path / "job", tmp_path / "other")
     assert found[0] == "last status: 'optimal: cost 153.675' -> 'infeasible'"
     assert "exit status: 0 -> 1" in found
