@@ -16,10 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from everbake import naming
+from everbake import image_packages, naming
 from everbake.agent_fetch import resolve_agent
 from everbake.fingerprint import fingerprints
+from everbake.image_inputs import would_be_record
 from everbake.providers import Provider
+from everbake.records import newest_record
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 
@@ -116,6 +118,38 @@ def _action(layer: str, found: Mapping[str, bool | str], provider: Provider) -> 
         return "up to date"
     base = found["base"]
     return "build (base missing)" if base is False else "build"
+
+
+def add_changes(
+    rows: list[dict[str, Any]], specs: Iterable[ImageSpec], settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """On every image row about to be built: ``changes``, what differs from the newest
+    build of the same spec on that provider (`diff-images` lines, e.g. "solver highs
+    1.8.1 → 1.9.0"), and ``since``, that build's image; nothing when none was built."""
+    settings = settings or Settings()
+    by_name = {spec.name: spec for spec in specs}
+    for row in rows:
+        if row["layer"] != "image" or not str(row.get("action", "")).startswith("build"):
+            continue
+        spec = by_name[row["image"]]
+        old = newest_record(spec, row["provider"], settings)
+        if old is None:
+            continue
+        new = {**would_be_record(spec, row["provider"]), "image": row["image_name"]}
+        found = image_packages.diff(image_packages.describe(old), image_packages.describe(new))
+        row["since"] = old.get("image")
+        row["changes"] = image_packages.lines(found)
+    return rows
+
+
+def format_changes(rows: list[dict[str, Any]]) -> str:
+    """The changes of each image to be rebuilt, under the plan's table."""
+    out = []
+    for row in rows:
+        if "changes" in row:
+            out.append(f"{row['image']} ({row['provider']}): {row['since']} → {row['image_name']}")
+            out += [f"  {line}" for line in row["changes"] or ["(no input named differs)"]]
+    return "\n".join(out)
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:

@@ -33,6 +33,7 @@ from everbake.localbuild import overlay
 from everbake.localbuild.chroot import Chroot, chroot, remove_tree
 from everbake.localbuild.export import FORMATS, SUFFIXES, unpack
 from everbake.localbuild.step_plan import image_tarball
+from everbake.providers.local import Local
 from everbake.settings import Settings
 from everbake.spec import ImageSpec
 from everbake.taskproc import Finished, run_in_group
@@ -234,7 +235,9 @@ def run_local(
                 "--cache-dir",
                 f"{RUN_DIR_IN_IMAGE}/cache",
             ]
-        env = Chroot.env({**standin.env(run_id), "HOME": "/tmp", **extra})
+        # The task's provenance.json says where it ran (everest_runtime.provenance).
+        host = {"EVEREST_HOST_KIND": Local.name}
+        env = Chroot.env({**standin.env(run_id), "HOME": "/tmp", **host, **extra})
         with chroot(root) as ch:
             argv = ch.argv([_runuser(root), "-u", task_user, "--", *command])
             with phase(f"run task {run_id} ({job.name}, model {model_path.name})"):

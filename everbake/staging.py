@@ -129,6 +129,7 @@ def stage(
     scripts: Iterable[Path],
     agent: ResolvedAgent,
     wheel: Path,
+    provider: str = "",
 ) -> Staged:
     """Fill ``staging`` (emptied first) with everything but secret values: the
     scripts, the runtime ``wheel``, the ``agent`` the build fetched (its content is
@@ -148,7 +149,8 @@ def stage(
         (staging / AGENT_PYTHONS).write_text(" ".join(agent.supported.allowed()) + "\n")
     (staging / "agent.conf").write_text(render_agent_conf(spec), encoding="utf-8")
     ca = stage_base_files(spec, staging)
-    write_json(staging / IMAGE_INFO, image_info(spec, image, fingerprints, agent.content))
+    info = image_info(spec, image, fingerprints, agent.content, provider)
+    write_json(staging / IMAGE_INFO, info)
     return Staged(agent_sha256=agent.sha256, wheel=wheel.name, ca_certificates=ca)
 
 

@@ -126,10 +126,14 @@ def plan(c, image=None, provider=None, format="table", offline=False):
     _warn_unpinned(specs, chosen)
     rows = planning.plan_rows(specs, chosen)
     planning.add_status(rows, specs, chosen, offline=offline, settings=settings)
+    planning.add_changes(rows, specs, settings)
     if format == "json":
         print(planning.format_json(rows))
     else:
         print(planning.format_table(rows, planning.STATUS_COLUMNS))
+        changes = planning.format_changes(rows)
+        if changes:
+            print(f"\nchanges of the images to build:\n{changes}")
     sys.stdout.flush()
 
 
@@ -144,6 +148,7 @@ from everbake import (  # noqa: E402
     tasks_cloud,
     tasks_everest,
     tasks_jobs,
+    tasks_replay,
 )
 
 ns.add_task(tasks_build.build_image)
@@ -154,3 +159,5 @@ tasks_everest.register(ns)
 tasks_jobs.register(ns)
 ns.add_task(tasks_ci.ci_pipeline)
 ns.add_task(tasks_agent.pin_agent)
+ns.add_task(tasks_replay.diff_images)
+ns.add_task(tasks_replay.replay)

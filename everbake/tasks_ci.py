@@ -27,6 +27,7 @@ def ci_pipeline(
 ):
     """Write the CI child pipeline(s) from a saved plan: one build job per image x provider."""
     from everbake import ci  # loads on use: --list stays fast
+    from everbake.build_plan import format_changes
 
     def optional(value: str | None) -> Path | None:
         return Path(value) if value else None
@@ -36,5 +37,8 @@ def ci_pipeline(
     )
     for target in found:
         print(("build    " if target.builds else "current  ") + target.summary)
+    changes = format_changes(ci.load_plan(Path(plan)))  # what each rebuild changes
+    if changes:
+        print(f"changes of the images to build:\n{changes}")
     written = [str(p) for p in (output, gc_output, matrix_output) if p]
     say(f"wrote {', '.join(written)}")

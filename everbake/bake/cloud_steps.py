@@ -23,7 +23,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, packer_dir, provision_env, render, staging
+from everbake import (
+    image_inputs,
+    image_packages,
+    naming,
+    packer,
+    packer_dir,
+    provision_env,
+    render,
+    staging,
+)
 from everbake.agent_fetch import ResolvedAgent
 from everbake.attempts import SUSPECT, Attempt, Loss, first_attempt, judge, next_attempt
 from everbake.bake.build_agent import agent_fingerprints, drop_fetched
@@ -141,6 +150,9 @@ class CloudSteps:
     def _bake(self, existing: CloudImage | None) -> dict[str, Any]:
         spec, fps, provider = self.spec, self.fps, self.provider
         base, base_built = self._ensure_base()
+        # The image layer downloads the image's package list here: never an old one.
+        packages = provider.layer_dir(self.build_root, spec, "image") / image_packages.FILE
+        packages.unlink(missing_ok=True)
         build = functools.partial(self._build_layer, "image")
         replaced = None
         if existing is not None:
@@ -160,6 +172,8 @@ class CloudSteps:
             "spec_canonical": spec.to_canonical(),
             "fingerprints": fps.as_dict(),
             "agent_content": self.agent.content if self.agent else None,
+            "inputs": image_inputs.summary(spec, self.agent.content if self.agent else None),
+            "packages": image_packages.load(packages),
             "zone": attempt.zone,
             "preemptible": attempt.preemptible,
             "attempts": self.attempts_made.get("image", []),
@@ -232,6 +246,7 @@ class CloudSteps:
                     scripts=provision_env.scripts(spec.repo_root, "image"),
                     agent=self.agent,
                     wheel=wheel,
+                    provider=self.provider.name,
                 )
                 agent_env = staging.agent_env(staged.agent_sha256)
         while attempt is not None:

@@ -9,7 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from everbake import naming, packer, packer_dir, provision_env, staging
+from everbake import (
+    image_inputs,
+    image_packages,
+    naming,
+    packer,
+    packer_dir,
+    provision_env,
+    staging,
+)
 from everbake.agent_fetch import ResolvedAgent
 from everbake.bake.build_agent import agent_fingerprints, drop_fetched
 from everbake.bake.skeleton import BuildOutcome
@@ -24,6 +32,7 @@ from everbake.localbuild.step_plan import (
     image_tarball,
     make_plan,
 )
+from everbake.localbuild.steps import package_list_path
 from everbake.providers import BuildSettings, Provider
 from everbake.records import local_up_to_date, read_record, record_path
 from everbake.runtime_wheel import build_runtime_wheel
@@ -104,7 +113,9 @@ class LocalSteps:
                     cache_dir=self.cache_dir,
                     agent=self.agent,
                     package_cache=self.settings.package_cache,
+                    provider=self.provider.name,
                 )
+            (build_dir / image_packages.FILE).unlink(missing_ok=True)  # never an old list
             with phase(f"render {build_dir}"):
                 packer_dir.write_layers(
                     spec,
@@ -120,6 +131,7 @@ class LocalSteps:
                 packer.validate(build_dir, env=self.packer_env)
             with phase(f"packer build (local: {self.image})"):
                 packer.build(build_dir, self.packer_env, prefix=self.provider.name)
+            packages = image_packages.load(package_list_path(plan))
             manifest = self.provider.manifest_path(self.dist, spec, "image")
             entry = packer.read_manifest(manifest)
             if not output.is_file():
@@ -139,6 +151,8 @@ class LocalSteps:
             "spec_canonical": spec.to_canonical(),
             "fingerprints": fps.as_dict(),
             "agent_content": self.agent.content if self.agent else None,
+            "inputs": image_inputs.summary(spec, self.agent.content),
+            "packages": packages,
             "base": {"name": plan.base_name, "cache": plan.base_cache},
             "artifact": {"path": str(output), "size_bytes": output.stat().st_size},
             "packer_version": ".".join(map(str, packer.detect_version())),
@@ -164,6 +178,7 @@ def prepare(
     cache_dir: Path,
     agent: ResolvedAgent,
     package_cache: Path | None = None,
+    provider: str = "",
 ) -> tuple[Plan, staging.Staged]:
     """Build the runtime wheel, stage everything into build_dir/staging and write
     build_dir/local-plan.json."""
@@ -179,6 +194,7 @@ def prepare(
         scripts=[*scripts["base"], *scripts["image"]],
         agent=agent,
         wheel=wheel,
+        provider=provider,
     )
     env = {layer: provision_env.provisioning_env(spec, layer, STAGING_IN_IMAGE) for layer in LAYERS}
     env["image"].update(staging.agent_env(staged.agent_sha256))

@@ -90,6 +90,7 @@ OUTPUT_FILES = {
     "stats_csv": ("stats.csv", "CPU and memory samples over time", True),
     "stats_chart": ("stats.svg", "CPU and memory over time as a chart, for a browser", False),
     "metrics": ("metrics.json", "the model's own metrics: a flat JSON object", False),
+    "provenance": ("provenance.json", "what produced the result: image, packages, model", False),
 }
 MODEL_SOURCE_SECRET = "gitlab_token"  # the spec's secret holding the GitLab token
 DEFAULT_GITLAB_URL = "https://gitlab.com"

@@ -55,8 +55,9 @@ OUTPUTS_FILE = "outputs.json"
 class AppSteps:
     """runlocal.TaskSteps for an exported application."""
 
-    def __init__(self, app_dir: Path) -> None:
+    def __init__(self, app_dir: Path, settings: Settings | None = None) -> None:
         self.app_dir = app_dir
+        self.settings = settings  # whose images dir holds the image's spec
         self.app = load_app(app_dir)
         self.config: dict[str, Any] = self.app["config"]
         self.inputs: dict[str, Any] = dict(self.app["inputs"])
@@ -125,7 +126,7 @@ class AppSteps:
 
     def command(self, root: Path, model_in_image: str) -> tuple[list[str], dict[str, str]]:
         line = self.config["command"]
-        config, how = image_agent_config(root)
+        config, how = image_agent_config(root, self.settings)
         say(f"agent config: {how}")
         agentconf.check([line], config, "the image spec's [agent] config_template")
         say(f"command (allowed by the image's agent config): {line}")
@@ -166,13 +167,15 @@ class AppSteps:
         return sorted({name for names in collected.values() for name in names})
 
 
-def image_agent_config(root: Path) -> tuple[AgentConfig, str]:
+def image_agent_config(root: Path, settings: Settings | None = None) -> tuple[AgentConfig, str]:
     """The agent config inside a mounted image; for an image built without the agent,
-    its spec's template, when the image's fingerprint says it is the same spec."""
+    its spec's template (from the settings' images dir), when the image's fingerprint
+    says it is the same spec."""
     info = read_json_object(root / "etc/everest/image.json")
     spec = None
+    load = settings.load_spec if settings is not None else load_spec
     try:
-        spec = load_spec(str(info.get("spec", ""))) if info.get("spec") else None
+        spec = load(str(info.get("spec", ""))) if info.get("spec") else None
     except EverbakeError:
         spec = None
     canonical = spec.to_canonical() if spec else {}
@@ -202,7 +205,7 @@ def run_app(
 ) -> RunOutcome:
     """One task of ``job_dir`` through the exported app in ``app_dir``, in ``image``
     (default: the settings' image)."""
-    steps = AppSteps(app_dir)
+    steps = AppSteps(app_dir, settings)
     outcome = run_local(
         image,
         job_dir,

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from everbake import image_packages
 from everbake.errors import BuildError
 from everbake.localbuild import export, overlay, rootfs
 from everbake.localbuild.chroot import chroot, remove_tree
@@ -152,11 +153,28 @@ def image(plan: Plan, environ: Mapping[str, str]) -> None:
         names = write_embed_secrets(plan.staging_in_root, plan.embed_secrets, environ)
         say(f"embed secrets staged (0600): {', '.join(names)}")
     _run_layer(plan, "image")
+    _keep_package_list(plan)
     leftover = plan.staging_in_root
     if leftover.exists():
         # 90-hygiene.sh removes staging; never ship it (it may hold secrets) if it did not.
         shutil.rmtree(leftover)
         say(f"warning: {plan.staging} was still in the image after the last script; removed it")
+
+
+def package_list_path(plan: Plan) -> Path:
+    """Where the image step leaves a copy of the image's package list, beside the
+    work dir, for the build record."""
+    return Path(plan.work_dir).parent / image_packages.FILE
+
+
+def _keep_package_list(plan: Plan) -> None:
+    source = plan.rootfs / image_packages.IN_IMAGE.lstrip("/")
+    target = package_list_path(plan)
+    target.unlink(missing_ok=True)
+    if source.is_file():
+        shutil.copyfile(source, target)
+    else:
+        say(f"warning: the image has no {image_packages.IN_IMAGE}; the record lists no packages")
 
 
 def export_image(plan: Plan) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from everbake import naming, provision_env
+from everbake import image_packages, naming, provision_env
 from everbake.attempts import SESSION_LOST, Loss, Signal, read_loss
 from everbake.check_line import CheckLine
 from everbake.errors import CloudError, CredentialsError, EverbakeError, RenderError, ToolError
@@ -394,6 +394,12 @@ class CloudProvider(Provider):
             "manifest_path": str(paths["manifest"]),
             "remote_staging": provision_env.DEFAULT_STAGING,
             "script_env": [f"{k}={v}" for k, v in env_vars.items()],
+            # The image layer downloads the image's package list here (build record).
+            **(
+                {"packages_path": str(Path(paths["staging"]).parent / image_packages.FILE)}
+                if layer == "image"
+                else {}
+            ),
         }
 
     def undeclared_vars(self, values: Mapping[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ Layout of the task directory T:
   T/work/input/                               the input archive, always unpacked here first
   T/.everest/                                 the runner's own files (logs, parameter files)
   T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv T/stats.svg
+  T/provenance.json
 
 At the end, what matters most is saved first and every step is guarded: the
 results, then the statistics, chart and debug archive, then status.txt (with
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import contract as contract_mod
-from . import outputs, params, redact, versioninfo
+from . import outputs, params, provenance, redact, versioninfo
 from .errors import RuntimeFailure, Stopped
 from .limits import DEFAULT_LIMITS, Limits
 from .stderrlog import prefixed
@@ -244,6 +245,7 @@ class _Prepared(NamedTuple):
     debug: bool
     work_id: tuple[int, int]
     reserve: _Reserve
+    provenance: provenance.Provenance
 
 
 def _prepare(opts, task, work, private, hidden, secrets, signals) -> _Prepared:
@@ -258,15 +260,17 @@ def _prepare(opts, task, work, private, hidden, secrets, signals) -> _Prepared:
     if not isinstance(debug, bool):
         raise RuntimeFailure(f'{opts.params_name}: "debug" must be true or false, not {debug!r}')
     version = opts.version if opts.version is not None else versioninfo.read(model_dir)
-    version_text = redact.text(versioninfo.text(version), secrets)
+    archive = next((task / n for n in opts.input_names if (task / n).is_file()), None)
+    record = provenance.Provenance(version, task / opts.params_name, archive, secrets)
+    version_text = redact.text(versioninfo.text(version), secrets) + record.image_line()
     outputs.write_text(task / "version.txt", version_text)
+    record.write(task)
     private.mkdir(exist_ok=True)
     (private / "logs").mkdir(exist_ok=True)
     reserve = _Reserve(private / "reserve")
     work.mkdir(exist_ok=True)
     st = os.lstat(str(work))
     argv = spec.command + params.to_argv(values, spec.parameters, spec.nested, private)
-    archive = next((task / n for n in opts.input_names if (task / n).is_file()), None)
     input_dir = work / "input"
     if archive is not None:
         from . import unarchive
@@ -290,7 +294,9 @@ def _prepare(opts, task, work, private, hidden, secrets, signals) -> _Prepared:
     )
     params.check_command_line(argv, env, values)
     work_id = (st.st_dev, st.st_ino)
-    return _Prepared(spec, values, argv, env, version, version_text, debug, work_id, reserve)
+    return _Prepared(
+        spec, values, argv, env, version, version_text, debug, work_id, reserve, record
+    )
 
 
 def _kind(sig: int) -> str:
@@ -426,6 +432,7 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     problems = [p.problem for p in pumps if p.problem]
     n_results = _results(prep, task, work, signals, problems)
+    _save("provenance.json", problems, prep.reserve, lambda: prep.provenance.write(task, rc))
     summary = _stats(sampler, wall, task, _children_cpu() - children_before, prep, problems)
     svg = _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}", summary,
                  prep, problems)  # fmt: skip

@@ -97,10 +97,11 @@ def test_export_writes_descriptor_bootstrap_and_zip(repo_copy: Path, tmp_path: P
         "stats_csv": "stats.csv",
         "stats_chart": "stats.svg",
         "metrics": "metrics.json",
+        "provenance": "provenance.json",
     }
     assert all(m["pattern"] == "" for m in app["config"]["outputMappings"])
     optional = {name for name, d in app["outputs"].items() if not d["required"]}
-    assert optional == {"results", "debug_archive", "stats_chart", "metrics"}
+    assert optional == {"results", "debug_archive", "stats_chart", "metrics", "provenance"}
     assert app["outputs"]["metrics"]["format"] == "uri"
     reqs = app["config"]["resourceRequirements"]
     assert set(reqs) == {"nodes", "coresPerNode", "memoryPerCore", "timeLimit"}

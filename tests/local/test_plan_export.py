@@ -86,7 +86,7 @@ def test_prepare_from_the_default_spec_names_no_secret_value(tmp_path: Path, mon
     assert info["fingerprints"]["image"] == fps.image
     # What image.json holds besides the name and fingerprints is a fingerprint input.
     inputs = image_inputs(spec, fps.base, info["agent_content"])
-    assert {**info, "image": "", "fingerprints": {}} == inputs["image_info"]
+    assert {**info, "image": "", "fingerprints": {}, "provider": ""} == inputs["image_info"]
     # No agent reachable here (or pinned): the plan tells 50-agent.sh to skip.
     if staged.agent_sha256 is None:
         assert plan.layers["image"].env["EB_AGENT_ARCHIVE"] == ""

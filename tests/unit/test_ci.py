@@ -158,3 +158,18 @@ def test_task_error_is_one_line(tmp_path: Path) -> None:
         "error: --plan nope.json: no such file; write it with: "
         "invoke plan --format json > nope.json"
     ]
+
+
+def test_the_task_prints_what_each_rebuild_changes(tmp_path: Path) -> None:
+    rows = [dict(row) for row in PLAN]
+    rows[3].update(since="x-optimization-old", changes=["solver  highs  1.8.1 → 1.9.0"])
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(rows))
+    argv = [sys.executable, "-m", "invoke", "-r", str(REPO), "ci-pipeline", "--plan", str(plan)]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-3:] == [
+        "changes of the images to build:",
+        "optimization (local): x-optimization-old → x-optimization",
+        "  solver  highs  1.8.1 → 1.9.0",
+    ]

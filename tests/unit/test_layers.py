@@ -24,11 +24,22 @@ LAYERS: list[tuple[str, ...]] = [
         "watcher",
         "spec",
         "agent_standin",
+        "taskproc",
+        "image_packages",
     ),
     ("provision_env", "packer", "agent_python", "image_info"),
     ("fingerprint", "localbuild"),
-    ("naming", "settings", "stores", "agent_fetch", "runtime_wheel", "staging", "retirement"),
-    ("records",),
+    (
+        "naming",
+        "image_inputs",
+        "settings",
+        "stores",
+        "agent_fetch",
+        "runtime_wheel",
+        "staging",
+        "retirement",
+    ),
+    ("records", "image_lookup"),
     ("providers",),  # descriptions: nothing above them
     # what asks the providers: rendering, checks, plans, retirement, Everest, run-local
     (
@@ -43,9 +54,17 @@ LAYERS: list[tuple[str, ...]] = [
         "runlocal",
         "everest",
     ),
-    ("bake",),  # the flows, holding a provider
+    ("bake", "replay"),  # the flows, holding a provider
     ("taskutil",),
-    ("tasks_agent", "tasks_build", "tasks_ci", "tasks_cloud", "tasks_everest", "tasks_jobs"),
+    (
+        "tasks_agent",
+        "tasks_build",
+        "tasks_ci",
+        "tasks_cloud",
+        "tasks_everest",
+        "tasks_jobs",
+        "tasks_replay",
+    ),
     ("tasks", "cli"),  # the collection, and the console script made of it
 ]
 
