@@ -6,7 +6,7 @@ Layout of the task directory T:
   T/work/input/                               the input archive, always unpacked here first
   T/.everest/                                 the runner's own files (logs, parameter files)
   T/results.zip T/debug.zip T/version.txt T/status.txt T/stats.json T/stats.csv T/stats.svg
-  T/provenance.json
+  T/provenance.json T/metrics.json (the model's out/metrics.json, checked)
 
 At the end, what matters most is saved first and every step is guarded: the
 results, then the statistics, chart and debug archive, then status.txt (with
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import contract as contract_mod
-from . import outputs, params, provenance, redact, versioninfo
+from . import metrics, outputs, params, provenance, redact, versioninfo
 from .errors import RuntimeFailure, Stopped
 from .limits import DEFAULT_LIMITS, Limits
 from .stderrlog import prefixed
@@ -432,6 +432,8 @@ def _execute(opts, prep: _Prepared, task, work, private, status, signals, secret
     rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     problems = [p.problem for p in pumps if p.problem]
     n_results = _results(prep, task, work, signals, problems)
+    _save("metrics.json", problems, prep.reserve,
+          lambda: metrics.copy(work, task, _log, lambda t: redact.text(t, secrets)))  # fmt: skip
     _save("provenance.json", problems, prep.reserve, lambda: prep.provenance.write(task, rc))
     summary = _stats(sampler, wall, task, _children_cpu() - children_before, prep, problems)
     svg = _chart(task, f"{prep.contract.name} {versioninfo.short(prep.version)}", summary,
