@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import io
 import os
 import shutil
@@ -21,20 +20,13 @@ from pathlib import Path
 
 from everbake import agent_python
 from everbake.errors import BuildError
+from everbake.files import sha256_file
 from everbake.fingerprint import NO_AGENT
 from everbake.spec import ImageSpec
 from everbake.spec.python_range import Supported
 from everbake.ui import say
 
 _FETCH_TIMEOUT = 20.0
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from everbake.errors import EverbakeError
 from everbake.everest import submissions
 from everbake.everest.app import export_app
 from everbake.everest.runapp import run_app
-from everbake.files import write_json
+from everbake.files import sha256_file, write_json
 from everbake.fingerprint import built_from
 from everbake.image_inputs import would_be_record
 from everbake.image_lookup import all_records
@@ -204,7 +204,7 @@ def stage_inputs(
             )
         say(f"replay: download the job's {name} ({uri})")
         api.download(str(uri), target)
-        got = _sha256(target)
+        got = sha256_file(target)
         if want and got != want:
             raise ReplayError(
                 f"the job's {name} on Everest ({uri}) is not what its task read: sha256 "
@@ -351,14 +351,6 @@ def _text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace").strip()
     except OSError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digests(archive: Path) -> dict[str, str]:

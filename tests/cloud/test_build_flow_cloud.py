@@ -216,7 +216,7 @@ def test_the_agent_sha256_from_staging_reaches_the_scripts(repo, cloud):
     values = json.loads((repo / "build/gcp/cloudtest/image/inputs.auto.pkrvars.json").read_text())
     env = dict(item.split("=", 1) for item in values["script_env"])
     staged = repo / "build/gcp/cloudtest/image/staging/agent.tar.gz"
-    from everbake.agent_fetch import sha256_file
+    from everbake.files import sha256_file
 
     assert env["EB_AGENT_SHA256"] == sha256_file(staged)
     assert (repo / "build/gcp/cloudtest/image/staging/image.json").is_file()

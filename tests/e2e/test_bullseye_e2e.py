@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from everbake.agent_fetch import pack_dir, sha256_file
+from everbake.agent_fetch import pack_dir
 from everbake.bake import build_image
+from everbake.files import sha256_file
 from everbake.runlocal import run_local
 from everbake.spec import REPO_ROOT
 
