@@ -61,6 +61,24 @@ def db_query(directory: Path, sql: str) -> list[tuple]:
         conn.close()
 
 
+def sweep_over_x(site: Site, tmp_path: Path, xs: list[int], retries: int):
+    """`everbake sweep` of the fake app over params.x = xs, --retries as given."""
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": xs}}}))
+    return site.everbake(
+        "sweep",
+        "--max-requests-per-second",
+        "100",
+        "--app",
+        APP,
+        "--grid",
+        str(grid),
+        "--retries",
+        str(retries),
+        cwd=tmp_path,
+    )
+
+
 def finished_count(cwd: Path) -> int:
     try:
         directory = sweep_dir(cwd)
@@ -179,20 +197,7 @@ def test_a_variation_preempted_more_often_than_retries_ends_failed(site, tmp_pat
     site.jobs.plan = lambda inputs, n: (
         fj.preempted() if inputs["params"]["x"] == 2 else fj.done(objective=inputs["params"]["x"])
     )
-    grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2]}}}))
-    result = site.everbake(
-        "sweep",
-        "--max-requests-per-second",
-        "100",
-        "--app",
-        APP,
-        "--grid",
-        str(grid),
-        "--retries",
-        "1",
-        cwd=tmp_path,
-    )
+    result = sweep_over_x(site, tmp_path, [1, 2], retries=1)
     assert result.returncode == 1
     assert "did not end DONE" in result.stderr
     table = json.loads((sweep_dir(tmp_path) / "summary.json").read_text())["jobs"]
@@ -339,22 +344,7 @@ def test_the_retry_rule_preempted_and_vanished_again_a_model_failure_never(site,
         return fj.done(objective=x)
 
     site.jobs.plan = plan
-    grid = tmp_path / "grid.json"
-    grid.write_text(
-        json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1, 2, 3]}}})
-    )
-    result = site.everbake(
-        "sweep",
-        "--max-requests-per-second",
-        "100",
-        "--app",
-        APP,
-        "--grid",
-        str(grid),
-        "--retries",
-        "2",
-        cwd=tmp_path,
-    )
+    result = sweep_over_x(site, tmp_path, [1, 2, 3], retries=2)
     assert result.returncode == 1
     assert "x=1: job " in result.stderr and "was preempted; resubmitting (1 of 2)" in result.stderr
     assert "FAILED with no outputs; resubmitting (1 of 2)" in result.stderr
@@ -376,20 +366,7 @@ def test_the_retry_rule_preempted_and_vanished_again_a_model_failure_never(site,
 
 def test_a_variation_that_keeps_vanishing_ends_failed_with_the_reason(site, tmp_path):
     site.jobs.plan = lambda inputs, n: fj.vanished()
-    grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"base": {"version": "v1"}, "product": {"params": {"x": [1]}}}))
-    result = site.everbake(
-        "sweep",
-        "--max-requests-per-second",
-        "100",
-        "--app",
-        APP,
-        "--grid",
-        str(grid),
-        "--retries",
-        "1",
-        cwd=tmp_path,
-    )
+    result = sweep_over_x(site, tmp_path, [1], retries=1)
     assert result.returncode == 1
     [row] = json.loads((sweep_dir(tmp_path) / "summary.json").read_text())["jobs"]
     assert (row["state"], row["resubmissions"], row["failure"]) == ("FAILED", 1, "no outputs")
