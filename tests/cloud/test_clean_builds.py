@@ -56,14 +56,7 @@ def test_a_leaked_gce_disk_is_found_and_removed(gce, tmp_path):
 
 
 def test_yandex_leftovers_by_label(yc, tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(yc.root_certificates)
-    env = {
-        "YC_TOKEN": yc.iam_token,
-        "YC_FOLDER_ID": FOLDER,
-        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
-        "EVERBAKE_YANDEX_CA_FILE": str(ca),
-    }
+    env = yc.client_env(tmp_path, FOLDER)
     yc.add_disk(
         FOLDER,
         "everbake-image-0123456789abcdef-disk",

@@ -108,14 +108,7 @@ def test_gcp_server_error_is_one_line_and_changes_nothing(gce, gcp_env, tmp_path
 def test_yandex_deletes_beyond_keep(yc, tmp_path):
     for i in range(3):
         yc.add_image(FOLDER, f"{FAMILY}-{i}", FAMILY, created=NOW - timedelta(days=10 - i))
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(yc.root_certificates)
-    env = {
-        "YC_TOKEN": yc.iam_token,
-        "YC_FOLDER_ID": FOLDER,
-        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
-        "EVERBAKE_YANDEX_CA_FILE": str(ca),
-    }
+    env = yc.client_env(tmp_path, FOLDER)
     result = run(["--provider", "yandex", "--image", "optimization", "--keep", "1"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert yc.image_names(FOLDER) == {f"{FAMILY}-2"}

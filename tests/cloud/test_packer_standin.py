@@ -79,14 +79,8 @@ def test_gcp_build_writes_manifest_and_creates_the_image(gce, gcp_store, tmp_pat
 def test_yandex_build_creates_the_image(yc, yandex_store, tmp_path):
     from everbake.packer import read_manifest
 
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(yc.root_certificates)
     directory = build_dir(tmp_path, "yandex", "ru-central1-a", True)
-    env = {
-        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
-        "EVERBAKE_YANDEX_CA_FILE": str(ca),
-        "YC_TOKEN": yc.iam_token,
-    }
+    env = yc.client_env(tmp_path)
     result = packer_build(directory, env)
     assert result.returncode == 0, result.stdout + result.stderr
     entry = read_manifest(tmp_path / "dist" / "test.manifest.json")

@@ -167,13 +167,7 @@ def test_open_store_logs_in_with_the_env_it_is_given(yc, tmp_path, monkeypatch):
     from everbake.providers import get
 
     monkeypatch.setenv("YC_TOKEN", "t1.wrong")  # the process's own, not the one asked for
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(yc.root_certificates)
-    env = {
-        "YC_TOKEN": yc.iam_token,
-        "EVERBAKE_YANDEX_ENDPOINT": yc.endpoint,
-        "EVERBAKE_YANDEX_CA_FILE": str(ca),
-    }
+    env = yc.client_env(tmp_path)
     seed(yc, "fam-aaaa", FP_A)
     assert get("yandex").open_store(FOLDER, env).find_by_fingerprint(FP_A).name == "fam-aaaa"
 

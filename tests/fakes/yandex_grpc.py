@@ -26,6 +26,7 @@ import time
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -118,6 +119,20 @@ class FakeYandex:
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def client_env(self, folder: Path, folder_id: str = "") -> dict[str, str]:
+        """What a process talking to this fake needs: the token, the endpoint and the
+        fake's CA (written into ``folder``); YC_FOLDER_ID too when ``folder_id`` is given."""
+        ca = folder / "yc-ca.pem"
+        ca.write_bytes(self.root_certificates)
+        env = {
+            "YC_TOKEN": self.iam_token,
+            "EVERBAKE_YANDEX_ENDPOINT": self.endpoint,
+            "EVERBAKE_YANDEX_CA_FILE": str(ca),
+        }
+        if folder_id:
+            env["YC_FOLDER_ID"] = folder_id
+        return env
 
     def __enter__(self) -> FakeYandex:
         self._server.start()
